@@ -1,0 +1,12 @@
+"""Statistics that give the same numbers as the R packages radiomics papers report from.
+
+Every function takes array-likes and returns a small frozen dataclass, or a DataFrame for curves.
+The names and fields are a public contract (see DESIGN.md, "Statistics API").
+"""
+
+from ALNMPredictorLib.stats.agreement import *  # noqa: F403
+from ALNMPredictorLib.stats.calibration import *  # noqa: F403
+from ALNMPredictorLib.stats.decision import *  # noqa: F403
+from ALNMPredictorLib.stats.logistic import *  # noqa: F403
+from ALNMPredictorLib.stats.reclassification import *  # noqa: F403
+from ALNMPredictorLib.stats.roc import *  # noqa: F403
