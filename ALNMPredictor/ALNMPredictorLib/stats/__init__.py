@@ -5,6 +5,7 @@ The names and fields are a public contract (see DESIGN.md, "Statistics API").
 """
 
 from ALNMPredictorLib.stats.agreement import *  # noqa: F403
+from ALNMPredictorLib.stats.bootstrap import *  # noqa: F403
 from ALNMPredictorLib.stats.calibration import *  # noqa: F403
 from ALNMPredictorLib.stats.decision import *  # noqa: F403
 from ALNMPredictorLib.stats.logistic import *  # noqa: F403
