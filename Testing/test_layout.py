@@ -1,0 +1,125 @@
+"""Static checks of the extension layout: CMake lists, the Slicer module file, its .ui, the CLI, ruff."""
+
+from __future__ import annotations
+
+import ast
+import re
+import shutil
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+MODULE_DIR = REPO / "ALNMPredictor"
+LIB_DIR = MODULE_DIR / "ALNMPredictorLib"
+MODULE_FILE = MODULE_DIR / "ALNMPredictor.py"
+UI_FILE = MODULE_DIR / "Resources" / "UI" / "ALNMPredictor.ui"
+
+
+def _cmake_listed() -> set[str]:
+    text = (MODULE_DIR / "CMakeLists.txt").read_text()
+    listed = set()
+    for block in re.findall(r"set\(MODULE_PYTHON_(?:SCRIPTS|RESOURCES)(.*?)\)", text, flags=re.S):
+        for token in block.split():
+            listed.add(token.replace("${MODULE_NAME}", "ALNMPredictor"))
+    return listed
+
+
+def test_every_lib_and_resource_file_is_listed_in_module_cmake() -> None:
+    listed = _cmake_listed()
+    present = {
+        p.relative_to(MODULE_DIR).as_posix()
+        for p in list(LIB_DIR.rglob("*.py")) + [q for q in (MODULE_DIR / "Resources").rglob("*") if q.is_file()]
+        if "__pycache__" not in p.parts
+    }
+    assert not present - listed, f"files missing from ALNMPredictor/CMakeLists.txt: {sorted(present - listed)}"
+    assert not listed - present - {"ALNMPredictor.py"}, f"listed but absent: {sorted(listed - present)}"
+    if MODULE_FILE.exists():
+        assert "ALNMPredictor.py" in listed
+
+
+def test_lib_never_imports_slicer_qt_ctk_vtk() -> None:
+    offenders = []
+    for path in LIB_DIR.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                if name.split(".")[0] in {"slicer", "qt", "ctk", "vtk", "PythonQt"}:
+                    offenders.append(f"{path.relative_to(REPO)}: {name}")
+    assert not offenders, offenders
+
+
+def test_no_helper_python_files_beside_the_module_file() -> None:
+    extra = [p.name for p in MODULE_DIR.glob("*.py") if p.name != "ALNMPredictor.py"]
+    assert not extra, f"Slicer would load these as modules: {extra}"
+
+
+def test_top_level_cmake_has_extension_metadata() -> None:
+    text = (REPO / "CMakeLists.txt").read_text()
+    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
+                "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
+        assert re.search(rf'set\({key} "[^"]+"\)', text), key
+    assert "PyTorch" in re.search(r'set\(EXTENSION_DEPENDS "([^"]+)"\)', text).group(1)
+    assert "add_subdirectory(ALNMPredictor)" in text
+    module_cmake = (MODULE_DIR / "CMakeLists.txt").read_text()
+    assert "slicerMacroBuildScriptedModule" in module_cmake and "WITH_GENERIC_TESTS" in module_cmake
+    assert "slicer_add_python_unittest(SCRIPT ${MODULE_NAME}.py)" in module_cmake
+
+
+def test_module_file_compiles_and_ui_names_exist() -> None:
+    source = MODULE_FILE.read_text()
+    compile(source, str(MODULE_FILE), "exec")
+    tree = ET.parse(UI_FILE)  # valid XML
+    widget_names = {w.get("name") for w in tree.iter("widget")}
+    used = set(re.findall(r"self\.ui\.(\w+)", source))
+    assert used, "the module uses no widgets of its .ui"
+    assert not used - widget_names, f"self.ui names missing from the .ui: {sorted(used - widget_names)}"
+
+
+def test_ui_parameter_names_match_parameter_node_fields() -> None:
+    source = MODULE_FILE.read_text()
+    tree = ET.parse(UI_FILE)
+    bound = set()
+    for prop in tree.iter("property"):
+        if prop.get("name") == "SlicerParameterName":
+            bound.add(prop.findtext("string"))
+    fields: set[str] = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.ClassDef) and any(
+            (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper") for d in node.decorator_list
+        ):
+            fields |= {s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+    assert fields, "no @parameterNodeWrapper class found"
+    assert not bound - fields, f"SlicerParameterName without a parameter-node field: {sorted(bound - fields)}"
+
+
+def test_every_cli_command_resolves() -> None:
+    from ALNMPredictorLib import cli
+
+    for name in cli.COMMANDS:
+        module = cli._command_module(name)
+        assert callable(getattr(module, f"configure_{name}")) and callable(getattr(module, f"run_{name}"))
+        parser = cli.build_parser(name)
+        assert parser.prog == "alnm"
+
+
+def test_cli_help_and_unknown_command() -> None:
+    out = subprocess.run([sys.executable, "-m", "ALNMPredictorLib", "--help"], capture_output=True, text=True)
+    assert out.returncode == 0 and "validate" in out.stdout
+    bad = subprocess.run([sys.executable, "-m", "ALNMPredictorLib", "frobnicate"], capture_output=True, text=True)
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_ruff_clean() -> None:
+    ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
+    if not Path(ruff).exists():
+        pytest.skip("ruff is not installed (it is in the [test] extra)")
+    result = subprocess.run([ruff, "check", "--no-cache", str(REPO)], capture_output=True, text=True, cwd=REPO)
+    assert result.returncode == 0, result.stdout + result.stderr
