@@ -1,0 +1,434 @@
+"""Handcrafted radiomics features of a 2D ultrasound ROI, computed with pyradiomics.
+
+Two presets ship in ``Resources/Parameters``:
+
+- ``paper``: the reference study's 851 features per ROI (the 2D image as a one-slice volume, default
+  feature classes on Original + coif1 level-1 Wavelet, binWidth 25, force2D off). Its four z-high-pass
+  wavelet images are rounding noise on a single slice; their features are kept (the study counted
+  them) and listed by :meth:`HandcraftedExtractor.degenerate_features` so that selection drops them.
+- ``us2d``: a true 2D configuration (force2D, shape2D, in-plane wavelets, binWidth 5 for 8-bit images).
+
+Any pyradiomics parameter file (YAML/JSON) or dict can be used instead. Images are always cast to
+float64 before pyradiomics sees them: with numpy 2, an 8-bit image and an integer binWidth overflow
+silently inside pyradiomics' binning (``maximum + 2 * binWidth`` wraps around at 256) and corrupt
+every first-order and texture feature of the original image.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import logging
+import re
+import warnings
+from collections.abc import Iterator, Mapping
+from os import PathLike
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import radiomics
+import SimpleITK as sitk
+import yaml
+from radiomics import featureextractor
+
+from .errors import InputError
+
+__all__ = [
+    "PARAMETERS_DIR",
+    "PRESETS",
+    "HandcraftedExtractor",
+    "extract_handcrafted",
+    "load_params",
+    "preset_path",
+    "roi_mask",
+    "to_grey",
+]
+
+PRESETS = ("paper", "us2d")
+PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Parameters"
+
+# Bumped whenever this module changes how it turns arrays into pyradiomics input (part of settings_hash).
+_PIPELINE_VERSION = 1
+# ITU-R BT.601 luma weights (those of Pillow's "L" conversion), for colour images.
+_LUMA = np.array([0.299, 0.587, 0.114])
+
+logger = logging.getLogger(__name__)
+
+
+def _quiet_radiomics() -> None:
+    """Keep pyradiomics' per-image INFO chatter and repeated warnings off the console.
+
+    pyradiomics logs a warning per GLCM computation ("GLCM is symmetrical ...") and INFO lines per
+    image; errors still raise. A user who wants its log can lower the level again after import.
+    """
+    rad_logger = logging.getLogger("radiomics")
+    if rad_logger.getEffectiveLevel() < logging.ERROR:
+        rad_logger.setLevel(logging.ERROR)
+
+
+_quiet_radiomics()
+
+
+# ---------------------------------------------------------------------------------------------------
+# Parameters
+
+
+def preset_path(name: str) -> Path:
+    """Path of the YAML file of preset ``name`` (one of :data:`PRESETS`)."""
+    if name not in PRESETS:
+        raise InputError(f"unknown handcrafted preset {name!r}; presets are {', '.join(PRESETS)}")
+    return PARAMETERS_DIR / f"{name}.yaml"
+
+
+def load_params(preset_or_path: str | PathLike[str] | Mapping[str, Any]) -> dict[str, Any]:
+    """Load and validate pyradiomics parameters: a preset name, a YAML/JSON file, or a dict.
+
+    Validation uses pyradiomics' own schema, plus the checks this 2D pipeline needs (shape2D needs
+    force2D; force2D must use dimension 0, the axis of the single slice). Errors are
+    :class:`InputError` naming the file.
+    """
+    source: str | None = None
+    if isinstance(preset_or_path, Mapping):
+        params = copy.deepcopy(dict(preset_or_path))
+    else:
+        if isinstance(preset_or_path, str) and preset_or_path in PRESETS:
+            path = preset_path(preset_or_path)
+            if not path.is_file():
+                raise InputError(
+                    f"parameter file of preset {preset_or_path!r} is missing (broken installation?)",
+                    path=path,
+                )
+        else:
+            path = Path(preset_or_path)
+            if not path.is_file():
+                raise InputError(
+                    f"pyradiomics parameter file not found (or give a preset: {', '.join(PRESETS)})",
+                    path=path,
+                )
+        source = str(path)
+        try:
+            params = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise InputError(f"cannot read pyradiomics parameter file: {exc}", path=path) from exc
+        if params is None:
+            params = {}
+        if not isinstance(params, dict):
+            raise InputError("pyradiomics parameter file must hold a mapping at the top level", path=path)
+    _validate_params(params, source)
+    return params
+
+
+def _validate_params(params: dict[str, Any], source: str | None) -> None:
+    """Raise InputError if pyradiomics' schema or this 2D pipeline rejects ``params``."""
+    import pykwalify.core
+
+    schema_file, schema_funcs = radiomics.getParameterValidationFiles()
+    pyk_logger = logging.getLogger("pykwalify")
+    old_level, old_disabled = pyk_logger.level, pyk_logger.disabled
+    pyk_logger.disabled = True  # pykwalify logs every schema error at ERROR level before raising
+    try:
+        with _quiet_extension_loading():
+            core = pykwalify.core.Core(
+                source_data=copy.deepcopy(params), schema_files=[schema_file], extensions=[schema_funcs]
+            )
+            core.validate(raise_exception=True)
+    except Exception as exc:  # pykwalify raises SchemaError, schema functions ValueError/TypeError
+        raise InputError(f"invalid pyradiomics parameters: {exc}", path=source) from exc
+    finally:
+        pyk_logger.setLevel(old_level)
+        pyk_logger.disabled = old_disabled
+
+    settings = params.get("setting") or {}
+    image_types = params.get("imageType") or {"Original": {}}
+    classes = params.get("featureClass") or {}
+    for type_name, custom in image_types.items():
+        merged = {**settings, **(custom or {})}
+        if merged.get("force2D", False) and merged.get("force2Ddimension", 0) != 0:
+            raise InputError(
+                f"imageType {type_name}: force2Ddimension must be 0 (the single slice of a 2D image)",
+                path=source,
+            )
+    if "shape2D" in classes and not settings.get("force2D", False):
+        raise InputError("featureClass shape2D needs setting force2D: true", path=source)
+    if params.get("voxelSetting"):
+        raise InputError("voxel-based extraction (voxelSetting) is not supported", path=source)
+
+
+@contextlib.contextmanager
+def _quiet_extension_loading() -> Iterator[None]:
+    """Hide the DeprecationWarning pykwalify's schema-extension loader raises (``load_module``)."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*load_module", category=DeprecationWarning)
+        yield
+
+
+def _canonical_json(obj: Any) -> str:
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Array preparation
+
+
+def to_grey(image: Any, *, case: str | None = None, column: str | None = None) -> np.ndarray:
+    """A 2D float64 grey-level copy of ``image`` (2D, RGB or RGBA; colour → BT.601 luma).
+
+    RGB images whose three channels are equal (the usual grey ultrasound saved as RGB) keep their
+    values; truly coloured images (Doppler, annotations) are converted with a warning.
+    """
+    arr = np.asarray(image)
+    if arr.dtype.kind not in "buif":
+        raise InputError(f"image has unsupported pixel type {arr.dtype}", case=case, column=column)
+    arr = _drop_singleton_axis(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):
+        rgb = arr[..., :3]
+        if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+            grey = rgb[..., 0].astype(np.float64)
+        else:
+            warnings.warn(
+                "colour image converted to grey (BT.601 luma); colour overlays alter texture features",
+                UserWarning,
+                stacklevel=2,
+            )
+            grey = rgb.astype(np.float64) @ _LUMA
+    elif arr.ndim == 2:
+        grey = arr.astype(np.float64)
+    else:
+        raise InputError(
+            f"image must be 2D grey or RGB(A), got an array of shape {arr.shape}", case=case, column=column
+        )
+    if not np.isfinite(grey).all():
+        raise InputError("image contains NaN or infinite values", case=case, column=column)
+    return grey
+
+
+def roi_mask(
+    mask: Any, shape: tuple[int, ...], *, case: str | None = None, column: str | None = None
+) -> np.ndarray:
+    """The ROI as a 2D bool array (any non-zero value is inside), checked against image ``shape``."""
+    arr = np.asarray(mask)
+    if arr.dtype.kind not in "buif":
+        raise InputError(f"mask has unsupported pixel type {arr.dtype}", case=case, column=column)
+    if arr.dtype.kind == "f" and not np.isfinite(arr).all():
+        raise InputError("mask contains NaN or infinite values", case=case, column=column)
+    arr = _drop_singleton_axis(arr)
+    if arr.ndim == 3 and arr.shape[-1] in (3, 4):  # a mask saved as RGB(A): any colour is inside
+        arr = (arr[..., :3] != 0).any(axis=-1)
+    if arr.shape != tuple(shape):
+        raise InputError(
+            f"mask size {arr.shape} differs from image size {tuple(shape)}", case=case, column=column
+        )
+    roi = arr != 0
+    n = int(roi.sum())
+    if n == 0:
+        raise InputError("mask is empty (no non-zero pixel)", case=case, column=column)
+    if n == 1:
+        raise InputError("mask has a single pixel; radiomics needs a 2D region", case=case, column=column)
+    rows = np.flatnonzero(roi.any(axis=1))
+    cols = np.flatnonzero(roi.any(axis=0))
+    if rows[-1] == rows[0] or cols[-1] == cols[0]:
+        raise InputError(
+            f"mask is one pixel thick ({n} pixels on a line); radiomics needs a 2D region",
+            case=case,
+            column=column,
+        )
+    return roi
+
+
+def _spacing(spacing: Any, *, case: str | None, column: str | None) -> tuple[float, float]:
+    """(row, col) spacing in mm from a pair or a single number."""
+    values = np.atleast_1d(np.asarray(spacing, dtype=float)).ravel()
+    if values.size == 1:
+        values = np.repeat(values, 2)
+    if values.size != 2 or not np.isfinite(values).all() or (values <= 0).any():
+        raise InputError(
+            f"pixel spacing must be one or two positive numbers (row, col) in mm, got {spacing!r}",
+            case=case,
+            column=column,
+        )
+    return float(values[0]), float(values[1])
+
+
+def _drop_singleton_axis(arr: np.ndarray) -> np.ndarray:
+    """(1, H, W) or (H, W, 1) → (H, W); anything else unchanged."""
+    if arr.ndim == 3 and arr.shape[0] == 1:
+        return arr[0]
+    if arr.ndim == 3 and arr.shape[-1] == 1:
+        return arr[..., 0]
+    return arr
+
+
+def _to_float(value: Any) -> float:
+    return float(np.asarray(value, dtype=np.float64).reshape(()))
+
+
+# ---------------------------------------------------------------------------------------------------
+# Extraction
+
+_WAVELET_NAME = re.compile(r"^wavelet\d*-([LH]+)$")
+
+
+class HandcraftedExtractor:
+    """pyradiomics feature extraction for 2D ROIs with a fixed parameter set.
+
+    ``params`` is a preset name (:data:`PRESETS`), a pyradiomics YAML/JSON file, or a parameter dict.
+    The pyradiomics extractor is built once here and reused for every ROI.
+    """
+
+    def __init__(self, params: str | PathLike[str] | Mapping[str, Any] = "paper") -> None:
+        self.preset: str | None = params if isinstance(params, str) and params in PRESETS else None
+        self.params: dict[str, Any] = load_params(params)
+        with _quiet_extension_loading():
+            self._extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(self.params))
+        # Diagnostics are dropped anyway: do not spend time computing them.
+        self._extractor.settings["additionalInfo"] = False
+        self._label = int((self.params.get("setting") or {}).get("label", 1))
+        self._names: list[str] | None = None
+        self._warned_spacing = False
+        self._noted_degenerate = False
+
+    @property
+    def settings_hash(self) -> str:
+        """sha256 of the canonical parameters, the pyradiomics version and this module's input pipeline."""
+        payload = {
+            "params": self.params,
+            "pyradiomics": radiomics.__version__,
+            "pipeline": _PIPELINE_VERSION,
+        }
+        return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()
+
+    def extract(
+        self,
+        image: np.ndarray,
+        mask: np.ndarray,
+        spacing: tuple[float, float] | float | None,
+        *,
+        prefix: str = "",
+        case: str | None = None,
+        column: str | None = None,
+    ) -> dict[str, float]:
+        """Features of one ROI: ordered ``{prefix + pyradiomics name: value}``, without diagnostics.
+
+        ``image``: 2D grey or RGB(A) array (cast to float64). ``mask``: same size, non-zero = ROI.
+        ``spacing``: (row, col) pixel size in mm; None means 1.0 mm (warned once). ``case`` and
+        ``column`` only locate error messages (:class:`InputError`).
+        """
+        if spacing is None:
+            if not self._warned_spacing:
+                logger.warning(
+                    "no pixel spacing given: using 1.0 mm; shape and texture features then depend on "
+                    "the image resolution (set <region>_spacing in the manifest)"
+                )
+                self._warned_spacing = True
+            spacing = (1.0, 1.0)
+        features = self._extract(image, mask, spacing, case=case, column=column)
+        if not self._noted_degenerate:
+            self._noted_degenerate = True
+            note = self.degenerate_reason()
+            if note:
+                logger.warning(note)
+        return {prefix + name: value for name, value in features.items()}
+
+    def _extract(
+        self, image: Any, mask: Any, spacing: Any, *, case: str | None, column: str | None
+    ) -> dict[str, float]:
+        grey = to_grey(image, case=case, column=column)
+        roi = roi_mask(mask, grey.shape, case=case, column=column)
+        row, col = _spacing(spacing, case=case, column=column)
+        sitk_spacing = (col, row, 1.0)
+
+        sitk_image = sitk.GetImageFromArray(grey[np.newaxis])
+        sitk_image.SetSpacing(sitk_spacing)
+        label_type = np.uint8 if self._label <= 255 else np.uint32
+        sitk_mask = sitk.GetImageFromArray(roi[np.newaxis].astype(label_type) * label_type(self._label))
+        sitk_mask.SetSpacing(sitk_spacing)
+        try:
+            result = self._extractor.execute(sitk_image, sitk_mask)
+        except (ValueError, RuntimeError) as exc:  # pyradiomics' ROI checks, SimpleITK errors
+            raise InputError(f"pyradiomics failed on this ROI: {exc}", case=case, column=column) from exc
+        return {
+            name: _to_float(value) for name, value in result.items() if not name.startswith("diagnostics_")
+        }
+
+    def feature_names(self, prefix: str = "") -> list[str]:
+        """Names of the features this parameter set gives, in output order (from a synthetic ROI)."""
+        if self._names is None:
+            rng = np.random.default_rng(0)
+            rows, cols = np.mgrid[:48, :56]
+            image = rng.uniform(0.0, 255.0, size=rows.shape)
+            mask = ((rows - 24) / 15.0) ** 2 + ((cols - 28) / 19.0) ** 2 <= 1.0
+            self._names = list(self._extract(image, mask, (1.0, 1.0), case=None, column=None))
+        return [prefix + name for name in self._names]
+
+    def degenerate_image_types(self) -> list[str]:
+        """Filtered images of this parameter set that carry only numerical noise on a single slice.
+
+        With force2D off, pyradiomics' wavelet also filters along z. A 2D image is a one-slice
+        volume, padded to two identical slices, so every decomposition that is high-pass along z
+        (an ``H`` in the z position of the name: ``wavelet-LLH``, ``-LHH``, ``-HLH``, ``-HHH`` for
+        one level) is about ±1e-13: its first-order and texture features encode rounding error.
+        Low-pass along z (``...L``) is the 2D decomposition scaled by √2 and is sound.
+        """
+        image_types = self.params.get("imageType") or {}
+        if "Wavelet" not in image_types:
+            return []
+        merged = {**(self.params.get("setting") or {}), **(image_types["Wavelet"] or {})}
+        axes = [2, 1, 0]  # pyradiomics' wavelet axes (x, y, z) for a 3D volume
+        if merged.get("force2D", False):
+            axes.remove(merged.get("force2Ddimension", 0))
+        if 0 not in axes:
+            return []
+        z_pos = axes.index(0)
+        found: list[str] = []
+        for name in self.feature_names():
+            image_type = name.split("_", 1)[0]
+            match = _WAVELET_NAME.match(image_type)
+            if match and match.group(1)[z_pos] == "H" and image_type not in found:
+                found.append(image_type)
+        return found
+
+    def degenerate_features(self, prefix: str = "") -> list[str]:
+        """Features that are numerical noise on a single slice (see :meth:`degenerate_image_types`).
+
+        For the ``paper`` preset: the 4 × 93 = 372 features of wavelet-LLH, -LHH, -HLH and -HHH,
+        kept in the table because the study counted them, and to be dropped by feature selection.
+        The ``us2d`` preset (in-plane wavelets only) has none.
+        """
+        bad = set(self.degenerate_image_types())
+        return [prefix + name for name in self.feature_names() if name.split("_", 1)[0] in bad]
+
+    def degenerate_reason(self) -> str | None:
+        """A one-paragraph note for logs and reports, or None when no feature is degenerate."""
+        bad = self.degenerate_image_types()
+        if not bad:
+            return None
+        count = len(self.degenerate_features())
+        return (
+            f"{count} handcrafted features of the z-high-pass wavelet images ({', '.join(bad)}) are "
+            "rounding noise on a single 2D slice (force2D off, as in the reference study); they are kept "
+            "in the feature table but flagged as degenerate and dropped by feature selection. "
+            "Use the 'us2d' preset for sound 2D features."
+        )
+
+
+_PRESET_EXTRACTORS: dict[str, HandcraftedExtractor] = {}
+
+
+def extract_handcrafted(
+    image: np.ndarray,
+    mask: np.ndarray,
+    spacing: tuple[float, float] | float | None,
+    params: str | PathLike[str] | Mapping[str, Any] = "paper",
+    prefix: str = "",
+) -> dict[str, float]:
+    """One-call :meth:`HandcraftedExtractor.extract` (preset extractors are built once and reused)."""
+    if isinstance(params, str) and params in PRESETS:
+        extractor = _PRESET_EXTRACTORS.get(params)
+        if extractor is None:
+            extractor = _PRESET_EXTRACTORS[params] = HandcraftedExtractor(params)
+    else:
+        extractor = HandcraftedExtractor(params)
+    return extractor.extract(image, mask, spacing, prefix=prefix)
