@@ -1,0 +1,839 @@
+"""The cohort manifest: one CSV row per patient (+ optional ``study.yaml``), loaded and validated up front.
+
+Columns (names of case_id/label/split/center can be changed in study.yaml):
+
+* ``case_id`` (unique), ``label`` (0/1, empty = unknown, for prediction), ``split`` (``train`` or a test-set
+  name), ``center`` (optional).
+* Per region (found from ``<region>_image`` columns, in column order): ``<region>_image``,
+  ``<region>_mask``, optional ``<region>_mask_label`` (integer), ``<region>_spacing`` (mm, ``0.08`` or
+  ``0.08,0.1`` = row,col), ``<region>_mask_reader2`` / ``<region>_mask_repeat`` (re-segmentations of the
+  same image, for the ICC filter). Paths are relative to the CSV's folder.
+* Anything else is a candidate clinical-ultrasonic factor. Without a declaration in study.yaml, a column
+  whose values are all numbers is continuous, except that one with at most two distinct values is a
+  categorical (binary) factor; a column with any text is categorical. Categorical levels are listed
+  reference first, then the rest in sorted order (numerically when they are numbers); the reference is
+  study.yaml's, else the most frequent level in the training split (ties: the first in sorted order).
+
+Missing clinical values (empty, NA, N/A, NaN, null, #N/A) are errors: the pipeline never imputes.
+
+study.yaml (all keys optional)::
+
+    case_id: case_id            # column names
+    label: label
+    split: split
+    center: center
+    train_split: train
+    test_splits: [internal, external]     # allowed besides train and the default test-set names
+    variables:
+      age: {type: continuous}
+      birads: {type: categorical, levels: ["3", "4", "5"], reference: "3"}
+      margin: categorical                 # shorthand for {type: categorical}
+    exclude: [notes]
+    settings: {...}                       # free-form pipeline settings
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import os
+import sys
+from collections import Counter
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ALNMPredictorLib.errors import InputError
+from ALNMPredictorLib.imaging import image_info, inspect_mask, parse_spacing
+
+__all__ = [
+    "Cohort",
+    "ClinicalVariable",
+    "Problem",
+    "RegionInput",
+    "DEFAULT_SPLITS",
+    "MIN_ROI_PIXELS",
+    "VARIANTS",
+    "configure_validate",
+    "load_manifest",
+    "run_validate",
+]
+
+#: split names accepted without declaring them in study.yaml (besides ``train_split``)
+DEFAULT_SPLITS = ("train", "internal", "external", "prospective", "test", "validation")
+#: mask variants: the main segmentation and the re-segmentations used by the ICC filter
+VARIANTS = ("main", "reader2", "repeat")
+#: an ROI smaller than this (pixels) gives a warning: texture features are unstable on it
+MIN_ROI_PIXELS = 64
+#: cell texts read as a missing value
+NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "#n/a", "<na>"})
+
+_REGION_SUFFIXES = ("_image", "_mask", "_mask_label", "_spacing", "_mask_reader2", "_mask_repeat")
+_STUDY_KEYS = {
+    "case_id", "label", "split", "center", "train_split", "test_splits", "variables", "exclude", "settings",
+}
+_SHOW_IDS = 5
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One finding of :meth:`Cohort.validate`; ``severity`` is ``"error"`` or ``"warning"``."""
+
+    severity: str
+    case: str | None
+    column: str | None
+    message: str
+
+    def __str__(self) -> str:
+        where = []
+        if self.case is not None:
+            where.append(f"case {self.case}")
+        if self.column is not None:
+            where.append(f"column {self.column}")
+        prefix = ", ".join(where)
+        return f"{self.severity}: {prefix}: {self.message}" if prefix else f"{self.severity}: {self.message}"
+
+    @property
+    def is_error(self) -> bool:
+        """True for an error (the cohort cannot be used as is)."""
+        return self.severity == "error"
+
+
+@dataclass
+class ClinicalVariable:
+    """A clinical factor: ``kind`` is ``"continuous"`` or ``"categorical"`` (levels: reference first)."""
+
+    name: str
+    kind: str
+    levels: list[str] = field(default_factory=list)
+    reference: str | None = None
+
+
+@dataclass(frozen=True)
+class RegionInput:
+    """Everything needed to read one region of one case: image, mask (a variant), label and spacing."""
+
+    case_id: str
+    region: str
+    variant: str
+    image_path: str
+    mask_path: str
+    mask_label: int | None
+    spacing: tuple[float, float] | None
+
+
+def _is_na(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, float) and math.isnan(value):
+        return True
+    return isinstance(value, str) and value.strip().lower() in NA_TOKENS
+
+
+def _as_number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _level_text(value: float) -> str:
+    """Canonical text of a numeric level: ``1`` for 1.0, ``2.5`` for 2.5."""
+    return str(int(value)) if float(value).is_integer() else f"{value:g}"
+
+
+def _sort_levels(levels: Iterable[str]) -> list[str]:
+    levels = list(levels)
+    numbers = [_as_number(v) for v in levels]
+    if all(n is not None for n in numbers):
+        return [v for _, v in sorted(zip(numbers, levels, strict=True))]
+    return sorted(levels)
+
+
+def _few(ids: list[str]) -> str:
+    shown = ", ".join(ids[:_SHOW_IDS])
+    return f"{shown}, ... ({len(ids)} in all)" if len(ids) > _SHOW_IDS else shown
+
+
+class Cohort:
+    """A loaded manifest: the table (index = case_id), its regions, clinical variables and settings.
+
+    Made by :func:`load_manifest`. Loading never fails on a bad cell: :meth:`validate` reports every
+    problem (structural ones found at load, and file checks) so that a user can fix them all at once.
+    """
+
+    def __init__(
+        self,
+        *,
+        path: Path,
+        table: pd.DataFrame,
+        regions: list[str],
+        clinical: dict[str, ClinicalVariable],
+        label_column: str,
+        split_column: str,
+        case_column: str,
+        center_column: str | None,
+        train_split: str,
+        allowed_splits: list[str],
+        settings: dict[str, Any],
+        study_path: Path | None,
+        variant_columns: dict[str, dict[str, str]],
+        spacing: dict[tuple[str, str], tuple[float, float] | None],
+        problems: list[Problem],
+        display_ids: list[str],
+    ) -> None:
+        self.path = path
+        self.root = path.parent
+        self.table = table
+        self.regions = regions
+        self.clinical = clinical
+        self.label_column = label_column
+        self.split_column = split_column
+        self.case_column = case_column
+        self.center_column = center_column
+        self.train_split = train_split
+        self.allowed_splits = allowed_splits
+        self.settings = settings
+        self.study_path = study_path
+        self._variant_columns = variant_columns
+        self._spacing = spacing
+        self._load_problems = problems
+        self._display_ids = display_ids
+
+    def __repr__(self) -> str:
+        return (
+            f"Cohort({str(self.path)!r}, {len(self.table)} cases, regions={self.regions}, "
+            f"splits={self.splits()}, clinical={list(self.clinical)})"
+        )
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    # ------------------------------------------------------------------ queries
+
+    def splits(self) -> list[str]:
+        """Split names present: the training split first, then the others in order of appearance."""
+        seen = [s for s in pd.unique(self.table[self.split_column].dropna()) if s != ""]
+        ordered = [self.train_split] if self.train_split in seen else []
+        return ordered + [s for s in seen if s != self.train_split]
+
+    def _split_rows(self, split: str | None) -> pd.Series:
+        if split is None:
+            return pd.Series(True, index=self.table.index)
+        if split not in self.splits():
+            raise InputError(
+                f"no split named '{split}' (splits: {', '.join(self.splits()) or 'none'})",
+                column=self.split_column,
+            )
+        return self.table[self.split_column] == split
+
+    def case_ids(self, split: str | None = None) -> list[str]:
+        """Case ids in manifest order, optionally of one split."""
+        return [str(c) for c in self.table.index[self._split_rows(split).to_numpy()]]
+
+    def labels(self, split: str | None = None) -> pd.Series:
+        """Labels (nullable Int64: <NA> where unknown) indexed by case_id, optionally of one split."""
+        return self.table.loc[self._split_rows(split).to_numpy(), self.label_column].astype("Int64")
+
+    def variants(self, region: str) -> list[str]:
+        """Mask variants available for ``region``: ``main`` and the re-segmentation columns present."""
+        self._check_region(region)
+        return [v for v in VARIANTS if v in self._variant_columns[region]]
+
+    def region_inputs(self, case_id: str, region: str, variant: str = "main") -> RegionInput | None:
+        """Image, mask, label and spacing of one case's region; None when that mask is absent for the case.
+
+        Re-segmentations (``reader2``, ``repeat``) reuse the main image, label and spacing.
+        """
+        self._check_region(region)
+        if variant not in VARIANTS:
+            raise ValueError(f"variant must be one of {', '.join(VARIANTS)}, got {variant!r}")
+        columns = self._variant_columns[region]
+        if variant not in columns:
+            return None
+        row = self._row(case_id)
+        image = row[f"{region}_image"]
+        mask = row[columns[variant]]
+        if _is_na(image) or _is_na(mask):
+            return None
+        label_col = f"{region}_mask_label"
+        mask_label = row[label_col] if label_col in self.table.columns else None
+        mask_label = None if mask_label is None or pd.isna(mask_label) else int(mask_label)
+        return RegionInput(
+            case_id=str(case_id),
+            region=region,
+            variant=variant,
+            image_path=str(image),
+            mask_path=str(mask),
+            mask_label=mask_label,
+            spacing=self._spacing.get((str(case_id), region)),
+        )
+
+    def _row(self, case_id: str) -> pd.Series:
+        case_id = str(case_id)
+        if case_id not in self.table.index:
+            raise InputError("not in the manifest", case=case_id, path=self.path)
+        rows = self.table.loc[[case_id]]
+        if len(rows) > 1:
+            raise InputError("duplicate case_id in the manifest", case=case_id, path=self.path)
+        return rows.iloc[0]
+
+    def _check_region(self, region: str) -> None:
+        if region not in self.regions:
+            raise InputError(
+                f"no region '{region}' in the manifest (regions: {', '.join(self.regions) or 'none'})",
+                path=self.path,
+            )
+
+    # ------------------------------------------------------------------ validation
+
+    def validate(self, check_files: bool = True, *, progress: bool = False) -> list[Problem]:
+        """Every problem of the manifest: structure, labels, splits, clinical values and (optionally) files.
+
+        With ``check_files``, image headers are read and every mask is loaded to check it exists, matches
+        the image size, holds its label and is not empty. ``progress`` shows a tqdm bar on stderr.
+        """
+        problems = list(self._load_problems)
+        if not check_files:
+            return problems
+        no_spacing: dict[str, list[str]] = {}
+        formats: dict[str, Counter[str]] = {}
+        cases = list(self.table.index)
+        iterator: Iterable[Any] = cases
+        if progress:
+            from tqdm import tqdm
+
+            iterator = tqdm(cases, desc="validate", unit="case", file=sys.stderr, disable=None)
+        rows = self.table.to_dict("records")
+        for position, _ in enumerate(iterator):
+            row = rows[position]
+            case_id = self._display_ids[position]
+            for region in self.regions:
+                problems.extend(self._check_region_files(case_id, region, row, no_spacing, formats))
+        for column, ids in no_spacing.items():
+            region = column[: -len("_image")]
+            kinds = ", ".join(sorted(formats.get(column, Counter())))
+            problems.append(
+                Problem(
+                    "warning",
+                    None,
+                    column,
+                    f"{len(ids)} image(s) have no pixel spacing ({kinds}): features will be in pixel units; "
+                    f"add a {region}_spacing column in mm (cases {_few(ids)})",
+                )
+            )
+        return problems
+
+    def _check_region_files(
+        self,
+        case_id: str,
+        region: str,
+        row: dict[str, Any],
+        no_spacing: dict[str, list[str]],
+        formats: dict[str, Counter[str]],
+    ) -> list[Problem]:
+        problems: list[Problem] = []
+        image_col = f"{region}_image"
+        image_path = row[image_col]
+        if _is_na(image_path):
+            return problems  # reported at load
+        shape: tuple[int, int] | None = None
+        try:
+            info = image_info(image_path)
+        except InputError as exc:
+            problems.append(_file_problem(case_id, image_col, exc, str(image_path)))
+        else:
+            shape = info.shape
+            if info.n_frames > 1 and info.source_format == "dicom":
+                problems.append(
+                    Problem("warning", case_id, image_col, f"{info.n_frames} frames; the first is used")
+                )
+            elif info.n_frames > 1:
+                problems.append(
+                    Problem(
+                        "error",
+                        case_id,
+                        image_col,
+                        f"{info.n_frames} slices/frames; a 2D image is needed ({image_path})",
+                    )
+                )
+            if self._spacing.get((case_id, region)) is None and info.spacing is None:
+                no_spacing.setdefault(image_col, []).append(case_id)
+                formats.setdefault(image_col, Counter())[info.source_format] += 1
+        label_col = f"{region}_mask_label"
+        label = row.get(label_col)
+        label = None if label is None or pd.isna(label) else int(label)
+        for mask_col in self._variant_columns[region].values():
+            mask_path = row[mask_col]
+            if _is_na(mask_path):
+                continue  # main: reported at load; re-segmentations are optional
+            try:
+                mask, present = inspect_mask(mask_path, label=label)
+            except InputError as exc:
+                problems.append(_file_problem(case_id, mask_col, exc, str(mask_path)))
+                continue
+            if shape is not None and mask.shape != shape:
+                problems.append(
+                    Problem(
+                        "error",
+                        case_id,
+                        mask_col,
+                        f"mask size {mask.shape[0]}x{mask.shape[1]} (rows x cols) differs from image size "
+                        f"{shape[0]}x{shape[1]} ({mask_path})",
+                    )
+                )
+            count = int(mask.sum())
+            if count == 0:
+                problems.append(Problem("error", case_id, mask_col, f"mask is empty ({mask_path})"))
+                continue
+            if label is None and len(present) > 1:
+                problems.append(
+                    Problem(
+                        "warning",
+                        case_id,
+                        mask_col,
+                        f"mask has several labels ({', '.join(map(str, present))}); all non-zero pixels are "
+                        f"used: set {label_col} to choose one",
+                    )
+                )
+            if count < MIN_ROI_PIXELS:
+                problems.append(
+                    Problem(
+                        "warning",
+                        case_id,
+                        mask_col,
+                        f"tiny ROI: {count} pixels (< {MIN_ROI_PIXELS}); texture features are unreliable",
+                    )
+                )
+            if mask[0, :].any() or mask[-1, :].any() or mask[:, 0].any() or mask[:, -1].any():
+                problems.append(
+                    Problem("warning", case_id, mask_col, "ROI touches the image border (cut-off lesion?)")
+                )
+        return problems
+
+    def require_valid(self, check_files: bool = True, *, progress: bool = False) -> list[Problem]:
+        """Validate; raise InputError listing the errors if any, else return the warnings."""
+        problems = self.validate(check_files, progress=progress)
+        errors = [p for p in problems if p.is_error]
+        if errors:
+            shown = "\n  ".join(str(p) for p in errors[:20])
+            more = f"\n  ... and {len(errors) - 20} more" if len(errors) > 20 else ""
+            raise InputError(
+                f"{len(errors)} problem(s) in the manifest (run `alnm validate` to list them all):\n  {shown}{more}",
+                path=self.path,
+            )
+        return problems
+
+
+def _file_problem(case_id: str, column: str, exc: InputError, path: str) -> Problem:
+    if exc.reason == "file not found":
+        return Problem("error", case_id, column, f"file not found: {exc.path or path}")
+    return Problem("error", case_id, column, f"{exc.reason} ({exc.path or path})")
+
+
+# ---------------------------------------------------------------------- loading
+
+
+def _read_study(path: Path) -> dict[str, Any]:
+    import yaml
+
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"cannot read study file: {exc.strerror or exc}", path=path) from None
+    try:
+        study = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        raise InputError(f"not valid YAML: {exc}", path=path) from None
+    if study is None:
+        return {}
+    if not isinstance(study, dict):
+        raise InputError("study file must be a mapping of keys (label, split, variables, ...)", path=path)
+    for key in ("variables", "settings"):
+        if study.get(key) is not None and not isinstance(study[key], dict):
+            raise InputError(f"'{key}' must be a mapping", path=path)
+    for key in ("exclude", "test_splits"):
+        value = study.get(key)
+        if isinstance(value, str):
+            study[key] = [value]
+        elif value is not None and not isinstance(value, list):
+            raise InputError(f"'{key}' must be a list", path=path)
+    for key in ("case_id", "label", "split", "center", "train_split"):
+        if study.get(key) is not None and not isinstance(study[key], str):
+            raise InputError(f"'{key}' must be a text (a column or split name)", path=path)
+    return study
+
+
+def _read_csv(path: Path) -> pd.DataFrame:
+    if not path.exists():
+        raise InputError("manifest not found", path=path)
+    try:
+        frame = pd.read_csv(
+            path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig", skipinitialspace=True
+        )
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot read the manifest CSV: {exc}", path=path) from None
+    frame.columns = [str(c).strip() for c in frame.columns]
+    dupes = [c for c, n in Counter(frame.columns).items() if n > 1]
+    if dupes:
+        raise InputError(f"duplicate column name(s): {', '.join(dupes)}", path=path)
+    unnamed = [c for c in frame.columns if c.startswith("Unnamed:")]
+    if unnamed:
+        raise InputError("a column has no name in the header row", path=path)
+    return frame.apply(lambda col: col.str.strip())
+
+
+def load_manifest(path: str | os.PathLike[str], study: str | os.PathLike[str] | None = None) -> Cohort:
+    """Load a manifest CSV (and ``study.yaml`` beside it unless ``study`` names another file).
+
+    Raises InputError only when the CSV or study file cannot be read or has no case_id column; every
+    other problem is reported by :meth:`Cohort.validate`.
+    """
+    path = Path(path).expanduser().absolute()
+    if study is None:
+        candidate = path.parent / "study.yaml"
+        study_path = candidate if candidate.is_file() else None
+    else:
+        study_path = Path(study).expanduser().absolute()
+        if not study_path.is_file():
+            raise InputError("study file not found", path=study_path)
+    spec = _read_study(study_path) if study_path else {}
+    raw = _read_csv(path)
+    return _build(path, raw, spec, study_path)
+
+
+def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path | None) -> Cohort:
+    problems: list[Problem] = []
+
+    def add(severity: str, case: str | None, column: str | None, message: str) -> None:
+        problems.append(Problem(severity, case, column, message))
+
+    for key in sorted(set(spec) - _STUDY_KEYS):
+        add("warning", None, None, f"unknown key '{key}' in {study_path} (ignored)")
+
+    case_col = spec.get("case_id") or "case_id"
+    label_col = spec.get("label") or "label"
+    split_col = spec.get("split") or "split"
+    center_col = spec.get("center") or "center"
+    train_split = spec.get("train_split") or "train"
+    allowed = list(dict.fromkeys([train_split, *DEFAULT_SPLITS, *map(str, spec.get("test_splits") or [])]))
+
+    if case_col not in raw.columns:
+        raise InputError(
+            f"no '{case_col}' column (columns: {', '.join(raw.columns) or 'none'})", path=path
+        )
+    if raw.empty:
+        add("error", None, None, "the manifest has no cases")
+    lines = np.arange(len(raw)) + 2  # header is line 1
+    case_ids = raw[case_col].astype(str)
+    for i in np.flatnonzero(case_ids.map(_is_na).to_numpy()):
+        add("error", None, case_col, f"line {lines[i]}: case_id is empty")
+    counts = Counter(case_ids[~case_ids.map(_is_na)])
+    for case_id, n in counts.items():
+        if n > 1:
+            where = ", ".join(str(x) for x in lines[(case_ids == case_id).to_numpy()])
+            add("error", case_id, case_col, f"duplicate case_id (lines {where})")
+
+    table = pd.DataFrame(index=pd.Index(case_ids.to_list(), name=case_col, dtype=object))
+    # how problems name a case: its id, or its line when the id is empty
+    ids = [f"(line {lines[i]})" if _is_na(c) else str(c) for i, c in enumerate(case_ids)]
+
+    # ---- regions
+    columns = list(raw.columns)
+    regions = [c[: -len("_image")] for c in columns if c.endswith("_image") and len(c) > len("_image")]
+    if not regions:
+        add("error", None, None, "no <region>_image column (e.g. tumor_image, ln_image)")
+    region_cols = {f"{r}{s}" for r in regions for s in _REGION_SUFFIXES}
+    for column in columns:
+        if column in region_cols or column in (case_col, label_col, split_col, center_col):
+            continue
+        for suffix in _REGION_SUFFIXES[1:]:
+            if column.endswith(suffix) and len(column) > len(suffix):
+                region = column[: -len(suffix)]
+                add("error", None, column, f"column without a matching {region}_image column")
+                region_cols.add(column)
+                break
+
+    root = path.parent
+    variant_columns: dict[str, dict[str, str]] = {}
+    spacing: dict[tuple[str, str], tuple[float, float] | None] = {}
+    for region in regions:
+        image_col, mask_col = f"{region}_image", f"{region}_mask"
+        table[image_col] = _resolve_paths(raw[image_col], root)
+        for i in np.flatnonzero(table[image_col].isna().to_numpy()):
+            add("error", ids[i], image_col, "image path is empty")
+        variant_columns[region] = {}
+        if mask_col not in raw.columns:
+            add("error", None, mask_col, f"column is missing: every {region}_image needs a {mask_col}")
+        else:
+            variant_columns[region]["main"] = mask_col
+            table[mask_col] = _resolve_paths(raw[mask_col], root)
+            for i in np.flatnonzero(table[mask_col].isna().to_numpy()):
+                add("error", ids[i], mask_col, "mask path is empty")
+        for variant in VARIANTS[1:]:
+            column = f"{region}_mask_{variant}"
+            if column in raw.columns:
+                variant_columns[region][variant] = column
+                table[column] = _resolve_paths(raw[column], root)
+        label_field = f"{region}_mask_label"
+        if label_field in raw.columns:
+            values: list[Any] = []
+            for i, text in enumerate(raw[label_field]):
+                number = None if _is_na(text) else _as_number(text)
+                if _is_na(text):
+                    values.append(pd.NA)
+                elif number is None or not number.is_integer() or number < 1:
+                    add("error", ids[i], label_field, f"mask label must be a positive integer, got '{text}'")
+                    values.append(pd.NA)
+                else:
+                    values.append(int(number))
+            table[label_field] = pd.array(values, dtype="Int64")
+        spacing_field = f"{region}_spacing"
+        if spacing_field in raw.columns:
+            table[spacing_field] = raw[spacing_field].to_numpy()
+            for i, text in enumerate(raw[spacing_field]):
+                try:
+                    spacing[(ids[i], region)] = parse_spacing(text)
+                except ValueError as exc:
+                    add("error", ids[i], spacing_field, str(exc))
+
+    # ---- label
+    if label_col in raw.columns:
+        values = []
+        for i, text in enumerate(raw[label_col]):
+            number = None if _is_na(text) else _as_number(text)
+            if _is_na(text):
+                values.append(pd.NA)
+            elif number in (0.0, 1.0):
+                values.append(int(number))
+            else:
+                add("error", ids[i], label_col, f"label must be 0 or 1 (or empty if unknown), got '{text}'")
+                values.append(pd.NA)
+        table[label_col] = pd.array(values, dtype="Int64")
+    else:
+        table[label_col] = pd.array([pd.NA] * len(raw), dtype="Int64")
+        add("warning", None, label_col, "no label column: the cohort can only be used for prediction")
+
+    # ---- split
+    if split_col in raw.columns:
+        splits = raw[split_col].to_numpy(dtype=object)
+        for i, text in enumerate(splits):
+            if _is_na(text):
+                add("error", ids[i], split_col, "split is empty")
+            elif text not in allowed:
+                add(
+                    "error",
+                    ids[i],
+                    split_col,
+                    f"unknown split '{text}' (allowed: {', '.join(allowed)}; declare others in study.yaml "
+                    "test_splits)",
+                )
+        table[split_col] = [None if _is_na(s) else s for s in splits]
+    else:
+        table[split_col] = train_split
+        add("warning", None, split_col, f"no split column: every case is in '{train_split}'")
+
+    if center_col in raw.columns:
+        table[center_col] = [None if _is_na(s) else s for s in raw[center_col]]
+
+    _check_labels_by_split(table, label_col, split_col, train_split, add)
+
+    # ---- clinical
+    excluded = {str(c) for c in spec.get("exclude") or []}
+    for column in sorted(excluded - set(columns)):
+        add("warning", None, column, "listed in study.yaml exclude but not in the manifest")
+    declared = {str(k): v for k, v in (spec.get("variables") or {}).items()}
+    reserved = region_cols | {case_col, label_col, split_col, center_col}
+    for name in declared:
+        if name not in columns:
+            add("error", None, name, "declared in study.yaml variables but not in the manifest")
+        elif name in reserved or name in excluded:
+            add("error", None, name, "declared in study.yaml variables but is not a clinical column")
+    train_rows = (table[split_col] == train_split).to_numpy()
+    clinical: dict[str, ClinicalVariable] = {}
+    for column in columns:
+        if column in reserved or column in excluded:
+            continue
+        variable, cells = _classify(column, raw[column], declared.get(column), ids, train_rows, add)
+        if variable is not None:
+            clinical[column] = variable
+            table[column] = cells
+
+    return Cohort(
+        path=path,
+        table=table,
+        regions=regions,
+        clinical=clinical,
+        label_column=label_col,
+        split_column=split_col,
+        case_column=case_col,
+        center_column=center_col if center_col in raw.columns else None,
+        train_split=train_split,
+        allowed_splits=allowed,
+        settings=dict(spec.get("settings") or {}),
+        study_path=study_path,
+        variant_columns=variant_columns,
+        spacing=spacing,
+        problems=problems,
+        display_ids=ids,
+    )
+
+
+def _resolve_paths(column: pd.Series, root: Path) -> np.ndarray:
+    """Absolute, normalised paths (relative ones taken from ``root``); None for empty cells."""
+    resolved = [
+        None if _is_na(text) else os.path.normpath(os.path.join(root, os.path.expanduser(text)))
+        for text in column
+    ]
+    return np.array(resolved, dtype=object)
+
+
+def _check_labels_by_split(table: pd.DataFrame, label_col: str, split_col: str, train_split: str, add) -> None:
+    labels = table[label_col]
+    if labels.notna().sum() == 0:
+        return
+    splits = [s for s in pd.unique(table[split_col]) if s is not None and not _is_na(s)]
+    if train_split not in splits:
+        add("warning", None, split_col, f"no case in the training split '{train_split}'")
+    for split in splits:
+        rows = (table[split_col] == split).to_numpy()
+        y = labels[rows]
+        missing = [str(c) for c in y.index[y.isna().to_numpy()]]
+        known = y.dropna()
+        if split == train_split:
+            for case_id in missing:
+                add("error", case_id, label_col, f"label is empty in the training split '{train_split}'")
+        elif missing:
+            add(
+                "warning",
+                None,
+                label_col,
+                f"{len(missing)} of {len(y)} cases of split '{split}' have no label: predicted, not evaluated "
+                f"(cases {_few(missing)})",
+            )
+        classes = sorted(set(known.astype(int)))
+        if len(known) and len(classes) < 2:
+            severity = "error" if split == train_split else "warning"
+            add(
+                severity,
+                None,
+                label_col,
+                f"split '{split}' has only label {classes[0]}: "
+                + ("a model cannot be trained" if split == train_split else "AUC and calibration are undefined"),
+            )
+
+
+def _classify(
+    column: str,
+    cells: pd.Series,
+    declared: Any,
+    ids: list[str],
+    train_rows: np.ndarray,
+    add,
+) -> tuple[ClinicalVariable | None, Any]:
+    """Type a clinical column and return (variable, typed cells); records NA and type problems."""
+    if isinstance(declared, str):
+        declared = {"type": declared}
+    if declared is not None and not isinstance(declared, dict):
+        add("error", None, column, "study.yaml variables entry must be a mapping like {type: categorical}")
+        declared = None
+    declared = declared or {}
+    kind = declared.get("type")
+    if kind not in (None, "continuous", "categorical"):
+        add("error", None, column, f"type must be continuous or categorical, got '{kind}'")
+        kind = None
+
+    texts = cells.to_numpy(dtype=object)
+    na = np.array([_is_na(t) for t in texts], dtype=bool)
+    for i in np.flatnonzero(na):
+        add("error", ids[i], column, f"missing value ('{texts[i]}'): clinical values are never imputed")
+    numbers = np.array([np.nan if na[i] else (_as_number(t) if _as_number(t) is not None else np.nan)
+                        for i, t in enumerate(texts)])
+    non_numeric = ~na & np.isnan(numbers)
+    for i in np.flatnonzero(~na & ~np.isnan(numbers) & ~np.isfinite(numbers)):
+        add("error", ids[i], column, f"value is not a finite number: '{texts[i]}'")
+    numeric = not non_numeric.any()
+    distinct_numbers = set(numbers[~na & np.isfinite(numbers)].tolist())
+
+    if kind is None:
+        kind = "continuous" if numeric and len(distinct_numbers) > 2 else "categorical"
+    if kind == "continuous":
+        for i in np.flatnonzero(non_numeric):
+            add("error", ids[i], column, f"declared continuous but value '{texts[i]}' is not a number")
+        if not (~na).any():
+            add("error", None, column, "column has no values")
+        return ClinicalVariable(column, "continuous"), numbers.astype(np.float64)
+
+    # categorical
+    if numeric:
+        level_cells = [None if na[i] else _level_text(numbers[i]) for i in range(len(texts))]
+    else:
+        level_cells = [None if na[i] else str(texts[i]) for i in range(len(texts))]
+    present = {v for v in level_cells if v is not None}
+    declared_levels = declared.get("levels")
+    if declared_levels is not None:
+        levels_list = [_level_text(float(v)) if isinstance(v, (int, float)) else str(v) for v in declared_levels]
+        for i, v in enumerate(level_cells):
+            if v is not None and v not in levels_list:
+                add("error", ids[i], column, f"value '{v}' is not one of the declared levels {levels_list}")
+        levels = levels_list
+    else:
+        levels = _sort_levels(present)
+    reference = declared.get("reference")
+    if reference is not None:
+        reference = _level_text(float(reference)) if isinstance(reference, (int, float)) else str(reference)
+        if reference not in levels:
+            add("error", None, column, f"reference level '{reference}' is not a level ({', '.join(levels)})")
+            reference = None
+    train_counts = Counter(v for v, t in zip(level_cells, train_rows, strict=True) if t and v is not None)
+    if reference is None and levels:
+        counts = train_counts or Counter(v for v in level_cells if v is not None)
+        top = max(counts.values()) if counts else 0
+        reference = next((v for v in levels if counts.get(v, 0) == top), levels[0])
+    if reference is not None:
+        levels = [reference] + [v for v in levels if v != reference]
+    if len(present) == 1:
+        add("warning", None, column, f"a single value ('{next(iter(present))}'): it cannot be a predictor")
+    elif len(present) > 2 and not numeric and len(present) == (~na).sum() and len(present) > 10:
+        add("warning", None, column, "every case has its own value: an identifier? exclude it in study.yaml")
+    if train_counts:
+        unseen = [v for v in _sort_levels(present) if v not in train_counts]
+        if unseen:
+            add("warning", None, column, f"level(s) {', '.join(unseen)} absent from the training split")
+    return ClinicalVariable(column, "categorical", levels, reference), np.array(level_cells, dtype=object)
+
+
+# ---------------------------------------------------------------------- CLI
+
+
+def configure_validate(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``alnm validate``."""
+    parser.add_argument("manifest", help="manifest CSV (paths relative to it)")
+    parser.add_argument("--study", help="study.yaml (default: study.yaml beside the manifest, if any)")
+    parser.add_argument(
+        "--no-files", action="store_true", help="check the table only, without opening images and masks"
+    )
+
+
+def run_validate(args: argparse.Namespace) -> int:
+    """Print every problem and a summary; 1 if any error, 0 otherwise (warnings do not fail)."""
+    cohort = load_manifest(args.manifest, study=args.study)
+    problems = cohort.validate(check_files=not args.no_files, progress=True)
+    for problem in problems:
+        print(problem)
+    n_errors = sum(p.is_error for p in problems)
+    n_warnings = len(problems) - n_errors
+    split_counts = Counter(cohort.table[cohort.split_column].dropna())
+    splits = ", ".join(f"{s} ({split_counts[s]})" for s in cohort.splits()) or "none"
+    clinical = ", ".join(f"{v.name} ({v.kind})" for v in cohort.clinical.values()) or "none"
+    print(
+        f"{len(cohort)} cases; regions: {', '.join(cohort.regions) or 'none'}; splits: {splits}; "
+        f"clinical: {clinical}; {n_errors} error(s), {n_warnings} warning(s)"
+        + ("" if not args.no_files else " (files not checked)")
+    )
+    return 1 if n_errors else 0
+
