@@ -1,0 +1,500 @@
+"""Logistic models of the study: univariate screen, backward stepwise, nomogram, Youden cut-off.
+
+* :func:`fit_logistic_model` runs the study's procedure on one set of candidates (Table 2): a univariate
+  logistic model per candidate, the significant ones (joint Wald p < ``screen_p``) into a backward
+  stepwise elimination (p < ``stepwise_p``), the final multivariable fit, its nomogram scales and the
+  Youden cut-off of its predicted probability on the training set.
+* :class:`LogisticModel` applies a fitted model to new cases: probability, linear predictor, rms-style
+  nomogram points, each predictor's contribution. It is stored as plain JSON in the saved model.
+* :class:`ALNMModel` is the whole clinical-radiomics model (scikit-learn style): per-region radiomics
+  scores (:mod:`ALNMPredictorLib.selection`), the clinical model, the clinical-radiomics model and a
+  model per single score, for comparison.
+
+Nomogram (as rms ``nomogram``): a predictor's contribution to the linear predictor, ``b·x`` or the
+coefficient of its level, is mapped linearly to points so that the predictor whose contribution spans
+the widest range over the training data gets 0-100 points, and every other predictor is scaled alike.
+Total points map back to the linear predictor as ``lp = intercept + Σ min_i + total · W / 100`` where
+``W`` is that widest span; the probability is ``1 / (1 + exp(-lp))``. The Nomo-score of a patient is
+the model's predicted probability, whose Youden cut-off on the training set (the study's 0.701) is
+applied unchanged to every test set.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+
+from ALNMPredictorLib.errors import InputError, StatsError
+from ALNMPredictorLib.stats import (
+    INTERCEPT,
+    backward_stepwise,
+    design_matrix,
+    univariate_screen,
+    youden_threshold,
+)
+
+log = logging.getLogger(__name__)
+
+__all__ = ["LogisticModel", "fit_logistic_model", "ALNMModel", "score_column"]
+
+
+def score_column(region: str) -> str:
+    """Name of a region's radiomics score in predictor tables (``tumor_score``, ``ln_score``)."""
+    return f"{region}_score"
+
+
+def _nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
+    """Round tick values covering [lo, hi]."""
+    if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
+        return [lo]
+    raw = (hi - lo) / max(n - 1, 1)
+    mag = 10 ** math.floor(math.log10(raw))
+    step = min((m * mag for m in (1, 2, 2.5, 5, 10) if m * mag >= raw), default=10 * mag)
+    start = math.ceil(lo / step - 1e-9) * step
+    ticks = []
+    value = start
+    while value <= hi + 1e-9 * step:
+        ticks.append(round(value, 10))
+        value += step
+    return ticks or [lo, hi]
+
+
+@dataclass
+class LogisticModel:
+    """A fitted logistic model with its nomogram; JSON round trip via :meth:`to_dict`/:meth:`from_dict`."""
+
+    name: str
+    variables: list[str]
+    encoding: dict[str, dict[str, Any]]
+    coefficients: dict[str, float]
+    cutoff: float
+    ranges: dict[str, list[float]] = field(default_factory=dict)
+    fit_table: list[dict[str, Any]] = field(default_factory=list)
+    univariate: list[dict[str, Any]] = field(default_factory=list)
+    steps: list[dict[str, Any]] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    # -- prediction ----------------------------------------------------------------------------
+    def _terms(self, data: pd.DataFrame) -> pd.DataFrame:
+        missing = [v for v in self.variables if v not in data.columns]
+        if missing:
+            raise InputError(f"the {self.name} model needs column(s) {', '.join(missing)}", column=missing[0])
+        for var in self.variables:
+            bad = data[var].isna()
+            if bad.any():
+                case = str(data.index[bad.to_numpy()][0])
+                raise InputError(f"missing value needed by the {self.name} model", case=case, column=var)
+        try:
+            terms, _ = design_matrix(data, self.variables, encoding=self.encoding)
+        except StatsError as exc:
+            raise InputError(f"{self.name} model: {exc}") from exc
+        return terms
+
+    def contributions(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Each variable's contribution to the linear predictor (b·x summed over its terms)."""
+        terms = self._terms(data)
+        out = {}
+        for var in self.variables:
+            cols = [t for t in terms.columns if t == var or t.startswith(f"{var}[")]
+            coef = np.array([self.coefficients[c] for c in cols])
+            out[var] = terms[cols].to_numpy(dtype=float) @ coef if cols else np.zeros(len(terms))
+        return pd.DataFrame(out, index=data.index)
+
+    def linear_predictor(self, data: pd.DataFrame) -> pd.Series:
+        """Intercept + Σ contributions, one value per case."""
+        lp = self.contributions(data).sum(axis=1) + self.coefficients[INTERCEPT]
+        return lp.rename(f"{self.name}_lp")
+
+    def predict_proba(self, data: pd.DataFrame) -> pd.Series:
+        """Predicted probability of metastasis per case."""
+        return pd.Series(expit(self.linear_predictor(data).to_numpy()), index=data.index, name=f"{self.name}_prob")
+
+    # -- nomogram ------------------------------------------------------------------------------
+    def _variable_extent(self, var: str) -> tuple[float, float]:
+        spec = self.encoding[var]
+        if spec["type"] == "categorical":
+            values = [0.0] + [self.coefficients[f"{var}[{lv}]"] for lv in spec["levels"] if lv != spec["reference"]]
+        else:
+            lo, hi = self.ranges[var]
+            values = [self.coefficients[var] * lo, self.coefficients[var] * hi]
+        return min(values), max(values)
+
+    def nomogram_scale(self) -> dict[str, Any]:
+        """Points axes: per variable (value, points) ticks, total points ↔ probability mapping."""
+        extents = {v: self._variable_extent(v) for v in self.variables}
+        width = max((hi - lo for lo, hi in extents.values()), default=0.0)
+        if width <= 0:
+            raise StatsError(f"{self.name} model: no predictor varies; a nomogram cannot be drawn")
+        axes = []
+        for var in self.variables:
+            lo, _ = extents[var]
+            spec = self.encoding[var]
+            if spec["type"] == "categorical":
+                ticks = [
+                    (str(lv), 100.0 * ((0.0 if lv == spec["reference"] else self.coefficients[f"{var}[{lv}]"]) - lo) / width)
+                    for lv in spec["levels"]
+                ]
+            else:
+                rlo, rhi = self.ranges[var]
+                ticks = [(v, 100.0 * (self.coefficients[var] * v - lo) / width) for v in _nice_ticks(rlo, rhi)]
+            axes.append({"variable": var, "type": spec["type"], "ticks": ticks})
+        offset = self.coefficients[INTERCEPT] + sum(lo for lo, _ in extents.values())
+        max_total = sum(100.0 * (hi - lo) / width for lo, hi in extents.values())
+        prob_ticks = []
+        for p in (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99):
+            total = (math.log(p / (1 - p)) - offset) * 100.0 / width
+            if 0 <= total <= max_total:
+                prob_ticks.append((p, total))
+        return {
+            "axes": axes,
+            "points_per_unit_lp": 100.0 / width,
+            "lp_offset": offset,
+            "max_total_points": max_total,
+            "probability_ticks": prob_ticks,
+            "cutoff": self.cutoff,
+            "cutoff_points": (math.log(self.cutoff / (1 - self.cutoff)) - offset) * 100.0 / width
+            if 0 < self.cutoff < 1
+            else float("nan"),
+        }
+
+    def points(self, data: pd.DataFrame) -> pd.DataFrame:
+        """Nomogram points of each variable and the total, per case."""
+        contrib = self.contributions(data)
+        extents = {v: self._variable_extent(v) for v in self.variables}
+        width = max(hi - lo for lo, hi in extents.values())
+        pts = pd.DataFrame({v: 100.0 * (contrib[v] - extents[v][0]) / width for v in self.variables}, index=data.index)
+        pts["total_points"] = pts.sum(axis=1)
+        return pts
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form for the saved model."""
+        return {
+            "name": self.name,
+            "variables": list(self.variables),
+            "encoding": _jsonable(self.encoding),
+            "coefficients": {k: float(v) for k, v in self.coefficients.items()},
+            "cutoff": float(self.cutoff),
+            "ranges": {k: [float(a), float(b)] for k, (a, b) in self.ranges.items()},
+            "fit_table": _jsonable(self.fit_table),
+            "univariate": _jsonable(self.univariate),
+            "steps": _jsonable(self.steps),
+            "notes": list(self.notes),
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> LogisticModel:
+        """Rebuild from :meth:`to_dict` output."""
+        return cls(
+            name=d["name"],
+            variables=list(d["variables"]),
+            encoding={k: dict(v) for k, v in d["encoding"].items()},
+            coefficients={k: float(v) for k, v in d["coefficients"].items()},
+            cutoff=float(d["cutoff"]),
+            ranges={k: [float(a), float(b)] for k, (a, b) in d.get("ranges", {}).items()},
+            fit_table=list(d.get("fit_table", [])),
+            univariate=list(d.get("univariate", [])),
+            steps=list(d.get("steps", [])),
+            notes=list(d.get("notes", [])),
+        )
+
+    def fit_frame(self) -> pd.DataFrame:
+        """The final multivariable fit (term, coef, se, p, odds_ratio, or_low, or_high)."""
+        return pd.DataFrame(self.fit_table)
+
+    def formula(self) -> str:
+        """``logit(p) = b0 + b1·x1 + ...`` with the terms of the model."""
+        parts = [f"{self.coefficients[INTERCEPT]:.4f}"]
+        for term, coef in self.coefficients.items():
+            if term != INTERCEPT:
+                parts.append(f"{'-' if coef < 0 else '+'} {abs(coef):.4f} × {term}")
+        return f"{self.name}: logit(p) = " + " ".join(parts)
+
+
+def _jsonable(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {str(k): _jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
+def fit_logistic_model(
+    name: str,
+    data: pd.DataFrame,
+    y: Sequence[int] | np.ndarray | pd.Series,
+    candidates: Sequence[str],
+    *,
+    categorical: Sequence[str] = (),
+    reference: Mapping[str, Any] | None = None,
+    screen_p: float | None = 0.05,
+    stepwise_p: float = 0.05,
+) -> LogisticModel:
+    """Univariate screen → backward stepwise → final fit, nomogram ranges and training Youden cut-off.
+
+    ``screen_p=None`` skips the univariate screen (all candidates enter the stepwise step). Candidates
+    whose univariate model cannot be fitted (separation, a single level) are left out with a note.
+    If no candidate passes the screen, the one with the smallest univariate p is kept, with a note.
+    """
+    yy = np.asarray(y, dtype=float)
+    categorical = [c for c in categorical if c in candidates]
+    reference = {k: v for k, v in (reference or {}).items() if k in candidates}
+    notes: list[str] = []
+    uni_rows: list[pd.DataFrame] = []
+    usable: list[str] = []
+    for var in candidates:
+        try:
+            uni_rows.append(
+                univariate_screen(
+                    data, yy, [var], categorical=[c for c in categorical if c == var],
+                    reference={var: reference[var]} if var in reference else None,
+                )
+            )
+            usable.append(var)
+        except StatsError as exc:
+            notes.append(f"{var} left out of the {name} model: {exc}")
+            log.warning("%s left out of the %s model: %s", var, name, exc)
+    if not usable:
+        raise StatsError(f"{name} model: none of the candidates {', '.join(candidates)} can be fitted")
+    uni = pd.concat(uni_rows, ignore_index=True)
+    p_var = uni.groupby("variable", sort=False)["p_variable"].first()
+    if screen_p is None:
+        entered = usable
+    else:
+        entered = [v for v in usable if p_var[v] < screen_p]
+        if not entered:
+            best = str(p_var.idxmin())
+            entered = [best]
+            notes.append(f"no candidate had univariate p < {screen_p}; kept the best one, {best}")
+    step = backward_stepwise(
+        data, yy, entered, stepwise_p,
+        categorical=[c for c in categorical if c in entered],
+        reference={k: v for k, v in reference.items() if k in entered},
+    )
+    selected = list(step.selected)
+    fit = step.fit
+    if not selected:
+        best = str(p_var.loc[entered].idxmin())
+        notes.append(f"backward elimination removed every variable; kept the best one, {best}")
+        step = backward_stepwise(
+            data, yy, [best], 0.999999,
+            categorical=[c for c in categorical if c == best],
+            reference={k: v for k, v in reference.items() if k == best},
+        )
+        selected, fit = list(step.selected), step.fit
+    encoding = fit.attrs["encoding"]
+    ranges = {}
+    for var in selected:
+        if encoding[var]["type"] == "numeric":
+            values = data[var].astype(float)
+            ranges[var] = [float(values.min()), float(values.max())]
+    coefficients = {str(t): float(c) for t, c in fit["coef"].items()}
+    model = LogisticModel(
+        name=name,
+        variables=selected,
+        encoding=encoding,
+        coefficients=coefficients,
+        cutoff=0.5,
+        ranges=ranges,
+        fit_table=fit.reset_index().to_dict(orient="records"),
+        univariate=uni.to_dict(orient="records"),
+        steps=step.steps.to_dict(orient="records"),
+        notes=notes,
+    )
+    model.cutoff = youden_threshold(yy, model.predict_proba(data).to_numpy())
+    return model
+
+
+class ALNMModel:
+    """The clinical-radiomics model of the study, scikit-learn style.
+
+    ``fit(table, labels)`` takes one row per training case (index ``case_id``) holding the region
+    feature columns (``tumor_...``, ``ln_...``) and the clinical columns; re-segmentation features for
+    the ICC filter come as ``reader2=`` / ``repeat=`` tables of the same columns (a subset of cases).
+    Fitted: ``region_scores_`` (region → RegionScore), ``clinical_model_``, ``combined_model_`` and
+    ``score_models_`` (region → single-score model). ``predict_proba`` gives the combined model's
+    probability (the Nomo-score).
+    """
+
+    def __init__(
+        self,
+        regions: Sequence[str] = ("tumor", "ln"),
+        clinical: Sequence[str] = (),
+        categorical: Sequence[str] = (),
+        reference: Mapping[str, Any] | None = None,
+        screen_p: float = 0.05,
+        stepwise_p: float = 0.05,
+        score_params: Mapping[str, Any] | None = None,
+        random_state: int = 0,
+    ) -> None:
+        self.regions = regions
+        self.clinical = clinical
+        self.categorical = categorical
+        self.reference = reference
+        self.screen_p = screen_p
+        self.stepwise_p = stepwise_p
+        self.score_params = score_params
+        self.random_state = random_state
+
+    # -- fitting -------------------------------------------------------------------------------
+    def fit(
+        self,
+        table: pd.DataFrame,
+        labels: Sequence[int] | pd.Series,
+        *,
+        reader2: pd.DataFrame | None = None,
+        repeat: pd.DataFrame | None = None,
+        degenerate: Sequence[str] = (),
+    ) -> ALNMModel:
+        """Fit region scores and the three model families on training cases only."""
+        from ALNMPredictorLib.selection import RegionScore
+
+        y = pd.Series(np.asarray(labels, dtype=int), index=table.index)
+        self.region_scores_ = {}
+        for region in self.regions:
+            cols = [c for c in table.columns if c.startswith(f"{region}_") and c not in self.clinical]
+            if not cols:
+                raise InputError(f"no feature columns for region '{region}' (expected '{region}_...')")
+            scorer = RegionScore(region, random_state=self.random_state, **dict(self.score_params or {}))
+            scorer.fit(
+                table[cols],
+                y,
+                X_reader2=None if reader2 is None else reader2.reindex(columns=cols),
+                X_repeat=None if repeat is None else repeat.reindex(columns=cols),
+                degenerate=[d for d in degenerate if d in cols],
+            )
+            self.region_scores_[region] = scorer
+        predictors = self.predictor_table(table)
+        self._fit_models(predictors, y)
+        return self
+
+    def _fit_models(self, predictors: pd.DataFrame, y: pd.Series) -> None:
+        clinical = list(self.clinical)
+        categorical = [c for c in self.categorical if c in clinical]
+        scores = [score_column(r) for r in self.regions]
+        self.clinical_model_ = (
+            fit_logistic_model(
+                "clinical", predictors, y, clinical, categorical=categorical, reference=self.reference,
+                screen_p=self.screen_p, stepwise_p=self.stepwise_p,
+            )
+            if clinical
+            else None
+        )
+        self.combined_model_ = fit_logistic_model(
+            "clinical_radiomics", predictors, y, scores + clinical, categorical=categorical,
+            reference=self.reference, screen_p=self.screen_p, stepwise_p=self.stepwise_p,
+        )
+        self.score_models_ = {
+            r: fit_logistic_model(score_column(r), predictors, y, [score_column(r)], screen_p=None, stepwise_p=1.0)
+            for r in self.regions
+        }
+
+    # -- prediction ----------------------------------------------------------------------------
+    def predictor_table(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Region scores plus the clinical columns, one row per case."""
+        out = pd.DataFrame(index=table.index)
+        for region, scorer in self.region_scores_.items():
+            out[score_column(region)] = scorer.score(table)
+        for col in self.clinical:
+            if col not in table.columns:
+                raise InputError("clinical factor missing from the input", column=col)
+            out[col] = table[col]
+        return out
+
+    def models(self) -> dict[str, LogisticModel]:
+        """Every fitted model by name: clinical, each single score, clinical_radiomics."""
+        out: dict[str, LogisticModel] = {}
+        if self.clinical_model_ is not None:
+            out["clinical"] = self.clinical_model_
+        for region, model in self.score_models_.items():
+            out[score_column(region)] = model
+        out["clinical_radiomics"] = self.combined_model_
+        return out
+
+    def required_columns(self) -> dict[str, list[str]]:
+        """Feature columns per region and the clinical factors the combined model needs."""
+        need = {r: list(s.selected_) for r, s in self.region_scores_.items()}
+        need["clinical"] = [v for v in self.combined_model_.variables if v in self.clinical]
+        return need
+
+    def predict_proba(self, table: pd.DataFrame) -> pd.Series:
+        """The clinical-radiomics model's probability (Nomo-score) per case."""
+        return self.combined_model_.predict_proba(self._combined_inputs(table))
+
+    def _combined_inputs(self, table: pd.DataFrame) -> pd.DataFrame:
+        out = pd.DataFrame(index=table.index)
+        for var in self.combined_model_.variables:
+            region = next((r for r in self.regions if var == score_column(r)), None)
+            if region is not None:
+                out[var] = self.region_scores_[region].score(table)
+            elif var in table.columns:
+                out[var] = table[var]
+            else:
+                raise InputError("clinical factor required by the model is missing", column=var)
+        return out
+
+    def nomogram_points(self, table: pd.DataFrame) -> pd.DataFrame:
+        """Each predictor's nomogram points and the total, per case."""
+        return self.combined_model_.points(self._combined_inputs(table))
+
+    def explain(self, table: pd.DataFrame, case_id: str | None = None) -> pd.DataFrame:
+        """Per predictor: value, points and contribution to the log-odds, for one case."""
+        inputs = self._combined_inputs(table if case_id is None else table.loc[[case_id]])
+        if len(inputs) != 1:
+            raise InputError("explain() needs exactly one case; pass case_id")
+        model = self.combined_model_
+        pts = model.points(inputs).iloc[0]
+        contrib = model.contributions(inputs).iloc[0]
+        rows = [
+            {"predictor": v, "value": inputs[v].iloc[0], "points": pts[v], "log_odds": contrib[v]}
+            for v in model.variables
+        ]
+        rows.append({"predictor": INTERCEPT, "value": None, "points": None, "log_odds": model.coefficients[INTERCEPT]})
+        prob = float(model.predict_proba(inputs).iloc[0])
+        rows.append({"predictor": "total", "value": prob, "points": pts["total_points"], "log_odds": float(contrib.sum() + model.coefficients[INTERCEPT])})
+        return pd.DataFrame(rows)
+
+    # -- (de)serialisation ---------------------------------------------------------------------
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-JSON form of every fitted quantity."""
+        return {
+            "params": _jsonable(
+                {
+                    "regions": list(self.regions),
+                    "clinical": list(self.clinical),
+                    "categorical": list(self.categorical),
+                    "reference": dict(self.reference or {}),
+                    "screen_p": self.screen_p,
+                    "stepwise_p": self.stepwise_p,
+                    "score_params": dict(self.score_params or {}),
+                    "random_state": self.random_state,
+                }
+            ),
+            "region_scores": {r: s.to_dict() for r, s in self.region_scores_.items()},
+            "clinical_model": None if self.clinical_model_ is None else self.clinical_model_.to_dict(),
+            "combined_model": self.combined_model_.to_dict(),
+            "score_models": {r: m.to_dict() for r, m in self.score_models_.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> ALNMModel:
+        """Rebuild a fitted model from :meth:`to_dict` output."""
+        from ALNMPredictorLib.selection import RegionScore
+
+        self = cls(**d["params"])
+        self.region_scores_ = {r: RegionScore.from_dict(s) for r, s in d["region_scores"].items()}
+        self.clinical_model_ = None if d["clinical_model"] is None else LogisticModel.from_dict(d["clinical_model"])
+        self.combined_model_ = LogisticModel.from_dict(d["combined_model"])
+        self.score_models_ = {r: LogisticModel.from_dict(m) for r, m in d["score_models"].items()}
+        return self

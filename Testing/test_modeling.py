@@ -1,0 +1,94 @@
+"""Logistic models: stepwise selection, nomogram arithmetic, cut-off, JSON round trip, input errors."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy.special import expit
+
+from ALNMPredictorLib.errors import InputError
+from ALNMPredictorLib.modeling import LogisticModel, fit_logistic_model
+from ALNMPredictorLib.stats import logistic_fit, youden_threshold
+
+
+@pytest.fixture(scope="module")
+def cohort() -> tuple[pd.DataFrame, np.ndarray]:
+    rng = np.random.default_rng(7)
+    n = 600
+    size = rng.normal(2.9, 1.2, n)
+    us = rng.choice(["absent", "present"], n)
+    noise = rng.normal(0, 1, n)
+    colour = rng.choice(["red", "green", "blue"], n)
+    lp = -2.0 + 0.6 * size + 1.7 * (us == "present")
+    y = (rng.random(n) < expit(lp)).astype(int)
+    data = pd.DataFrame(
+        {"tumor_size": size, "us_alnm": us, "noise": noise, "colour": colour},
+        index=pd.Index([f"P{i:04d}" for i in range(n)], name="case_id"),
+    )
+    return data, y
+
+
+def test_stepwise_keeps_signal_and_drops_noise(cohort) -> None:
+    data, y = cohort
+    model = fit_logistic_model("clinical", data, y, ["tumor_size", "us_alnm", "noise", "colour"],
+                               categorical=["us_alnm", "colour"], reference={"us_alnm": "absent"})
+    assert model.variables == ["tumor_size", "us_alnm"]
+    # final coefficients equal a direct glm-style fit of the kept variables
+    direct = logistic_fit(data[["tumor_size", "us_alnm"]], y)
+    for term, coef in direct["coef"].items():
+        assert model.coefficients[term] == pytest.approx(coef, rel=1e-10)
+    uni = pd.DataFrame(model.univariate)
+    assert set(uni["variable"]) == {"tumor_size", "us_alnm", "noise", "colour"}
+    assert model.cutoff == youden_threshold(y, model.predict_proba(data).to_numpy())
+
+
+def test_nomogram_points_map_back_to_probability(cohort) -> None:
+    data, y = cohort
+    model = fit_logistic_model("clinical", data, y, ["tumor_size", "us_alnm"], categorical=["us_alnm"])
+    scale = model.nomogram_scale()
+    pts = model.points(data)
+    # the widest predictor spans exactly 0..100 over the training data, the other less
+    spans = {v: pts[v].max() - pts[v].min() for v in model.variables}
+    assert max(spans.values()) == pytest.approx(100.0)
+    assert min(pts[v].min() for v in model.variables) == pytest.approx(0.0, abs=1e-9)
+    lp = scale["lp_offset"] + pts["total_points"] / scale["points_per_unit_lp"]
+    np.testing.assert_allclose(expit(lp), model.predict_proba(data), rtol=1e-12)
+    for p, total in scale["probability_ticks"]:
+        assert expit(scale["lp_offset"] + total / scale["points_per_unit_lp"]) == pytest.approx(p)
+    axis = {a["variable"]: a for a in scale["axes"]}
+    assert [t[0] for t in axis["us_alnm"]["ticks"]] == ["absent", "present"]
+
+
+def test_json_round_trip_is_exact(cohort) -> None:
+    data, y = cohort
+    model = fit_logistic_model("clinical", data, y, ["tumor_size", "us_alnm", "noise"], categorical=["us_alnm"])
+    again = LogisticModel.from_dict(json.loads(json.dumps(model.to_dict(), allow_nan=False)))
+    np.testing.assert_array_equal(again.predict_proba(data), model.predict_proba(data))
+    assert again.formula() == model.formula()
+    assert again.nomogram_scale() == model.nomogram_scale()
+
+
+def test_input_errors_name_case_and_column(cohort) -> None:
+    data, y = cohort
+    model = fit_logistic_model("clinical", data, y, ["tumor_size", "us_alnm"], categorical=["us_alnm"])
+    with pytest.raises(InputError, match="needs column.*us_alnm"):
+        model.predict_proba(data.drop(columns="us_alnm"))
+    bad = data.copy()
+    bad.loc["P0003", "tumor_size"] = np.nan
+    with pytest.raises(InputError, match="case P0003, column tumor_size"):
+        model.predict_proba(bad)
+    unseen = data.head(3).copy()
+    unseen["us_alnm"] = "maybe"
+    with pytest.raises(InputError, match="maybe"):
+        model.predict_proba(unseen)
+
+
+def test_screen_with_no_significant_candidate_keeps_the_best(cohort) -> None:
+    data, _ = cohort
+    y = np.random.default_rng(3).integers(0, 2, len(data))
+    model = fit_logistic_model("clinical", data, y, ["noise", "colour"], categorical=["colour"])
+    assert len(model.variables) == 1
+    assert any("kept the best one" in n for n in model.notes)
