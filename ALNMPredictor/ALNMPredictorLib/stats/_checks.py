@@ -44,7 +44,7 @@ def as_binary(values: ArrayLike, name: str = "y") -> np.ndarray:
     if other.any():
         first = int(np.flatnonzero(other)[0])
         raise StatsError(
-            f"argument {name}: outcome must be 0/1, found {arr[first]!r} at position {first}"
+            f"argument {name}: outcome must be 0/1, found {float(arr[first]):g} at position {first}"
         )
     return arr == 1
 
@@ -66,7 +66,7 @@ def as_probability(values: ArrayLike, name: str, n: int | None = None) -> np.nda
     if out.any():
         first = int(np.flatnonzero(out)[0])
         raise StatsError(
-            f"argument {name}: probabilities must lie in [0, 1], found {arr[first]!r} at position {first}"
+            f"argument {name}: probabilities must lie in [0, 1], found {float(arr[first]):g} at position {first}"
         )
     return arr
 

@@ -91,7 +91,7 @@ def _quantile_groups(p: np.ndarray, groups: int) -> tuple[np.ndarray, np.ndarray
     breaks = np.unique(_quantile7(np.sort(p), _r_seq_probs(groups)))
     if breaks.size < 2:
         raise StatsError(
-            f"argument prob: all {p.size} predicted probabilities are equal ({p[0]!r}); "
+            f"argument prob: all {p.size} predicted probabilities are equal ({float(p[0]):g}); "
             "cannot form risk groups"
         )
     code = np.maximum(np.searchsorted(breaks, p, side="left"), 1) - 1
@@ -283,7 +283,11 @@ def _lowest(
     beyond = np.flatnonzero((r > h9) & (xw > xs))
     end = int(beyond[0]) if beyond.size else xw.size
     xw, r, yw = xw[:end], r[:end], y[nleft : nleft + end]
-    w = np.where(r <= h9, np.where(r <= h1, 1.0, (1.0 - (r / h) ** 3) ** 3), 0.0)
+    w = np.zeros(r.size)
+    near = r <= h9
+    w[near] = 1.0
+    mid = near & (r > h1)  # empty when h == 0
+    w[mid] = (1.0 - (r[mid] / h) ** 3) ** 3
     a = w.sum()
     if a <= 0.0:
         return None

@@ -26,7 +26,7 @@ def _thresholds(thresholds: ArrayLike | None) -> np.ndarray:
     bad = (t < 0.0) | (t >= 1.0)
     if bad.any():
         raise StatsError(
-            f"argument thresholds: must lie in [0, 1), found {t[bad][0]!r} "
+            f"argument thresholds: must lie in [0, 1), found {float(t[bad][0]):g} "
             "(net benefit is undefined at a threshold of 1)"
         )
     return t
