@@ -12,7 +12,8 @@ Columns (names of case_id/label/split/center can be changed in study.yaml):
   whose values are all numbers is continuous, except that one with at most two distinct values is a
   categorical (binary) factor; a column with any text is categorical. Categorical levels are listed
   reference first, then the rest in sorted order (numerically when they are numbers); the reference is
-  study.yaml's, else the most frequent level in the training split (ties: the first in sorted order).
+  study.yaml's, else the lowest code for numeric levels (0 of 0/1), else the most frequent text level in
+  the training split (ties: the first in sorted order).
 
 Missing clinical values (empty, NA, N/A, NaN, null, #N/A) are errors: the pipeline never imputes.
 
@@ -35,6 +36,7 @@ study.yaml (all keys optional)::
 from __future__ import annotations
 
 import argparse
+import csv
 import math
 import os
 import sys
@@ -477,14 +479,20 @@ def _read_csv(path: Path) -> pd.DataFrame:
         )
     except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(f"cannot read the manifest CSV: {exc}", path=path) from None
+    frame = frame.apply(lambda col: col.str.strip())
+    for position, column in enumerate(list(frame.columns)):
+        if str(column).startswith("Unnamed:"):
+            if frame[column].map(_is_na).all():  # a trailing comma (spreadsheet export): ignore the column
+                frame = frame.drop(columns=column)
+            else:
+                raise InputError(f"column {position + 1} has values but no name in the header row", path=path)
     frame.columns = [str(c).strip() for c in frame.columns]
-    dupes = [c for c, n in Counter(frame.columns).items() if n > 1]
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        header = [c.strip() for c in next(csv.reader(handle), [])]
+    dupes = [c for c, n in Counter(header).items() if n > 1 and c]
     if dupes:
         raise InputError(f"duplicate column name(s): {', '.join(dupes)}", path=path)
-    unnamed = [c for c in frame.columns if c.startswith("Unnamed:")]
-    if unnamed:
-        raise InputError("a column has no name in the header row", path=path)
-    return frame.apply(lambda col: col.str.strip())
+    return frame
 
 
 def load_manifest(path: str | os.PathLike[str], study: str | os.PathLike[str] | None = None) -> Cohort:
@@ -602,6 +610,7 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
                     add("error", ids[i], spacing_field, str(exc))
 
     # ---- label
+    invalid_label = np.zeros(len(raw), dtype=bool)
     if label_col in raw.columns:
         values = []
         for i, text in enumerate(raw[label_col]):
@@ -612,6 +621,7 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
                 values.append(int(number))
             else:
                 add("error", ids[i], label_col, f"label must be 0 or 1 (or empty if unknown), got '{text}'")
+                invalid_label[i] = True
                 values.append(pd.NA)
         table[label_col] = pd.array(values, dtype="Int64")
     else:
@@ -640,7 +650,7 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
     if center_col in raw.columns:
         table[center_col] = [None if _is_na(s) else s for s in raw[center_col]]
 
-    _check_labels_by_split(table, label_col, split_col, train_split, add)
+    _check_labels_by_split(table, label_col, split_col, train_split, invalid_label, add)
 
     # ---- clinical
     excluded = {str(c) for c in spec.get("exclude") or []}
@@ -692,7 +702,10 @@ def _resolve_paths(column: pd.Series, root: Path) -> np.ndarray:
     return np.array(resolved, dtype=object)
 
 
-def _check_labels_by_split(table: pd.DataFrame, label_col: str, split_col: str, train_split: str, add) -> None:
+def _check_labels_by_split(
+    table: pd.DataFrame, label_col: str, split_col: str, train_split: str, invalid: np.ndarray, add
+) -> None:
+    """Empty labels in the training split, unlabelled cases elsewhere, one-class splits."""
     labels = table[label_col]
     if labels.notna().sum() == 0:
         return
@@ -701,7 +714,7 @@ def _check_labels_by_split(table: pd.DataFrame, label_col: str, split_col: str, 
         add("warning", None, split_col, f"no case in the training split '{train_split}'")
     for split in splits:
         rows = (table[split_col] == split).to_numpy()
-        y = labels[rows]
+        y = labels[rows & ~invalid]
         missing = [str(c) for c in y.index[y.isna().to_numpy()]]
         known = y.dropna()
         if split == train_split:
@@ -790,6 +803,8 @@ def _classify(
             add("error", None, column, f"reference level '{reference}' is not a level ({', '.join(levels)})")
             reference = None
     train_counts = Counter(v for v, t in zip(level_cells, train_rows, strict=True) if t and v is not None)
+    if reference is None and levels and numeric:
+        reference = _sort_levels(levels)[0]  # 0/1 and other coded factors: the lowest code
     if reference is None and levels:
         counts = train_counts or Counter(v for v in level_cells if v is not None)
         top = max(counts.values()) if counts else 0
@@ -823,7 +838,7 @@ def run_validate(args: argparse.Namespace) -> int:
     """Print every problem and a summary; 1 if any error, 0 otherwise (warnings do not fail)."""
     cohort = load_manifest(args.manifest, study=args.study)
     problems = cohort.validate(check_files=not args.no_files, progress=True)
-    for problem in problems:
+    for problem in sorted(problems, key=lambda p: not p.is_error):  # errors first, each group in order
         print(problem)
     n_errors = sum(p.is_error for p in problems)
     n_warnings = len(problems) - n_errors
