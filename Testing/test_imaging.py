@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pydicom
 import pytest
 import SimpleITK as sitk
 from PIL import Image
@@ -301,6 +302,22 @@ def test_dicom_rgb_monochrome1_and_rescale(tmp_path):
     np.testing.assert_array_equal(load_image(tmp_path / "m1.dcm").array, 255.0 - pixels)
     write_dicom(tmp_path / "r.dcm", pixels, rescale=(2.0, -10.0))
     np.testing.assert_array_equal(load_image(tmp_path / "r.dcm").array, pixels * 2.0 - 10.0)
+
+
+def test_dicom_palette_colour(tmp_path):
+    indices = _grey(rows=6, cols=7, seed=22)
+    write_dicom(tmp_path / "pal.dcm", indices, photometric="PALETTE COLOR")
+    ds = pydicom.dcmread(tmp_path / "pal.dcm")
+    ramp = np.arange(256, dtype=np.uint16)
+    tables = {"Red": ramp * 256, "Green": (255 - ramp) * 256, "Blue": np.full(256, 100 * 256, np.uint16)}
+    for offset, table in enumerate(tables.values()):
+        ds.add_new(0x00281101 + offset, "US", [256, 0, 16])  # {Red,Green,Blue}PaletteColorLookupTableDescriptor
+        ds.add_new(0x00281201 + offset, "OW", table.tobytes())  # ...PaletteColorLookupTableData
+    ds.save_as(tmp_path / "pal.dcm")
+    img = load_image(tmp_path / "pal.dcm")
+    rgb = np.dstack([tables[c][indices].astype(float) for c in ("Red", "Green", "Blue")])
+    np.testing.assert_allclose(img.array, rgb @ np.array(LUMA_WEIGHTS), atol=1e-6)
+    assert img.converted_from_rgb
 
 
 def test_dicom_found_by_content_without_extension(tmp_path):

@@ -3,7 +3,7 @@
 Images come back as 2D float64 arrays (rows x cols) with their pixel spacing in mm (row, col) when the
 file records one. Conventions:
 
-* Colour (RGB/RGBA, palette, YBR DICOM) is reduced to luminance with the ITU-R BT.601 weights
+* Colour (RGB/RGBA, palette, YBR or PALETTE COLOR DICOM) is reduced to luminance with the ITU-R BT.601 weights
   ``0.299 R + 0.587 G + 0.114 B``; alpha is ignored. A colour file whose channels are all equal (a grey
   image saved as RGB, common in ultrasound exports) gives that channel exactly.
 * Integer data keep their values: 8-bit stays 0-255, 16-bit stays 0-65535 (no rescaling). DICOM
@@ -357,9 +357,19 @@ def _read_dicom(path: str, frame: int | None) -> _Raw:
         ) from None
     samples = int(getattr(ds, "SamplesPerPixel", 1) or 1)
     dtype = str(arr.dtype)
+    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
+    if photometric == "PALETTE COLOR" and samples == 1:
+        try:
+            from pydicom.pixels import apply_color_lut
+        except ImportError:  # pydicom < 3
+            from pydicom.pixel_data_handlers.util import apply_color_lut
+        try:
+            arr = apply_color_lut(arr, ds)
+        except (ValueError, AttributeError, KeyError) as exc:
+            raise InputError(f"cannot apply the DICOM palette: {exc}", path=path) from None
+        samples = arr.shape[-1]
     if samples == 1:
         arr = arr[:, :, None]
-    photometric = str(getattr(ds, "PhotometricInterpretation", "MONOCHROME2")).upper()
     if samples == 1:
         slope = float(getattr(ds, "RescaleSlope", 1) or 1)
         intercept = float(getattr(ds, "RescaleIntercept", 0) or 0)
