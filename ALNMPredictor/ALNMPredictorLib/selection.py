@@ -1,0 +1,942 @@
+"""Per-region radiomics score: reproducibility, variance, redundancy and relevance filters, then LASSO.
+
+A :class:`RegionScore` is fitted on the training cases of one region (``tumor``, ``ln``, ...) and
+only ever sees training data: ``fit`` takes the training features, their labels and optional
+re-segmentations of training cases, and nothing else. The steps, each recorded in ``log_``
+(features in, features out, which were removed and why) and per feature in ``dropped_``:
+
+1. ``degenerate``: declared degenerate features and features with non-finite training values.
+2. ``near_constant``: constant and near-constant features (before the ICC, whose value is
+   undefined for them, so that the log gives the real reason).
+3. ``icc``: reproducibility; single-rater ICC (psych ``ICC2`` by default) of the main mask against
+   ``reader2`` (inter-observer) and ``repeat`` (intra-observer) re-segmentations; a feature is kept
+   when its ICC reaches the threshold for every re-segmentation given. Skipped, with a warning,
+   when none is given. The survivors are z-scored with the training means and SDs (``ddof=1``,
+   as R's ``scale``).
+4. ``redundancy``: pairs with ``|Pearson r|`` above a threshold, taken by descending ``|r|``; of a
+   pair whose members are both still in, the one with the larger univariate ``|AUC - 0.5|`` stays
+   (ties: the earlier column stays).
+5. ``mutual_information``: ``mutual_info_classif`` (seeded), the top ``k`` stay.
+6. ``lasso``: L1 logistic regression fitted as ``glmnet::cv.glmnet(family="binomial",
+   type.measure="deviance")`` does (internal standardisation, unpenalised intercept, lambda
+   sequence from lambda_max down to 1e-4 or 1e-2 of it, CV deviance with its SE), with seeded
+   stratified folds; ``lambda.min`` or ``lambda.1se``.
+
+The region score is ``intercept + sum(coef_j * z_j)`` with ``z_j = (x_j - mean_j) / sd_j``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import warnings
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from scipy.special import expit
+from scipy.stats import rankdata
+from sklearn.feature_selection import mutual_info_classif
+from sklearn.model_selection import StratifiedKFold
+
+from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
+from ALNMPredictorLib.fileio import write_table, write_text
+from ALNMPredictorLib.stats.agreement import ICC_FORMS, icc_many
+
+__all__ = ["RegionScore", "fit_region_scores", "VARIANTS", "ICC_FORMS", "LASSO_RULES"]
+
+#: Row variants of the feature table: the main segmentation and the two re-segmentations.
+VARIANTS = ("main", "reader2", "repeat")
+LASSO_RULES = ("lambda.min", "lambda.1se")
+
+_DICT_KIND = "ALNMPredictor.RegionScore"
+_DICT_VERSION = 1
+_LOG_COLUMNS = ["step", "n_in", "n_out", "removed", "why", "warning"]
+_ICC_MIN_CASES = 3
+_CV_PROB_MIN = 1e-5  # cv.glmnet clips held-out probabilities to [1e-5, 1 - 1e-5]
+_EXAMPLES = 5
+
+
+# --------------------------------------------------------------------------------------------
+# Building blocks
+
+
+def _auc_columns(z: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Univariate ROC AUC (Mann-Whitney, ties counted half) of every column of ``z`` for labels ``y``."""
+    ranks = rankdata(z, axis=0)
+    n1 = int(y.sum())
+    n0 = len(y) - n1
+    return (ranks[y == 1].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def glmnet_lambdas(x: np.ndarray, y: np.ndarray, n_lambdas: int = 100) -> np.ndarray:
+    """glmnet's binomial lasso lambda sequence: log-spaced from lambda_max down to 1e-4 (n < p: 1e-2) of it."""
+    n, p = x.shape
+    mu = x.mean(axis=0)
+    sd = np.sqrt(((x - mu) ** 2).mean(axis=0))
+    ok = sd > 0
+    xs = np.zeros_like(x)
+    xs[:, ok] = (x[:, ok] - mu[ok]) / sd[ok]
+    lambda_max = float(np.max(np.abs(xs.T @ (y - y.mean())) / n)) if p else 0.0
+    ratio = 1e-2 if n < p else 1e-4
+    if lambda_max <= 0:
+        return np.zeros(0)
+    return lambda_max * ratio ** (np.arange(n_lambdas) / max(n_lambdas - 1, 1))
+
+
+def _lasso_objective(xs: np.ndarray, y: np.ndarray, b0: float, b: np.ndarray, lam: float) -> float:
+    eta = b0 + xs @ b
+    # mean negative log-likelihood of the logistic model, computed stably
+    nll = np.mean(np.logaddexp(0.0, eta) - y * eta)
+    return float(nll + lam * np.abs(b).sum())
+
+
+def _exact_on_support(gram: np.ndarray, c: np.ndarray, beta: np.ndarray, lam: float) -> np.ndarray | None:
+    """The exact minimiser when ``beta`` has the right support and signs (KKT checked), else None."""
+    support = np.flatnonzero(beta != 0.0)
+    support = np.union1d([0], support)
+    signs = np.sign(beta[support])
+    signs[0] = 0.0
+    try:
+        solution = np.linalg.solve(gram[np.ix_(support, support)], c[support] - lam * signs)
+    except np.linalg.LinAlgError:
+        return None
+    if np.any(np.sign(solution[1:]) != signs[1:]):
+        return None
+    exact = np.zeros_like(beta)
+    exact[support] = solution
+    grad = c - gram @ exact
+    outside = np.setdiff1d(np.arange(len(beta)), support)
+    if np.any(np.abs(grad[outside]) > lam * (1 + 1e-10)):
+        return None
+    return exact
+
+
+def _weighted_lasso(
+    gram: np.ndarray, c: np.ndarray, beta: np.ndarray, lam: float, *, tol: float, max_sweeps: int
+) -> np.ndarray:
+    """Minimise ``b'Gb / 2 - c'b + lam * sum_{j >= 1} |b_j|`` (coordinate 0 unpenalised) from ``beta``.
+
+    Coordinate descent (active-set sweeps, a full sweep to confirm), finished by an exact solve on
+    the support once the support and signs have settled.
+    """
+    new = beta.copy()
+    grad = c - gram @ new
+    diag = np.diag(gram).copy()
+    everything = list(range(len(c)))
+    active = everything
+    full_sweep = True
+    for _ in range(max_sweeps):
+        max_change = 0.0
+        for j in active:
+            old = new[j]
+            g = grad[j] + diag[j] * old
+            if j == 0:
+                val = g / diag[0]
+            else:
+                val = (math.copysign(abs(g) - lam, g) if abs(g) > lam else 0.0) / diag[j]
+            delta = val - old
+            if delta != 0.0:
+                new[j] = val
+                grad -= gram[:, j] * delta
+                change = diag[j] * delta * delta
+                if change > max_change:
+                    max_change = change
+        if max_change < max(tol, 1e-6):
+            if full_sweep:
+                exact = _exact_on_support(gram, c, new, lam)
+                if exact is not None:
+                    return exact
+                if max_change < tol:
+                    return new
+            active = everything  # confirm on every coordinate
+            full_sweep = True
+        else:
+            if full_sweep:
+                active = [0] + [j for j in everything[1:] if new[j] != 0.0]
+            full_sweep = False
+    return new
+
+
+def lasso_logistic_path(
+    x: np.ndarray,
+    y: np.ndarray,
+    lambdas: np.ndarray,
+    *,
+    tol: float = 1e-16,
+    max_outer: int = 100,
+    max_inner: int = 10_000,
+    early_stop: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """L1 logistic regression along ``lambdas`` as glmnet (alpha = 1, standardize = TRUE) fits it.
+
+    Minimises ``-loglik / n + lambda * sum |beta_j|`` on internally standardised columns (1/n
+    variance), the intercept unpenalised, by proximal Newton steps (IRLS) with covariance-update
+    coordinate descent, warm-started along the path. Returns ``(intercepts (L,), coefs (L, p))``
+    on the scale of ``x``. Constant columns get zero coefficients. With ``early_stop`` the path
+    ends, as glmnet's does for its own lambda sequence, from the 5th lambda on once the deviance
+    ratio exceeds 0.999 or gains less than 1e-5 (the returned arrays are then shorter).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, p = x.shape
+    mu = x.mean(axis=0)
+    sd = np.sqrt(((x - mu) ** 2).mean(axis=0))
+    usable = np.flatnonzero(sd > 0)
+    xs = (x[:, usable] - mu[usable]) / sd[usable]
+    q = len(usable)
+    design = np.hstack([np.ones((n, 1)), xs])  # column 0: intercept
+    ybar = float(y.mean())
+    beta = np.zeros(q + 1)
+    beta[0] = _logit(ybar)
+    intercepts = np.empty(len(lambdas))
+    coefs = np.zeros((len(lambdas), p))
+    null_nll = _lasso_objective(xs, y, beta[0], beta[1:], 0.0)
+    # at or above lambda_max every coefficient is exactly zero (CD could leave rounding residue)
+    lambda_max = float(np.max(np.abs(xs.T @ (y - y.mean())) / n)) if q else 0.0
+    dev_ratio = np.zeros(len(lambdas))
+    for li, lam in enumerate(lambdas):
+        lam = float(lam)
+        if lam >= lambda_max * (1 - 1e-12):
+            beta[1:] = 0.0
+            beta[0] = _logit(ybar)
+            intercepts[li] = beta[0]
+            continue
+        f_old = _lasso_objective(xs, y, beta[0], beta[1:], lam)
+        for _ in range(max_outer):
+            eta = design @ beta
+            prob = np.clip(expit(eta), 1e-9, 1 - 1e-9)
+            w = prob * (1 - prob)
+            z = eta + (y - prob) / w
+            v = w / n
+            gram = design.T @ (design * v[:, None])
+            new = _weighted_lasso(gram, design.T @ (v * z), beta, lam, tol=tol, max_sweeps=max_inner)
+            # step halving keeps every outer step a descent step
+            f_new = _lasso_objective(xs, y, new[0], new[1:], lam)
+            halvings = 0
+            while f_new > f_old and halvings < 30:
+                new = (beta + new) / 2
+                f_new = _lasso_objective(xs, y, new[0], new[1:], lam)
+                halvings += 1
+            step = float(np.max(np.abs(new - beta) * np.sqrt(np.maximum(np.diag(gram), 0))))
+            beta = new
+            f_old = f_new
+            if step < 1e-9 or halvings >= 30:
+                break
+        b = beta[1:] / sd[usable]
+        coefs[li, usable] = b
+        intercepts[li] = beta[0] - float(mu[usable] @ b)
+        if early_stop:
+            dev_ratio[li] = 1 - _lasso_objective(xs, y, beta[0], beta[1:], 0.0) / null_nll
+            if li >= 4 and (dev_ratio[li] > 0.999 or dev_ratio[li] - dev_ratio[li - 1] < 1e-5):
+                return intercepts[: li + 1], coefs[: li + 1]
+    return intercepts, coefs
+
+
+def _logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
+
+
+def _interpolate_path(
+    path_lambdas: np.ndarray, intercepts: np.ndarray, coefs: np.ndarray, at: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coefficients at lambdas ``at`` by linear interpolation along a path (glmnet's ``lambda.interp``)."""
+    grid = path_lambdas[::-1]  # increasing, as np.interp needs; it clamps outside the range
+    b0 = np.interp(at, grid, intercepts[::-1])
+    b = np.column_stack([np.interp(at, grid, coefs[::-1, j]) for j in range(coefs.shape[1])])
+    return b0, b.reshape(len(at), coefs.shape[1])
+
+
+def cv_lasso_logistic(
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_folds: int = 10,
+    n_lambdas: int = 100,
+    random_state: int | None = 0,
+    foldid: np.ndarray | None = None,
+) -> dict[str, Any]:
+    """``cv.glmnet(family="binomial", type.measure="deviance")`` with seeded stratified folds.
+
+    Returns ``lambdas``, the full-data path (``intercepts``, ``coefs``), ``cvm`` (mean held-out
+    deviance, fold means weighted by fold size), ``cvsd`` (its SE), ``n_nonzero``, ``lambda_min``
+    (smallest ``cvm``; the largest lambda on ties) and ``lambda_1se`` (largest lambda whose ``cvm``
+    is within one SE of the minimum). ``foldid`` (1..K per case) overrides the folds.
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n = len(y)
+    lambdas = glmnet_lambdas(x, y, n_lambdas)
+    if len(lambdas) == 0:
+        raise ALNMError("LASSO: no feature is related to the labels at all (lambda_max is 0)")
+    intercepts, coefs = lasso_logistic_path(x, y, lambdas, early_stop=True)
+    lambdas = lambdas[: len(intercepts)]
+    if foldid is None:
+        folds = StratifiedKFold(n_splits=n_folds, shuffle=True, random_state=random_state)
+        foldid = np.empty(n, dtype=int)
+        for k, (_, test) in enumerate(folds.split(x, y)):
+            foldid[test] = k + 1
+    foldid = np.asarray(foldid, dtype=int)
+    fold_ids = np.unique(foldid)
+    fold_means = np.empty((len(fold_ids), len(lambdas)))
+    fold_sizes = np.empty(len(fold_ids))
+    for r, k in enumerate(fold_ids):
+        test = foldid == k
+        # as cv.glmnet: each fold fits its own lambda sequence, and its coefficients are linearly
+        # interpolated in lambda (clamped at the ends) at the full-data lambdas
+        fold_lambdas = glmnet_lambdas(x[~test], y[~test], n_lambdas)
+        if len(fold_lambdas) == 0:
+            b0 = np.full(len(lambdas), _logit(float(y[~test].mean())))
+            b = np.zeros((len(lambdas), x.shape[1]))
+        else:
+            f0, fb = lasso_logistic_path(x[~test], y[~test], fold_lambdas, early_stop=True)
+            b0, b = _interpolate_path(fold_lambdas[: len(f0)], f0, fb, lambdas)
+        prob = np.clip(expit(b0[None, :] + x[test] @ b.T), _CV_PROB_MIN, 1 - _CV_PROB_MIN)
+        yt = y[test][:, None]
+        dev = -2 * (yt * np.log(prob) + (1 - yt) * np.log(1 - prob))
+        fold_means[r] = dev.mean(axis=0)
+        fold_sizes[r] = test.sum()
+    weights = fold_sizes / fold_sizes.sum()
+    cvm = weights @ fold_means
+    cvsd = np.sqrt((weights @ (fold_means - cvm) ** 2) / (len(fold_ids) - 1))
+    i_min = int(np.flatnonzero(cvm <= cvm.min())[0])  # lambdas decrease: first = largest
+    i_1se = int(np.flatnonzero(cvm <= cvm[i_min] + cvsd[i_min])[0])
+    return {
+        "lambdas": lambdas,
+        "intercepts": intercepts,
+        "coefs": coefs,
+        "cvm": cvm,
+        "cvsd": cvsd,
+        "n_nonzero": (coefs != 0).sum(axis=1),
+        "i_min": i_min,
+        "i_1se": i_1se,
+        "foldid": foldid,
+    }
+
+
+def _examples(names: Sequence[str], limit: int = _EXAMPLES) -> str:
+    names = list(names)
+    shown = ", ".join(names[:limit])
+    return shown + (f", ... (+{len(names) - limit} more)" if len(names) > limit else "")
+
+
+def _numeric_frame(x: Any, what: str) -> pd.DataFrame:
+    """Check a case × feature frame: unique index, numeric columns; returns it as float."""
+    if not isinstance(x, pd.DataFrame):
+        raise InputError(f"{what} must be a pandas DataFrame (cases × features), not {type(x).__name__}")
+    if x.index.has_duplicates:
+        dup = x.index[x.index.duplicated()][0]
+        raise InputError(f"{what}: the case appears more than once", case=str(dup))
+    bad = [c for c in x.columns if not (pd.api.types.is_numeric_dtype(x[c]) or x[c].isna().all())]
+    if bad:
+        raise InputError(f"{what}: feature column(s) are not numeric", column=", ".join(map(str, bad)))
+    return x.astype(float)
+
+
+def _labels(y: Any, index: pd.Index) -> np.ndarray:
+    """0/1 labels for the cases of ``index``: a Series is aligned by case id, anything else by position."""
+    if isinstance(y, pd.Series):
+        missing = index.difference(y.index)
+        if len(missing):
+            raise InputError("no training label for this case", case=str(missing[0]), column="label")
+        if y.index.has_duplicates:
+            raise InputError("label given twice", case=str(y.index[y.index.duplicated()][0]), column="label")
+        values = pd.to_numeric(y.loc[index], errors="coerce").to_numpy(dtype=float)
+    else:
+        values = np.asarray(y, dtype=float).ravel()
+        if len(values) != len(index):
+            raise InputError(f"{len(values)} labels for {len(index)} training cases", column="label")
+    bad = ~np.isin(values, (0.0, 1.0))
+    if bad.any():
+        raise InputError("label must be 0 or 1", case=str(index[np.flatnonzero(bad)[0]]), column="label")
+    if values.min() == values.max():
+        raise InputError("the training labels contain one class only", column="label")
+    return values.astype(int)
+
+
+def _format_number(value: float, digits: int) -> str:
+    text = f"{value:.{digits}f}"
+    if value != 0 and float(text) == 0:
+        text = f"{value:.{digits}g}"
+    return text
+
+
+def _plain(value: Any) -> Any:
+    """Convert numpy scalars/NaN to JSON-friendly Python values."""
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (np.floating, float)):
+        value = float(value)
+        return value if math.isfinite(value) else None
+    if isinstance(value, (np.bool_,)):
+        return bool(value)
+    return value
+
+
+# --------------------------------------------------------------------------------------------
+# The estimator
+
+
+class RegionScore:
+    """Feature selection and LASSO score for one region, fitted on training cases only.
+
+    Parameters: ``region`` (name used in the score's name and formula), ``icc_threshold`` and
+    ``icc_form`` (``ICC1``/``ICC2``/``ICC3``, single rater, as psych), ``near_constant_tol``
+    (a feature whose training SD is at most this fraction of its largest absolute value counts as
+    constant), ``max_mode_fraction`` (near-constant: this share of training cases or more have one
+    value), ``corr_threshold`` (redundancy, ``|r|``), ``mi_top_k``, ``lasso_folds``, ``lasso_rule``
+    (``lambda.min`` or ``lambda.1se``), ``n_lambdas`` and ``random_state`` (MI noise and CV folds).
+    """
+
+    def __init__(
+        self,
+        region: str,
+        icc_threshold: float = 0.80,
+        icc_form: str = "ICC2",
+        near_constant_tol: float = 1e-8,
+        max_mode_fraction: float = 0.95,
+        corr_threshold: float = 0.9,
+        mi_top_k: int = 30,
+        lasso_folds: int = 10,
+        lasso_rule: str = "lambda.min",
+        n_lambdas: int = 100,
+        random_state: int | None = 0,
+    ) -> None:
+        self.region = region
+        self.icc_threshold = icc_threshold
+        self.icc_form = icc_form
+        self.near_constant_tol = near_constant_tol
+        self.max_mode_fraction = max_mode_fraction
+        self.corr_threshold = corr_threshold
+        self.mi_top_k = mi_top_k
+        self.lasso_folds = lasso_folds
+        self.lasso_rule = lasso_rule
+        self.n_lambdas = n_lambdas
+        self.random_state = random_state
+
+    _PARAMS = (
+        "region",
+        "icc_threshold",
+        "icc_form",
+        "near_constant_tol",
+        "max_mode_fraction",
+        "corr_threshold",
+        "mi_top_k",
+        "lasso_folds",
+        "lasso_rule",
+        "n_lambdas",
+        "random_state",
+    )
+
+    def get_params(self) -> dict[str, Any]:
+        """The constructor parameters."""
+        return {name: getattr(self, name) for name in self._PARAMS}
+
+    def __repr__(self) -> str:
+        return f"RegionScore(region={self.region!r}, lasso_rule={self.lasso_rule!r})"
+
+    def _check_params(self) -> None:
+        if self.icc_form not in ICC_FORMS:
+            raise ALNMError(f"icc_form must be one of {', '.join(ICC_FORMS)}, not {self.icc_form!r}")
+        if self.lasso_rule not in LASSO_RULES:
+            raise ALNMError(f"lasso_rule must be one of {', '.join(LASSO_RULES)}, not {self.lasso_rule!r}")
+        if not 0 < self.corr_threshold <= 1:
+            raise ALNMError(f"corr_threshold must be in (0, 1], not {self.corr_threshold}")
+        if int(self.mi_top_k) < 1 or int(self.n_lambdas) < 2 or int(self.lasso_folds) < 3:
+            raise ALNMError("mi_top_k must be >= 1, n_lambdas >= 2 and lasso_folds >= 3")
+
+    # ---------------------------------------------------------------- fit
+    def fit(
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        X_reader2: pd.DataFrame | None = None,
+        X_repeat: pd.DataFrame | None = None,
+        degenerate: Sequence[str] = (),
+    ) -> RegionScore:
+        """Select features and fit the LASSO score on training cases (rows of ``X``, index case_id).
+
+        ``y``: 0/1 labels (a Series is aligned by case id). ``X_reader2`` / ``X_repeat``: the same
+        features from re-segmentations of some training cases (index case_id), for the ICC filter.
+        ``degenerate``: feature names to drop up front.
+        """
+        self._check_params()
+        x = _numeric_frame(X, f"{self.region} training features")
+        if x.shape[0] < 2 * int(self.lasso_folds) or x.shape[1] == 0:
+            raise InputError(
+                f"{self.region}: {x.shape[0]} training cases × {x.shape[1]} features is too few to fit a score"
+            )
+        yv = _labels(y, x.index)
+        self.feature_names_in_ = [str(c) for c in x.columns]
+        self.n_features_in_ = len(self.feature_names_in_)
+        self.n_train_ = len(x)
+        self._log: list[dict[str, Any]] = []
+        self._dropped: list[dict[str, Any]] = []
+
+        features = self._step_degenerate(x, degenerate)
+        features = self._step_near_constant(x, features)
+        features = self._step_icc(x, features, X_reader2, X_repeat)
+        self.means_ = x[features].mean(axis=0)
+        self.sds_ = x[features].std(axis=0, ddof=1)
+        z = (x[features] - self.means_) / self.sds_
+        features = self._step_redundancy(z, yv, features)
+        features = self._step_mutual_information(z, yv, features)
+        self._step_lasso(z, yv, features)
+
+        self.log_ = pd.DataFrame(self._log, columns=_LOG_COLUMNS)
+        self.dropped_ = pd.DataFrame(self._dropped, columns=["feature", "step", "reason"])
+        del self._log, self._dropped
+        return self
+
+    def _record(
+        self, step: str, n_in: int, kept: Sequence[str], reasons: Mapping[str, str], why: str, warning: str = ""
+    ) -> None:
+        self._log.append(
+            {
+                "step": step,
+                "n_in": int(n_in),
+                "n_out": len(kept),
+                "removed": _examples(list(reasons)),
+                "why": why,
+                "warning": warning,
+            }
+        )
+        self._dropped.extend({"feature": f, "step": step, "reason": r} for f, r in reasons.items())
+        if warning:
+            warnings.warn(f"{self.region} score, step {step}: {warning}", UserWarning, stacklevel=3)
+        if not kept:
+            raise ALNMError(f"{self.region} score: no feature is left after step {step} ({why})")
+
+    def _step_degenerate(self, x: pd.DataFrame, degenerate: Sequence[str]) -> list[str]:
+        declared = {str(d) for d in degenerate}
+        values = x.to_numpy()
+        finite = np.isfinite(values)
+        reasons: dict[str, str] = {}
+        n_declared = n_nonfinite = 0
+        for j, name in enumerate(x.columns):
+            if name in declared:
+                reasons[name] = "declared degenerate"
+                n_declared += 1
+            elif not finite[:, j].all():
+                bad = np.flatnonzero(~finite[:, j])
+                reasons[name] = f"missing/non-finite in {len(bad)} training case(s), e.g. case {x.index[bad[0]]}"
+                n_nonfinite += 1
+        kept = [c for c in x.columns if c not in reasons]
+        warning = (
+            f"{n_nonfinite} feature(s) with missing/non-finite training values dropped: "
+            f"{_examples([f for f, r in reasons.items() if r != 'declared degenerate'])}"
+            if n_nonfinite
+            else ""
+        )
+        self._record(
+            "degenerate",
+            x.shape[1],
+            kept,
+            reasons,
+            f"declared degenerate: {n_declared}; missing/non-finite training values: {n_nonfinite}",
+            warning,
+        )
+        return kept
+
+    def _step_icc(
+        self,
+        x: pd.DataFrame,
+        features: list[str],
+        x_reader2: pd.DataFrame | None,
+        x_repeat: pd.DataFrame | None,
+    ) -> list[str]:
+        table = pd.DataFrame({"feature": features, "icc_reader2": np.nan, "icc_repeat": np.nan, "kept": True})
+        self.icc_cases_ = {}
+        given = {name: frame for name, frame in (("reader2", x_reader2), ("repeat", x_repeat)) if frame is not None}
+        if not given:
+            self.icc_ = table
+            self._record(
+                "icc",
+                len(features),
+                features,
+                {},
+                "no re-segmentations given: reproducibility not assessed",
+                "no re-segmentations (reader2/repeat): the ICC reproducibility filter was skipped",
+            )
+            return features
+        form = self.icc_form
+        label = {"ICC1": "ICC(1,1)", "ICC2": "ICC(2,1)", "ICC3": "ICC(3,1)"}[form]
+        reasons: dict[str, str] = {}
+        for name, frame in given.items():
+            other = _numeric_frame(frame, f"{self.region} {name} re-segmentation features")
+            missing = [f for f in features if f not in other.columns]
+            if missing:
+                raise InputError(
+                    f"{self.region} {name} re-segmentation features lack column(s) used by the score",
+                    column=", ".join(missing),
+                )
+            cases = x.index.intersection(other.index)
+            if len(cases) < _ICC_MIN_CASES:
+                raise InputError(
+                    f"{self.region} {name} re-segmentations cover {len(cases)} training case(s); "
+                    f"the ICC needs at least {_ICC_MIN_CASES}"
+                )
+            self.icc_cases_[name] = [str(c) for c in cases]
+            ratings = np.stack([x.loc[cases, features].to_numpy(), other.loc[cases, features].to_numpy()], axis=1)
+            nonfinite = ~np.isfinite(ratings).all(axis=(0, 1))
+            icc = np.full(len(features), np.nan)
+            if (~nonfinite).any():
+                icc[~nonfinite] = icc_many(ratings[:, :, ~nonfinite], form)["icc"].to_numpy()
+            table[f"icc_{name}"] = np.where(nonfinite, np.nan, icc)
+            for j, feature in enumerate(features):
+                if feature in reasons:
+                    continue
+                if nonfinite[j]:
+                    bad = np.flatnonzero(~np.isfinite(ratings[:, 1, j]))
+                    case = cases[bad[0]] if len(bad) else cases[0]
+                    reasons[feature] = f"{label} {name} undefined: missing/non-finite value (case {case})"
+                elif not np.isfinite(icc[j]):
+                    reasons[feature] = f"{label} {name} undefined (no variance)"
+                elif icc[j] < self.icc_threshold:
+                    reasons[feature] = f"{label} {name} {icc[j]:.3f} < {self.icc_threshold:.2f}"
+        table["kept"] = ~table["feature"].isin(list(reasons))
+        self.icc_ = table
+        kept = [f for f in features if f not in reasons]
+        counts = ", ".join(f"{name} on {len(self.icc_cases_[name])} cases" for name in given)
+        self._record(
+            "icc", len(features), kept, reasons, f"{label} >= {self.icc_threshold:.2f} in every re-segmentation ({counts})"
+        )
+        return kept
+
+    def _step_near_constant(self, x: pd.DataFrame, features: list[str]) -> list[str]:
+        values = x[features].to_numpy()
+        sd = values.std(axis=0, ddof=1)
+        scale = np.abs(values).max(axis=0)
+        reasons: dict[str, str] = {}
+        for j, feature in enumerate(features):
+            column = values[:, j]
+            if not sd[j] > self.near_constant_tol * scale[j]:
+                reasons[feature] = "constant in training"
+                continue
+            _, counts = np.unique(column, return_counts=True)
+            share = counts.max() / len(column)
+            if share >= self.max_mode_fraction:
+                reasons[feature] = f"near-constant: {share:.1%} of training cases share one value"
+        kept = [f for f in features if f not in reasons]
+        self._record(
+            "near_constant",
+            len(features),
+            kept,
+            reasons,
+            f"SD <= {self.near_constant_tol:g} × max|x|, or >= {self.max_mode_fraction:.0%} of training cases share one value",
+        )
+        return kept
+
+    def _step_redundancy(self, z: pd.DataFrame, y: np.ndarray, features: list[str]) -> list[str]:
+        values = z[features].to_numpy()
+        auc = _auc_columns(values, y)
+        self.auc_ = pd.Series(auc, index=features, name="auc")
+        relevance = np.abs(auc - 0.5)
+        corr = (values.T @ values) / (len(values) - 1)  # z-scored columns: this is Pearson r
+        iu, ju = np.triu_indices(len(features), k=1)
+        r = np.abs(corr[iu, ju])
+        hit = np.flatnonzero(r > self.corr_threshold)
+        order = hit[np.argsort(-r[hit], kind="stable")]
+        alive = np.ones(len(features), dtype=bool)
+        reasons: dict[str, str] = {}
+        for h in order:
+            i, j = int(iu[h]), int(ju[h])
+            if not (alive[i] and alive[j]):
+                continue
+            keep, drop = (j, i) if relevance[j] > relevance[i] else (i, j)
+            alive[drop] = False
+            reasons[features[drop]] = (
+                f"|r| = {r[h]:.3f} with {features[keep]} (|AUC - 0.5| {relevance[drop]:.3f} vs {relevance[keep]:.3f})"
+            )
+        kept = [f for f, a in zip(features, alive, strict=True) if a]
+        self._record(
+            "redundancy",
+            len(features),
+            kept,
+            reasons,
+            f"features z-scored with the training mean and SD; pairs with |Pearson r| > {self.corr_threshold:g} "
+            "by descending |r|: the feature with the larger univariate |AUC - 0.5| stays",
+        )
+        return kept
+
+    def _step_mutual_information(self, z: pd.DataFrame, y: np.ndarray, features: list[str]) -> list[str]:
+        mi = mutual_info_classif(
+            z[features].to_numpy(), y, discrete_features=False, random_state=self.random_state
+        )
+        order = np.argsort(-mi, kind="stable")
+        self.mi_ = pd.Series(mi[order], index=[features[i] for i in order], name="mutual_information")
+        k = int(self.mi_top_k)
+        kept = list(self.mi_.index[:k])
+        reasons = {
+            f: f"mutual information {self.mi_.iloc[rank]:.4f}, rank {rank + 1} > {k}"
+            for rank, f in enumerate(self.mi_.index)
+            if rank >= k
+        }
+        self._record(
+            "mutual_information",
+            len(features),
+            kept,
+            reasons,
+            f"top {k} by mutual information with the label (k-NN estimate, random_state={self.random_state})",
+        )
+        return kept
+
+    def _step_lasso(self, z: pd.DataFrame, y: np.ndarray, features: list[str]) -> None:
+        n_min = int(min(y.sum(), len(y) - y.sum()))
+        folds = min(int(self.lasso_folds), n_min)
+        warning = ""
+        if folds < 3:
+            raise InputError(f"{self.region}: {n_min} case(s) in the smaller class; LASSO cross-validation needs 3")
+        if folds < int(self.lasso_folds):
+            warning = f"only {n_min} cases in the smaller class: {folds}-fold instead of {self.lasso_folds}-fold CV"
+        values = z[features].to_numpy()
+        cv = cv_lasso_logistic(
+            values, y, n_folds=folds, n_lambdas=int(self.n_lambdas), random_state=self.random_state
+        )
+        lambdas = cv["lambdas"]
+        self.lasso_path_ = pd.DataFrame(cv["coefs"], index=pd.Index(lambdas, name="lambda"), columns=features)
+        self.lasso_path_.insert(0, "(Intercept)", cv["intercepts"])
+        self.lasso_cv_ = pd.DataFrame(
+            {
+                "lambda": lambdas,
+                "log_lambda": np.log(lambdas),
+                "mean_deviance": cv["cvm"],
+                "se": cv["cvsd"],
+                "n_nonzero": cv["n_nonzero"],
+            }
+        )
+        self.lasso_foldid_ = cv["foldid"]
+        self.lambda_min_ = float(lambdas[cv["i_min"]])
+        self.lambda_1se_ = float(lambdas[cv["i_1se"]])
+        index = cv["i_min"] if self.lasso_rule == "lambda.min" else cv["i_1se"]
+        nonzero = cv["n_nonzero"]
+        if nonzero[index] == 0:
+            fallback = cv["i_min"] if nonzero[cv["i_min"]] > 0 else int(np.flatnonzero(nonzero > 0)[0])
+            what = "lambda.min" if fallback == cv["i_min"] else "the largest lambda with a non-zero coefficient"
+            note = (
+                f"{self.lasso_rule} ({lambdas[index]:.4g}) keeps no feature; fell back to {what} ({lambdas[fallback]:.4g})"
+            )
+            warning = f"{warning}; {note}" if warning else note
+            index = fallback
+        self.lambda_ = float(lambdas[index])
+        coef = cv["coefs"][index]
+        self.selected_ = [f for f, c in zip(features, coef, strict=True) if c != 0.0]
+        self.coef_ = pd.Series([float(c) for c in coef if c != 0.0], index=self.selected_, name="coefficient")
+        self.intercept_ = float(cv["intercepts"][index])
+        reasons = {f: f"zero LASSO coefficient at lambda {self.lambda_:.4g}" for f, c in zip(features, coef, strict=True) if c == 0}
+        self._record(
+            "lasso",
+            len(features),
+            self.selected_,
+            reasons,
+            f"L1 logistic, {folds}-fold stratified CV deviance; lambda.min {self.lambda_min_:.4g}, "
+            f"lambda.1se {self.lambda_1se_:.4g}; used {self.lambda_:.4g}",
+            warning,
+        )
+
+    # ---------------------------------------------------------------- apply
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "coef_"):
+            raise ALNMError(f"the {self.region} score is not fitted yet: call fit() or from_dict() first")
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        """The selected features of ``X`` (index case_id), z-scored with the training means and SDs."""
+        self._check_fitted()
+        if not isinstance(X, pd.DataFrame):
+            raise InputError(f"{self.region} features must be a pandas DataFrame, not {type(X).__name__}")
+        missing = [f for f in self.selected_ if f not in X.columns]
+        if missing:
+            raise InputError(
+                f"missing feature column(s) needed by the {self.region} score", column=", ".join(missing)
+            )
+        columns = {}
+        for f in self.selected_:
+            column = pd.to_numeric(X[f], errors="coerce").to_numpy(dtype=float)
+            bad = np.flatnonzero(~np.isfinite(column))
+            if len(bad):
+                more = f" (and {len(bad) - 1} more case(s))" if len(bad) > 1 else ""
+                raise InputError(
+                    f"missing, non-numeric or non-finite value needed by the {self.region} score{more}",
+                    case=str(X.index[bad[0]]),
+                    column=f,
+                )
+            columns[f] = (column - self.means_[f]) / self.sds_[f]
+        return pd.DataFrame(columns, index=X.index, columns=list(self.selected_))
+
+    def score(self, X: pd.DataFrame) -> pd.Series:
+        """The region score ``intercept + sum(coef × z)`` of each case of ``X`` (a log-odds)."""
+        z = self.transform(X)
+        total = np.full(len(z), self.intercept_)
+        for f in self.selected_:
+            total = total + self.coef_[f] * z[f].to_numpy()
+        return pd.Series(total, index=X.index, name=f"{self.region}_score")
+
+    # ---------------------------------------------------------------- report
+    def formula(self, digits: int = 4) -> str:
+        """The score as text: ``tumor score = -0.1230 + 0.4560 × tumor_... - ...`` (features z-scored)."""
+        self._check_fitted()
+        text = f"{self.region} score = {_format_number(self.intercept_, digits)}"
+        for f in self.selected_:
+            c = float(self.coef_[f])
+            sign = "-" if c < 0 else "+"
+            text += f" {sign} {_format_number(abs(c), digits)} × {f}"
+        return text
+
+    def formula_table(self) -> pd.DataFrame:
+        """One row per term: ``term``, ``coefficient``, training ``mean`` and ``sd`` (NaN for the intercept)."""
+        self._check_fitted()
+        rows = [{"term": "(Intercept)", "coefficient": self.intercept_, "mean": np.nan, "sd": np.nan}]
+        rows += [
+            {"term": f, "coefficient": float(self.coef_[f]), "mean": float(self.means_[f]), "sd": float(self.sds_[f])}
+            for f in self.selected_
+        ]
+        return pd.DataFrame(rows, columns=["term", "coefficient", "mean", "sd"])
+
+    def write_formula(
+        self, csv_path: str | os.PathLike[str], text_path: str | os.PathLike[str] | None = None, digits: int = 4
+    ) -> tuple[Path, Path]:
+        """Write the formula table (CSV) and the formula with its z-scoring note (text), atomically."""
+        csv_path = Path(csv_path)
+        text_path = csv_path.with_suffix(".txt") if text_path is None else Path(text_path)
+        table = self.formula_table()
+        lines = [
+            self.formula(digits),
+            "",
+            "Each feature is z-scored with the training mean and SD: z = (x - mean) / sd.",
+            f"Training cases: {getattr(self, 'n_train_', 'n/a')}; LASSO {self.lasso_rule}, lambda = {self.lambda_:.6g}.",
+            "",
+            f"{'term':<60} {'coefficient':>14} {'mean':>14} {'sd':>14}",
+        ]
+        for row in table.itertuples(index=False):
+            lines.append(f"{row.term:<60} {row.coefficient:>14.6g} {row.mean:>14.6g} {row.sd:>14.6g}")
+        write_table(csv_path, table)
+        write_text(text_path, "\n".join(lines) + "\n")
+        return csv_path, text_path
+
+    # ---------------------------------------------------------------- persistence
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable description of the fitted score (parameters, features, scaler, coefficients, log)."""
+        self._check_fitted()
+        log = getattr(self, "log_", pd.DataFrame(columns=_LOG_COLUMNS))
+        return {
+            "kind": _DICT_KIND,
+            "version": _DICT_VERSION,
+            "params": {k: _plain(v) for k, v in self.get_params().items()},
+            "selected": [str(f) for f in self.selected_],
+            "intercept": float(self.intercept_),
+            "coefficients": [float(self.coef_[f]) for f in self.selected_],
+            "means": [float(self.means_[f]) for f in self.selected_],
+            "sds": [float(self.sds_[f]) for f in self.selected_],
+            "lambda": float(self.lambda_),
+            "lambda_min": _plain(getattr(self, "lambda_min_", None)),
+            "lambda_1se": _plain(getattr(self, "lambda_1se_", None)),
+            "n_train": _plain(getattr(self, "n_train_", None)),
+            "log": [{k: _plain(v) for k, v in row.items()} for row in log.to_dict(orient="records")],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> RegionScore:
+        """Restore a fitted score written by :meth:`to_dict`; it scores exactly as the original."""
+        if not isinstance(d, Mapping) or d.get("kind") != _DICT_KIND:
+            raise BundleError("not a saved region score (kind is not ALNMPredictor.RegionScore)")
+        if int(d.get("version", 0)) > _DICT_VERSION:
+            raise BundleError(f"region score saved by a newer version (format {d.get('version')} > {_DICT_VERSION})")
+        try:
+            params = dict(d["params"])
+            selected = [str(f) for f in d["selected"]]
+            coefs = [float(c) for c in d["coefficients"]]
+            means = [float(m) for m in d["means"]]
+            sds = [float(s) for s in d["sds"]]
+            intercept = float(d["intercept"])
+            lam = float(d["lambda"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise BundleError(f"saved region score is incomplete or malformed: {exc!r}") from exc
+        if not len(selected) == len(coefs) == len(means) == len(sds):
+            raise BundleError("saved region score: features, coefficients, means and SDs differ in length")
+        unknown = set(params) - set(cls._PARAMS)
+        if unknown or "region" not in params:
+            raise BundleError(f"saved region score: unexpected or missing parameters {sorted(unknown) or ['region']}")
+        obj = cls(**params)
+        obj.selected_ = selected
+        obj.coef_ = pd.Series(coefs, index=selected, name="coefficient", dtype=float)
+        obj.means_ = pd.Series(means, index=selected, dtype=float)
+        obj.sds_ = pd.Series(sds, index=selected, dtype=float)
+        obj.intercept_ = intercept
+        obj.lambda_ = lam
+        for key, attr in (("lambda_min", "lambda_min_"), ("lambda_1se", "lambda_1se_"), ("n_train", "n_train_")):
+            if d.get(key) is not None:
+                setattr(obj, attr, d[key])
+        obj.log_ = pd.DataFrame(list(d.get("log", [])), columns=_LOG_COLUMNS)
+        return obj
+
+
+# --------------------------------------------------------------------------------------------
+# Convenience: a whole feature table
+
+
+def fit_region_scores(
+    table: pd.DataFrame,
+    labels: pd.Series | Mapping[str, int],
+    regions: Sequence[str],
+    degenerate: Sequence[str] = (),
+    **params: Any,
+) -> dict[str, RegionScore]:
+    """Fit one :class:`RegionScore` per region from the extraction's feature table.
+
+    ``table`` has ``case_id`` and ``variant`` (``main``/``reader2``/``repeat``) columns and feature
+    columns prefixed ``<region>_``. ``labels`` (case_id → 0/1) names the training cases: rows of any
+    other case are ignored, so test cases in the table cannot influence the fit. A re-segmentation
+    row whose region features are all missing is taken as "not re-segmented for this region".
+    ``params`` go to every ``RegionScore``.
+    """
+    for column in ("case_id", "variant"):
+        if column not in table.columns:
+            raise InputError("the feature table has no such column", column=column)
+    labels = pd.Series(labels) if not isinstance(labels, pd.Series) else labels
+    labels.index = labels.index.astype(str)
+    if labels.index.has_duplicates:
+        raise InputError("label given twice", case=str(labels.index[labels.index.duplicated()][0]), column="label")
+    case_ids = table["case_id"].astype(str)
+    variant = table["variant"].astype(str)
+    unknown = ~variant.isin(VARIANTS)
+    if unknown.any():
+        i = int(np.flatnonzero(unknown.to_numpy())[0])
+        raise InputError(
+            f"unknown variant {variant.iloc[i]!r} (expected {', '.join(VARIANTS)})", case=case_ids.iloc[i], column="variant"
+        )
+    train = case_ids.isin(labels.index).to_numpy()
+    rows = {}
+    for name in VARIANTS:
+        part = table.loc[train & (variant == name).to_numpy()].copy()
+        part.index = pd.Index(case_ids[train & (variant == name).to_numpy()], name="case_id")
+        if part.index.has_duplicates:
+            raise InputError(f"more than one {name!r} feature row", case=str(part.index[part.index.duplicated()][0]))
+        rows[name] = part
+    main = rows["main"]
+    absent = labels.index.difference(main.index)
+    if len(absent):
+        raise InputError("training case has no 'main' feature row", case=str(absent[0]))
+    main = main.loc[labels.index]
+    declared = [str(d) for d in degenerate]
+    scores: dict[str, RegionScore] = {}
+    for region in regions:
+        prefix = f"{region}_"
+        columns = [c for c in table.columns if isinstance(c, str) and c.startswith(prefix)]
+        if not columns:
+            raise InputError(f"no feature columns for region {region!r}", column=f"{prefix}*")
+        extra: dict[str, pd.DataFrame | None] = {}
+        for name in ("reader2", "repeat"):
+            frame = rows[name][columns]
+            frame = frame.loc[~frame.isna().all(axis=1)]
+            extra[name] = frame if len(frame) else None
+        scores[region] = RegionScore(region, **params).fit(
+            main[columns],
+            labels,
+            X_reader2=extra["reader2"],
+            X_repeat=extra["repeat"],
+            degenerate=[d for d in declared if d.startswith(prefix)],
+        )
+    return scores

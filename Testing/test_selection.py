@@ -1,0 +1,426 @@
+"""Tests of the per-region radiomics score (selection.py) on small generated feature tables."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
+from ALNMPredictorLib.selection import (
+    RegionScore,
+    cv_lasso_logistic,
+    fit_region_scores,
+    glmnet_lambdas,
+    lasso_logistic_path,
+)
+
+FIXTURES = Path(__file__).parent / "fixtures"
+STEPS = ["degenerate", "near_constant", "icc", "redundancy", "mutual_information", "lasso"]
+
+
+def make_region(region: str = "tumor", n: int = 160, seed: int = 0) -> dict:
+    """Training features with planted structure, and re-segmentations of 40 cases.
+
+    ``inf_*``: informative and reproducible; ``dup``: a near copy of ``inf_0``; ``unstable_*``:
+    informative but re-segmentation changes them a lot; ``repeat_unstable``: reproducible between
+    readers, not on repetition; ``const``/``nearconst``; ``degen``: declared degenerate; ``noise_*``.
+    """
+    rng = np.random.default_rng(seed)
+    ids = [f"P{i:03d}" for i in range(n)]
+    y = np.r_[np.zeros(n // 2, int), np.ones(n - n // 2, int)]
+    rng.shuffle(y)
+    shift = y - 0.5
+    cols: dict[str, np.ndarray] = {}
+    for i in range(3):
+        cols[f"{region}_inf_{i}"] = 1.6 * shift + rng.standard_normal(n)
+    cols[f"{region}_dup"] = cols[f"{region}_inf_0"] + 0.05 * rng.standard_normal(n)
+    for i in range(3):
+        cols[f"{region}_unstable_{i}"] = 1.6 * shift + rng.standard_normal(n)
+    cols[f"{region}_repeat_unstable"] = 1.6 * shift + rng.standard_normal(n)
+    cols[f"{region}_const"] = np.full(n, 3.0)
+    cols[f"{region}_nearconst"] = np.r_[np.full(n - 2, 2.0), 5.0, 6.0]
+    cols[f"{region}_degen"] = rng.standard_normal(n)
+    for i in range(30):
+        cols[f"{region}_noise_{i:02d}"] = rng.standard_normal(n)
+    scale = rng.uniform(0.5, 50, len(cols))  # radiomics features come on very different scales
+    offset = rng.uniform(-100, 1000, len(cols))
+    x = pd.DataFrame(cols, index=pd.Index(ids, name="case_id")) * scale + offset
+
+    def resegment(cases: list[str], noisy: list[str], seed2: int) -> pd.DataFrame:
+        r = np.random.default_rng(seed2)
+        out = x.loc[cases].copy()
+        sd = x.std()
+        for c in out.columns:
+            factor = 3.0 if c in noisy else 0.1
+            out[c] = out[c] + factor * sd[c] * r.standard_normal(len(cases))
+        out[f"{region}_const"] = 3.0 * scale[list(cols).index(f"{region}_const")] + offset[
+            list(cols).index(f"{region}_const")
+        ]
+        return out
+
+    unstable = [f"{region}_unstable_{i}" for i in range(3)]
+    reader2 = resegment(ids[:40], unstable, seed + 1)
+    repeat = resegment(ids[20:60], [*unstable, f"{region}_repeat_unstable"], seed + 2)
+    return {"X": x, "y": pd.Series(y, index=x.index), "reader2": reader2, "repeat": repeat}
+
+
+@pytest.fixture(scope="module")
+def data() -> dict:
+    return make_region()
+
+
+@pytest.fixture(scope="module")
+def fitted(data: dict) -> RegionScore:
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # nothing to warn about with re-segmentations and clean data
+        return RegionScore("tumor", mi_top_k=10, random_state=0).fit(
+            data["X"], data["y"], data["reader2"], data["repeat"], degenerate=["tumor_degen"]
+        )
+
+
+def removed_at(model: RegionScore, step: str) -> set[str]:
+    return set(model.dropped_.loc[model.dropped_["step"] == step, "feature"])
+
+
+def auc(y: np.ndarray, score: np.ndarray) -> float:
+    pos, neg = score[y == 1], score[y == 0]
+    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+
+
+# ------------------------------------------------------------------ the steps
+
+
+def test_every_step_shrinks_the_feature_count_and_is_logged(fitted: RegionScore, data: dict) -> None:
+    log = fitted.log_
+    assert list(log["step"]) == STEPS
+    assert log["n_in"].iloc[0] == data["X"].shape[1]
+    assert (log["n_out"] < log["n_in"]).all(), log
+    assert (log["n_in"].iloc[1:].to_numpy() == log["n_out"].iloc[:-1].to_numpy()).all()
+    assert log["n_out"].iloc[-1] == len(fitted.selected_) == len(fitted.coef_)
+    assert (log["why"].str.len() > 0).all()
+    # every removed feature is accounted for exactly once, with a reason
+    assert len(fitted.dropped_) + len(fitted.selected_) == data["X"].shape[1]
+    assert not fitted.dropped_["feature"].duplicated().any()
+    assert (fitted.dropped_["reason"].str.len() > 0).all()
+    assert set(fitted.dropped_["feature"]).isdisjoint(fitted.selected_)
+
+
+def test_icc_removes_unstable_features_in_either_resegmentation(fitted: RegionScore) -> None:
+    unstable = {f"tumor_unstable_{i}" for i in range(3)}
+    assert removed_at(fitted, "icc") == unstable | {"tumor_repeat_unstable"}
+    icc = fitted.icc_.set_index("feature")
+    assert list(fitted.icc_.columns) == ["feature", "icc_reader2", "icc_repeat", "kept"]
+    assert (icc.loc[sorted(unstable), "icc_reader2"] < 0.5).all()
+    # reproducible between readers, not on repetition: "ICC >= 0.80 in both"
+    assert icc.loc["tumor_repeat_unstable", "icc_reader2"] >= 0.8
+    assert icc.loc["tumor_repeat_unstable", "icc_repeat"] < 0.8
+    assert not icc.loc["tumor_repeat_unstable", "kept"]
+    assert (icc.loc[["tumor_inf_0", "tumor_noise_00"], ["icc_reader2", "icc_repeat"]] > 0.95).all().all()
+    assert fitted.icc_cases_ == {"reader2": [f"P{i:03d}" for i in range(40)], "repeat": [f"P{i:03d}" for i in range(20, 60)]}
+    # the threshold is configurable: at 0.0 nothing is removed for (in)stability
+    assert "ICC(2,1)" in fitted.log_.set_index("step").loc["icc", "why"]
+
+
+def test_icc_threshold_and_form_are_configurable(data: dict) -> None:
+    model = RegionScore("tumor", icc_threshold=-1.0, icc_form="ICC3", mi_top_k=10).fit(
+        data["X"], data["y"], data["reader2"], data["repeat"], degenerate=["tumor_degen"]
+    )
+    assert removed_at(model, "icc") == set()
+    assert "ICC(3,1)" in model.log_.set_index("step").loc["icc", "why"]
+    with pytest.raises(ALNMError, match="icc_form"):
+        RegionScore("tumor", icc_form="ICC9").fit(data["X"], data["y"])
+
+
+def test_degenerate_and_constant_features_are_dropped(fitted: RegionScore) -> None:
+    assert removed_at(fitted, "degenerate") == {"tumor_degen"}
+    assert removed_at(fitted, "near_constant") == {"tumor_const", "tumor_nearconst"}
+    reasons = fitted.dropped_.set_index("feature")["reason"]
+    assert reasons["tumor_degen"] == "declared degenerate"
+    assert reasons["tumor_const"] == "constant in training"
+    assert "near-constant" in reasons["tumor_nearconst"]
+    # scaler: training mean and SD (ddof=1) of every feature surviving the variance step
+    assert "tumor_const" not in fitted.means_.index
+    assert len(fitted.means_) == fitted.log_.set_index("step").loc["icc", "n_out"]
+
+
+def test_non_finite_training_values_drop_the_feature_with_a_warning(data: dict) -> None:
+    x = data["X"].copy()
+    x.loc["P007", "tumor_noise_03"] = np.nan
+    with pytest.warns(UserWarning, match="non-finite"):
+        model = RegionScore("tumor", mi_top_k=10).fit(x, data["y"], data["reader2"], data["repeat"])
+    reason = model.dropped_.set_index("feature").loc["tumor_noise_03", "reason"]
+    assert "P007" in reason
+
+
+def test_correlated_duplicate_is_removed(fitted: RegionScore) -> None:
+    pair = {"tumor_inf_0", "tumor_dup"}
+    assert len(removed_at(fitted, "redundancy") & pair) == 1
+    assert removed_at(fitted, "redundancy") <= pair  # independent features survive |r| <= 0.9
+    dropped = (removed_at(fitted, "redundancy") & pair).pop()
+    kept = (pair - {dropped}).pop()
+    # the member more related to the label (|AUC - 0.5|) stays
+    assert abs(fitted.auc_[kept] - 0.5) >= abs(fitted.auc_[dropped] - 0.5)
+    assert kept in fitted.dropped_.set_index("feature").loc[dropped, "reason"]
+
+
+def test_mutual_information_keeps_top_k(fitted: RegionScore) -> None:
+    log = fitted.log_.set_index("step")
+    assert log.loc["mutual_information", "n_out"] == 10
+    assert list(fitted.mi_.index[:10]) == list(fitted.lasso_path_.columns[1:])
+    assert fitted.mi_.is_monotonic_decreasing
+    assert {"tumor_inf_1", "tumor_inf_2"} <= set(fitted.mi_.index[:10])
+
+
+def test_informative_features_selected_and_noise_mostly_not(fitted: RegionScore, data: dict) -> None:
+    selected = set(fitted.selected_)
+    assert {"tumor_inf_1", "tumor_inf_2"} <= selected
+    assert len(selected & {"tumor_inf_0", "tumor_dup"}) == 1
+    informative = sorted(selected - {f for f in selected if "noise" in f})
+    noise = sorted(f for f in selected if "noise" in f)
+    assert len(noise) <= 5, fitted.formula()  # of 30 noise features; lambda.min lets a few in...
+    assert fitted.coef_[noise].abs().max() < fitted.coef_[informative].abs().min() / 2  # ...with small weights
+    assert (fitted.coef_[informative] > 0).all()
+    score = fitted.score(data["X"])
+    assert score.name == "tumor_score"
+    assert auc(data["y"].to_numpy(), score.to_numpy()) > 0.85
+
+
+def test_lasso_cv_records(fitted: RegionScore) -> None:
+    cv = fitted.lasso_cv_
+    assert list(cv.columns) == ["lambda", "log_lambda", "mean_deviance", "se", "n_nonzero"]
+    assert 2 <= len(cv) <= 100 and cv["lambda"].is_monotonic_decreasing
+    assert cv["n_nonzero"].iloc[0] == 0
+    assert fitted.lambda_min_ == cv["lambda"][cv["mean_deviance"].idxmin()]
+    assert fitted.lambda_1se_ >= fitted.lambda_min_
+    i_min = cv["mean_deviance"].idxmin()
+    within = cv["mean_deviance"] <= cv["mean_deviance"][i_min] + cv["se"][i_min]
+    assert fitted.lambda_1se_ == cv.loc[within, "lambda"].max()
+    assert fitted.lambda_ == fitted.lambda_min_
+    assert fitted.lasso_path_.shape == (len(cv), 1 + 10)
+    row = fitted.lasso_path_.loc[fitted.lambda_]
+    assert row["(Intercept)"] == fitted.intercept_
+    assert (row[fitted.selected_] == fitted.coef_).all()
+    folds = np.bincount(fitted.lasso_foldid_)[1:]
+    assert len(folds) == 10 and folds.max() - folds.min() <= 1
+
+
+def test_lambda_1se_rule(data: dict) -> None:
+    model = RegionScore("tumor", mi_top_k=10, lasso_rule="lambda.1se").fit(
+        data["X"], data["y"], data["reader2"], data["repeat"], degenerate=["tumor_degen"]
+    )
+    assert model.lambda_ == model.lambda_1se_
+    assert 1 <= len(model.selected_) <= model.log_["n_in"].iloc[-1]
+
+
+def test_zero_features_at_the_chosen_lambda_falls_back_with_a_warning() -> None:
+    rng = np.random.default_rng(5)
+    n = 120
+    x = pd.DataFrame(rng.standard_normal((n, 12)), columns=[f"ln_noise_{i}" for i in range(12)])
+    y = np.tile([0, 1], n // 2)
+    with pytest.warns(UserWarning) as record:
+        model = RegionScore("ln", lasso_rule="lambda.1se", random_state=1).fit(x, y)
+    log = model.log_.set_index("step")
+    assert "fell back" in log.loc["lasso", "warning"]
+    assert any("fell back" in str(w.message) for w in record)
+    assert len(model.selected_) >= 1
+    assert model.lambda_ < model.lambda_1se_
+
+
+def test_icc_step_skipped_with_a_warning_without_resegmentations(data: dict) -> None:
+    with pytest.warns(UserWarning, match="ICC reproducibility filter was skipped"):
+        model = RegionScore("tumor", mi_top_k=10).fit(data["X"], data["y"], degenerate=["tumor_degen"])
+    row = model.log_.set_index("step").loc["icc"]
+    assert row["n_in"] == row["n_out"] and row["warning"]
+    assert model.icc_["kept"].all() and model.icc_["icc_reader2"].isna().all()
+    assert "tumor_unstable_0" not in removed_at(model, "icc")
+
+
+# ------------------------------------------------------------------ glmnet conventions
+
+
+def test_lasso_matches_glmnet_reference() -> None:
+    ref = json.loads((FIXTURES / "selection_glmnet_reference.json").read_text())
+    x, y = np.array(ref["x"]), np.array(ref["y"], dtype=float)
+    lam = np.array(ref["lambda"])
+    np.testing.assert_allclose(glmnet_lambdas(x, y)[: len(lam)], lam, rtol=1e-12)
+    b0, b = lasso_logistic_path(x, y, lam)
+    np.testing.assert_allclose(b0, ref["intercept"], atol=1e-6)
+    np.testing.assert_allclose(b, np.array(ref["coef"]), atol=1e-6)
+    cv = cv_lasso_logistic(x, y, foldid=np.array(ref["foldid"]))
+    assert len(cv["lambdas"]) == len(ref["cv_lambda"])  # glmnet's early end of the path too
+    np.testing.assert_allclose(cv["lambdas"], ref["cv_lambda"], rtol=1e-12)
+    np.testing.assert_allclose(cv["cvm"], ref["cvm"], atol=1e-6)
+    np.testing.assert_allclose(cv["cvsd"], ref["cvsd"], atol=1e-6)
+    np.testing.assert_array_equal(cv["n_nonzero"], ref["nzero"])
+    assert cv["lambdas"][cv["i_min"]] == pytest.approx(ref["lambda_min"], rel=1e-12)
+    assert cv["lambdas"][cv["i_1se"]] == pytest.approx(ref["lambda_1se"], rel=1e-12)
+
+
+# ------------------------------------------------------------------ apply, persist, report
+
+
+def test_to_dict_from_dict_round_trip_is_exact(fitted: RegionScore, data: dict) -> None:
+    d = fitted.to_dict()
+    text = json.dumps(d, allow_nan=False)  # plain JSON: no numpy objects, no NaN
+    restored = RegionScore.from_dict(json.loads(text))
+    new = make_region(seed=11)["X"]
+    for frame in (data["X"], new):
+        np.testing.assert_allclose(restored.score(frame), fitted.score(frame), rtol=0, atol=1e-12)
+    assert restored.formula() == fitted.formula()
+    assert restored.selected_ == fitted.selected_
+    assert restored.get_params() == fitted.get_params()
+    pd.testing.assert_frame_equal(restored.log_, fitted.log_.astype(restored.log_.dtypes.to_dict()))
+    with pytest.raises(BundleError):
+        RegionScore.from_dict({**d, "kind": "something else"})
+    with pytest.raises(BundleError):
+        RegionScore.from_dict({k: v for k, v in d.items() if k != "coefficients"})
+
+
+def test_score_is_intercept_plus_coefficients_times_z(fitted: RegionScore, data: dict) -> None:
+    z = fitted.transform(data["X"])
+    assert list(z.columns) == fitted.selected_
+    manual = (data["X"][fitted.selected_] - data["X"][fitted.selected_].mean()) / data["X"][fitted.selected_].std()
+    np.testing.assert_allclose(z, manual, atol=1e-10)
+    np.testing.assert_allclose(fitted.score(data["X"]), fitted.intercept_ + manual @ fitted.coef_, atol=1e-10)
+
+
+def test_formula_text_and_table(fitted: RegionScore, tmp_path: Path) -> None:
+    text = fitted.formula()
+    assert text.startswith(f"tumor score = {fitted.intercept_:.4f}")
+    for f in fitted.selected_:
+        assert f"{abs(fitted.coef_[f]):.4f} × {f}" in text
+    table = fitted.formula_table()
+    assert list(table.columns) == ["term", "coefficient", "mean", "sd"]
+    assert list(table["term"]) == ["(Intercept)", *fitted.selected_]
+    assert table["sd"].iloc[1:].gt(0).all()
+    csv, txt = fitted.write_formula(tmp_path / "tumor_score.csv")
+    assert txt == tmp_path / "tumor_score.txt"
+    assert pd.read_csv(csv)["term"].tolist() == table["term"].tolist()
+    assert txt.read_text().splitlines()[0] == text
+
+
+def test_determinism_for_a_seed(data: dict, fitted: RegionScore) -> None:
+    again = RegionScore("tumor", mi_top_k=10, random_state=0).fit(
+        data["X"], data["y"], data["reader2"], data["repeat"], degenerate=["tumor_degen"]
+    )
+    assert again.to_dict() == fitted.to_dict()
+    pd.testing.assert_series_equal(again.mi_, fitted.mi_)
+    pd.testing.assert_frame_equal(again.lasso_cv_, fitted.lasso_cv_)
+    pd.testing.assert_frame_equal(again.lasso_path_, fitted.lasso_path_)
+
+
+def test_missing_column_and_nan_errors_name_them(fitted: RegionScore, data: dict) -> None:
+    first = fitted.selected_[0]
+    with pytest.raises(InputError, match=first) as err:
+        fitted.score(data["X"].drop(columns=[first]))
+    assert "missing feature column" in str(err.value)
+    x = data["X"].copy()
+    x.loc["P005", first] = np.nan
+    with pytest.raises(InputError) as err:
+        fitted.score(x)
+    assert err.value.case == "P005" and err.value.column == first
+    # a NaN in a feature the score does not use is fine
+    unused = next(c for c in data["X"].columns if c not in fitted.selected_)
+    x = data["X"].copy()
+    x.loc["P005", unused] = np.nan
+    assert np.isfinite(fitted.score(x)).all()
+    with pytest.raises(ALNMError, match="not fitted"):
+        RegionScore("tumor").score(data["X"])
+
+
+def test_bad_training_input_is_reported(data: dict) -> None:
+    y = data["y"].copy()
+    y.iloc[3] = 2
+    with pytest.raises(InputError, match="P003"):
+        RegionScore("tumor").fit(data["X"], y)
+    with pytest.raises(InputError, match="no training label"):
+        RegionScore("tumor").fit(data["X"], data["y"].iloc[1:])
+    with pytest.raises(InputError, match="one class"):
+        RegionScore("tumor").fit(data["X"], np.zeros(len(data["X"])))
+    short = data["reader2"].drop(columns=["tumor_inf_1"])
+    with pytest.raises(InputError, match="tumor_inf_1"):
+        RegionScore("tumor").fit(data["X"], data["y"], X_reader2=short)
+
+
+# ------------------------------------------------------------------ whole table
+
+
+def make_table(n_train: int = 160, n_test: int = 60, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+    """A long feature table (case_id, variant, tumor_*, ln_*) for train and test cases."""
+    tumor = make_region("tumor", n_train + n_test, seed)
+    ln = make_region("ln", n_train + n_test, seed + 100)
+    y = tumor["y"]
+    ln_x = ln["X"].copy()
+    main = pd.concat([tumor["X"], ln_x], axis=1).reset_index().assign(variant="main")
+    reader2 = pd.concat([tumor["reader2"], ln["reader2"].iloc[:30]], axis=1).reset_index().assign(variant="reader2")
+    repeat = pd.concat([tumor["repeat"], ln["repeat"]], axis=1).reset_index().assign(variant="repeat")
+    table = pd.concat([main, reader2, repeat], ignore_index=True)
+    split = pd.Series(np.where(np.arange(len(y)) < n_train, "train", "test"), index=y.index)
+    # re-segmentations only of training cases, as in the study
+    table = table[(table["variant"] == "main") | table["case_id"].map(split).eq("train")]
+    return table.reset_index(drop=True), y, split
+
+
+def test_fit_region_scores_splits_the_table_per_region() -> None:
+    table, y, split = make_table()
+    train = y[split == "train"]
+    scores = fit_region_scores(table, train, ["tumor", "ln"], degenerate=["tumor_degen", "ln_degen"], mi_top_k=10)
+    assert set(scores) == {"tumor", "ln"}
+    for region, model in scores.items():
+        assert all(f.startswith(f"{region}_") for f in model.feature_names_in_)
+        assert model.n_train_ == len(train)
+        assert f"{region}_degen" in removed_at(model, "degenerate")
+        assert f"{region}_unstable_0" in removed_at(model, "icc")
+    # ln reader2 rows exist for 30 cases only (the rest are NaN for ln): those are ignored
+    assert len(scores["ln"].icc_cases_["reader2"]) == 30
+    direct = RegionScore("tumor", mi_top_k=10).fit(
+        table[table["variant"] == "main"].set_index("case_id").loc[train.index, scores["tumor"].feature_names_in_],
+        train,
+        table[table["variant"] == "reader2"].set_index("case_id")[scores["tumor"].feature_names_in_],
+        table[table["variant"] == "repeat"].set_index("case_id")[scores["tumor"].feature_names_in_],
+        degenerate=["tumor_degen"],
+    )
+    assert direct.to_dict() == scores["tumor"].to_dict()
+
+
+def test_no_leakage_test_cases_never_change_the_fit() -> None:
+    table, y, split = make_table()
+    train = y[split == "train"]
+    before = fit_region_scores(table, train, ["tumor", "ln"], mi_top_k=10)
+    # shuffle the test split's labels and scramble its features: every fitted quantity is unchanged
+    rng = np.random.default_rng(3)
+    y_shuffled = y.copy()
+    test_ids = y.index[split == "test"]
+    y_shuffled[test_ids] = rng.permutation(y[test_ids].to_numpy())
+    scrambled = table.copy()
+    is_test = scrambled["case_id"].isin(test_ids)
+    feature_cols = [c for c in table.columns if c not in ("case_id", "variant")]
+    scrambled.loc[is_test, feature_cols] = rng.standard_normal((int(is_test.sum()), len(feature_cols)))
+    after = fit_region_scores(scrambled, y_shuffled[split == "train"], ["tumor", "ln"], mi_top_k=10)
+    for region in ("tumor", "ln"):
+        assert after[region].to_dict() == before[region].to_dict()
+        pd.testing.assert_frame_equal(after[region].lasso_cv_, before[region].lasso_cv_)
+        pd.testing.assert_series_equal(after[region].means_, before[region].means_)
+        pd.testing.assert_series_equal(after[region].mi_, before[region].mi_)
+        pd.testing.assert_frame_equal(after[region].icc_, before[region].icc_)
+
+
+def test_fit_region_scores_input_errors() -> None:
+    table, y, split = make_table(n_train=80, n_test=10)
+    train = y[split == "train"]
+    with pytest.raises(InputError, match="variant"):
+        fit_region_scores(table.drop(columns=["variant"]), train, ["tumor"])
+    bad = table.copy()
+    bad.loc[5, "variant"] = "reader3"
+    with pytest.raises(InputError, match="reader3"):
+        fit_region_scores(bad, train, ["tumor"])
+    missing = table[~((table["case_id"] == "P004") & (table["variant"] == "main"))]
+    with pytest.raises(InputError, match="P004"):
+        fit_region_scores(missing, train, ["tumor"])
+    with pytest.raises(InputError, match="region 'axilla'"):
+        fit_region_scores(table, train, ["axilla"])
