@@ -232,3 +232,15 @@ def test_screen_and_stepwise_name_bad_columns():
         backward_stepwise(table, "y", ["x"], threshold=5)
     with pytest.raises(StatsError, match="reference level 'q'"):
         univariate_screen(table.assign(g=["a", "b", "a", "b"]), "y", ["g"], reference={"g": "q"})
+
+
+def test_study_wide_declarations_apply_to_subsets():
+    rng = np.random.default_rng(9)
+    table = pd.DataFrame({"x": rng.normal(size=60), "g": rng.choice(["a", "b"], size=60)})
+    y = rng.integers(0, 2, size=60)
+    terms, _ = design_matrix(table, ["x"], categorical=["g"], reference={"g": "b"})
+    assert terms.columns.tolist() == ["x"]
+    res = backward_stepwise(table, y, ["x"], threshold=0.99, reference={"g": "b"})
+    assert res.selected == ("x",) and res.fit.attrs["encoding"] == {"x": {"type": "numeric"}}
+    with pytest.raises(StatsError, match="reference: table has no column"):
+        design_matrix(table, ["x"], reference={"grp": "b"})

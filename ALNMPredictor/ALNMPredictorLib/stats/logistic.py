@@ -95,17 +95,19 @@ def design_matrix(
     level. The returned ``encoding`` (JSON-serialisable: ``{"type": "numeric"}`` or
     ``{"type": "categorical", "reference": ..., "levels": [...]}`` per column) applied to new data with
     ``encoding=`` reproduces the same terms; a level unseen at fit time raises StatsError.
+    ``categorical`` and ``reference`` may name columns outside ``columns`` (a study-wide declaration).
     """
     if not isinstance(table, pd.DataFrame):
         raise StatsError(f"table: expected a pandas DataFrame, got {type(table).__name__}")
     columns = list(table.columns if columns is None else columns)
-    reference = dict(reference or {})
     missing_cols = [c for c in columns if c not in table.columns]
     if missing_cols:
         raise StatsError(f"table has no column(s) {', '.join(map(str, missing_cols))}")
-    unknown_ref = [c for c in reference if c not in columns]
+    unknown_ref = [c for c in (reference or {}) if c not in table.columns]
     if unknown_ref:
-        raise StatsError(f"reference: column(s) {', '.join(map(str, unknown_ref))} are not among the predictors")
+        raise StatsError(f"reference: table has no column(s) {', '.join(map(str, unknown_ref))}")
+    # References (and categorical declarations) of columns left out of this model are ignored.
+    reference = {c: r for c, r in (reference or {}).items() if c in columns}
     forced = set(categorical)
     terms: dict[str, np.ndarray] = {}
     out_encoding: dict[str, dict[str, Any]] = {}
