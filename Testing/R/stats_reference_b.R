@@ -8,7 +8,9 @@
 #     below (cut(..., include.lowest = TRUE, right = FALSE), then improveProb on the category numbers
 #     divided by the number of categories, CI with 1.96), exactly as its source does.
 #   * psych::ICC                    -> ICC1/ICC2/ICC3 single-rater rows, lmer = FALSE (ANOVA) and the
-#                                      default lmer = TRUE (REML) (stats.icc / stats.icc_many)
+#                                      default lmer = TRUE (REML) (stats.icc / stats.icc_many); the
+#                                      lmer rows change in their late digits from run to run (lme4's
+#                                      optimiser), so the tests compare them to its tolerance only
 #   * psych::cohen.kappa            -> unweighted kappa and its bounds (stats.cohen_kappa)
 #   * stats::glm(family = binomial) -> coefficients, Wald SE and p, Wald OR intervals (stats.logistic_fit)
 #     fitted with a tight convergence tolerance so the reference is the MLE itself; backward
