@@ -9,9 +9,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 import SimpleITK as sitk
+from radiomics import featureextractor, imageoperations
+
 from ALNMPredictorLib import handcrafted as hc
 from ALNMPredictorLib.errors import InputError
-from radiomics import featureextractor, imageoperations
 
 REPO = Path(__file__).resolve().parents[1]
 BUSBRA = REPO.parent / "shared" / "data" / "busbra"
