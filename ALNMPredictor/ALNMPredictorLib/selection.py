@@ -261,10 +261,12 @@ def cv_lasso_logistic(
 ) -> dict[str, Any]:
     """``cv.glmnet(family="binomial", type.measure="deviance")`` with seeded stratified folds.
 
-    Returns ``lambdas``, the full-data path (``intercepts``, ``coefs``), ``cvm`` (mean held-out
-    deviance, fold means weighted by fold size), ``cvsd`` (its SE), ``n_nonzero``, ``lambda_min``
-    (smallest ``cvm``; the largest lambda on ties) and ``lambda_1se`` (largest lambda whose ``cvm``
-    is within one SE of the minimum). ``foldid`` (1..K per case) overrides the folds.
+    Returns a dict: ``lambdas`` (glmnet's sequence, ended early as glmnet ends it), the full-data
+    path (``intercepts``, ``coefs``), ``cvm`` (mean held-out deviance, fold means weighted by fold
+    size), ``cvsd`` (its SE), ``n_nonzero``, ``i_min`` (index of lambda.min: smallest ``cvm``, the
+    largest lambda on ties), ``i_1se`` (index of lambda.1se: largest lambda whose ``cvm`` is within
+    one SE of the minimum) and ``foldid``. ``foldid`` (1..K per case) overrides the seeded
+    stratified folds.
     """
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
@@ -506,7 +508,7 @@ class RegionScore:
         )
         self._dropped.extend({"feature": f, "step": step, "reason": r} for f, r in reasons.items())
         if warning:
-            warnings.warn(f"{self.region} score, step {step}: {warning}", UserWarning, stacklevel=3)
+            warnings.warn(f"{self.region} score, step {step}: {warning}", UserWarning, stacklevel=4)
         if not kept:
             raise ALNMError(f"{self.region} score: no feature is left after step {step} ({why})")
 
@@ -895,7 +897,7 @@ def fit_region_scores(
     for column in ("case_id", "variant"):
         if column not in table.columns:
             raise InputError("the feature table has no such column", column=column)
-    labels = pd.Series(labels) if not isinstance(labels, pd.Series) else labels
+    labels = pd.Series(labels).copy()  # a copy: the caller's index is not touched
     labels.index = labels.index.astype(str)
     if labels.index.has_duplicates:
         raise InputError("label given twice", case=str(labels.index[labels.index.duplicated()][0]), column="label")
