@@ -466,6 +466,8 @@ class RegionScore:
         ``degenerate``: feature names to drop up front.
         """
         self._check_params()
+        for name in [a for a in vars(self) if a.endswith("_")]:
+            delattr(self, name)  # a failed refit must not leave a half-old, half-new model behind
         x = _numeric_frame(X, f"{self.region} training features")
         if x.shape[0] < 2 * int(self.lasso_folds) or x.shape[1] == 0:
             raise InputError(
