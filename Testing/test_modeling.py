@@ -92,3 +92,57 @@ def test_screen_with_no_significant_candidate_keeps_the_best(cohort) -> None:
     model = fit_logistic_model("clinical", data, y, ["noise", "colour"], categorical=["colour"])
     assert len(model.variables) == 1
     assert any("kept the best one" in n for n in model.notes)
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole clinical-radiomics model on a planted feature table
+
+
+@pytest.fixture(scope="module")
+def feature_table() -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(11)
+    n = 320
+    y = rng.integers(0, 2, n)
+    cols = {}
+    for region, strength in (("tumor", 0.8), ("ln", 1.4)):
+        for j in range(3):
+            cols[f"{region}_original_signal{j}"] = rng.normal(0, 1, n) + strength * y * (1 - 0.2 * j)
+        for j in range(25):
+            cols[f"{region}_original_noise{j:02d}"] = rng.normal(0, 1, n)
+    table = pd.DataFrame(cols, index=pd.Index([f"C{i:03d}" for i in range(n)], name="case_id"))
+    table["us_alnm"] = np.where(rng.random(n) < 0.3 + 0.4 * y, "present", "absent")
+    table["age"] = rng.normal(54, 10, n)
+    return table, pd.Series(y, index=table.index)
+
+
+def test_alnm_model_fits_scores_and_combined_model(feature_table) -> None:
+    from ALNMPredictorLib.modeling import ALNMModel
+    from ALNMPredictorLib.stats import auc_ci
+
+    table, y = feature_table
+    train = table.index[:240]
+    test = table.index[240:]
+    model = ALNMModel(clinical=["us_alnm", "age"], categorical=["us_alnm"], reference={"us_alnm": "absent"},
+                      score_params={"lasso_folds": 5}, random_state=0)
+    model.fit(table.loc[train], y.loc[train])
+    assert set(model.combined_model_.variables) >= {"tumor_score", "ln_score"}
+    assert "age" not in model.combined_model_.variables
+    assert model.clinical_model_.variables == ["us_alnm"]
+    prob = model.predict_proba(table.loc[test])
+    auc_combined = auc_ci(y.loc[test], prob).auc
+    auc_clinical = auc_ci(y.loc[test], model.clinical_model_.predict_proba(table.loc[test])).auc
+    assert auc_combined > auc_clinical
+    pts = model.nomogram_points(table.loc[test])
+    assert list(pts.columns) == [*model.combined_model_.variables, "total_points"]
+    explained = model.explain(table, test[0])
+    assert explained.iloc[-1]["value"] == pytest.approx(prob.iloc[0], rel=1e-12)
+    # JSON round trip reproduces every model's predictions to 1e-12
+    again = ALNMModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    np.testing.assert_allclose(again.predict_proba(table.loc[test]), prob, rtol=1e-12, atol=0)
+    for name, m in model.models().items():
+        inputs = model.predictor_table(table.loc[test])
+        np.testing.assert_allclose(again.models()[name].predict_proba(inputs), m.predict_proba(inputs), rtol=1e-12)
+    need = model.required_columns()
+    assert set(need) == {"tumor", "ln", "clinical"}
+    with pytest.raises(InputError, match=need["ln"][0]):
+        model.predict_proba(table.loc[test].drop(columns=need["ln"][0]))

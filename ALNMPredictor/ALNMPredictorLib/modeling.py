@@ -34,8 +34,10 @@ from scipy.special import expit
 from ALNMPredictorLib.errors import InputError, StatsError
 from ALNMPredictorLib.stats import (
     INTERCEPT,
+    StepwiseResult,
     backward_stepwise,
     design_matrix,
+    logistic_fit,
     univariate_screen,
     youden_threshold,
 )
@@ -239,11 +241,12 @@ def fit_logistic_model(
     categorical: Sequence[str] = (),
     reference: Mapping[str, Any] | None = None,
     screen_p: float | None = 0.05,
-    stepwise_p: float = 0.05,
+    stepwise_p: float | None = 0.05,
 ) -> LogisticModel:
     """Univariate screen → backward stepwise → final fit, nomogram ranges and training Youden cut-off.
 
-    ``screen_p=None`` skips the univariate screen (all candidates enter the stepwise step). Candidates
+    ``screen_p=None`` skips the univariate screen (all candidates enter the stepwise step);
+    ``stepwise_p=None`` keeps every entered candidate (no elimination). Candidates
     whose univariate model cannot be fitted (separation, a single level) are left out with a note.
     If no candidate passes the screen, the one with the smallest univariate p is kept, with a note.
     """
@@ -277,11 +280,20 @@ def fit_logistic_model(
             best = str(p_var.idxmin())
             entered = [best]
             notes.append(f"no candidate had univariate p < {screen_p}; kept the best one, {best}")
-    step = backward_stepwise(
-        data, yy, entered, stepwise_p,
-        categorical=[c for c in categorical if c in entered],
-        reference={k: v for k, v in reference.items() if k in entered},
-    )
+    if stepwise_p is None:
+        terms, encoding = design_matrix(
+            data, entered, categorical=[c for c in categorical if c in entered],
+            reference={k: v for k, v in reference.items() if k in entered},
+        )
+        fit = logistic_fit(terms, yy)
+        fit.attrs["encoding"] = encoding
+        step = StepwiseResult(selected=tuple(entered), steps=pd.DataFrame(columns=["step", "removed", "p", "df", "remaining"]), fit=fit)
+    else:
+        step = backward_stepwise(
+            data, yy, entered, stepwise_p,
+            categorical=[c for c in categorical if c in entered],
+            reference={k: v for k, v in reference.items() if k in entered},
+        )
     selected = list(step.selected)
     fit = step.fit
     if not selected:
@@ -396,7 +408,7 @@ class ALNMModel:
             reference=self.reference, screen_p=self.screen_p, stepwise_p=self.stepwise_p,
         )
         self.score_models_ = {
-            r: fit_logistic_model(score_column(r), predictors, y, [score_column(r)], screen_p=None, stepwise_p=1.0)
+            r: fit_logistic_model(score_column(r), predictors, y, [score_column(r)], screen_p=None, stepwise_p=None)
             for r in self.regions
         }
 
