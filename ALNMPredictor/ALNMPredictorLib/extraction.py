@@ -1,0 +1,1212 @@
+"""Cohort feature extraction: one feature table (handcrafted + deep) per run, cached per ROI and resumable.
+
+The table has one row per (case, mask variant) — ``main`` for every case, ``reader2`` / ``repeat``
+where a re-segmentation exists — with columns ``case_id``, ``variant`` and region-prefixed features
+(``tumor_original_firstorder_Entropy``, ..., ``tumor_deep_000`` ... ``tumor_deep_127``, ``ln_...``).
+A re-segmentation row has values only for the regions that have that variant (NaN elsewhere).
+
+Work is split into items, one per (case, region, variant):
+
+1. Handcrafted features, in parallel over items (``workers`` processes, one thread each). Each item is
+   cached in ``DIR/cache/handcrafted/<key>.json``, the key being the SHA-256 of the image and mask file
+   contents, mask label, spacing and the extractor's ``settings_hash`` (not the variant: two variants
+   with the same mask file share one entry).
+2. Deep features (when ``deep`` is given): ROI crops (computed in the worker processes) go through
+   the VGG19 trunk in the main process in fixed-size batches (so a feature does not depend on which
+   other crops shared its batch), and the pooled trunk output of each item is cached in
+   ``DIR/cache/deep/trunk/<key>.npy``. Then one head per region is trained on the training split's
+   ``main`` items and ALNM labels (cached in ``DIR/cache/deep/heads/<key>/``, keyed by the training
+   items, labels and settings), or taken from ``fitted_deep`` when applying a saved model. Its
+   128 bottleneck activations are the deep features.
+
+A rerun, or a run resumed after an interruption, loads every cached item and computes only the rest.
+An item that fails (missing or corrupt file, empty mask, ...) is recorded with its error in the status
+table and the run goes on. Outputs (``features.parquet``, ``features.csv``, ``status.csv``,
+``failures.csv``, then ``extraction.json`` last) are each written atomically.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import json
+import logging
+import math
+import os
+import platform
+import sys
+import time
+import warnings
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from ALNMPredictorLib import __version__
+from ALNMPredictorLib.cohort import VARIANTS, Cohort, load_manifest
+from ALNMPredictorLib.errors import ALNMError, InputError, format_location
+from ALNMPredictorLib.fileio import atomic_path, write_json, write_table, write_text
+
+if TYPE_CHECKING:
+    from ALNMPredictorLib.deep import DeepFeatureExtractor
+    from ALNMPredictorLib.handcrafted import HandcraftedExtractor
+
+__all__ = [
+    "CACHE_VERSION",
+    "TRUNK_BATCH",
+    "ExtractionResult",
+    "WorkItem",
+    "configure_extract",
+    "extract_cohort",
+    "file_sha256",
+    "plan_items",
+    "run_extract",
+]
+
+logger = logging.getLogger(__name__)
+
+#: bump when the cached values of an item would change for the same inputs and settings
+CACHE_VERSION = 1
+#: crops go through the trunk in batches of exactly this size (the last one padded)
+TRUNK_BATCH = 8
+_HC_FORMAT = "alnm-handcrafted-cache"
+_TABLE_FORMAT = "alnm-feature-table"
+
+#: callback(stage, done, total) after each item of a stage; raising from it stops the run
+Callback = Callable[[str, int, int], None]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Items and keys
+
+
+@dataclass(frozen=True)
+class WorkItem:
+    """One (case, region, variant) ROI to extract, with the content key of its input files."""
+
+    index: int
+    case_id: str
+    region: str
+    variant: str
+    image_path: str
+    mask_path: str
+    mask_label: int | None
+    spacing: tuple[float, float] | None
+    input_key: str
+
+    @property
+    def mask_column(self) -> str:
+        """The manifest column of this item's mask (``tumor_mask``, ``tumor_mask_reader2``, ...)."""
+        return f"{self.region}_mask" if self.variant == "main" else f"{self.region}_mask_{self.variant}"
+
+
+@dataclass(frozen=True)
+class _Failure:
+    item: WorkItem | None
+    case_id: str
+    region: str
+    variant: str
+    stage: str
+    error: str
+
+
+_DIGESTS: dict[tuple[str, int, int], str] = {}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes (memoised by path, size and modification time)."""
+    stat = os.stat(path)
+    memo = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
+    digest = _DIGESTS.get(memo)
+    if digest is None:
+        hasher = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                hasher.update(block)
+        digest = _DIGESTS[memo] = hasher.hexdigest()
+    return digest
+
+
+def _sha(obj: Any) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
+def plan_items(cohort: Cohort) -> tuple[list[WorkItem], list[tuple[str, str, str, str]]]:
+    """Every (case, region, variant) ROI of ``cohort`` with its content key, and the ones that cannot run.
+
+    A missing main image/mask, or a file that cannot be read, is returned as a failure
+    ``(case_id, region, variant, error)``; an absent re-segmentation is simply not an item.
+    """
+    items: list[WorkItem] = []
+    failures: list[tuple[str, str, str, str]] = []
+    for case_id in cohort.case_ids():
+        for region in cohort.regions:
+            for variant in cohort.variants(region):
+                column = f"{region}_mask" if variant == "main" else f"{region}_mask_{variant}"
+                try:
+                    inputs = cohort.region_inputs(case_id, region, variant)
+                except ALNMError as exc:
+                    failures.append((case_id, region, variant, str(exc)))
+                    continue
+                if inputs is None:
+                    if variant == "main":
+                        failures.append(
+                            (case_id, region, variant, format_location(
+                                "no image or mask path in the manifest", case=case_id, column=column))
+                        )
+                    continue
+                try:
+                    image_hash = _input_hash(inputs.image_path, case_id, f"{region}_image")
+                    mask_hash = _input_hash(inputs.mask_path, case_id, column)
+                except InputError as exc:
+                    failures.append((case_id, region, variant, str(exc)))
+                    continue
+                key = _sha(
+                    {
+                        "image": image_hash,
+                        "mask": mask_hash,
+                        "label": inputs.mask_label,
+                        "spacing": None if inputs.spacing is None else [float(v) for v in inputs.spacing],
+                    }
+                )
+                items.append(
+                    WorkItem(
+                        index=len(items),
+                        case_id=str(case_id),
+                        region=region,
+                        variant=variant,
+                        image_path=inputs.image_path,
+                        mask_path=inputs.mask_path,
+                        mask_label=inputs.mask_label,
+                        spacing=inputs.spacing,
+                        input_key=key,
+                    )
+                )
+    return items, failures
+
+
+def _input_hash(path: str, case_id: str, column: str) -> str:
+    try:
+        return file_sha256(path)
+    except FileNotFoundError:
+        raise InputError("file not found", case=case_id, column=column, path=path) from None
+    except OSError as exc:
+        raise InputError(f"cannot read file: {exc.strerror or exc}", case=case_id, column=column, path=path) from None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Worker side (runs in the pool processes, or in-process when workers == 1)
+
+_WORKER_EXTRACTORS: dict[str, HandcraftedExtractor] = {}
+_WORKER_LIMITS: Any = None
+
+
+def _init_worker() -> None:
+    """One thread per worker process: the pool is the parallelism."""
+    global _WORKER_LIMITS
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        os.environ[var] = "1"
+    with contextlib.suppress(ImportError):
+        from threadpoolctl import threadpool_limits
+
+        _WORKER_LIMITS = threadpool_limits(1)
+    import SimpleITK as sitk
+
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    if "torch" in sys.modules:  # otherwise OMP_NUM_THREADS above applies when it is imported
+        sys.modules["torch"].set_num_threads(1)
+    # Each worker would repeat the extractor's one-time notes; the main process logs them once.
+    logging.getLogger("ALNMPredictorLib.handcrafted").setLevel(logging.ERROR)
+    warnings.simplefilter("ignore")
+
+
+@contextlib.contextmanager
+def _single_threaded() -> Iterator[None]:
+    """In-process equivalent of :func:`_init_worker`, restored on exit."""
+    import SimpleITK as sitk
+
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    try:
+        try:
+            from threadpoolctl import threadpool_limits
+        except ImportError:
+            yield
+        else:
+            with threadpool_limits(1):
+                yield
+    finally:
+        sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
+def _load_roi(task: dict[str, Any]) -> tuple[Any, np.ndarray]:
+    from ALNMPredictorLib.imaging import load_image, load_mask
+
+    case, column = task["case_id"], task["mask_column"]
+    try:
+        image = load_image(task["image_path"], spacing=task["spacing"])
+    except InputError as exc:
+        raise InputError(exc.reason, case=case, column=f"{task['region']}_image", path=exc.path) from None
+    try:
+        mask = load_mask(task["mask_path"], label=task["mask_label"])
+    except InputError as exc:
+        raise InputError(exc.reason, case=case, column=column, path=exc.path) from None
+    if mask.shape != image.shape:
+        raise InputError(
+            f"mask size {mask.shape} differs from image size {image.shape}",
+            case=case,
+            column=column,
+            path=task["mask_path"],
+        )
+    return image, mask
+
+
+def _error_text(exc: BaseException) -> str:
+    return str(exc) if isinstance(exc, ALNMError) else f"{type(exc).__name__}: {exc}"
+
+
+def _handcrafted_task(task: dict[str, Any]) -> dict[str, Any]:
+    """Extract one ROI's handcrafted features and cache them; errors are returned, not raised."""
+    started = time.perf_counter()
+    out: dict[str, Any] = {"index": task["index"], "names": None, "values": None, "error": None, "no_spacing": False}
+    try:
+        from ALNMPredictorLib.handcrafted import HandcraftedExtractor
+
+        extractor = _WORKER_EXTRACTORS.get(task["settings_hash"])
+        if extractor is None:
+            extractor = _WORKER_EXTRACTORS[task["settings_hash"]] = HandcraftedExtractor(task["params"])
+        image, mask = _load_roi(task)
+        out["no_spacing"] = image.spacing is None
+        features = extractor.extract(
+            image.array, mask, image.spacing, case=task["case_id"], column=task["mask_column"]
+        )
+        out["names"] = list(features)
+        out["values"] = [None if not math.isfinite(v) else float(v) for v in features.values()]
+        out["seconds"] = time.perf_counter() - started
+        record = {
+            "format": _HC_FORMAT,
+            "version": CACHE_VERSION,
+            "key": task["key"],
+            "settings_hash": task["settings_hash"],
+            "case_id": task["case_id"],
+            "image": task["image_path"],
+            "mask": task["mask_path"],
+            "seconds": out["seconds"],
+            "names": out["names"],
+            "values": out["values"],
+        }
+        write_text(task["cache_path"], json.dumps(record, separators=(",", ":")) + "\n")
+    except Exception as exc:  # one bad ROI must not stop the cohort
+        out["error"] = _error_text(exc)
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def _crop_task(task: dict[str, Any]) -> dict[str, Any]:
+    """The deep-input crop (3, size, size) of one ROI; errors are returned, not raised."""
+    started = time.perf_counter()
+    out: dict[str, Any] = {"index": task["index"], "crop": None, "error": None}
+    try:
+        from ALNMPredictorLib.deep import crop_roi
+
+        image, mask = _load_roi(task)
+        array = image.array
+        if image.original_dtype == "uint8":
+            # 8-bit files keep deep.crop_roi's fixed /255 scale (colour ones are luma, rounded back)
+            array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+        out["crop"] = crop_roi(
+            array, mask, task["margin"], task["size"], case=task["case_id"], column=task["mask_column"]
+        )
+    except Exception as exc:  # one bad ROI must not stop the cohort
+        out["error"] = _error_text(exc)
+    out["seconds"] = time.perf_counter() - started
+    return out
+
+
+def _task_base(item: WorkItem) -> dict[str, Any]:
+    return {
+        "index": item.index,
+        "case_id": item.case_id,
+        "region": item.region,
+        "variant": item.variant,
+        "image_path": item.image_path,
+        "mask_path": item.mask_path,
+        "mask_label": item.mask_label,
+        "mask_column": item.mask_column,
+        "spacing": item.spacing,
+    }
+
+
+class _Runner:
+    """Runs task functions over items: in-process (1 worker) or in a spawned process pool."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = workers
+        self._pool: ProcessPoolExecutor | None = None
+
+    def __enter__(self) -> _Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Stop the pool; queued tasks are cancelled, running ones finish (and write their cache)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def run(self, fn: Callable[[dict[str, Any]], dict[str, Any]], tasks: Sequence[dict[str, Any]]) -> Iterator[dict]:
+        """Yield ``fn(task)`` for every task, in completion order."""
+        if not tasks:
+            return
+        if self.workers <= 1:
+            with _single_threaded():
+                for task in tasks:
+                    yield fn(task)
+            return
+        if self._pool is None:
+            import multiprocessing
+
+            # spawn: fork after torch/OpenMP initialisation in the parent can deadlock the children
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+            )
+        pending: set[Future] = set()
+        queue = list(reversed(tasks))
+        try:
+            while queue or pending:
+                while queue and len(pending) < 4 * self.workers:  # bounded: results are not kept waiting
+                    pending.add(self._pool.submit(fn, queue.pop()))
+                done, pending = wait(pending, return_when=FIRST_COMPLETED)
+                for future in done:
+                    try:
+                        out = future.result()
+                    except BrokenProcessPool as exc:
+                        raise ALNMError(
+                            "a worker process stopped abruptly (out of memory, killed, or started from a script "
+                            "without an `if __name__ == '__main__':` guard); rerun with fewer workers, or "
+                            "workers=1 / --workers 1; finished items are cached"
+                        ) from exc
+                    yield out
+        finally:
+            for future in pending:
+                future.cancel()
+            wait(pending)
+
+
+# ---------------------------------------------------------------------------------------------------
+# Result
+
+
+@dataclass
+class ExtractionResult:
+    """What :func:`extract_cohort` produced (``table`` and ``status`` are also written to ``out_dir``)."""
+
+    table: pd.DataFrame
+    status: pd.DataFrame
+    failed: list[tuple[str, str, str, str]]
+    deep_models: dict[str, DeepFeatureExtractor]
+    degenerate: list[str]
+    info: dict[str, Any]
+    counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    out_dir: Path | None = None
+
+    @property
+    def computed(self) -> int:
+        """Items (handcrafted ROIs, trunk outputs, deep heads) computed in this run."""
+        return sum(stage.get("computed", 0) for stage in self.counts.values())
+
+    @property
+    def cached(self) -> int:
+        """Items loaded from the cache in this run."""
+        return sum(stage.get("cached", 0) for stage in self.counts.values())
+
+    def feature_columns(self) -> list[str]:
+        """The feature columns of the table (all but ``case_id`` and ``variant``)."""
+        return [c for c in self.table.columns if c not in ("case_id", "variant")]
+
+
+# ---------------------------------------------------------------------------------------------------
+# Handcrafted stage
+
+
+def _load_handcrafted_cache(path: Path, key: str) -> dict[str, float] | None:
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: unreadable cache entry (%s); recomputing it", path, exc)
+        return None
+    if (
+        not isinstance(record, dict)
+        or record.get("format") != _HC_FORMAT
+        or record.get("version") != CACHE_VERSION
+        or record.get("key") != key
+        or len(record.get("names") or []) != len(record.get("values") or [])
+    ):
+        logger.warning("%s: stale or foreign cache entry; recomputing it", path)
+        return None
+    return {n: (math.nan if v is None else float(v)) for n, v in zip(record["names"], record["values"], strict=True)}
+
+
+def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="roi", file=sys.stderr, disable=not enabled or total == 0, leave=True)
+
+
+def _run_handcrafted(
+    items: list[WorkItem],
+    extractor: HandcraftedExtractor,
+    cache_dir: Path,
+    runner: _Runner,
+    counts: dict[str, int],
+    failures: list[_Failure],
+    seconds: dict[tuple[str, int], float],
+    progress: bool,
+    callback: Callback | None,
+) -> tuple[dict[int, dict[str, float]], int]:
+    """Handcrafted features of every item (cache hits loaded, misses computed in parallel)."""
+    settings_hash = extractor.settings_hash
+    cache = cache_dir / "handcrafted"
+    results: dict[int, dict[str, float]] = {}
+    tasks = []
+    bar = _progress_bar(len(items), "handcrafted", progress)
+    done = 0
+    try:
+        for item in items:
+            key = _sha({"v": CACHE_VERSION, "input": item.input_key, "settings": settings_hash})
+            path = cache / f"{key}.json"
+            hit = _load_handcrafted_cache(path, key)
+            if hit is not None:
+                results[item.index] = hit
+                counts["cached"] += 1
+                done += 1
+                bar.update()
+                if callback:
+                    callback("handcrafted", done, len(items))
+                continue
+            task = _task_base(item)
+            task.update(key=key, cache_path=str(path), params=extractor.params, settings_hash=settings_hash)
+            tasks.append(task)
+        by_index = {item.index: item for item in items}
+        no_spacing = 0
+        for out in runner.run(_handcrafted_task, tasks):
+            item = by_index[out["index"]]
+            seconds[("handcrafted", item.index)] = out["seconds"]
+            if out["error"] is not None:
+                failures.append(_Failure(item, item.case_id, item.region, item.variant, "handcrafted", out["error"]))
+                counts["failed"] += 1
+            else:
+                results[item.index] = {
+                    n: (math.nan if v is None else v) for n, v in zip(out["names"], out["values"], strict=True)
+                }
+                counts["computed"] += 1
+                no_spacing += bool(out["no_spacing"])
+            done += 1
+            bar.update()
+            if callback:
+                callback("handcrafted", done, len(items))
+    finally:
+        bar.close()
+    return results, no_spacing
+
+
+# ---------------------------------------------------------------------------------------------------
+# Deep stage
+
+
+def _trunk_identity(model: DeepFeatureExtractor) -> str:
+    """What the trunk output depends on: backbone tensors (or the fine-tuned trunk) and input settings."""
+    if model.finetune == "full" and model.head_ is not None:
+        from ALNMPredictorLib.deep import tensor_sha256
+
+        trunk = model._trunk  # the fine-tuned trunk replaces the backbone after fit
+        assert trunk is not None
+        weights = "finetuned:" + tensor_sha256(trunk.state_dict())
+    else:
+        weights = str(model.backbone_info["tensor_sha256"])
+    return _sha({"trunk": weights, "size": model.input_size, "margin": model.margin, "pool": model.pool})
+
+
+def _load_trunk(path: Path, dim: int) -> np.ndarray | None:
+    try:
+        vector = np.load(path, allow_pickle=False)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        logger.warning("%s: unreadable cache entry (%s); recomputing it", path, exc)
+        return None
+    if vector.shape != (dim,) or vector.dtype != np.float32:
+        logger.warning("%s: cache entry of shape %s, expected (%d,); recomputing it", path, vector.shape, dim)
+        return None
+    return vector
+
+
+def _save_npy(path: Path, array: np.ndarray) -> None:
+    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+        np.save(handle, array, allow_pickle=False)
+
+
+def _compute_crops(
+    items: Sequence[WorkItem],
+    model: DeepFeatureExtractor,
+    runner: _Runner,
+    failures: list[_Failure],
+    seconds: dict[tuple[str, int], float],
+) -> dict[int, np.ndarray]:
+    """Crops of ``items`` (failures recorded), computed by the runner."""
+    tasks = []
+    for item in items:
+        task = _task_base(item)
+        task.update(margin=model.margin, size=model.input_size)
+        tasks.append(task)
+    by_index = {item.index: item for item in items}
+    crops: dict[int, np.ndarray] = {}
+    for out in runner.run(_crop_task, tasks):
+        item = by_index[out["index"]]
+        seconds[("deep", item.index)] = seconds.get(("deep", item.index), 0.0) + out["seconds"]
+        if out["error"] is not None:
+            failures.append(_Failure(item, item.case_id, item.region, item.variant, "deep", out["error"]))
+        else:
+            crops[item.index] = out["crop"]
+    return crops
+
+
+def _trunk_of(model: DeepFeatureExtractor, crops: list[np.ndarray]) -> np.ndarray:
+    """Trunk outputs of crops, run in batches of exactly TRUNK_BATCH (zero-padded) for reproducibility."""
+    outputs = []
+    for start in range(0, len(crops), TRUNK_BATCH):
+        batch = np.stack(crops[start : start + TRUNK_BATCH])
+        n = len(batch)
+        if n < TRUNK_BATCH:
+            batch = np.concatenate([batch, np.zeros((TRUNK_BATCH - n, *batch.shape[1:]), batch.dtype)])
+        outputs.append(model.trunk_features(batch)[:n])
+    return np.concatenate(outputs).astype(np.float32, copy=False)
+
+
+def _ensure_trunk(
+    items: Sequence[WorkItem],
+    model: DeepFeatureExtractor,
+    cache_dir: Path,
+    runner: _Runner,
+    counts: dict[str, int],
+    failures: list[_Failure],
+    seconds: dict[tuple[str, int], float],
+    progress: bool,
+    callback: Callback | None,
+    desc: str,
+    memo: dict[Path, np.ndarray],
+    keep_crops: set[int] | frozenset[int] = frozenset(),
+) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
+    """Trunk outputs of ``items`` from the cache, computing the missing ones; also crops of ``keep_crops``.
+
+    ``memo`` holds the entries already loaded or computed in this run (not counted again).
+    """
+    identity = _trunk_identity(model)
+    cache = cache_dir / "deep" / "trunk"
+    dim = model.trunk_dim
+    trunks: dict[int, np.ndarray] = {}
+    kept: dict[int, np.ndarray] = {}
+    missing: list[tuple[WorkItem, Path]] = []
+    bar = _progress_bar(len(items), desc, progress)
+    done = 0
+    try:
+        for item in items:
+            path = cache / f"{_sha({'v': CACHE_VERSION, 'input': item.input_key, 'trunk': identity})}.npy"
+            vector = memo.get(path)
+            if vector is None:
+                vector = _load_trunk(path, dim)
+                if vector is None:
+                    missing.append((item, path))
+                    continue
+                memo[path] = vector
+                counts["cached"] += 1
+            trunks[item.index] = vector
+            done += 1
+            bar.update()
+            if callback:
+                callback(desc, done, len(items))
+        chunk = TRUNK_BATCH * 4
+        for start in range(0, len(missing), chunk):
+            part = missing[start : start + chunk]
+            crops = _compute_crops([item for item, _ in part], model, runner, failures, seconds)
+            ready = [(item, path) for item, path in part if item.index in crops]
+            counts["failed"] += len(part) - len(ready)
+            started = time.perf_counter()
+            vectors = _trunk_of(model, [crops[item.index] for item, _ in ready]) if ready else []
+            per_item = (time.perf_counter() - started) / max(1, len(ready))
+            for (item, path), vector in zip(ready, vectors, strict=True):
+                _save_npy(path, vector)
+                trunks[item.index] = memo[path] = vector
+                seconds[("deep", item.index)] = seconds.get(("deep", item.index), 0.0) + per_item
+                if item.index in keep_crops:
+                    kept[item.index] = crops[item.index]
+                counts["computed"] += 1
+            for _ in part:
+                done += 1
+                bar.update()
+                if callback:
+                    callback(desc, done, len(items))
+    finally:
+        bar.close()
+    return trunks, kept
+
+
+def _head_cache_dir(
+    cache_dir: Path, model: DeepFeatureExtractor, weights: str, train: Sequence[WorkItem], labels: Sequence[int]
+) -> Path:
+    key = _sha(
+        {
+            "v": CACHE_VERSION,
+            "weights": weights,
+            "backbone": model.backbone_info["tensor_sha256"],
+            "settings": model.settings(),
+            "train": [[item.input_key, int(y)] for item, y in zip(train, labels, strict=True)],
+        }
+    )
+    return cache_dir / "deep" / "heads" / key
+
+
+def _deep_stage(
+    cohort: Cohort,
+    items: list[WorkItem],
+    *,
+    deep: str,
+    deep_options: Mapping[str, Any],
+    base: DeepFeatureExtractor | None,
+    fitted_deep: Mapping[str, DeepFeatureExtractor] | None,
+    cache_dir: Path,
+    runner: _Runner,
+    counts: dict[str, dict[str, int]],
+    failures: list[_Failure],
+    seconds: dict[tuple[str, int], float],
+    progress: bool,
+    callback: Callback | None,
+) -> tuple[dict[int, np.ndarray], dict[str, DeepFeatureExtractor], dict[str, str]]:
+    """Deep features of every item: per-region heads (trained, cached or given) over cached trunk outputs."""
+    from ALNMPredictorLib.deep import DeepFeatureExtractor
+
+    trunk_counts = counts.setdefault("deep_trunk", {"computed": 0, "cached": 0, "failed": 0})
+    head_counts = counts.setdefault("deep_heads", {"computed": 0, "cached": 0})
+    models: dict[str, DeepFeatureExtractor] = {}
+    origin: dict[str, str] = {}
+    memo: dict[Path, np.ndarray] = {}
+    if fitted_deep is not None:
+        absent = [r for r in cohort.regions if r not in fitted_deep]
+        if absent:
+            raise ALNMError(
+                f"no fitted deep feature model for region(s) {', '.join(absent)} (models for: "
+                f"{', '.join(fitted_deep) or 'none'})"
+            )
+        for region in cohort.regions:
+            models[region] = fitted_deep[region]
+            origin[region] = "given"
+    else:
+        assert base is not None
+        options = dict(deep_options)
+        train_split = cohort.train_split
+        if train_split not in cohort.splits():
+            raise ALNMError(
+                f"deep features need a head trained on the '{train_split}' split, which has no case; "
+                "apply saved deep models (fitted_deep) or extract without deep features"
+            )
+        labels = cohort.labels(train_split)
+        train_ids = set(cohort.case_ids(train_split))
+        train_by_region = {
+            region: [
+                it for it in items
+                if it.region == region and it.variant == "main" and it.case_id in train_ids
+                and not pd.isna(labels.get(it.case_id))
+            ]
+            for region in cohort.regions
+        }
+        frozen = base.finetune == "frozen"
+        base_trunks: dict[int, np.ndarray] = {}
+        kept: dict[int, np.ndarray] = {}
+        pending_heads: dict[str, tuple[Path, list[WorkItem], list[int]]] = {}
+        for region in cohort.regions:
+            train = train_by_region[region]
+            y = [int(labels[it.case_id]) for it in train]
+            head_dir = _head_cache_dir(cache_dir, base, deep, train, y)
+            loaded = _load_head(head_dir, region, options)
+            if loaded is not None:
+                models[region] = loaded
+                origin[region] = "cached"
+                head_counts["cached"] += 1
+            else:
+                pending_heads[region] = (head_dir, train, y)
+        if frozen:
+            # every item's trunk output now (the heads' training items' crops kept for augmentation)
+            keep = {it.index for _, train, _ in pending_heads.values() for it in train}
+            base_trunks, kept = _ensure_trunk(
+                items, base, cache_dir, runner, trunk_counts, failures, seconds, progress, callback,
+                "deep trunk", memo, keep_crops=keep,
+            )
+        for region, (head_dir, train, y) in pending_heads.items():
+            usable = [(it, lab) for it, lab in zip(train, y, strict=True) if not frozen or it.index in base_trunks]
+            need = [it for it, _ in usable if it.index not in kept]
+            kept.update(_compute_crops(need, base, runner, failures, seconds))
+            usable = [(it, lab) for it, lab in usable if it.index in kept]
+            if len({lab for _, lab in usable}) < 2:
+                raise ALNMError(
+                    f"region {region}: the deep head needs training cases of both classes with a readable "
+                    f"image and mask; {len(usable)} usable training case(s) of split '{cohort.train_split}'"
+                )
+            model = DeepFeatureExtractor(weights=deep, **options)
+            crops = np.stack([kept[it.index] for it, _ in usable])
+            trunk = np.stack([base_trunks[it.index] for it, _ in usable]) if frozen else None
+            logger.info("training the %s deep head on %d cases", region, len(usable))
+            started = time.perf_counter()
+            model.fit(crops, np.array([lab for _, lab in usable]), trunk=trunk)
+            model.save(head_dir, region)
+            models[region] = model
+            origin[region] = "trained"
+            head_counts["computed"] += 1
+            seconds[("head", region)] = time.perf_counter() - started
+            if callback:
+                callback("deep head", head_counts["computed"], len(pending_heads))
+        kept.clear()
+
+    features: dict[int, np.ndarray] = {}
+    for region in cohort.regions:
+        model = models[region]
+        failed = {f.item.index for f in failures if f.item is not None}
+        region_items = [it for it in items if it.region == region and it.index not in failed]
+        trunks, _ = _ensure_trunk(
+            region_items, model, cache_dir, runner, trunk_counts, failures, seconds, progress, callback,
+            f"deep {region}", memo,
+        )
+        done = [it for it in region_items if it.index in trunks]
+        if done:
+            values = model.transform_trunk(np.stack([trunks[it.index] for it in done]))
+            for it, row in zip(done, values, strict=True):
+                features[it.index] = row
+    return features, models, origin
+
+
+def _load_head(head_dir: Path, region: str, options: Mapping[str, Any]) -> DeepFeatureExtractor | None:
+    from ALNMPredictorLib.deep import DeepFeatureExtractor
+
+    if not (head_dir / f"{region}.json").is_file():
+        return None
+    try:
+        return DeepFeatureExtractor.load(
+            head_dir,
+            region,
+            weights_path=options.get("weights_path"),
+            device=options.get("device"),
+            num_threads=options.get("num_threads"),
+        )
+    except ALNMError as exc:
+        logger.warning("%s: cached deep head not usable (%s); retraining it", head_dir, exc)
+        return None
+
+
+# ---------------------------------------------------------------------------------------------------
+# Cohort extraction
+
+
+def extract_cohort(
+    cohort: Cohort,
+    out_dir: str | os.PathLike[str],
+    *,
+    handcrafted: str | os.PathLike[str] | Mapping[str, Any] | None = "paper",
+    deep: str | os.PathLike[str] | None = "imagenet",
+    deep_options: Mapping[str, Any] | None = None,
+    workers: int | None = None,
+    progress: bool = True,
+    fitted_deep: Mapping[str, DeepFeatureExtractor] | None = None,
+    callback: Callback | None = None,
+) -> ExtractionResult:
+    """Extract the feature table of ``cohort`` into ``out_dir`` (cache in ``out_dir/cache``).
+
+    ``handcrafted``: a pyradiomics preset (``paper``/``us2d``), parameter file or dict; None for none.
+    ``deep``: VGG19 backbone weights (``imagenet``, ``none`` = random, or a state-dict path); None for
+    no deep features. ``deep_options``: further :class:`~ALNMPredictorLib.deep.DeepFeatureExtractor`
+    arguments (``seed``, ``epochs``, ``input_size``, ``finetune``, ``weights_path``, ...).
+    ``fitted_deep``: region → fitted extractor to apply (prediction); no head is trained then.
+    ``workers``: processes (default: all cores). ``callback(stage, done, total)`` is called after each
+    item; an exception it raises stops the run (finished items stay cached).
+    A failing item is recorded in ``status`` / ``failed`` and the run goes on.
+    """
+    started = time.perf_counter()
+    out_dir = Path(out_dir)
+    if handcrafted is None and deep is None and fitted_deep is None:
+        raise ALNMError("nothing to extract: give handcrafted parameters, deep weights, or both")
+    if cohort.table.index.duplicated().any():
+        dups = sorted({str(c) for c in cohort.table.index[cohort.table.index.duplicated()]})
+        raise InputError(f"duplicate case_id(s) {', '.join(dups[:5])}: fix the manifest first", path=cohort.path)
+    if not cohort.regions:
+        raise InputError("no <region>_image column: nothing to extract", path=cohort.path)
+    if deep is not None and not isinstance(deep, str):
+        deep = os.fspath(deep)
+    n_workers = int(workers) if workers else (os.cpu_count() or 1)
+    if n_workers < 1:
+        raise ALNMError(f"workers must be at least 1, got {workers}")
+    cache_dir = out_dir / "cache"
+
+    from ALNMPredictorLib.handcrafted import HandcraftedExtractor
+
+    hc_extractor = None if handcrafted is None else HandcraftedExtractor(handcrafted)
+    base = None
+    if deep is not None and fitted_deep is None:
+        from ALNMPredictorLib.deep import DeepFeatureExtractor
+
+        base = DeepFeatureExtractor(weights=deep, **dict(deep_options or {}))
+        base.backbone_info  # noqa: B018 - load the backbone first: a missing weights file stops the run now
+    items, plan_failures = plan_items(cohort)
+    failures = [_Failure(None, c, r, v, "input", e) for c, r, v, e in plan_failures]
+    counts: dict[str, dict[str, int]] = {}
+    seconds: dict[tuple[str, Any], float] = {}
+    hc_values: dict[int, dict[str, float]] = {}
+    deep_values: dict[int, np.ndarray] = {}
+    models: dict[str, DeepFeatureExtractor] = {}
+    origin: dict[str, str] = {}
+    no_spacing = 0
+    n_workers = max(1, min(n_workers, len(items)))
+
+    with _Runner(n_workers) as runner:
+        if hc_extractor is not None:
+            counts["handcrafted"] = {"computed": 0, "cached": 0, "failed": 0}
+            hc_values, no_spacing = _run_handcrafted(
+                items, hc_extractor, cache_dir, runner, counts["handcrafted"], failures, seconds, progress, callback
+            )
+            if no_spacing:
+                logger.warning(
+                    "%d ROI(s) have no pixel spacing in the file or the manifest: 1.0 mm was used, so shape and "
+                    "texture features are in pixel units (add <region>_spacing columns in mm)",
+                    no_spacing,
+                )
+            note = hc_extractor.degenerate_reason()
+            if note:
+                logger.info(note)
+        if deep is not None or fitted_deep is not None:
+            failed_items = {f.item.index for f in failures if f.item is not None}
+            deep_items = [it for it in items if it.index not in failed_items]
+            deep_values, models, origin = _deep_stage(
+                cohort,
+                deep_items,
+                deep=str(deep) if deep is not None else "given",
+                deep_options=deep_options or {},
+                base=base,
+                fitted_deep=fitted_deep,
+                cache_dir=cache_dir,
+                runner=runner,
+                counts=counts,
+                failures=failures,
+                seconds=seconds,
+                progress=progress,
+                callback=callback,
+            )
+
+    failures = _dedupe(failures)
+    failed_index = {f.item.index for f in failures if f.item is not None}
+    table, columns_by_region = _assemble(cohort, items, hc_extractor, models, hc_values, deep_values, failed_index)
+    status = _status_table(items, failures, hc_values, deep_values, seconds, counts)
+    degenerate_groups = _degenerate(cohort, table, hc_extractor)
+    degenerate = [name for group in degenerate_groups for name in group["features"]]
+    failed = [(f.case_id, f.region, f.variant, f.error) for f in failures]
+    info = _info(
+        cohort, table, items, failures, counts, hc_extractor, deep, deep_options, models, origin,
+        degenerate_groups, columns_by_region, n_workers, time.perf_counter() - started,
+    )
+    _write_outputs(out_dir, table, status, info)
+    return ExtractionResult(
+        table=table,
+        status=status,
+        failed=failed,
+        deep_models=models,
+        degenerate=degenerate,
+        info=info,
+        counts=counts,
+        out_dir=out_dir,
+    )
+
+
+def _dedupe(failures: list[_Failure]) -> list[_Failure]:
+    seen: set[tuple[str, str, str]] = set()
+    kept = []
+    for failure in failures:
+        key = (failure.case_id, failure.region, failure.variant)
+        if key not in seen:
+            seen.add(key)
+            kept.append(failure)
+    return kept
+
+
+def _assemble(
+    cohort: Cohort,
+    items: list[WorkItem],
+    hc_extractor: HandcraftedExtractor | None,
+    models: Mapping[str, DeepFeatureExtractor],
+    hc_values: Mapping[int, dict[str, float]],
+    deep_values: Mapping[int, np.ndarray],
+    failed_index: set[int],
+) -> tuple[pd.DataFrame, dict[str, list[str]]]:
+    """The feature table: one row per (case, variant present), region-prefixed columns in a fixed order."""
+    columns_by_region: dict[str, list[str]] = {}
+    for region in cohort.regions:
+        names: list[str] = []
+        if hc_extractor is not None:
+            names += hc_extractor.feature_names(prefix=f"{region}_")
+            extra = {f"{region}_{n}" for it in items if it.region == region for n in hc_values.get(it.index, {})}
+            names += sorted(extra - set(names))
+        if region in models:
+            names += models[region].feature_names(prefix=region)
+        columns_by_region[region] = names
+    columns = [c for names in columns_by_region.values() for c in names]
+    position = {c: i for i, c in enumerate(columns)}
+
+    variants_of: dict[str, set[str]] = {}
+    for it in items:
+        variants_of.setdefault(it.case_id, set()).add(it.variant)
+    rows: list[tuple[str, str]] = []
+    for case_id in cohort.case_ids():
+        present = variants_of.get(case_id, set()) | {"main"}
+        rows += [(case_id, v) for v in VARIANTS if v in present]
+    row_of = {key: i for i, key in enumerate(rows)}
+    values = np.full((len(rows), len(columns)), np.nan)
+    for it in items:
+        if it.index in failed_index:
+            continue
+        r = row_of[(it.case_id, it.variant)]
+        for name, value in hc_values.get(it.index, {}).items():
+            values[r, position[f"{it.region}_{name}"]] = value
+        if it.index in deep_values and it.region in models:
+            names = models[it.region].feature_names(prefix=it.region)
+            values[r, [position[n] for n in names]] = deep_values[it.index]
+    table = pd.DataFrame(values, columns=columns)
+    table.insert(0, "variant", [v for _, v in rows])
+    table.insert(0, "case_id", [c for c, _ in rows])
+    return table, columns_by_region
+
+
+def _status_table(
+    items: list[WorkItem],
+    failures: list[_Failure],
+    hc_values: Mapping[int, Any],
+    deep_values: Mapping[int, Any],
+    seconds: Mapping[tuple[str, Any], float],
+    counts: Mapping[str, Any],
+) -> pd.DataFrame:
+    by_item = {f.item.index: f for f in failures if f.item is not None}
+    records = []
+    for it in items:
+        failure = by_item.get(it.index)
+        computed = ("handcrafted", it.index) in seconds or ("deep", it.index) in seconds
+        records.append(
+            {
+                "case_id": it.case_id,
+                "region": it.region,
+                "variant": it.variant,
+                "status": "failed" if failure else "ok",
+                "stage": failure.stage if failure else "",
+                "error": failure.error if failure else "",
+                "seconds": round(seconds.get(("handcrafted", it.index), 0.0) + seconds.get(("deep", it.index), 0.0), 4),
+                "cached": not computed,
+                "image": it.image_path,
+                "mask": it.mask_path,
+            }
+        )
+    for f in failures:
+        if f.item is None:
+            records.append(
+                {
+                    "case_id": f.case_id, "region": f.region, "variant": f.variant, "status": "failed",
+                    "stage": f.stage, "error": f.error, "seconds": 0.0, "cached": False, "image": "", "mask": "",
+                }
+            )
+    columns = ["case_id", "region", "variant", "status", "stage", "error", "seconds", "cached", "image", "mask"]
+    return pd.DataFrame.from_records(records, columns=columns)
+
+
+def _degenerate(
+    cohort: Cohort, table: pd.DataFrame, hc_extractor: HandcraftedExtractor | None
+) -> list[dict[str, Any]]:
+    """Features flagged for selection to drop, grouped by reason."""
+    groups: list[dict[str, Any]] = []
+    flagged: set[str] = set()
+    if hc_extractor is not None:
+        reason = hc_extractor.degenerate_reason()
+        names = [n for region in cohort.regions for n in hc_extractor.degenerate_features(prefix=f"{region}_")]
+        if reason and names:
+            groups.append({"reason": reason, "features": names})
+            flagged.update(names)
+    if cohort.train_split in cohort.splits():
+        train_ids = set(cohort.case_ids(cohort.train_split))
+        rows = table[(table["variant"] == "main") & table["case_id"].isin(train_ids)]
+        features = rows.drop(columns=["case_id", "variant"])
+        if len(features) >= 2:
+            known = features.notna().sum() >= 2
+            constant = known & (features.max() == features.min())
+            names = [c for c in features.columns[constant.to_numpy()] if c not in flagged]
+            if names:
+                groups.append({"reason": "constant on the training split (main masks): carries no information",
+                               "features": names})
+    return groups
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    versions = {"alnm-predictor": __version__, "python": platform.python_version()}
+    for name in ("numpy", "pandas", "pyradiomics-bhklab", "SimpleITK", "torch", "torchvision", "pydicom", "pillow"):
+        with contextlib.suppress(md.PackageNotFoundError):
+            versions[name] = md.version(name)
+    return versions
+
+
+def _info(
+    cohort: Cohort,
+    table: pd.DataFrame,
+    items: list[WorkItem],
+    failures: list[_Failure],
+    counts: dict[str, dict[str, int]],
+    hc_extractor: HandcraftedExtractor | None,
+    deep: str | None,
+    deep_options: Mapping[str, Any] | None,
+    models: Mapping[str, DeepFeatureExtractor],
+    origin: Mapping[str, str],
+    degenerate: list[dict[str, Any]],
+    columns_by_region: Mapping[str, list[str]],
+    workers: int,
+    seconds: float,
+) -> dict[str, Any]:
+    deep_info: dict[str, Any] | None = None
+    if models:
+        deep_info = {
+            "weights": deep,
+            "options": {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in (deep_options or {}).items()},
+            "regions": {
+                region: {
+                    "head": origin.get(region),
+                    "settings": model.settings(),
+                    "backbone": model.backbone_info,
+                    "training": model.training_summary_,
+                }
+                for region, model in models.items()
+            },
+        }
+    return {
+        "format": _TABLE_FORMAT,
+        "version": CACHE_VERSION,
+        "created": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "manifest": str(cohort.path),
+        "manifest_sha256": file_sha256(cohort.path),
+        "regions": list(cohort.regions),
+        "variants": {region: cohort.variants(region) for region in cohort.regions},
+        "handcrafted": None
+        if hc_extractor is None
+        else {
+            "preset": hc_extractor.preset,
+            "params": hc_extractor.params,
+            "settings_hash": hc_extractor.settings_hash,
+            "features_per_region": len(hc_extractor.feature_names()),
+        },
+        "deep": deep_info,
+        "versions": _versions(),
+        "counts": {
+            "cases": len(cohort.case_ids()),
+            "rows": len(table),
+            "features": table.shape[1] - 2,
+            "features_per_region": {region: len(names) for region, names in columns_by_region.items()},
+            "items": len(items),
+            "failed": len(failures),
+            **{stage: dict(c) for stage, c in counts.items()},
+        },
+        "degenerate": degenerate,
+        "failures": [
+            {"case_id": f.case_id, "region": f.region, "variant": f.variant, "stage": f.stage, "error": f.error}
+            for f in failures
+        ],
+        "workers": workers,
+        "seconds": round(seconds, 3),
+    }
+
+
+def _write_outputs(out_dir: Path, table: pd.DataFrame, status: pd.DataFrame, info: dict[str, Any]) -> None:
+    """Each file atomic; ``extraction.json`` last, so its presence means the set is complete."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    marker = out_dir / "extraction.json"
+    with contextlib.suppress(FileNotFoundError):
+        marker.unlink()  # a crash below leaves no marker next to a mix of old and new tables
+    write_table(out_dir / "features.parquet", table)
+    write_table(out_dir / "features.csv", table)
+    write_table(out_dir / "status.csv", status)
+    write_table(out_dir / "failures.csv", status[status["status"] == "failed"])
+    write_json(marker, info)
+
+
+# ---------------------------------------------------------------------------------------------------
+# CLI
+
+
+def configure_extract(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``alnm extract``."""
+    parser.add_argument("manifest", help="manifest CSV (paths relative to it)")
+    parser.add_argument("--out", required=True, metavar="DIR", help="output folder (features, status, cache)")
+    parser.add_argument("--study", help="study.yaml (default: study.yaml beside the manifest, if any)")
+    parser.add_argument(
+        "--preset", default="paper", metavar="paper|us2d|FILE.yaml",
+        help="handcrafted pyradiomics parameters: a preset or a parameter file (default: paper)",
+    )
+    parser.add_argument(
+        "--deep", default="imagenet", metavar="imagenet|none|PATH|off",
+        help="VGG19 backbone weights: imagenet (torchvision's file, never downloaded), none (random: tests "
+        "only), a state-dict file, or off for no deep features (default: imagenet)",
+    )
+    parser.add_argument("--finetune", choices=("frozen", "full"), default="frozen", help="deep head training mode")
+    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the deep head training (default: 0)")
+    parser.add_argument("--epochs", type=int, default=None, help="deep head training epochs (default: 50)")
+    parser.add_argument("--input-size", type=int, default=None, help="deep input crop size (default: 224)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def run_extract(args: argparse.Namespace) -> int:
+    """Run the extraction, print a summary; 1 if any ROI failed, 0 otherwise."""
+    started = time.perf_counter()
+    cohort = load_manifest(args.manifest, study=args.study)
+    deep = None if str(args.deep).lower() == "off" else args.deep
+    options: dict[str, Any] = {"seed": args.seed, "finetune": args.finetune}
+    if args.epochs is not None:
+        options["epochs"] = args.epochs
+    if args.input_size is not None:
+        options["input_size"] = args.input_size
+    result = extract_cohort(
+        cohort,
+        args.out,
+        handcrafted=args.preset,
+        deep=deep,
+        deep_options=options,
+        workers=args.workers,
+        progress=not args.no_progress,
+    )
+    for case_id, region, variant, error in result.failed[:20]:
+        print(f"failed: {case_id} {region} ({variant}): {error}", file=sys.stderr)
+    if len(result.failed) > 20:
+        print(f"... and {len(result.failed) - 20} more failures (see failures.csv)", file=sys.stderr)
+    counts = result.info["counts"]
+    print(_summary(result, counts, time.perf_counter() - started))
+    return 1 if result.failed else 0
+
+
+def _summary(result: ExtractionResult, counts: Mapping[str, Any], seconds: float) -> str:
+    stages = ", ".join(
+        f"{stage}: {c.get('computed', 0)} computed / {c.get('cached', 0)} cached" for stage, c in result.counts.items()
+    )
+    return (
+        f"{counts['cases']} cases, {counts['rows']} rows, {counts['features']} features "
+        f"({len(result.degenerate)} flagged degenerate), {len(result.failed)} failure(s); {stages}; "
+        f"{seconds:.1f} s -> {result.out_dir}"
+    )
