@@ -14,6 +14,7 @@ from ALNMPredictorLib import stats
 from ALNMPredictorLib.errors import InputError
 from ALNMPredictorLib.evaluation import (
     EvaluationResult,
+    _calibration_boot,
     _recalibration_fit,
     baseline_table,
     evaluate,
@@ -152,6 +153,13 @@ def test_calibration_and_risk_groups(setup) -> None:
     # the vectorised recalibration fit used by the bootstrap equals calibration_stats on the full sample
     a, b = _recalibration_fit(logit(p), y == 1, np.ones((1, y.size)))
     assert (a[0], b[0]) == pytest.approx((cs.intercept, cs.slope), rel=1e-8)
+    # ... and its percentile CIs equal stats.bootstrap_ci over calibration_stats with the same resamples
+    lo_a, hi_a, lo_b, hi_b = _calibration_boot(y == 1, p, 40, 7)
+    slope = stats.bootstrap_ci(lambda yy, pp: stats.calibration_stats(yy, pp).slope, y, p, n_boot=40, seed=7, stratify=y)
+    assert (lo_b, hi_b) == pytest.approx((slope.low, slope.high), rel=1e-7)
+    icpt = stats.bootstrap_ci(lambda yy, pp: stats.calibration_stats(yy, pp).intercept, y, p, n_boot=40, seed=7, stratify=y)
+    assert (lo_a, hi_a) == pytest.approx((icpt.low, icpt.high), rel=1e-7, abs=1e-9)
+    assert cal[cal["model"] == "clinical"]["slope_low"].isna().all()  # bootstrap for the combined model only
     high = p >= models["clinical_radiomics"].cutoff
     got = rg[rg["split"] == "internal"].set_index("risk_group")
     assert got.loc["high", "n"] == high.sum() and got.loc["low", "n"] == (~high).sum()

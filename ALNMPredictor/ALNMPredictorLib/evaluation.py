@@ -11,9 +11,9 @@ recomputed from ``predictions.csv`` with one stats call:
 * Table S3 (``table_s3``): paired DeLong test of the combined model against every other model.
 * Table S4 (``table_s4``): continuous NRI and IDI (Hmisc ``improveProb``) of the combined model over the
   reference (clinical) model, and the categorical NRI at the combined model's cut-off.
-* Calibration: Hosmer-Lemeshow (10 groups), rms ``val.prob`` intercept/slope/Brier with seeded,
-  outcome-stratified percentile-bootstrap CIs of intercept and slope (``n_boot`` resamples; the only
-  bootstrap here), binned and lowess calibration curves.
+* Calibration: Hosmer-Lemeshow (10 groups), rms ``val.prob`` intercept/slope/Brier, binned and lowess
+  calibration curves; for the combined model, seeded outcome-stratified percentile-bootstrap CIs of
+  intercept and slope (``n_boot`` resamples; the only bootstrap here).
 * Decision curves (rmda net benefit) and clinical impact curves on thresholds 0, 0.01, ..., 0.99.
 * Table 1: baseline characteristics per split, with a test across splits named in its ``test`` column.
 * Table 2: univariate and multivariable odds ratios, read from the fitted models.
@@ -490,7 +490,7 @@ def evaluate(
     (``ALNMModel.models()``); each needs a ``prob_<name>`` column. ``clinical`` (index case_id) and
     ``clinical_kinds`` feed Table 1 (described over the evaluated cases, so its n equal Table 3's); ``reads`` (the reads CSV as a DataFrame) adds the reader study.
     ``splits`` defaults to the training split first, then the others in order of appearance.
-    ``n_boot`` resamples give the calibration intercept/slope CIs (0 skips them); ``seed`` makes
+    ``n_boot`` resamples give the combined model's calibration intercept/slope CIs (0 skips them); ``seed`` makes
     them and the Monte Carlo Fisher tests of Table 1 reproducible.
     """
     order = model_order(list(models), combined, reference_model)
@@ -578,7 +578,7 @@ def evaluate(
                 warnings.append(f"split '{split}': Hosmer-Lemeshow test of the {name} model not computed: {err}")
 
             cal, err = _try(stats.calibration_stats, y, p) if two_class else (None, "one class")
-            boot = _calibration_boot(y, p, int(n_boot), seed + s_idx) if cal else (np.nan,) * 4
+            boot = _calibration_boot(y, p, int(n_boot), seed + s_idx) if cal and name == combined else (np.nan,) * 4
             rows["calibration"].append(
                 {"split": split, "model": name,
                  "intercept": cal.intercept if cal else np.nan, "slope": cal.slope if cal else np.nan,
