@@ -1,0 +1,336 @@
+"""VGG19 deep features: crops, backbone weights, training determinism, save/load reproduction."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pytest
+import torch
+from safetensors.torch import save_file
+
+from ALNMPredictorLib import deep
+from ALNMPredictorLib.deep import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    VGG19_FILENAME,
+    VGG19_URL,
+    DeepFeatureExtractor,
+    RandomWeightsWarning,
+    crop_roi,
+    file_sha256,
+    random_trunk,
+    tensor_sha256,
+)
+from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
+
+pytestmark = pytest.mark.filterwarnings("ignore::ALNMPredictorLib.deep.RandomWeightsWarning")
+
+SIZE = 32  # VGG19's smallest input: keeps every forward pass cheap
+
+
+def _cohort(n: int = 16, seed: int = 0) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.ndarray]:
+    """Synthetic noisy images whose ROI is brighter for label 1."""
+    rng = np.random.default_rng(seed)
+    pairs, labels = [], []
+    for i in range(n):
+        label = i % 2
+        img = rng.integers(0, 200, (72, 80), dtype=np.uint8)
+        mask = np.zeros(img.shape, np.uint8)
+        r, c = rng.integers(5, 30, size=2)
+        mask[r : r + 25, c : c + 30] = 1
+        if label:
+            img[mask > 0] = np.clip(img[mask > 0].astype(int) + 50, 0, 255).astype(np.uint8)
+        pairs.append((img, mask))
+        labels.append(label)
+    return pairs, np.array(labels)
+
+
+def _crops(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
+    return np.stack([crop_roi(img, mask, size=SIZE) for img, mask in pairs])
+
+
+def _extractor(**kwargs) -> DeepFeatureExtractor:
+    settings = {"weights": "none", "input_size": SIZE, "epochs": 8, "patience": 3, "batch_size": 32, "n_views": 1}
+    settings["device"] = "cpu"
+    settings.update(kwargs)
+    return DeepFeatureExtractor(**settings)
+
+
+@pytest.fixture(scope="module")
+def data() -> tuple[np.ndarray, np.ndarray]:
+    pairs, labels = _cohort()
+    return _crops(pairs), labels
+
+
+@pytest.fixture(scope="module")
+def fitted(data) -> DeepFeatureExtractor:
+    crops, labels = data
+    return _extractor().fit(crops, labels)
+
+
+@pytest.fixture(scope="module")
+def state_files(tmp_path_factory) -> dict[str, object]:
+    """A random VGG19 state dict (seed 5) as a torch.save file and as safetensors, plus one of seed 6."""
+    folder = tmp_path_factory.mktemp("weights")
+    state = {f"features.{k}": v for k, v in random_trunk(5).state_dict().items()}
+    state["classifier.6.bias"] = torch.zeros(1000)  # extra keys of a full VGG19 are ignored
+    pth = folder / "vgg19_seed5.pth"
+    torch.save(state, pth)
+    st = folder / "vgg19_seed5.safetensors"
+    save_file(state, str(st))
+    other = folder / "vgg19_seed6.pth"
+    torch.save({f"features.{k}": v for k, v in random_trunk(6).state_dict().items()}, other)
+    return {"pth": pth, "safetensors": st, "other": other}
+
+
+# ----- crop_roi -------------------------------------------------------------------------------------
+
+
+def test_crop_is_normalised_box_plus_margin():
+    img = np.zeros((60, 80), np.uint8)
+    mask = np.zeros_like(img)
+    mask[10:20, 20:40] = 1  # box 10 rows x 20 columns
+    img[5:25, 10:50] = 200  # exactly the box grown by 50 % of its height/width on each side
+    crop = crop_roi(img, mask, margin=0.5, size=SIZE)
+    assert crop.shape == (3, SIZE, SIZE) and crop.dtype == np.float32
+    expected = (200 / 255 - np.array(IMAGENET_MEAN)) / np.array(IMAGENET_STD)
+    np.testing.assert_allclose(crop.reshape(3, -1), np.repeat(expected[:, None], SIZE * SIZE, 1), atol=1e-5)
+    # a larger margin reaches the black surround, so the crop is no longer uniform
+    assert np.ptp(crop_roi(img, mask, margin=0.7, size=SIZE)[0]) > 1.0
+
+
+def test_crop_clips_at_border_and_handles_16bit_and_float():
+    rng = np.random.default_rng(1)
+    img8 = rng.integers(0, 256, (50, 50), dtype=np.uint8)
+    img8[0, 0], img8[-1, -1] = 0, 255
+    mask = np.zeros(img8.shape, bool)
+    mask[0:12, 40:50] = True  # touches the top and right borders
+    ref = crop_roi(img8, mask, margin=0.5, size=SIZE)
+    assert ref.shape == (3, SIZE, SIZE)
+    img16 = img8.astype(np.uint16) * 16  # whole-image min-max gives back img8 / 255
+    np.testing.assert_allclose(crop_roi(img16, mask, margin=0.5, size=SIZE), ref, atol=1e-5)
+    img_float = img8.astype(np.float32) / 10 - 3
+    np.testing.assert_allclose(crop_roi(img_float, mask, margin=0.5, size=SIZE), ref, atol=1e-5)
+    # (1, H, W) arrays as SimpleITK gives for 2D files are accepted
+    np.testing.assert_array_equal(crop_roi(img8[None], mask[None], margin=0.5, size=SIZE), ref)
+    # a given label selects that value only
+    labelled = mask.astype(np.uint8) * 2
+    np.testing.assert_array_equal(crop_roi(img8, labelled, margin=0.5, size=SIZE, label=2), ref)
+
+
+def test_crop_errors_name_the_case():
+    img = np.zeros((20, 20), np.uint8)
+    with pytest.raises(InputError, match="case P7, column tumor_mask: mask is empty"):
+        crop_roi(img, np.zeros_like(img), case="P7", column="tumor_mask")
+    mask = np.ones((20, 20), np.uint8)
+    with pytest.raises(InputError, match="case P7.*differs from image shape"):
+        crop_roi(img, mask[:10], case="P7")
+    with pytest.raises(InputError, match="2D greyscale"):
+        crop_roi(np.zeros((20, 20, 3), np.uint8), np.ones((20, 20, 3)), case="P7")
+    bad = np.zeros((20, 20), np.float32)
+    bad[3, 3] = np.nan
+    with pytest.raises(InputError, match="NaN"):
+        crop_roi(bad, mask, case="P7")
+    with pytest.raises(InputError, match="no pixel with label 3"):
+        crop_roi(img, mask, label=3, case="P7")
+
+
+# ----- features, determinism ------------------------------------------------------------------------
+
+
+def test_features_have_128_columns_and_names(fitted, data):
+    crops, _ = data
+    features = fitted.transform(crops)
+    assert features.shape == (len(crops), 128) and features.dtype == np.float32
+    assert (features >= 0).all() and features.std(axis=0).max() > 0
+    assert fitted.feature_names("tumor")[:2] == ["tumor_deep_000", "tumor_deep_001"]
+    assert fitted.feature_names()[-1] == "deep_127" and len(fitted.feature_names()) == 128
+    summary = fitted.training_summary_
+    assert summary["n_train"] + summary["n_val"] == len(crops) and summary["n_val"] > 0
+    assert summary["views_per_train_case"] == 2 and 1 <= summary["best_epoch"] <= summary["epochs_run"] <= 8
+    assert fitted.predict_proba(crops).shape == (len(crops),)
+
+
+def test_same_seed_same_features_other_seed_differs(fitted, data):
+    crops, labels = data
+    state_before = torch.get_rng_state()
+    again = _extractor().fit(crops, labels)
+    assert torch.equal(torch.get_rng_state(), state_before)  # the caller's RNG is left alone
+    np.testing.assert_array_equal(again.transform(crops), fitted.transform(crops))
+    other = _extractor(seed=1).fit(crops, labels)
+    assert not np.allclose(other.transform(crops), fitted.transform(crops))
+
+
+def test_pairs_and_precomputed_trunk_give_the_same_model(fitted, data):
+    crops, labels = data
+    pairs, _ = _cohort()
+    from_pairs = _extractor().fit(pairs, labels)
+    np.testing.assert_array_equal(from_pairs.transform(pairs), fitted.transform(crops))
+    extractor = _extractor()
+    trunk = extractor.trunk_features(crops)
+    assert trunk.shape == (len(crops), 512)
+    extractor.fit(crops, labels, trunk=trunk)
+    np.testing.assert_array_equal(extractor.transform_trunk(trunk), fitted.transform(crops))
+
+
+def test_bad_training_input_is_refused(data):
+    crops, labels = data
+    with pytest.raises(ALNMError, match="one class"):
+        _extractor().fit(crops, np.zeros(len(crops), int))
+    with pytest.raises(ALNMError, match="labels of shape"):
+        _extractor().fit(crops, labels[:-1])
+    with pytest.raises(ALNMError, match="0/1"):
+        _extractor().fit(crops, labels * 2)
+    with pytest.raises(ALNMError, match=r"shape \(N, 3, 64, 64\)"):
+        _extractor(input_size=64).fit(crops, labels)
+    with pytest.raises(ALNMError, match="not fitted"):
+        _extractor().transform(crops)
+    with pytest.raises(ALNMError, match="finetune"):
+        _extractor(finetune="partial")
+
+
+def test_random_weights_warn_loudly():
+    with pytest.warns(RandomWeightsWarning, match="RANDOM weights"):
+        info = _extractor(seed=3).backbone_info
+    assert info["weights"] == "none" and info["seed"] == 3
+    assert info["sha256"] == tensor_sha256(random_trunk(3).state_dict())
+    assert info["torch"] == torch.__version__ and "torchvision" in info
+
+
+# ----- save / load ----------------------------------------------------------------------------------
+
+
+def test_saved_random_backbone_model_reproduces_features_exactly(fitted, data, tmp_path):
+    crops, _ = data
+    paths = fitted.save(tmp_path, "tumor")
+    assert [p.name for p in paths] == ["tumor.safetensors", "tumor.json"]
+    assert paths[0].stat().st_size < 5_000_000
+    meta = json.loads(paths[1].read_text())
+    assert meta["backbone"]["weights"] == "none" and meta["backbone"]["seed"] == 0
+    assert meta["backbone"]["sha256"] == fitted.backbone_info["sha256"]
+    assert meta["training"]["n_train"] == fitted.training_summary_["n_train"]
+    loaded = DeepFeatureExtractor.load(tmp_path, "tumor", device="cpu")
+    np.testing.assert_array_equal(loaded.transform(crops), fitted.transform(crops))
+    assert loaded.feature_names("ln") == fitted.feature_names("ln")
+
+
+def test_load_refuses_backbone_checksum_mismatch_and_tampering(fitted, tmp_path):
+    _, json_path = fitted.save(tmp_path, "m")
+    meta = json.loads(json_path.read_text())
+    meta["backbone"]["sha256"] = "0" * 64  # as if saved with a torch that draws other random numbers
+    json_path.write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"regenerated from seed 0 has checksum .* torch"):
+        DeepFeatureExtractor.load(tmp_path, "m")
+
+    tensors, _ = fitted.save(tmp_path, "t")
+    blob = bytearray(tensors.read_bytes())
+    blob[-1] ^= 1
+    tensors.write_bytes(bytes(blob))
+    with pytest.raises(BundleError, match="modified"):
+        DeepFeatureExtractor.load(tmp_path, "t")
+    with pytest.raises(BundleError, match="not found"):
+        DeepFeatureExtractor.load(tmp_path, "absent")
+
+
+def test_full_finetune_smoke(data, tmp_path):
+    crops, labels = data
+    extractor = _extractor(finetune="full", epochs=2, patience=2, batch_size=8)
+    before = extractor.trunk_features(crops[:4])
+    extractor.fit(crops[:8], labels[:8])
+    assert extractor.training_summary_["device"] == "cpu"
+    features = extractor.transform(crops[:4])
+    assert features.shape == (4, 128)
+    assert not np.array_equal(extractor.trunk_features(crops[:4]), before)  # the trunk was trained
+    paths = extractor.save(tmp_path, "full")
+    loaded = DeepFeatureExtractor.load(tmp_path, "full", device="cpu")
+    np.testing.assert_array_equal(loaded.transform(crops[:4]), features)
+    assert paths[0].stat().st_size > 50_000_000  # the fine-tuned trunk travels with the model
+
+
+# ----- weights files --------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["pth", "safetensors"])
+def test_state_dict_file_is_used_and_recorded(state_files, data, kind, tmp_path):
+    crops, labels = data
+    path = state_files[kind]
+    extractor = _extractor(weights=str(path))
+    info = extractor.backbone_info
+    assert info["weights"] == "file" and info["file"] == path.name
+    assert info["sha256"] == file_sha256(path)
+    assert info["tensor_sha256"] == tensor_sha256(random_trunk(5).state_dict())
+    with torch.inference_mode():
+        reference = random_trunk(5)(torch.from_numpy(crops)).mean(dim=(2, 3)).numpy()
+    np.testing.assert_allclose(extractor.trunk_features(crops), reference, rtol=1e-5, atol=1e-6)
+    if kind == "safetensors":
+        return  # the same tensors as the .pth file: training and reloading are checked once, below
+
+    extractor.fit(crops, labels)
+    extractor.save(tmp_path, "m")
+    loaded = DeepFeatureExtractor.load(tmp_path, "m", device="cpu")
+    np.testing.assert_array_equal(loaded.transform(crops), extractor.transform(crops))
+    moved = tmp_path / ("moved" + path.suffix)
+    shutil.copy(path, moved)
+    relocated = DeepFeatureExtractor.load(tmp_path, "m", weights_path=moved, device="cpu")
+    np.testing.assert_array_equal(relocated.transform(crops), extractor.transform(crops))
+    with pytest.raises(BundleError, match="SHA-256"):
+        DeepFeatureExtractor.load(tmp_path, "m", weights_path=state_files["other"])
+    meta = json.loads((tmp_path / "m.json").read_text())
+    meta["backbone"]["path"] = str(tmp_path / "gone.pth")
+    (tmp_path / "m.json").write_text(json.dumps(meta))
+    with pytest.raises(BundleError, match=r"gone\.pth; pass weights_path"):
+        DeepFeatureExtractor.load(tmp_path, "m")
+
+
+def test_bad_state_dict_files_are_named(tmp_path):
+    wrong = tmp_path / "resnet.pth"
+    torch.save({"conv1.weight": torch.zeros(2)}, wrong)
+    with pytest.raises(InputError, match=r"resnet\.pth.*not a VGG19 state dict"):
+        _ = _extractor(weights=str(wrong)).backbone_info
+    garbage = tmp_path / "garbage.pth"
+    garbage.write_bytes(b"not a torch file")
+    with pytest.raises(InputError, match=r"garbage\.pth.*cannot read"):
+        _ = _extractor(weights=str(garbage)).backbone_info
+    with pytest.raises(InputError, match="not found"):
+        _ = _extractor(weights=str(tmp_path / "missing.pth")).backbone_info
+
+
+def test_missing_imagenet_weights_say_where_to_put_them(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(deep.WEIGHTS_ENV, raising=False)
+    expected = tmp_path / "torch" / "hub" / "checkpoints" / VGG19_FILENAME
+    assert deep.imagenet_cache_path() == expected
+    with pytest.raises(ALNMError) as err:
+        _ = DeepFeatureExtractor(weights="imagenet", input_size=SIZE).backbone_info
+    message = str(err.value)
+    assert str(expected) in message and VGG19_URL in message and deep.WEIGHTS_ENV in message
+    monkeypatch.setenv(deep.WEIGHTS_ENV, str(tmp_path / "nowhere.pth"))
+    with pytest.raises(InputError, match=r"nowhere\.pth"):
+        _ = DeepFeatureExtractor(weights="imagenet", input_size=SIZE).backbone_info
+
+
+def test_imagenet_weights_from_cache_and_env(state_files, data, tmp_path, monkeypatch):
+    crops, labels = data
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(deep.WEIGHTS_ENV, raising=False)
+    cached = deep.imagenet_cache_path()
+    cached.parent.mkdir(parents=True)
+    shutil.copy(state_files["pth"], cached)
+    # a file with the right name but other contents is not taken for torchvision's ImageNet weights
+    with pytest.raises(ALNMError, match="not torchvision's ImageNet VGG19 weights"):
+        _ = _extractor(weights="imagenet").backbone_info
+    sha = file_sha256(cached)
+    monkeypatch.setattr(deep, "IMAGENET_SHA256_PREFIX", sha[:8])
+    extractor = _extractor(weights="imagenet").fit(crops, labels)
+    info = extractor.backbone_info
+    assert info["weights"] == "imagenet" and info["sha256"] == sha and info["url"] == VGG19_URL
+    extractor.save(tmp_path, "m")
+    features = extractor.transform(crops)
+    np.testing.assert_array_equal(DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features)
+    # from the environment variable when the cache is empty
+    elsewhere = tmp_path / "copy.pth"
+    cached.rename(elsewhere)
+    monkeypatch.setenv(deep.WEIGHTS_ENV, str(elsewhere))
+    np.testing.assert_array_equal(DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features)
