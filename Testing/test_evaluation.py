@@ -200,6 +200,17 @@ def test_failed_and_unlabelled_cases_are_left_out(setup) -> None:
     assert any("failed" in w for w in res.warnings)
 
 
+def test_split_without_labels_is_left_out(setup) -> None:
+    pred = setup["pred"].copy()
+    new = pred.index[pred["split"] == "external"][:15]
+    pred.loc[new, "split"] = "new"
+    pred.loc[new, "label"] = np.nan
+    res = evaluate(pred, setup["models"], n_boot=0)
+    assert "new" not in set(res.tables["table3"]["split"])
+    assert "new" not in res.tables["table1"].columns
+    assert any("'new'" in w and "known label" in w for w in res.warnings)
+
+
 def test_one_class_split_warns_not_crashes(setup) -> None:
     pred, models = setup["pred"].copy(), setup["models"]
     tiny = pred.index[(pred["split"] == "external") & (pred["label"] == 1)][:9]
@@ -337,4 +348,5 @@ def test_evaluate_with_reads(setup) -> None:
     assert set(rm["session"]) == {"unaided", "aided"} and len(rm) == 4
     assert len(res.tables["reader_tests"]) == 2 and len(res.tables["reader_kappa"]) == 2
     assert res.summary["reader_study"]["simulated"] is True
+    assert res.summary["reader_split"] == "prospective"
     assert not res.curves["reader_roc"].empty

@@ -489,7 +489,8 @@ def evaluate(
     ``models`` maps a model name to its fitted :class:`~ALNMPredictorLib.modeling.LogisticModel`
     (``ALNMModel.models()``); each needs a ``prob_<name>`` column. ``clinical`` (index case_id) and
     ``clinical_kinds`` feed Table 1 (described over the evaluated cases, so its n equal Table 3's); ``reads`` (the reads CSV as a DataFrame) adds the reader study.
-    ``splits`` defaults to the training split first, then the others in order of appearance.
+    ``splits`` defaults to the training split first, then the others in order of appearance (those
+    without any evaluable case are left out with a warning).
     ``n_boot`` resamples give the combined model's calibration intercept/slope CIs (0 skips them); ``seed`` makes
     them and the Monte Carlo Fisher tests of Table 1 reproducible.
     """
@@ -519,6 +520,11 @@ def evaluate(
                         + (" ..." if len(failed) > 10 else ""))
 
     evaluable = pred[(pred["status"] == "ok") & pred["label"].notna()]
+    if splits is None:
+        empty = [s for s in split_list if not (evaluable["split"] == s).any()]
+        for s in empty:
+            warnings.append(f"split '{s}': no case with status ok and a known label; left out of the evaluation")
+        split_list = [s for s in split_list if s not in empty]
     rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("table3", "table_s3", "table_s4", "hosmer_lemeshow", "calibration", "risk_groups")}
     curves: dict[str, list[pd.DataFrame]] = {k: [] for k in CURVE_KEYS if k != "reader_roc"}
 
@@ -689,10 +695,13 @@ def evaluate(
         tables.update({k: study[k] for k in ("reader_metrics", "reader_tests", "reader_kappa")})
         curve_frames["reader_roc"] = study["reader_roc"]
         readers = list(dict.fromkeys(reads["reader"]))
+        read_splits = list(dict.fromkeys(pred.loc[reads["case_id"].unique(), "split"]))
+        summary["reader_split"] = read_splits[0] if len(read_splits) == 1 else None
         summary["reader_study"] = {
             "readers": readers,
             "simulated": any("simulated" in r for r in readers) or bool(reads.attrs.get("simulated", False)),
             "n_cases": int(reads["case_id"].nunique()),
+            "splits": read_splits,
         }
     summary["n_evaluated"] = int(len(evaluable))
     summary["n_warnings"] = len(warnings)

@@ -78,8 +78,10 @@ class ReaderProfile:
 
 
 #: The study's junior (5 years) and senior (15 years) radiologists, unaided operating points from
-#: STUDY_READER_RESULTS. Trust weights are this simulation's choice: with a model as good as the
-#: study's (AUC ~0.95) they give aided accuracies and specificities near the study's.
+#: STUDY_READER_RESULTS. Trust weights are this simulation's choice: with a model like the study's
+#: (prevalence 46 %, SEN 0.76 and SPE 0.92 at its cut-off) they give, on 40,000 simulated cases,
+#: aided accuracy 82.6 % / 86.4 % (study 82.1 / 86.3), specificity 80.3 % / 95.9 % (85.7 / 98.4) and
+#: aided kappa 0.71 (0.733).
 STUDY_READERS: tuple[ReaderProfile, ...] = (
     ReaderProfile("junior (simulated)", accuracy=0.701, specificity=0.619, trust=0.40),
     ReaderProfile("senior (simulated)", accuracy=0.761, specificity=0.873, trust=0.50),
