@@ -260,6 +260,18 @@ def test_deep_features_train_on_training_cases_then_apply_saved_heads(cohort_dir
     assert applied.info["deep"]["regions"]["ln"]["head"] == "given"
     pd.testing.assert_frame_equal(applied.table, result.table)
 
+    # new cases without a training split: saved heads apply, training a head is refused
+    manifest = pd.read_csv(cohort_dir / "small.csv", dtype=str, keep_default_na=False)
+    manifest[manifest["split"] != "train"].to_csv(cohort_dir / "new_cases.csv", index=False)
+    new = load_manifest(cohort_dir / "new_cases.csv")
+    with pytest.raises(ValueError, match="deep features need a head trained on the 'train' split"):
+        extract_cohort(new, tmp_path / "refused", handcrafted=None, deep="none", deep_options=DEEP_OPTIONS,
+                       workers=1, progress=False)
+    predicted = extract_cohort(new, tmp_path / "new", handcrafted=None, deep=None, workers=1, progress=False,
+                               fitted_deep=result.deep_models)
+    expected = result.table[result.table["case_id"].isin(new.case_ids())].reset_index(drop=True)
+    pd.testing.assert_frame_equal(predicted.table, expected)
+
 
 def test_missing_imagenet_weights_stop_the_run_with_the_place_to_put_them(cohort_dir, tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("ALNM_VGG19_WEIGHTS", raising=False)

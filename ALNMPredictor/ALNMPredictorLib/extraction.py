@@ -477,6 +477,7 @@ def _run_handcrafted(
 ) -> tuple[dict[int, dict[str, float]], int]:
     """Handcrafted features of every item (cache hits loaded, misses computed in parallel)."""
     settings_hash = extractor.settings_hash
+    _WORKER_EXTRACTORS.setdefault(settings_hash, extractor)  # in-process runs (1 worker) reuse it
     cache = cache_dir / "handcrafted"
     results: dict[int, dict[str, float]] = {}
     tasks = []
@@ -618,24 +619,23 @@ def _ensure_trunk(
     trunks: dict[int, np.ndarray] = {}
     kept: dict[int, np.ndarray] = {}
     missing: list[tuple[WorkItem, Path]] = []
-    bar = _progress_bar(len(items), desc, progress)
     done = 0
-    try:
-        for item in items:
-            path = cache / f"{_sha({'v': CACHE_VERSION, 'input': item.input_key, 'trunk': identity})}.npy"
-            vector = memo.get(path)
+    for item in items:
+        path = cache / f"{_sha({'v': CACHE_VERSION, 'input': item.input_key, 'trunk': identity})}.npy"
+        vector = memo.get(path)
+        if vector is None:
+            vector = _load_trunk(path, dim)
             if vector is None:
-                vector = _load_trunk(path, dim)
-                if vector is None:
-                    missing.append((item, path))
-                    continue
-                memo[path] = vector
-                counts["cached"] += 1
-            trunks[item.index] = vector
-            done += 1
-            bar.update()
-            if callback:
-                callback(desc, done, len(items))
+                missing.append((item, path))
+                continue
+            memo[path] = vector
+            counts["cached"] += 1
+        trunks[item.index] = vector
+        done += 1
+        if callback:
+            callback(desc, done, len(items))
+    bar = _progress_bar(len(missing), desc, progress)  # the work left: cache hits are instant
+    try:
         chunk = TRUNK_BATCH * 4
         for start in range(0, len(missing), chunk):
             part = missing[start : start + chunk]
@@ -652,9 +652,9 @@ def _ensure_trunk(
                 if item.index in keep_crops:
                     kept[item.index] = crops[item.index]
                 counts["computed"] += 1
+            bar.update(len(part))
             for _ in part:
                 done += 1
-                bar.update()
                 if callback:
                     callback(desc, done, len(items))
     finally:
@@ -1176,6 +1176,7 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
 def run_extract(args: argparse.Namespace) -> int:
     """Run the extraction, print a summary; 1 if any ROI failed, 0 otherwise."""
     started = time.perf_counter()
+    logging.getLogger("pykwalify").setLevel(logging.WARNING)  # pyradiomics' schema check logs at INFO
     cohort = load_manifest(args.manifest, study=args.study)
     deep = None if str(args.deep).lower() == "off" else args.deep
     options: dict[str, Any] = {"seed": args.seed, "finetune": args.finetune}
