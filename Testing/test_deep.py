@@ -211,6 +211,7 @@ def test_saved_random_backbone_model_reproduces_features_exactly(fitted, data, t
     assert meta["backbone"]["weights"] == "none" and meta["backbone"]["seed"] == 0
     assert meta["backbone"]["sha256"] == fitted.backbone_info["sha256"]
     assert meta["training"]["n_train"] == fitted.training_summary_["n_train"]
+    assert meta["trunk_sha256"] == fitted.trunk_checksum() == meta["backbone"]["tensor_sha256"]
     loaded = DeepFeatureExtractor.load(tmp_path, "tumor", device="cpu")
     np.testing.assert_array_equal(loaded.transform(crops), fitted.transform(crops))
     assert loaded.feature_names("ln") == fitted.feature_names("ln")
@@ -243,9 +244,12 @@ def test_full_finetune_smoke(data, tmp_path):
     features = extractor.transform(crops[:4])
     assert features.shape == (4, 128)
     assert not np.array_equal(extractor.trunk_features(crops[:4]), before)  # the trunk was trained
+    assert extractor.trunk_checksum() != extractor.backbone_info["tensor_sha256"]
     paths = extractor.save(tmp_path, "full")
     loaded = DeepFeatureExtractor.load(tmp_path, "full", device="cpu")
     np.testing.assert_array_equal(loaded.transform(crops[:4]), features)
+    assert loaded.trunk_checksum() == extractor.trunk_checksum()
+    assert loaded.backbone_info == extractor.backbone_info
     assert paths[0].stat().st_size > 50_000_000  # the fine-tuned trunk travels with the model
 
 

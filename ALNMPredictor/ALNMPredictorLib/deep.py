@@ -582,6 +582,17 @@ class DeepFeatureExtractor:
         return self._tuned if self._tuned is not None else self._ensure_backbone()
 
     @property
+    def _trunk(self) -> nn.Sequential:
+        """The trunk :meth:`trunk_features` runs (kept for callers of the former attribute)."""
+        return self._current_trunk()
+
+    def trunk_checksum(self) -> str:
+        """SHA-256 of the tensors of the trunk in use: the backbone's, or the fine-tuned trunk's after fit."""
+        if self._tuned is None:
+            return str(self.backbone_info["tensor_sha256"])
+        return tensor_sha256(self._tuned.state_dict())
+
+    @property
     def backbone_info(self) -> dict[str, Any]:
         """Weights used (``imagenet``/``none``/``file``), SHA-256, seed, torch and torchvision versions."""
         if self._backbone_info is None:
@@ -954,6 +965,7 @@ class DeepFeatureExtractor:
             "settings": self.settings(),
             "backbone": self.backbone_info,
             "trunk_dim": self.trunk_dim,
+            "trunk_sha256": self.trunk_checksum(),
             "feature_names": self.feature_names(),
             "training": self.training_summary_,
             "tensors": {"file": tensor_path.name, "sha256": hashlib.sha256(blob).hexdigest()},
