@@ -93,10 +93,10 @@ def test_calibration_hl_in_title_and_points(evaluation) -> None:
 
 def test_decision_curves_have_reference_strategies(evaluation) -> None:
     fig = plots.plot_decision(evaluation.curves["decision"], splits=["internal", "external"])
+    labels = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend shared by the panels
+    assert labels == ["Clinical model", "Tumor score", "LN score", "Clinical-radiomics model", "Treat all", "Treat none"]
     for ax in [a for a in fig.axes if a.get_visible() and a.get_title()]:
-        labels = [t.get_text() for t in ax.get_legend().get_texts()]
-        assert labels[-2:] == ["Treat all", "Treat none"]
-        assert "Clinical-radiomics model" in labels
+        assert [ln.get_label() for ln in ax.get_lines()] == labels
 
 
 def test_clinical_impact_and_cost_benefit_axis(evaluation) -> None:
@@ -124,7 +124,7 @@ def test_nomogram_rows_and_patient_mark() -> None:
     texts = _texts(fig)
     for row in ("Points", "US-reported ALNM", "Tumor score", "LN score", "Total Points", "Risk of ALNM"):
         assert row in texts
-    assert "absent" in texts and "present" in texts and "cut-off 0.701" in texts
+    assert "absent" in texts and "present" in texts and "▲ cut-off 0.701" in texts
     patient = {"us_reported_alnm": 13.4, "tumor_score": 60.0, "ln_score": 75.0}
     fig = plots.plot_nomogram(scale, patient)
     total = sum(patient.values())
@@ -132,6 +132,24 @@ def test_nomogram_rows_and_patient_mark() -> None:
     assert f"patient: {total:.0f} points, risk {risk:.2f}" in _texts(fig)
     with pytest.raises(ALNMError, match="nomogram"):
         plots.plot_nomogram({"axes": []})
+
+
+def test_nomogram_tick_labels_never_overlap() -> None:
+    scale = make_nomogram_scale()
+    # crowded risk axis: a tick every 0.05
+    ppu, offset = scale["points_per_unit_lp"], scale["lp_offset"]
+    scale["probability_ticks"] = [(p, (math.log(p / (1 - p)) - offset) * ppu) for p in np.arange(0.05, 0.96, 0.05)]
+    scale["probability_ticks"] = [(round(p, 2), t) for p, t in scale["probability_ticks"] if 0 <= t <= scale["max_total_points"]]
+    fig = plots.plot_nomogram(scale, synthetic=True)
+    ax = fig.axes[0]
+    fig.draw_without_rendering()
+    labels = [t for t in ax.texts if t.get_fontsize() == 9]
+    boxes = [t.get_window_extent() for t in labels]
+    for i in range(len(boxes)):
+        for j in range(i + 1, len(boxes)):
+            assert not boxes[i].overlaps(boxes[j]), (labels[i].get_text(), labels[j].get_text())
+    shown = {t.get_text() for t in labels}
+    assert {"0.05", "0.5", "0.95"} & shown  # some risk labels survive
 
 
 def test_nomogram_from_a_fitted_model() -> None:

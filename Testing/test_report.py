@@ -13,6 +13,7 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from report_inputs import FakeEvaluation, make_evaluation, make_meta, make_model_summary
 
@@ -321,6 +322,54 @@ def test_bad_evaluation_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(ALNMError, match="EvaluationResult"):
         report.write_report(tmp_path, evaluation=None, model_summary={})
     assert not any(tmp_path.iterdir())
+
+
+def test_report_from_a_real_evaluation(tmp_path) -> None:
+    """The EvaluationResult that evaluation.evaluate returns (extra columns, simulated reads) renders."""
+    from ALNMPredictorLib.evaluation import evaluate
+    from ALNMPredictorLib.modeling import fit_logistic_model
+    from ALNMPredictorLib.readers import simulate_reads
+
+    rng = np.random.default_rng(5)
+    n = 240
+    y = rng.random(n) < 0.55
+    data = pd.DataFrame({
+        "split": np.repeat(["train", "internal", "prospective"], [120, 60, 60]), "label": y.astype(float),
+        "tumor_size": rng.normal(2.5 + 0.6 * y, 1.0), "us_alnm": np.where(rng.random(n) < np.where(y, 0.7, 0.3), "present", "absent"),
+        "tumor_score": rng.normal(0.9 * y, 1.0), "ln_score": rng.normal(1.6 * y, 1.0),
+    }, index=pd.Index([f"P{i:03d}" for i in range(n)], name="case_id"))  # fmt: skip
+    train = data[data["split"] == "train"]
+    fit = {"screen_p": None, "stepwise_p": 0.999}
+    models = {
+        "clinical": fit_logistic_model("clinical", train, train["label"], ["tumor_size", "us_alnm"], categorical=["us_alnm"], **fit),
+        "tumor_score": fit_logistic_model("tumor_score", train, train["label"], ["tumor_score"], **fit),
+        "ln_score": fit_logistic_model("ln_score", train, train["label"], ["ln_score"], **fit),
+        "clinical_radiomics": fit_logistic_model(
+            "clinical_radiomics", train, train["label"], ["us_alnm", "tumor_score", "ln_score"], categorical=["us_alnm"], **fit
+        ),
+    }  # fmt: skip
+    pred = data[["split", "label"]].copy()
+    pred["status"], pred["error"] = "ok", ""
+    for name, model in models.items():
+        pred[f"prob_{name}"] = model.predict_proba(data).to_numpy()
+    reads = simulate_reads(pred, split="prospective", seed=1, cutoff=models["clinical_radiomics"].cutoff)
+    result = evaluate(pred, models, clinical=data[["tumor_size", "us_alnm"]], reads=reads, n_boot=0)
+    given = {name: _tiny_png(tmp_path / "figs", name) for name in FIGURES}
+    summary = {"formula": models["clinical_radiomics"].formula(), "nomogram": models["clinical_radiomics"].nomogram_scale()}
+    text = report.write_report(tmp_path, evaluation=result, model_summary=summary, figures=given).read_text(encoding="utf-8")
+    page = _parse(text)
+    assert page.sections == list(SECTIONS)
+    assert "SIMULATED READS" in page.text("readers")  # from summary["reader_study"]["simulated"]
+    t3 = result.tables["table3"]
+    rec = t3[(t3["split"] == "prospective") & (t3["model"] == "clinical_radiomics")].iloc[0]
+    rows = page.tables["table3-data"]
+    start = next(i for i, r in enumerate(rows) if r[0] == "Prospective test set")  # the set is named once
+    shown = next(r for r in rows[start:] if r[1] == "Clinical-radiomics model")
+    assert shown[2] == format_auc(rec.auc, rec.auc_low, rec.auc_high) and shown[3] == f"{100 * rec.accuracy:.1f}%"
+    s4 = page.tables["table-s4-data"]
+    assert s4[0][-2] == "NRI at cut-off (95% CI)" and len(s4) == 1 + len(result.tables["table_s4"])
+    assert "US alnm: present vs absent" in page.text("table2") or "Us alnm: present vs absent" in page.text("table2")
+    assert "Fisher p" in page.tables["risk-data"][0]
 
 
 # ---------------------------------------------------------------------------------- headless Chromium

@@ -233,6 +233,14 @@ def _watermark(fig: Figure, synthetic: bool) -> None:
     fig.text(0.995, 0.004, SYNTHETIC_LABEL, fontsize=8, color="#B00000", ha="right", va="bottom")
 
 
+def _shared_legend(fig: Figure, axes: Sequence[Any], title: str | None = None) -> None:
+    """One legend for all panels (same entries in each), above them (with the figure's title, if any)."""
+    handles, labels = axes[0].get_legend_handles_labels()
+    if handles:
+        fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 3), frameon=False,
+                   title=title, title_fontsize=12)  # fmt: skip
+
+
 def _percent_axis(ax: Any, which: str = "y") -> None:
     fmt = matplotlib.ticker.PercentFormatter(xmax=1.0, decimals=0)
     (ax.yaxis if which == "y" else ax.xaxis).set_major_formatter(fmt)
@@ -338,7 +346,7 @@ def plot_calibration(
             ]
             if len(hl) and np.isfinite(float(hl["p"].iloc[0])):
                 title += f"\nHosmer-Lemeshow p = {format_p(float(hl['p'].iloc[0]))}"
-        ax.set(xlim=(0, 1), ylim=(0, 1), aspect="equal", title=title)
+        ax.set(xlim=(-0.02, 1.02), ylim=(-0.02, 1.02), aspect="equal", title=title)
         ax.set_xlabel("Predicted probability")
         ax.set_ylabel("Observed proportion")
         ax.legend(loc="upper left", framealpha=0.9)
@@ -397,7 +405,7 @@ def plot_decision(
         ax.set_title(split_label(split))
         ax.set_xlabel("Threshold probability")
         ax.set_ylabel("Net benefit")
-        ax.legend(loc="upper right", framealpha=0.9)
+    _shared_legend(fig, axes)
     _watermark(fig, synthetic)
     return fig
 
@@ -446,8 +454,7 @@ def plot_clinical_impact(
         ax.set_xlabel("Threshold probability")
         ax.set_ylabel(f"Number high risk (of {population:,})")
         _cost_benefit_axis(ax)
-        ax.legend(loc="upper right", framealpha=0.9)
-    fig.suptitle(f"Clinical impact: {model_label(model)}")
+    _shared_legend(fig, axes, title=f"Clinical impact of the {model_label(model)[:1].lower()}{model_label(model)[1:]}")
     _watermark(fig, synthetic)
     return fig
 
@@ -545,21 +552,24 @@ def plot_nomogram(
     ax = fig.subplots()
     ax.set_axis_off()
     ax.set_xlim(-38, 104)
-    ax.set_ylim(-(n_rows - 0.4), 0.5)
+    ax.set_ylim(-(n_rows - 1) - 1.15, 0.5)
 
     def axis_row(y: float, label: str, positions: Sequence[float], texts: Sequence[str], *, bold: bool = False) -> None:
         ax.text(-36, y, label, ha="left", va="center", fontsize=10.5, weight="bold" if bold else "normal")
         if len(positions):
             ax.plot([min(positions), max(positions)], [y, y], color="black", lw=1.1, solid_capstyle="butt")
-        previous, previous_text = -1e9, ""
-        below = True
+        # Labels go below the axis; one that would touch its neighbour goes above, and one that fits
+        # on neither side is left out (its tick stays).
+        last = {"below": (-1e9, ""), "above": (-1e9, "")}
         for pos, txt in sorted(zip(positions, texts, strict=True)):
             ax.plot([pos, pos], [y, y + 0.12], color="black", lw=1)
-            room = 0.62 * (len(previous_text) + len(txt)) + 1.0  # label half-widths in points units
-            below = not below if pos - previous < room else True
-            previous, previous_text = pos, txt
-            ax.text(pos, y + 0.17 if not below else y - 0.07, txt, ha="center",
-                    va="bottom" if not below else "top", fontsize=9)  # fmt: skip
+            for side in ("below", "above"):
+                prev_pos, prev_txt = last[side]
+                if pos - prev_pos >= 0.62 * (len(prev_txt) + len(txt)) + 1.0:  # half-widths in axis units
+                    last[side] = (pos, txt)
+                    ax.text(pos, y - 0.07 if side == "below" else y + 0.17, txt, ha="center",
+                            va="top" if side == "below" else "bottom", fontsize=9)  # fmt: skip
+                    break
 
     # Points axis
     ticks = list(range(0, 101, 10))
@@ -584,8 +594,9 @@ def plot_nomogram(
     if cutoff is not None and cutoff_points is not None and np.isfinite(float(cutoff_points)):
         xc = 100 * float(cutoff_points) / total_axis
         if 0 <= xc <= 100:
-            ax.plot([xc], [y_risk + 0.05], marker="v", color=MODEL_COLORS[COMBINED_MODEL], ms=9)
-            ax.text(xc + 1.0, y_risk + 0.2, f"cut-off {float(cutoff):.3f}", ha="left", va="bottom", fontsize=8.5,
+            ax.plot([xc], [y_risk], marker="v", color=MODEL_COLORS[COMBINED_MODEL], ms=9, zorder=4)
+            ax.text(xc, y_risk - 0.42, f"▲ cut-off {float(cutoff):.3f}", ha="left" if xc < 70 else "right",
+                    va="top", fontsize=8.5,
                     color=MODEL_COLORS[COMBINED_MODEL])  # fmt: skip
 
     if patient_points:
@@ -605,7 +616,7 @@ def plot_nomogram(
         ax.plot([xt, xt], [y_total, y_risk], color=mark, lw=1.2, ls="--")
         ax.plot([xt], [y_total], "o", color=mark, ms=8, zorder=5)
         ax.plot([xt], [y_risk], "D", color=mark, ms=8, zorder=5)
-        ax.text(xt + 1.2, y_risk - 0.42, f"patient: {total:.0f} points, risk {risk:.2f}", color=mark,
+        ax.text(xt + 1.2, y_risk - 0.75, f"patient: {total:.0f} points, risk {risk:.2f}", color=mark,
                 fontsize=9, weight="bold", ha="left" if xt < 60 else "right")  # fmt: skip
     if title:
         ax.set_title(title, loc="left", fontsize=12)
@@ -765,7 +776,7 @@ def plot_selection_funnel(logs: Mapping[str, Any], *, synthetic: bool = False) -
         counts[region] = row
     n_regions = len(frames)
     height = 0.8 / n_regions
-    fig = Figure(figsize=(8.0, 0.55 * len(steps) * max(1, n_regions * 0.75) + 1.2), layout="constrained")
+    fig = Figure(figsize=(8.0, 0.42 * len(steps) * max(1.0, n_regions * 0.75) + 1.2), layout="constrained")
     ax = fig.subplots()
     y = np.arange(len(steps))[::-1]
     top = max(max(v for v in row if np.isfinite(v)) for row in counts.values())

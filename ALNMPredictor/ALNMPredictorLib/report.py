@@ -482,7 +482,7 @@ def _section_summary(ev: Any, ms: Mapping[str, Any], figs: _Figures, study: bool
 
 
 def _section_table1(ev: Any) -> str:
-    _, split_label, _ = _labels()
+    _, split_label, variable_label = _labels()
     t1 = _tables(ev).get("table1")
     if t1 is None or t1.empty:
         return _note("Table 1 not available.")
@@ -493,7 +493,7 @@ def _section_table1(ev: Any) -> str:
     for rec in t1.to_dict(orient="records"):
         name = str(rec.get("characteristic", ""))
         rows.append([
-            name if name != previous else "", _text(rec.get("level")), *(_text(rec.get(s)) for s in splits),
+            variable_label(name) if name != previous else "", _text(rec.get("level")), *(_text(rec.get(s)) for s in splits),
             format_p(rec.get("p")) if _finite(rec.get("p")) else "", _text(rec.get("test")),
         ])  # fmt: skip
         previous = name
@@ -518,7 +518,9 @@ def _section_table2(ev: Any) -> str:
     rows = []
     for rec in t2.to_dict(orient="records"):
         name = variable_label(str(rec.get("variable", "")))
-        level = _text(rec.get("level"))
+        level, reference = _text(rec.get("level")), _text(rec.get("reference"))
+        if level and reference:
+            level = f"{level} vs {reference}"
         row = [f"{name}: {level}" if level else name]
         for prefix in ("uni", "clin", "cr"):
             value = rec.get(f"{prefix}_or")
@@ -584,15 +586,24 @@ def _section_table_s4(ev: Any) -> str:
     t = _tables(ev).get("table_s4")
     if t is None or t.empty:
         return _note("Table S4 not available.")
+    categorical = "nri_cat" in t.columns and t["nri_cat"].notna().any()
     rows = []
     for r in t.to_dict(orient="records"):
-        rows.append([
+        row = [
             split_label(str(r["split"])), format_or(r.get("nri"), r.get("nri_low"), r.get("nri_high")),
             format_p(r.get("nri_p")), _num(r.get("nri_events")), _num(r.get("nri_nonevents")),
             format_or(r.get("idi"), r.get("idi_low"), r.get("idi_high")), format_p(r.get("idi_p")),
-        ])  # fmt: skip
+        ]  # fmt: skip
+        if categorical:
+            row += [format_or(r.get("nri_cat"), r.get("nri_cat_low"), r.get("nri_cat_high")), format_p(r.get("nri_cat_p"))]
+        rows.append(row)
     header = ["Set", "NRI (95% CI)", "p", "NRI events", "NRI non-events", "IDI (95% CI)", "p"]
-    return _table(header, rows, numeric=range(1, 7), caption="Clinical-radiomics vs clinical model; continuous NRI and IDI.")
+    caption = "Clinical-radiomics vs clinical model; continuous NRI and IDI"
+    if categorical:
+        header += ["NRI at cut-off (95% CI)", "p"]
+        cut = t["nri_cat_cutoff"].dropna() if "nri_cat_cutoff" in t.columns else pd.Series(dtype=float)
+        caption += "; categorical NRI at the combined model's cut-off" + (f" ({_num(cut.iloc[0], 3)})" if len(cut) else "")
+    return _table(header, rows, numeric=range(1, len(header)), caption=caption + ".", table_id="table-s4-data")
 
 
 def _section_calibration(ev: Any, figs: _Figures) -> str:
@@ -602,17 +613,19 @@ def _section_calibration(ev: Any, figs: _Figures) -> str:
     hl = tables.get("hosmer_lemeshow")
     cal = tables.get("calibration")
     if hl is not None and not hl.empty:
+        notes = "note" in hl.columns and hl["note"].fillna("").astype(str).str.strip().ne("").any()
         rows = [
             [split_label(str(r["split"])), model_label(str(r["model"])), _num(r.get("statistic")), _num(r.get("df"), 0),
-             format_p(r.get("p"))]
+             format_p(r.get("p")), *([_text(r.get("note"))] if notes else [])]
             for r in hl.to_dict(orient="records")
         ]  # fmt: skip
         parts.append("<h3>Hosmer-Lemeshow test</h3>")
-        parts.append(_table(["Set", "Model", "χ²", "df", "p"], rows, numeric=range(2, 5), table_id="hl-data"))
+        header = ["Set", "Model", "χ²", "df", "p", *(["Note"] if notes else [])]
+        parts.append(_table(header, rows, numeric=range(2, 5), table_id="hl-data", text=[5] if notes else ()))
     if cal is not None and not cal.empty:
         rows = [
-            [split_label(str(r["split"])), model_label(str(r["model"])), _num(r.get("intercept"), 3),
-             _num(r.get("slope"), 3), _num(r.get("brier"), 3)]
+            [split_label(str(r["split"])), model_label(str(r["model"])), _value_ci(r, "intercept"),
+             _value_ci(r, "slope"), _num(r.get("brier"), 3)]
             for r in cal.to_dict(orient="records")
         ]  # fmt: skip
         parts.append("<h3>Calibration intercept, slope and Brier score</h3>")
@@ -623,18 +636,40 @@ def _section_calibration(ev: Any, figs: _Figures) -> str:
     return "".join(parts)
 
 
+def _value_ci(rec: Mapping[str, Any], name: str, digits: int = 3) -> str:
+    """``value (low–high)`` with the ``<name>_low``/``<name>_high`` CI when there is one."""
+    text = _num(rec.get(name), digits)
+    low, high = rec.get(f"{name}_low"), rec.get(f"{name}_high")
+    if _finite(rec.get(name)) and _finite(low) and _finite(high):
+        text += f" ({_num(low, digits)}–{_num(high, digits)})"
+    return text
+
+
 def _section_risk_groups(ev: Any, figs: _Figures) -> str:
     _, split_label, _ = _labels()
     t = _tables(ev).get("risk_groups")
     parts = []
     if t is not None and not t.empty:
-        rows = []
+        fisher = "p_fisher" in t.columns and t["p_fisher"].notna().any()
+        rows, classes, previous = [], [], None
         for r in t.to_dict(orient="records"):
             n, e = r.get("n"), r.get("n_events")
-            prop = r.get("proportion") if _finite(r.get("proportion")) else (float(e) / float(n) if _finite(n) and float(n) > 0 else None)
-            rows.append([split_label(str(r["split"])), str(r["risk_group"]).replace("_", " ").capitalize(),
-                         _num(n, 0), _num(e, 0), format_percent(prop)])  # fmt: skip
-        parts.append(_table(["Set", "Risk group", "n", "ALNM", "ALNM proportion"], rows, numeric=range(2, 5),
+            prop = r.get("proportion")
+            if not _finite(prop):
+                prop = float(e) / float(n) if _finite(n) and float(n) > 0 and _finite(e) else None
+            share = format_percent(prop)
+            if _finite(prop) and _finite(r.get("low")) and _finite(r.get("high")):
+                share += f" ({100 * float(r['low']):.1f}–{100 * float(r['high']):.1f})"
+            split = str(r["split"])
+            row = [split_label(split) if split != previous else "", str(r["risk_group"]).replace("_", " ").capitalize(),
+                   _num(n, 0), _num(e, 0), share]  # fmt: skip
+            if fisher:
+                row.append(format_p(r.get("p_fisher")) if split != previous else "")
+            classes.append("group" if split != previous and previous is not None else "")
+            previous = split
+            rows.append(row)
+        header = ["Set", "Risk group", "n", "ALNM", "ALNM % (95% CI)", *(["Fisher p"] if fisher else [])]
+        parts.append(_table(header, rows, numeric=range(2, len(header)), row_classes=classes, table_id="risk-data",
                             caption="High risk: Nomo-score at or above the training cut-off."))  # fmt: skip
     parts.append(figs.html("risk_groups", "Proportion of ALNM in the high- and low-risk groups",
                            "Proportion of ALNM in the high- and low-risk groups of each set (as the study's Figure 1B–D)."))  # fmt: skip
@@ -720,10 +755,13 @@ def _section_readers(ev: Any, figs: _Figures, simulated: bool) -> str:
                             rows, numeric=range(1, 8)))  # fmt: skip
     kappa = tables.get("reader_kappa")
     if kappa is not None and not kappa.empty:
+        notes = "note" in kappa.columns and kappa["note"].fillna("").astype(str).str.strip().ne("").any()
         rows = [[_text(r.get("session")), f"{_text(r.get('reader_a'))} vs {_text(r.get('reader_b'))}",
-                 _ci3(r.get("kappa"), r.get("low"), r.get("high"))] for r in kappa.to_dict(orient="records")]  # fmt: skip
+                 _ci3(r.get("kappa"), r.get("low"), r.get("high")), *([_text(r.get("note"))] if notes else [])]
+                for r in kappa.to_dict(orient="records")]  # fmt: skip
         parts.append("<h3>Agreement between readers (Cohen's κ)</h3>")
-        parts.append(_table(["Session", "Readers", "κ (95% CI)"], rows, numeric=[2]))
+        parts.append(_table(["Session", "Readers", "κ (95% CI)", *(["Note"] if notes else [])], rows, numeric=[2],
+                            text=[3] if notes else ()))  # fmt: skip
     parts.append(figs.html("readers", "Reader study: AUC and accuracy without and with AI",
                            "As the study's Figure 3: reader operating points on the model's ROC curve, AUC and accuracy "
                            "without and with AI assistance." + (" Simulated reads." if simulated else "")))  # fmt: skip
@@ -807,7 +845,8 @@ def _section_warnings(warnings: Sequence[str], failed: Sequence[Mapping[str, Any
 
 def _readers_simulated(ev: Any, meta: Mapping[str, Any]) -> bool:
     summary = getattr(ev, "summary", None) or {}
-    flags = [meta.get("readers_simulated"), summary.get("readers_simulated"), summary.get("reader_simulated")]
+    study = summary.get("reader_study") if isinstance(summary.get("reader_study"), Mapping) else {}
+    flags = [meta.get("readers_simulated"), summary.get("readers_simulated"), study.get("simulated")]
     metrics = _tables(ev).get("reader_metrics")
     if metrics is not None and "simulated" in metrics.columns:
         flags.append(bool(metrics["simulated"].astype(bool).any()))
