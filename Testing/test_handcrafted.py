@@ -115,6 +115,17 @@ def test_load_params_errors_name_the_file(tmp_path: Path, monkeypatch: pytest.Mo
         hc.load_params("paper")
 
 
+def test_invalid_params_are_reported_once_not_logged(caplog: pytest.LogCaptureFixture) -> None:
+    # pykwalify logs each schema error at ERROR level (to stderr outside pytest) before raising.
+    with (
+        caplog.at_level(logging.DEBUG),
+        pytest.raises(InputError, match=r"Path: '/setting/binWidth'") as info,
+    ):
+        hc.load_params({"setting": {"binWidth": -1}})
+    assert "\n" not in str(info.value)
+    assert not [r for r in caplog.records if r.name.startswith("pykwalify")]
+
+
 def test_settings_hash_is_stable_and_sensitive(paper: hc.HandcraftedExtractor) -> None:
     again = hc.HandcraftedExtractor("paper")
     assert paper.settings_hash == again.settings_hash

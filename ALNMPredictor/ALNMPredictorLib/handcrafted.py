@@ -126,9 +126,11 @@ def _validate_params(params: dict[str, Any], source: str | None) -> None:
     import pykwalify.core
 
     schema_file, schema_funcs = radiomics.getParameterValidationFiles()
-    pyk_logger = logging.getLogger("pykwalify")
-    old_level, old_disabled = pyk_logger.level, pyk_logger.disabled
-    pyk_logger.disabled = True  # pykwalify logs every schema error at ERROR level before raising
+    # pykwalify logs every schema error at ERROR level before raising: the InputError says it once.
+    loggers = [logging.getLogger(name) for name in ("pykwalify", "pykwalify.core", "pykwalify.rule")]
+    was_disabled = [lg.disabled for lg in loggers]
+    for lg in loggers:
+        lg.disabled = True
     try:
         with _quiet_extension_loading():
             core = pykwalify.core.Core(
@@ -136,10 +138,11 @@ def _validate_params(params: dict[str, Any], source: str | None) -> None:
             )
             core.validate(raise_exception=True)
     except Exception as exc:  # pykwalify raises SchemaError, schema functions ValueError/TypeError
-        raise InputError(f"invalid pyradiomics parameters: {exc}", path=source) from exc
+        reason = " ".join(str(getattr(exc, "msg", exc)).split())
+        raise InputError(f"invalid pyradiomics parameters: {reason}", path=source) from exc
     finally:
-        pyk_logger.setLevel(old_level)
-        pyk_logger.disabled = old_disabled
+        for lg, disabled in zip(loggers, was_disabled, strict=True):
+            lg.disabled = disabled
 
     settings = params.get("setting") or {}
     image_types = params.get("imageType") or {"Original": {}}
