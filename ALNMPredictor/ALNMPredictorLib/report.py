@@ -88,6 +88,8 @@ STUDY_TABLE3_AUC: dict[str, dict[str, tuple[float, float, float]]] = {
 }
 STUDY_CITATION = "Zhang et al., multicentre ultrasound deep-learning radiomics study of ALNM, Table 3"
 
+#: Multi-panel figures: on a phone they keep a legible width and scroll sideways.
+_WIDE_FIGURES = {"nomogram", "roc", "calibration", "decision", "clinical_impact", "risk_groups", "readers"}
 _PERCENT_COLUMNS = ("accuracy", "sensitivity", "specificity", "ppv", "npv")
 _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 _VERSION_PACKAGES = (
@@ -380,6 +382,7 @@ class _Figures:
 
     def html(self, name: str, alt: str, caption: str = "", *, wide: bool = False) -> str:
         """A <figure> with the image embedded; ``wide`` keeps it legible (scrolling) on a phone."""
+        wide = wide or name in _WIDE_FIGURES
         uri = self.uri(name)
         if uri is None:
             return _note(f"{alt}: not available for this run.")
