@@ -342,7 +342,6 @@ class _Figures:
         self._drawer = drawer
         self._warnings = warnings
         self._progress = progress
-        self.embedded: list[str] = []
 
     def _from_file(self, name: str, value: Any) -> str | None:
         if isinstance(value, list | tuple):
@@ -386,7 +385,6 @@ class _Figures:
         uri = self.uri(name)
         if uri is None:
             return _note(f"{alt}: not available for this run.")
-        self.embedded.append(name)
         cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
         img = f'<img src="{uri}" alt="{_e(alt)}" loading="eager">'
         if wide:
@@ -560,12 +558,11 @@ def _section_table3(ev: Any, study: bool) -> str:
             row.append(f"{_num(n, 0)} ({_num(e, 0)})" if _finite(n) else "—")
             rows.append(row)
             classes.append("group" if k == 0 else "")
-    first_numeric = 2
     caption = "ACC accuracy, SEN sensitivity, SPE specificity, PPV/NPV positive/negative predictive value, at the training Youden cut-off."  # noqa: E501
     if study:
         caption += f" Study AUC: {STUDY_CITATION}."
     return _table(
-        header, rows, numeric=range(first_numeric, len(header)), caption=caption, table_id="table3-data",
+        header, rows, numeric=range(2, len(header)), caption=caption, table_id="table3-data",
         row_classes=classes,
     )  # fmt: skip
 
@@ -727,7 +724,6 @@ def _section_selection(ms: Mapping[str, Any], figs: _Figures) -> str:
 
 
 def _section_readers(ev: Any, figs: _Figures, simulated: bool) -> str:
-    _, _, _ = _labels()
     tables = _tables(ev)
     parts = []
     if simulated:
