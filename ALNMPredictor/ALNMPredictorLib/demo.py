@@ -1,9 +1,12 @@
 """``alnm demo``: the whole method on the embedded SYNTHETIC multicentre cohort, stage by stage.
 
-Stages run in order on a shared :class:`DemoRun`; each one prints what it did. For now: ``cohort``
-(generate the synthetic cohort, or reuse one generated with the same parameters) and ``validate``
-(check the manifest and every file it names). Later stages (extract, train, evaluate) append to
-:data:`STAGES`.
+Stages run in order on a shared :class:`DemoRun`; each one prints what it did: ``cohort`` (generate
+the synthetic cohort, or reuse one generated with the same parameters), ``validate`` (check the
+manifest and every file it names), ``train`` (extract features, fit the region scores and the
+nomogram on the training split, save the model), ``readers`` (SIMULATED junior and senior
+radiologists read the prospective set without and with the model) and ``evaluate`` (every table
+and figure of the study per split, and the HTML report, with the study's AUCs beside the demo's).
+The VGG19 backbone uses ImageNet weights when they are on disk, else a random backbone, said loudly.
 """
 
 from __future__ import annotations
@@ -36,6 +39,10 @@ class DemoRun:
     reused_cohort: bool = False
     cohort: Any = None  # ALNMPredictorLib.cohort.Cohort
     problems: list[Any] = field(default_factory=list)
+    deep: str = "auto"
+    trained: Any = None  # pipeline.TrainResult
+    reads: Any = None  # simulated reads (DataFrame)
+    report: Path | None = None
     failed: bool = False
     timings: dict[str, float] = field(default_factory=dict)
 
@@ -78,10 +85,57 @@ def stage_validate(run: DemoRun) -> None:
         run.failed = True
 
 
+def stage_train(run: DemoRun) -> None:
+    """Extract features and fit everything on the training split; the model goes to ``out/model``."""
+    from ALNMPredictorLib.pipeline import PipelineSettings, train
+
+    settings = PipelineSettings(deep=run.deep, seed=run.seed, workers=run.workers)
+    run.trained = train(run.cohort or run.manifest_path, run.out_dir, settings)
+    for scorer in run.trained.model.region_scores_.values():
+        run.echo(scorer.formula())
+    run.echo(run.trained.model.combined_model_.formula())
+    run.echo(f"model saved to {run.trained.model_dir}")
+
+
+def stage_readers(run: DemoRun) -> None:
+    """SIMULATED reads of the prospective set by a junior and a senior radiologist, unaided and aided."""
+    from ALNMPredictorLib.readers import simulate_reads
+
+    predictions = run.trained.predictions
+    if "prospective" not in set(predictions["split"].astype(str)):
+        run.echo("no prospective set: reader study skipped")
+        return
+    cutoff = run.trained.model.combined_model_.cutoff
+    run.reads = simulate_reads(predictions.reset_index(), split="prospective", seed=run.seed, cutoff=cutoff)
+    run.echo(f"simulated {len(run.reads)} reads (SIMULATED readers) of the prospective set")
+
+
+def stage_evaluate(run: DemoRun) -> None:
+    """Every table and figure per split and the HTML report in ``out/report``."""
+    from ALNMPredictorLib.pipeline import REPORT_DIR, evaluate_and_report
+
+    info = dict(run.trained.bundle_info)
+    info["warnings"] = run.trained.warnings
+    result = evaluate_and_report(
+        run.trained.predictions, run.trained.model, info, run.cohort, run.out_dir / REPORT_DIR,
+        reads=run.reads, reads_simulated=True, reader_split="prospective", study_comparison=True,
+        command="alnm demo",
+    )  # fmt: skip
+    run.report = result.report
+    for split, values in (result.evaluation.summary.get("splits") or {}).items():
+        aucs = values.get("auc") or {}
+        shown = ", ".join(f"{m} {v:.3f}" for m, v in aucs.items() if isinstance(v, float))
+        run.echo(f"{split}: n={values.get('n')} AUC {shown}")
+    run.echo(f"report: {result.report}")
+
+
 #: (name, stage) in the order they run; a stage sets ``run.failed`` to stop the demo
 STAGES: list[tuple[str, Callable[[DemoRun], None]]] = [
     ("cohort", stage_cohort),
     ("validate", stage_validate),
+    ("train", stage_train),
+    ("readers", stage_readers),
+    ("evaluate", stage_evaluate),
 ]
 
 
@@ -103,6 +157,10 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for the demo's cohort and results (default ./{DEFAULT_OUT})")  # fmt: skip
     synth.add_cohort_arguments(parser)
+    parser.add_argument("--deep", default="auto",
+                        help="VGG19 weights: auto (ImageNet if on disk, else random), imagenet, none, off, or a file")  # fmt: skip
+    parser.add_argument("--stages", default=None,
+                        help=f"comma-separated stages to run (default all: {', '.join(n for n, _ in STAGES)})")  # fmt: skip
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -112,8 +170,21 @@ def run_demo(args: argparse.Namespace) -> int:
     n_patients = synth.patients_from_args(args)
     out_dir = Path(os.path.expanduser(args.out))
     print(f"ALNM Predictor demo: {SYNTHETIC_LABEL}")
-    run = run_stages(DemoRun(out_dir=out_dir, n_patients=n_patients, seed=args.seed, workers=args.workers))
+    stages = STAGES
+    if args.stages:
+        wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
+        unknown = [s for s in wanted if s not in dict(STAGES)]
+        if unknown:
+            raise ALNMError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(n for n, _ in STAGES)}")
+        stages = [(n, f) for n, f in STAGES if n in wanted]
+    run = DemoRun(out_dir=out_dir, n_patients=n_patients, seed=args.seed, workers=args.workers, deep=args.deep)
+    run = run_stages(run, stages)
+    timings = ", ".join(f"{name} {sec:.1f} s" for name, sec in run.timings.items())
+    print(f"stage times: {timings}")
     if run.failed:
         return 1
     print(f"demo finished in {sum(run.timings.values()):.1f} s; results in {out_dir}")
-    return 0
+    if run.report is not None:
+        print(f"open the report: {run.report}")
+    failed = 0 if run.trained is None else int((run.trained.predictions["status"] != "ok").sum())
+    return 1 if failed else 0

@@ -934,7 +934,8 @@ def add_cohort_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--paper-scale", action="store_true",
                         help=f"the study's full size ({PAPER_SCALE} patients: 421/106/222/107); overrides --patients")
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
-    parser.add_argument("--workers", type=int, default=1, metavar="K", help="worker processes (default 1)")  # fmt: skip
+    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="K",
+                        help="worker processes (default: all cores); the output does not depend on it")  # fmt: skip
 
 
 def patients_from_args(args: argparse.Namespace) -> int:

@@ -1,0 +1,801 @@
+"""The end-to-end pipeline behind ``alnm train``, ``alnm predict``, ``alnm evaluate`` and ``alnm run``.
+
+``train``: cohort → features (extracted, or read from a table) → region scores + logistic models fitted
+on the training split → saved model (bundle) + predictions for every case. ``predict``: a saved model
+applied to new cases, the same code path as evaluation. ``evaluate``: predictions per split → the
+study's tables, figures and the HTML report. A case that cannot be processed is recorded with its
+error and the run goes on; the exit status is 1 when some cases failed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import logging
+import os
+import platform
+import sys
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from ALNMPredictorLib import SYNTHETIC_LABEL, __version__
+from ALNMPredictorLib.bundle import open_bundle, write_bundle
+from ALNMPredictorLib.errors import ALNMError, InputError
+from ALNMPredictorLib.fileio import write_json, write_table
+from ALNMPredictorLib.modeling import ALNMModel, score_column
+
+log = logging.getLogger(__name__)
+
+MODEL_DIR = "model"
+FEATURES_DIR = "features"
+REPORT_DIR = "report"
+PREDICTIONS = "predictions.csv"
+
+
+# --------------------------------------------------------------------------------------------------
+# Settings
+
+
+@dataclass
+class PipelineSettings:
+    """Every setting of a run; recorded in the saved model and the report.
+
+    Defaults follow the study; a cohort's ``study.yaml`` ``settings:`` section and command-line options
+    override them (in that order).
+    """
+
+    handcrafted: str = "paper"
+    deep: str = "imagenet"  # imagenet | none | auto | off | path to a VGG19 state dict
+    deep_epochs: int = 50
+    deep_input_size: int = 224
+    seed: int = 0
+    workers: int | None = None
+    icc_threshold: float = 0.80
+    icc_form: str = "ICC2"
+    corr_threshold: float = 0.9
+    mi_top_k: int = 30
+    lasso_folds: int = 10
+    lasso_rule: str = "lambda.min"
+    screen_p: float = 0.05
+    stepwise_p: float = 0.05
+    n_boot: int = 1000
+
+    @classmethod
+    def from_sources(cls, *sources: Mapping[str, Any] | None) -> PipelineSettings:
+        """Merge mappings left to right (later wins); unknown keys are an error naming them."""
+        known = {f.name for f in fields(cls)}
+        merged: dict[str, Any] = {}
+        for source in sources:
+            for key, value in (source or {}).items():
+                if value is None:
+                    continue
+                if key not in known:
+                    raise ALNMError(f"unknown setting '{key}' (known: {', '.join(sorted(known))})")
+                merged[key] = value
+        return cls(**merged)
+
+    def score_params(self) -> dict[str, Any]:
+        """Parameters for every RegionScore."""
+        return {
+            "icc_threshold": self.icc_threshold,
+            "icc_form": self.icc_form,
+            "corr_threshold": self.corr_threshold,
+            "mi_top_k": self.mi_top_k,
+            "lasso_folds": self.lasso_folds,
+            "lasso_rule": self.lasso_rule,
+        }
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python, this package and the libraries that shape the numbers."""
+    out = {"alnm-predictor": __version__, "python": platform.python_version(), "platform": platform.platform()}
+    for dist in ("numpy", "scipy", "pandas", "scikit-learn", "pyradiomics-bhklab", "pyradiomics", "SimpleITK",
+                 "torch", "torchvision", "matplotlib"):  # fmt: skip
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            continue
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Features
+
+
+@dataclass
+class Features:
+    """Per-variant feature tables indexed by case_id, with where they came from."""
+
+    main: pd.DataFrame
+    reader2: pd.DataFrame | None
+    repeat: pd.DataFrame | None
+    failed: dict[str, str]  # case_id -> error (a region could not be extracted)
+    degenerate: list[str]
+    info: dict[str, Any]
+    deep_models: dict[str, Any] = field(default_factory=dict)
+
+
+def split_variants(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Rows of a (case_id, variant) feature table per variant, indexed by case_id."""
+    out = {}
+    for variant, part in table.groupby("variant", sort=False):
+        frame = part.drop(columns=["variant"]).set_index("case_id")
+        frame.index = frame.index.astype(str)
+        out[str(variant)] = frame
+    return out
+
+
+def _resolve_deep(deep: str) -> str | None:
+    """``auto`` → imagenet when its weights are on disk, else random (warned); ``off`` → no deep features."""
+    if deep == "off":
+        return None
+    if deep == "auto":
+        from ALNMPredictorLib.deep import find_imagenet_weights
+
+        try:
+            find_imagenet_weights()
+            return "imagenet"
+        except ALNMError as exc:
+            log.warning("ImageNet VGG19 weights not found (%s); deep features use a RANDOM backbone", exc)
+            return "none"
+    return deep
+
+
+def extract_features(
+    cohort: Any,
+    out_dir: Path,
+    settings: PipelineSettings,
+    *,
+    fitted_deep: Mapping[str, Any] | None = None,
+    handcrafted: Any = None,
+    progress: bool = True,
+) -> Features:
+    """Extract (or reuse cached) features of every case.
+
+    Without ``fitted_deep``, deep heads are trained on the training split (``settings.deep`` names the
+    backbone); with it (prediction), the saved heads are applied and nothing is trained.
+    """
+    from ALNMPredictorLib.extraction import extract_cohort
+
+    deep_spec = None if fitted_deep else _resolve_deep(settings.deep)
+    result = extract_cohort(
+        cohort,
+        out_dir,
+        handcrafted=settings.handcrafted if handcrafted is None else handcrafted,
+        deep=deep_spec,
+        deep_options={"epochs": settings.deep_epochs, "seed": settings.seed, "input_size": settings.deep_input_size},
+        workers=settings.workers,
+        progress=progress,
+        fitted_deep=dict(fitted_deep) if fitted_deep else None,
+    )
+    variants = split_variants(result.table)
+    failed: dict[str, str] = {}
+    for case_id, region, variant, error in result.failed:
+        if variant == "main":
+            failed.setdefault(str(case_id), f"{region}: {error}")
+    info = dict(result.info)
+    return Features(
+        main=variants.get("main", pd.DataFrame()),
+        reader2=variants.get("reader2"),
+        repeat=variants.get("repeat"),
+        failed=failed,
+        degenerate=list(result.degenerate),
+        info=info,
+        deep_models=dict(result.deep_models or {}),
+    )
+
+
+# --------------------------------------------------------------------------------------------------
+# Prediction
+
+
+def clinical_frame(cohort: Any) -> pd.DataFrame:
+    """The cohort's clinical columns, typed: categorical levels as text, continuous as float."""
+    out = pd.DataFrame(index=cohort.table.index.astype(str))
+    for name, var in cohort.clinical.items():
+        col = cohort.table[name]
+        out[name] = col.astype(str).where(col.notna(), None) if var.kind == "categorical" else pd.to_numeric(col, errors="coerce")
+    return out
+
+
+def _missing_reason(model: ALNMModel, row: pd.Series, needed: Mapping[str, Sequence[str]]) -> str | None:
+    for region, columns in needed.items():
+        if region == "clinical":
+            continue
+        absent = [c for c in columns if c not in row.index or pd.isna(row[c])]
+        if absent:
+            return f"region {region}: feature {absent[0]} is missing" + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else "")
+    for col in needed.get("clinical", []):
+        if col not in row.index or pd.isna(row[col]) or row[col] is None:
+            return f"column {col}: clinical factor required by the model is missing"
+    return None
+
+
+def predict_cases(
+    model: ALNMModel,
+    data: pd.DataFrame,
+    *,
+    meta: pd.DataFrame | None = None,
+    failed: Mapping[str, str] | None = None,
+) -> pd.DataFrame:
+    """Scores, every model's probability, risk group and nomogram points per case (the predictions table).
+
+    ``data``: features + clinical columns indexed by case_id. ``meta``: split/center/label columns to
+    carry. ``failed``: cases whose extraction failed, with the reason. A case lacking something the
+    combined model needs gets status ``failed`` and its reason instead of a number.
+    """
+    failed = dict(failed or {})
+    needed = model.required_columns()
+    status = pd.Series("ok", index=data.index, dtype=object)
+    errors = pd.Series("", index=data.index, dtype=object)
+    for case_id in data.index:
+        reason = failed.get(str(case_id)) or _missing_reason(model, data.loc[case_id], needed)
+        if reason:
+            status[case_id], errors[case_id] = "failed", reason
+    for case_id, reason in failed.items():
+        if case_id not in status.index:
+            status[case_id], errors[case_id] = "failed", reason
+    out = pd.DataFrame(index=pd.Index(status.index, name="case_id"))
+    if meta is not None:
+        for col in meta.columns:
+            out[col] = meta[col].reindex(out.index)
+    out["status"] = status
+    out["error"] = errors
+    ok = [c for c in data.index if status[c] == "ok"]
+    good = data.loc[ok]
+    if len(good):
+        for region, scorer in model.region_scores_.items():
+            out.loc[ok, score_column(region)] = scorer.score(good).to_numpy()
+        predictors = pd.DataFrame(index=good.index)
+        for region in model.region_scores_:
+            predictors[score_column(region)] = out.loc[ok, score_column(region)].astype(float)
+        for col in model.clinical:
+            if col in good.columns:
+                predictors[col] = good[col]
+        for name, lm in model.models().items():
+            usable = predictors.dropna(subset=[v for v in lm.variables if v in predictors.columns])
+            if all(v in predictors.columns for v in lm.variables) and len(usable):
+                out.loc[usable.index, f"prob_{name}"] = lm.predict_proba(usable).to_numpy()
+        combined = model.combined_model_
+        out.loc[ok, "risk_group"] = np.where(out.loc[ok, "prob_clinical_radiomics"].astype(float) >= combined.cutoff, "high", "low")
+        pts = combined.points(predictors)
+        for col in pts.columns:
+            name = col if col == "total_points" else f"points_{col}"
+            out.loc[ok, name] = pts[col].to_numpy()
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# Train
+
+
+@dataclass
+class TrainResult:
+    """A fitted model with what produced it."""
+
+    model: ALNMModel
+    model_dir: Path
+    predictions: pd.DataFrame
+    features: Features
+    settings: PipelineSettings
+    bundle_info: dict[str, Any]
+    warnings: list[str]
+
+
+def _meta(cohort: Any) -> pd.DataFrame:
+    table = cohort.table
+    out = pd.DataFrame(index=table.index.astype(str))
+    out["split"] = table[cohort.split_column].astype(str).to_numpy() if cohort.split_column in table else cohort.train_split
+    if cohort.center_column and cohort.center_column in table:
+        out["center"] = table[cohort.center_column].to_numpy()
+    out["label"] = cohort.labels().astype("Float64").to_numpy() if cohort.label_column in table else np.nan
+    return out
+
+
+def _usable_cohort(cohort: Any, progress: bool) -> tuple[dict[str, str], list[str]]:
+    """Validate; cases with errors are set aside (case → reason); global errors stop the run."""
+    problems = cohort.validate(progress=progress)
+    global_errors = [p for p in problems if p.is_error and p.case is None]
+    if global_errors:
+        raise ALNMError("the manifest has errors:\n" + "\n".join(str(p) for p in global_errors))
+    bad: dict[str, str] = {}
+    for p in problems:
+        if p.is_error and p.case is not None:
+            bad.setdefault(str(p.case), f"column {p.column}: {p.message}" if p.column else p.message)
+    warnings = [str(p) for p in problems if not p.is_error]
+    return bad, warnings
+
+
+def train(
+    manifest: str | os.PathLike[str] | Any,
+    out_dir: str | os.PathLike[str],
+    settings: PipelineSettings | None = None,
+    *,
+    progress: bool = True,
+) -> TrainResult:
+    """Fit the whole model on the training split and save it to ``out_dir/model``."""
+    from ALNMPredictorLib.cohort import load_manifest
+
+    cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
+    settings = settings or pipeline_settings(cohort.settings)
+    out_dir = Path(out_dir)
+    bad, warnings = _usable_cohort(cohort, progress)
+    features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress)
+    failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
+    clinical = clinical_frame(cohort)
+    data = features.main.join(clinical, how="outer")
+    meta = _meta(cohort)
+    train_ids = [c for c in cohort.case_ids(cohort.train_split) if c not in failed]
+    labels = meta.loc[train_ids, "label"]
+    if labels.isna().any():
+        raise InputError("training case without a label", case=str(labels.index[labels.isna().to_numpy()][0]), column="label")
+    if len(train_ids) < 20 or labels.nunique() < 2:
+        raise ALNMError(f"the training split '{cohort.train_split}' has {len(train_ids)} usable cases "
+                        f"with {int(labels.sum())} events: too few to fit a model")  # fmt: skip
+    kinds = {n: v.kind for n, v in cohort.clinical.items()}
+    model = ALNMModel(
+        regions=list(cohort.regions),
+        clinical=list(cohort.clinical),
+        categorical=[n for n, k in kinds.items() if k == "categorical"],
+        reference={n: v.reference for n, v in cohort.clinical.items() if v.kind == "categorical" and v.reference is not None},
+        screen_p=settings.screen_p,
+        stepwise_p=settings.stepwise_p,
+        score_params=settings.score_params(),
+        random_state=settings.seed,
+    )
+    train_rows = data.loc[train_ids]
+    model.fit(
+        train_rows,
+        labels.astype(int),
+        reader2=None if features.reader2 is None else features.reader2.loc[features.reader2.index.isin(train_ids)],
+        repeat=None if features.repeat is None else features.repeat.loc[features.repeat.index.isin(train_ids)],
+        degenerate=features.degenerate,
+    )
+    predictions = predict_cases(model, data.loc[[c for c in data.index if c not in bad]], meta=meta, failed=failed)
+    bundle_info = {
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "software": software_versions(),
+        "settings": asdict(settings),
+        "synthetic": bool(cohort.settings.get("synthetic", False)) or "SYNTHETIC" in str(cohort.settings.get("description", "")),
+        "feature_source": "images",
+        "regions": list(cohort.regions),
+        "extraction": features.info,
+        "degenerate_features": features.degenerate,
+        "clinical_variables": {n: asdict(v) for n, v in cohort.clinical.items()},
+        "training": {
+            "manifest": str(getattr(cohort, "path", "")),
+            "n": len(train_ids),
+            "n_events": int(labels.sum()),
+            "failed_cases": {k: v for k, v in failed.items()},
+        },
+    }
+    bundle_info["selection_curves"] = selection_curves(model)
+    model_dir = save_model(out_dir / MODEL_DIR, model, bundle_info, features.deep_models)
+    write_table(out_dir / PREDICTIONS, predictions.reset_index())
+    return TrainResult(model, model_dir, predictions, features, settings, bundle_info, warnings)
+
+
+def save_model(model_dir: Path, model: ALNMModel, info: Mapping[str, Any], deep_models: Mapping[str, Any]) -> Path:
+    """Write the bundle: model.json (+ formulas as text) and the deep heads as safetensors."""
+    body = dict(info)
+    body["model"] = model.to_dict()
+    body["deep_heads"] = {region: f"deep_{region}" for region in deep_models}
+
+    def files(tmp: Path) -> None:
+        for region, extractor in deep_models.items():
+            extractor.save(tmp, f"deep_{region}")
+        lines = [SYNTHETIC_LABEL, ""] if body.get("synthetic") else []
+        lines += [s.formula() for s in model.region_scores_.values()]
+        lines += [m.formula() for m in model.models().values()]
+        (tmp / "formulas.txt").write_text("\n".join(lines) + "\n")
+
+    return write_bundle(model_dir, body, files)
+
+
+@dataclass
+class LoadedModel:
+    """A saved model ready to apply."""
+
+    model: ALNMModel
+    info: dict[str, Any]
+    deep_models: dict[str, Any]
+
+
+def load_model(model_dir: str | os.PathLike[str]) -> LoadedModel:
+    """Load and verify a bundle; the deep heads come back as fitted extractors."""
+    with open_bundle(model_dir) as bundle:
+        info = dict(bundle.model)
+        model = ALNMModel.from_dict(info["model"])
+        deep_models = {}
+        if info.get("deep_heads"):
+            from ALNMPredictorLib.deep import DeepFeatureExtractor
+
+            for region, name in info["deep_heads"].items():
+                deep_models[region] = DeepFeatureExtractor.load(bundle.path, name)
+    return LoadedModel(model, info, deep_models)
+
+
+def predict(
+    manifest: str | os.PathLike[str] | Any,
+    model_dir: str | os.PathLike[str] | LoadedModel,
+    out_dir: str | os.PathLike[str],
+    *,
+    settings: PipelineSettings | None = None,
+    progress: bool = True,
+) -> tuple[pd.DataFrame, LoadedModel, Any]:
+    """Apply a saved model to every case of a manifest; returns (predictions, model, cohort)."""
+    from ALNMPredictorLib.cohort import load_manifest
+
+    loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir)
+    cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
+    saved = PipelineSettings.from_sources(loaded.info.get("settings"))
+    if settings is not None:
+        saved.workers = settings.workers
+    bad, _ = _usable_cohort(cohort, progress)
+    missing_regions = [r for r in loaded.model.regions if r not in cohort.regions]
+    if missing_regions:
+        raise InputError(f"the model needs region(s) {', '.join(missing_regions)}; the manifest has "
+                         f"{', '.join(cohort.regions) or 'none'}", column=f"{missing_regions[0]}_image")  # fmt: skip
+    features = extract_features(
+        cohort, Path(out_dir) / FEATURES_DIR, saved, fitted_deep=loaded.deep_models or None,
+        handcrafted=((loaded.info.get("extraction") or {}).get("handcrafted") or {}).get("params", saved.handcrafted),
+        progress=progress,
+    )  # fmt: skip
+    failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
+    data = features.main.join(clinical_frame(cohort), how="outer")
+    predictions = predict_cases(loaded.model, data.loc[[c for c in data.index if c not in bad]], meta=_meta(cohort), failed=failed)
+    return predictions, loaded, cohort
+
+
+# --------------------------------------------------------------------------------------------------
+# CLI
+
+
+def _common(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--workers", type=int, default=None, help="parallel cases (default: all cores)")
+    parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+
+
+def _train_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--preset", dest="handcrafted", default=None, help="pyradiomics preset (paper, us2d) or YAML")
+    parser.add_argument("--deep", default=None,
+                        help="VGG19 weights: imagenet, none (random), auto, off, or a state-dict file")  # fmt: skip
+    parser.add_argument("--epochs", dest="deep_epochs", type=int, default=None, help="deep head training epochs")
+    parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None)
+    parser.add_argument("--mi-top-k", type=int, default=None, help="features kept by mutual information")
+
+
+def pipeline_settings(cohort_settings: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> PipelineSettings:
+    """Settings from a study.yaml ``settings:`` section (keys that are not pipeline settings, such as
+    ``synthetic`` or ``description``, are ignored) and then ``overrides``."""
+    known = {f.name for f in fields(PipelineSettings)}
+    return PipelineSettings.from_sources({k: v for k, v in (cohort_settings or {}).items() if k in known}, overrides)
+
+
+def _settings(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
+    cli = {k: getattr(args, k, None) for k in ("handcrafted", "deep", "deep_epochs", "seed", "workers", "lasso_rule", "mi_top_k")}
+    return pipeline_settings(cohort_settings, cli)
+
+
+def configure_train(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``alnm train``."""
+    parser.add_argument("manifest", help="cohort manifest (CSV)")
+    parser.add_argument("--out", required=True, help="output folder (model/, features/, predictions.csv)")
+    _train_options(parser)
+    _common(parser)
+
+
+def run_train(args: argparse.Namespace) -> int:
+    """``alnm train``."""
+    from ALNMPredictorLib.cohort import load_manifest
+
+    cohort = load_manifest(args.manifest)
+    result = train(cohort, args.out, _settings(args, cohort.settings), progress=not args.no_progress)
+    _print_training(result)
+    return 1 if (result.predictions["status"] != "ok").any() else 0
+
+
+def _print_training(result: TrainResult) -> None:
+    model = result.model
+    for scorer in model.region_scores_.values():
+        print(scorer.formula())
+    print(model.combined_model_.formula())
+    print(f"cut-off (training Youden) = {model.combined_model_.cutoff:.3f}")
+    failed = result.predictions[result.predictions["status"] != "ok"]
+    for case_id, row in failed.iterrows():
+        print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
+    print(f"model saved to {result.model_dir}")
+
+
+def configure_predict(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``alnm predict``."""
+    parser.add_argument("manifest", help="cohort manifest (CSV); labels may be empty")
+    parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
+    parser.add_argument("--out", required=True, help="predictions CSV to write")
+    parser.add_argument("--work-dir", default=None, help="feature cache folder (default: beside --out)")
+    _common(parser)
+
+
+def run_predict(args: argparse.Namespace) -> int:
+    """``alnm predict``."""
+    out = Path(args.out)
+    work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work")
+    settings = PipelineSettings(workers=args.workers)
+    predictions, _, _ = predict(args.manifest, args.model, work, settings=settings, progress=not args.no_progress)
+    write_table(out, predictions.reset_index())
+    failed = predictions[predictions["status"] != "ok"]
+    for case_id, row in failed.iterrows():
+        print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
+    print(f"{len(predictions) - len(failed)} case(s) predicted, {len(failed)} failed; written to {out}")
+    return 1 if len(failed) else 0
+
+
+def evaluation_inputs(predictions: pd.DataFrame, cohort: Any) -> dict[str, Any]:
+    """Clinical table and kinds for Table 1."""
+    clinical = clinical_frame(cohort)
+    kinds = {n: v.kind for n, v in cohort.clinical.items()}
+    return {"clinical": clinical, "clinical_kinds": kinds}
+
+
+def write_json_summary(path: Path, obj: Mapping[str, Any]) -> Path:
+    """JSON with NaN written as null."""
+    def clean(v: Any) -> Any:
+        if isinstance(v, dict):
+            return {str(k): clean(x) for k, x in v.items()}
+        if isinstance(v, list | tuple):
+            return [clean(x) for x in v]
+        if isinstance(v, float | np.floating) and not np.isfinite(v):
+            return None
+        if isinstance(v, np.generic):
+            return v.item()
+        return v
+
+    return write_json(path, clean(dict(obj)))
+
+
+# --------------------------------------------------------------------------------------------------
+# Evaluate and report
+
+
+def selection_curves(model: ALNMModel) -> dict[str, Any]:
+    """LASSO paths and CV curves per region (for the report's figures; stored in the bundle)."""
+    out: dict[str, Any] = {}
+    for region, scorer in model.region_scores_.items():
+        path = getattr(scorer, "lasso_path_", None)
+        cv = getattr(scorer, "lasso_cv_", None)
+        if path is None or cv is None:
+            continue
+        path = path.loc[:, (path != 0).any(axis=0)] if isinstance(path, pd.DataFrame) else path
+        out[region] = {
+            "lasso_path": path.reset_index().to_dict(orient="list") if isinstance(path, pd.DataFrame) else path,
+            "lasso_cv": cv.to_dict(orient="list") if isinstance(cv, pd.DataFrame) else cv,
+        }
+    return out
+
+
+def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
+    """What the report shows about the fitted model (see :func:`ALNMPredictorLib.report.write_report`)."""
+    combined = model.combined_model_
+    curves = info.get("selection_curves") or {}
+    degenerate = list(info.get("degenerate_features") or [])
+    extraction = info.get("extraction") or {}
+    deep = extraction.get("deep")
+    summary: dict[str, Any] = {
+        "formula": combined.formula(),
+        "cutoff": combined.cutoff,
+        "region_formulas": {r: s.formula() for r, s in model.region_scores_.items()},
+        "region_formula_tables": {r: s.formula_table().to_dict(orient="records") for r, s in model.region_scores_.items()},
+        "nomogram": combined.nomogram_scale(),
+        "selection_logs": {r: s.log_.to_dict(orient="records") for r, s in model.region_scores_.items()},
+        "lasso_path": {r: pd.DataFrame(c["lasso_path"]).to_dict(orient="records") for r, c in curves.items()},
+        "lasso_cv": {r: pd.DataFrame(c["lasso_cv"]).to_dict(orient="records") for r, c in curves.items()},
+        "lambdas": {
+            r: {"lambda": s.lambda_, "lambda_min": getattr(s, "lambda_min_", None), "lambda_1se": getattr(s, "lambda_1se_", None)}
+            for r, s in model.region_scores_.items()
+        },
+        "degenerate_features": {r: [d for d in degenerate if str(d).startswith(f"{r}_")] for r in model.region_scores_},
+        "deep_weights": _deep_weights_text(deep),
+        "settings": info.get("settings"),
+        "seeds": {"seed": (info.get("settings") or {}).get("seed")},
+        "versions": info.get("software"),
+    }
+    return summary
+
+
+def _deep_weights_text(deep: Mapping[str, Any] | None) -> str:
+    if not deep:
+        return "no deep features (handcrafted only)"
+    parts = []
+    for region, spec in (deep.get("regions") or {}).items():
+        backbone = spec.get("backbone") or {}
+        name = backbone.get("weights") or deep.get("weights")
+        sha = str(backbone.get("sha256") or backbone.get("tensor_sha256") or "")[:16]
+        warn = " - RANDOM backbone (no ImageNet weights): deep features are not ImageNet features" if name == "none" else ""
+        parts.append(f"{region}: VGG19 weights '{name}' (sha256 {sha}...){warn}")
+    return "; ".join(parts) or str(deep.get("weights"))
+
+
+@dataclass
+class EvaluateResult:
+    """Where the report and tables went, and the evaluation itself."""
+
+    evaluation: Any
+    report: Path
+    predictions: pd.DataFrame
+
+
+def evaluate_and_report(
+    predictions: pd.DataFrame,
+    model: ALNMModel,
+    info: Mapping[str, Any],
+    cohort: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    reads: pd.DataFrame | None = None,
+    reads_simulated: bool = False,
+    reader_split: str | None = None,
+    study_comparison: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> EvaluateResult:
+    """Every table, figure and the HTML report for predictions of a fitted model (per split)."""
+    from ALNMPredictorLib import plots
+    from ALNMPredictorLib.evaluation import evaluate
+    from ALNMPredictorLib.report import write_report
+
+    out_dir = Path(out_dir)
+    settings = PipelineSettings.from_sources(info.get("settings"))
+    synthetic = bool(info.get("synthetic")) or bool(cohort.settings.get("synthetic", False))
+    inputs = evaluation_inputs(predictions, cohort)
+    present = [s for s in cohort.splits() if s in set(predictions["split"].astype(str))]
+    evaluation = evaluate(
+        predictions, model.models(), clinical=inputs["clinical"], clinical_kinds=inputs["clinical_kinds"],
+        splits=present or None, train_split=cohort.train_split, reads=reads, n_boot=settings.n_boot, seed=settings.seed,
+    )  # fmt: skip
+    evaluation.save(out_dir / "tables")
+    write_table(out_dir / PREDICTIONS, predictions.reset_index())
+    for region, scorer in model.region_scores_.items():
+        scorer.write_formula(out_dir / f"{region}_score_formula.csv", out_dir / f"{region}_score_formula.txt")
+    summary = model_summary(model, info)
+    bar = _tqdm(progress, "figures")
+    figures = plots.save_all(
+        evaluation, summary, out_dir / "figures", synthetic=synthetic, readers_simulated=reads_simulated,
+        reader_split=reader_split, progress=lambda name: bar.update(1) if bar is not None else None,
+    )  # fmt: skip
+    if bar is not None:
+        bar.close()
+    failed = [{"case_id": str(c), "error": str(e)} for c, e in predictions.loc[predictions["status"] != "ok", "error"].items()]
+    meta = {
+        "versions": info.get("software"),
+        "settings": info.get("settings"),
+        "seeds": {"seed": settings.seed},
+        "deep_weights": summary["deep_weights"],
+        "readers_simulated": reads_simulated,
+        "reader_split": reader_split,
+        "failed_cases": failed,
+        "warnings": list(info.get("warnings") or []),
+        "command": command,
+        "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
+        "cohort": str(getattr(cohort, "path", "")),
+        "model_created": info.get("created"),
+    }
+    report = write_report(
+        out_dir, evaluation=evaluation, model_summary=summary, figures=figures,
+        title="ALNM Predictor report" + (" - SYNTHETIC demo cohort" if synthetic else ""),
+        synthetic=synthetic, study_comparison=study_comparison, meta=meta,
+    )  # fmt: skip
+    write_json_summary(out_dir / "summary.json", {"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta})
+    return EvaluateResult(evaluation, report, predictions)
+
+
+def _tqdm(enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(desc=desc, unit="figure", file=sys.stderr)
+
+
+def _reads(path: str | None) -> pd.DataFrame | None:
+    if not path:
+        return None
+    from ALNMPredictorLib.readers import load_reads
+
+    return load_reads(path)
+
+
+def configure_evaluate(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``alnm evaluate``."""
+    parser.add_argument("manifest", help="cohort manifest (CSV) with labels")
+    parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
+    parser.add_argument("--out", required=True, help="report folder")
+    parser.add_argument("--readers", default=None, help="reads CSV: case_id, reader, session, call[, confidence]")
+    _common(parser)
+
+
+def run_evaluate(args: argparse.Namespace) -> int:
+    """``alnm evaluate``."""
+    out = Path(args.out)
+    predictions, loaded, cohort = predict(
+        args.manifest, args.model, out / "work", settings=PipelineSettings(workers=args.workers), progress=not args.no_progress
+    )
+    reads = _reads(args.readers)
+    result = evaluate_and_report(
+        predictions, loaded.model, loaded.info, cohort, out, reads=reads, progress=not args.no_progress,
+        command="alnm evaluate " + " ".join(sys.argv[2:]),
+    )  # fmt: skip
+    return _finish(result)
+
+
+def _finish(result: EvaluateResult) -> int:
+    summary = result.evaluation.summary
+    for split, values in (summary.get("splits") or {}).items():
+        aucs = values.get("auc") or {}
+        shown = ", ".join(f"{m} {v:.3f}" for m, v in aucs.items() if isinstance(v, float) and np.isfinite(v))
+        print(f"{split}: n={values.get('n')} AUC {shown}")
+    for warning in result.evaluation.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    failed = result.predictions[result.predictions["status"] != "ok"]
+    for case_id, row in failed.iterrows():
+        print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
+    print(f"report: {result.report}")
+    if len(failed):
+        print(f"{len(failed)} case(s) failed; see the report's 'failed cases' section", file=sys.stderr)
+        return 1
+    return 0
+
+
+def configure_run(parser: argparse.ArgumentParser) -> None:
+    """Arguments of ``alnm run``."""
+    parser.add_argument("manifest", help="cohort manifest (CSV)")
+    parser.add_argument("--out", required=True, help="output folder (model/, features/, report/)")
+    parser.add_argument("--readers", default=None, help="reads CSV for the reader study")
+    _train_options(parser)
+    _common(parser)
+
+
+def run_pipeline(
+    manifest: str | os.PathLike[str] | Any,
+    out_dir: str | os.PathLike[str],
+    settings: PipelineSettings | None = None,
+    *,
+    reads: pd.DataFrame | None = None,
+    reads_simulated: bool = False,
+    reader_split: str | None = None,
+    study_comparison: bool = False,
+    progress: bool = True,
+    command: str = "",
+) -> tuple[TrainResult, EvaluateResult]:
+    """extract → train → evaluate; the model in ``out_dir/model``, the report in ``out_dir/report``."""
+    trained = train(manifest, out_dir, settings, progress=progress)
+    from ALNMPredictorLib.cohort import load_manifest
+
+    cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
+    info = dict(trained.bundle_info)
+    info["warnings"] = trained.warnings
+    evaluated = evaluate_and_report(
+        trained.predictions, trained.model, info, cohort, Path(out_dir) / REPORT_DIR, reads=reads,
+        reads_simulated=reads_simulated, reader_split=reader_split, study_comparison=study_comparison,
+        progress=progress, command=command,
+    )  # fmt: skip
+    return trained, evaluated
+
+
+def run_run(args: argparse.Namespace) -> int:
+    """``alnm run``."""
+    from ALNMPredictorLib.cohort import load_manifest
+
+    cohort = load_manifest(args.manifest)
+    trained, evaluated = run_pipeline(
+        cohort, args.out, _settings(args, cohort.settings), reads=_reads(args.readers),
+        progress=not args.no_progress, command="alnm run " + " ".join(sys.argv[2:]),
+    )  # fmt: skip
+    _print_training(trained)
+    return _finish(evaluated)
