@@ -1,9 +1,20 @@
-import logging
+import json
 import os
+import queue
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
 from pathlib import Path
 from typing import Annotated
 
+import numpy as np
 import slicer
+import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
 from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
@@ -14,6 +25,13 @@ from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModuleWidget,
 )
 from slicer.util import VTKObservationMixin
+
+MODULE_DIR = Path(__file__).resolve().parent
+if str(MODULE_DIR) not in sys.path:  # ALNMPredictorLib lives beside this file
+    sys.path.insert(0, str(MODULE_DIR))
+
+#: regions of the study's model, in panel order, with their display names
+REGIONS = {"tumor": "Tumour", "ln": "Lymph node"}
 
 #
 # ALNMPredictor
@@ -28,11 +46,12 @@ class ALNMPredictor(ScriptedLoadableModule):
         self.parent.title = _("ALNM Predictor")
         self.parent.categories = [translate("qSlicerAbstractCoreModule", "Quantification")]
         self.parent.dependencies = []
-        self.parent.contributors = ["ALNM Predictor developers"]
+        self.parent.contributors = ["ALNM Predictor developers (ALNM Predictor project)"]
         self.parent.helpText = _(
             "Deep-learning radiomics for axillary lymph node metastasis (ALNM) in breast cancer from 2D "
-            "ultrasound of the primary tumour and the most suspicious axillary lymph node. "
-            "Research use only, not for clinical decisions. "
+            "ultrasound of the primary tumour and the most suspicious axillary lymph node: tumour score, "
+            "LN score, Nomo-score, risk group and nomogram for one case; training, validation and "
+            "prediction for a cohort. Research use only, not for clinical decisions. "
             'See the <a href="https://github.com/alnm-predictor/SlicerALNMPredictor#readme">README</a> '
             "for the tutorial, the cohort manifest format and the command-line tool <code>alnm</code>."
         )
@@ -40,7 +59,7 @@ class ALNMPredictor(ScriptedLoadableModule):
             "The method reproduces Zhang D, Zhou W, Lu W-W, et al. Ultrasound-based deep learning radiomics "
             "for enhanced axillary lymph node metastasis assessment: a multicenter study. The Oncologist. "
             "Features are computed with PyRadiomics (van Griethuysen et al., Cancer Research 2017) and "
-            "torchvision's VGG19."
+            "torchvision's VGG19. The demo model and demo cases are SYNTHETIC, not patient data."
         )
 
 
@@ -53,16 +72,30 @@ class ALNMPredictor(ScriptedLoadableModule):
 class ALNMPredictorParameterNode:
     """Settings of the module panel, stored in the scene.
 
-    demoFolder - where the synthetic demo cohort is written.
-    demoPatients - size of the synthetic demo cohort.
-    demoSeed - random seed of the synthetic demo cohort.
-    manifestPath - cohort manifest (CSV) to validate.
+    tumorVolume, lnVolume - the 2D ultrasound images (one-slice volumes) of the two regions.
+    modelPath - saved model (folder or .zip); empty means the synthetic demo model.
+    caseId - identifier written to the result table and the reads CSV.
+    resultTable - table node receiving the prediction.
+    readerMode, readerName, readsPath - reader study: unaided call first, then the model, then aided.
+    demoFolder, demoPatients, demoSeed - the synthetic demo cohort (cohort panel).
+    manifestPath, batchTask, batchModelPath, batchOutputFolder - cohort panel.
     """
 
+    tumorVolume: slicer.vtkMRMLScalarVolumeNode
+    lnVolume: slicer.vtkMRMLScalarVolumeNode
+    modelPath: Path
+    caseId: str = "case"
+    resultTable: slicer.vtkMRMLTableNode
+    readerMode: bool = False
+    readerName: str = ""
+    readsPath: Path
     demoFolder: Path
     demoPatients: Annotated[int, WithinRange(20, 2000)] = 200
     demoSeed: Annotated[int, WithinRange(0, 1000000)] = 0
     manifestPath: Path
+    batchTask: str = "predict"
+    batchModelPath: Path
+    batchOutputFolder: Path
 
 
 #
@@ -71,34 +104,62 @@ class ALNMPredictorParameterNode:
 
 
 class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
-    """The module panel: a thin layer that forwards to ALNMPredictorLogic."""
+    """The module panel: a thin layer that forwards to ALNMPredictorLogic and ALNMPredictorBatchLogic."""
 
     def __init__(self, parent=None) -> None:
         ScriptedLoadableModuleWidget.__init__(self, parent)
         VTKObservationMixin.__init__(self)
         self.logic = None
+        self.batchLogic = None
         self._parameterNode = None
         self._parameterNodeGuiTag = None
+        self._clinicalWidgets = {}
+        self._prediction = None
+        self._batchTimer = None
+        self._batchResult = None
 
     def setup(self) -> None:
         ScriptedLoadableModuleWidget.setup(self)
+        import qt
+
         uiWidget = slicer.util.loadUI(self.resourcePath("UI/ALNMPredictor.ui"))
         self.layout.addWidget(uiWidget)
         self.ui = slicer.util.childWidgetVariables(uiWidget)
         uiWidget.setMRMLScene(slicer.mrmlScene)
 
         self.logic = ALNMPredictorLogic()
+        self.batchLogic = ALNMPredictorBatchLogic()
 
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
+        self.ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
+        self.ui.batchTaskComboBox.addItems(list(ALNMPredictorBatchLogic.TASKS))
+
+        self.ui.loadDemoCaseButton.connect("clicked(bool)", self.onLoadDemoCase)
+        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
+        self.ui.editTumorButton.connect("clicked(bool)", lambda: self.onEditRegion("tumor"))
+        self.ui.editLnButton.connect("clicked(bool)", lambda: self.onEditRegion("ln"))
+        self.ui.predictButton.connect("clicked(bool)", self.onPredict)
+        self.ui.recordUnaidedButton.connect("clicked(bool)", lambda: self.onRecordRead("unaided"))
+        self.ui.recordAidedButton.connect("clicked(bool)", lambda: self.onRecordRead("aided"))
         self.ui.generateDemoButton.connect("clicked(bool)", self.onGenerateDemo)
         self.ui.validateButton.connect("clicked(bool)", self.onValidate)
+        self.ui.runBatchButton.connect("clicked(bool)", self.onRunBatch)
+        self.ui.cancelBatchButton.connect("clicked(bool)", self.onCancelBatch)
+        self.ui.openReportButton.connect("clicked(bool)", self.onOpenReport)
+
+        self._batchTimer = qt.QTimer()
+        self._batchTimer.setInterval(200)
+        self._batchTimer.connect("timeout()", self.onBatchPoll)
 
         self.initializeParameterNode()
+        self.onModelChanged()
 
     def cleanup(self) -> None:
         self.removeObservers()
+        if self.batchLogic is not None and self.batchLogic.isRunning():
+            self.batchLogic.cancel()
 
     def enter(self) -> None:
         self.initializeParameterNode()
@@ -117,8 +178,11 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
-        if not self._parameterNode.demoFolder or str(self._parameterNode.demoFolder) == ".":
-            self._parameterNode.demoFolder = Path(slicer.app.temporaryPath) / "ALNMPredictor-demo"
+        p = self._parameterNode
+        if not p.demoFolder or str(p.demoFolder) == ".":
+            p.demoFolder = Path(slicer.app.temporaryPath) / "ALNMPredictor-demo"
+        if not p.readsPath or str(p.readsPath) == ".":
+            p.readsPath = Path(slicer.app.defaultScenePath) / "alnm-reads.csv"
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
@@ -127,17 +191,214 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
 
+    # ----- case review --------------------------------------------------------------------------
+
+    def _regionInputs(self) -> dict:
+        p = self._parameterNode
+        inputs = {}
+        for region, selector in (("tumor", self.ui.tumorSegmentSelector), ("ln", self.ui.lnSegmentSelector)):
+            volume = p.tumorVolume if region == "tumor" else p.lnVolume
+            inputs[region] = (volume, selector.currentNode(), selector.currentSegmentID() or None)
+        return inputs
+
+    def _clinicalValues(self) -> dict:
+        values = {}
+        for name, widget in self._clinicalWidgets.items():
+            if hasattr(widget, "currentText"):
+                text = widget.currentText
+                values[name] = None if text in ("", "(missing)") else text
+            else:
+                values[name] = widget.text if widget.text.strip() else None
+        return values
+
+    def onModelChanged(self, *args) -> None:
+        """Rebuild the clinical form for the model's factors."""
+        import qt
+
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the model."), waitCursor=True):
+            previous = self._clinicalValues()
+            layout = self.ui.clinicalFormWidget.layout()
+            while layout.rowCount() > 0:
+                layout.removeRow(0)
+            self._clinicalWidgets = {}
+            fields = self.logic.clinicalFields(self._parameterNode.modelPath if self._parameterNode else None)
+            for spec in fields:
+                if spec.kind == "categorical":
+                    widget = qt.QComboBox()
+                    widget.addItems(["(missing)", *spec.levels])
+                    if previous.get(spec.name):
+                        widget.setCurrentText(str(previous[spec.name]))
+                else:
+                    widget = qt.QLineEdit()
+                    widget.setPlaceholderText(_("number"))
+                    if previous.get(spec.name):
+                        widget.setText(str(previous[spec.name]))
+                widget.toolTip = _("Required by the clinical-radiomics model") if spec.required else _(
+                    "Used by the clinical model only"
+                )
+                label = spec.name + (" *" if spec.required else "")
+                layout.addRow(label, widget)
+                self._clinicalWidgets[spec.name] = widget
+            self.ui.modelInfoLabel.text = self.logic.modelDescription(self._parameterNode.modelPath if self._parameterNode else None)
+
+    def onLoadDemoCase(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to load the demo case."), waitCursor=True):
+            p = self._parameterNode
+            index = self.ui.demoCaseSpinBox.value
+            loaded = self.logic.loadDemoCase(Path(p.demoFolder) / "cases", index)
+            p.tumorVolume, p.lnVolume = loaded["volumes"]["tumor"], loaded["volumes"]["ln"]
+            self.ui.tumorSegmentSelector.setCurrentNode(loaded["segmentations"]["tumor"])
+            self.ui.lnSegmentSelector.setCurrentNode(loaded["segmentations"]["ln"])
+            p.caseId = loaded["caseId"]
+            p.modelPath = Path(self.logic.ensureDemoModel(Path(p.demoFolder) / "model"))
+            self.onModelChanged()
+            for name, value in loaded["clinical"].items():
+                widget = self._clinicalWidgets.get(name)
+                if widget is None or value is None:
+                    continue
+                if hasattr(widget, "setCurrentText"):
+                    widget.setCurrentText(str(value))
+                else:
+                    widget.setText(str(value))
+            slicer.util.setSliceViewerLayers(background=p.tumorVolume, fit=True)
+            self.ui.resultsText.plainText = _("Synthetic demo case {case} (true label: {label}).").format(
+                case=loaded["caseId"], label=loaded["label"])
+
+    def onEditRegion(self, region: str) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the Segment Editor."), waitCursor=True):
+            volume, segmentation, _segmentId = self._regionInputs()[region]
+            if volume is None:
+                raise ValueError(_("Select the {region} image first.").format(region=REGIONS[region]))
+            if segmentation is None:
+                segmentation = self.logic.createSegmentation(volume, region)
+                selector = self.ui.tumorSegmentSelector if region == "tumor" else self.ui.lnSegmentSelector
+                selector.setCurrentNode(segmentation)
+            editorNode = self.logic.segmentEditorNode()
+            self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
+            self.ui.segmentEditorWidget.setSegmentationNode(segmentation)
+            self.ui.segmentEditorWidget.setSourceVolumeNode(volume)
+            slicer.util.setSliceViewerLayers(background=volume, fit=True)
+            self.ui.segmentEditorCollapsibleButton.collapsed = False
+
+    def onPredict(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Prediction failed."), waitCursor=True):
+            p = self._parameterNode
+            if p.readerMode:
+                done = self.logic.readerStatus(p.readsPath, p.caseId, p.readerName)
+                if "unaided" not in done:
+                    raise ValueError(_("Reader study: record the unaided call before seeing the model's output."))
+            if not self.ensureDependencies():
+                return
+            prediction, table = self.logic.predictCase(
+                p.modelPath, self._regionInputs(), self._clinicalValues(), p.caseId, p.resultTable)
+            p.resultTable = table
+            self._prediction = prediction
+            self.ui.resultsText.plainText = prediction.summary()
+            figures = self.logic.renderFigures(p.modelPath, prediction, Path(slicer.app.temporaryPath) / "ALNMPredictor")
+            self._showImage(self.ui.nomogramLabel, figures.get("nomogram"))
+            self._showImage(self.ui.calibrationLabel, figures.get("calibration"))
+            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            slicer.app.applicationLogic().PropagateTableSelection()
+
+    def _showImage(self, label, path) -> None:
+        import qt
+
+        if path is None:
+            label.text = _("(no data)")
+            return
+        pixmap = qt.QPixmap(str(path))
+        label.setPixmap(pixmap.scaledToWidth(max(label.width, 320), qt.Qt.SmoothTransformation))
+
+    def onRecordRead(self, session: str) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to record the read."), waitCursor=True):
+            p = self._parameterNode
+            call = 1 if self.ui.callMetastasisRadioButton.checked else 0
+            if not (self.ui.callMetastasisRadioButton.checked or self.ui.callNoMetastasisRadioButton.checked):
+                raise ValueError(_("Choose the call: metastasis or no metastasis."))
+            if session == "aided" and self._prediction is None:
+                raise ValueError(_("Run Predict to see the model's output before the aided call."))
+            confidence = self.ui.confidenceSpinBox.value if self.ui.confidenceSpinBox.value > 0 else None
+            table = self.logic.recordRead(p.readsPath, p.caseId, p.readerName, session, call, confidence)
+            self.ui.resultsText.appendPlainText(
+                _("Recorded the {session} call of reader {reader} ({n} reads in {path}).").format(
+                    session=session, reader=p.readerName, n=len(table), path=p.readsPath))
+
+    def ensureDependencies(self) -> bool:
+        """Ask before installing the Python packages the module needs (once, at first use)."""
+        missing = self.logic.missingDependencies()
+        if not missing:
+            return True
+        text = _("ALNM Predictor needs these Python packages, which are not installed:\n\n{names}\n\n"
+                 "Install them now? This can take several minutes.").format(names="\n".join(missing))
+        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install dependencies")):
+            return False
+        with slicer.util.WaitCursor():
+            self.logic.installDependencies(missing)
+        return True
+
+    # ----- cohort panel ------------------------------------------------------------------------
+
     def onGenerateDemo(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to generate the demo cohort."), waitCursor=True):
             p = self._parameterNode
-            manifest = self.logic.generateDemoCohort(p.demoFolder, p.demoPatients, p.demoSeed)
+            manifest = self.logic.generateDemoCohort(Path(p.demoFolder) / "cohort", p.demoPatients, p.demoSeed)
             p.manifestPath = manifest
-            self.ui.resultsText.plainText = self.logic.formatProblems(self.logic.validateManifest(manifest))
+            self.ui.batchLogText.plainText = self.logic.formatProblems(self.logic.validateManifest(manifest))
 
     def onValidate(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to validate the manifest."), waitCursor=True):
             problems = self.logic.validateManifest(self._parameterNode.manifestPath)
-            self.ui.resultsText.plainText = self.logic.formatProblems(problems)
+            self.ui.batchLogText.plainText = self.logic.formatProblems(problems)
+
+    def onRunBatch(self) -> None:
+        with slicer.util.tryWithErrorDisplay(_("Failed to start the cohort run."), waitCursor=True):
+            if not self.ensureDependencies():
+                return
+            p = self._parameterNode
+            task = p.batchTask
+            args = self.batchLogic.commandLine(task, p.manifestPath, p.batchOutputFolder, p.batchModelPath,
+                                               p.readsPath if p.readsPath and Path(p.readsPath).is_file() else None)
+            self.ui.batchLogText.plainText = " ".join(args)
+            self.batchLogic.start(args)
+            self.ui.batchProgressBar.value = 0
+            self.ui.runBatchButton.enabled = False
+            self.ui.cancelBatchButton.enabled = True
+            self._batchTimer.start()
+
+    def onBatchPoll(self) -> None:
+        for line in self.batchLogic.poll():
+            self.ui.batchLogText.appendPlainText(line)
+        self.ui.batchProgressBar.value = int(100 * self.batchLogic.progress)
+        self.ui.batchStageLabel.text = self.batchLogic.stage
+        if self.batchLogic.isRunning():
+            return
+        self._batchTimer.stop()
+        self.ui.runBatchButton.enabled = True
+        self.ui.cancelBatchButton.enabled = False
+        with slicer.util.tryWithErrorDisplay(_("The cohort run failed."), waitCursor=True):
+            p = self._parameterNode
+            result = self.batchLogic.collect(p.batchTask, p.manifestPath, p.batchOutputFolder)
+            self._batchResult = result
+            tables = self.batchLogic.loadResultTables(result)
+            self.ui.batchLogText.appendPlainText(result.summary())
+            if result.modelPath and p.batchTask == "train":
+                p.batchModelPath = Path(result.modelPath)
+            if tables:
+                first = next(iter(tables.values()))
+                slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(first.GetID())
+                slicer.app.applicationLogic().PropagateTableSelection()
+            self.ui.openReportButton.enabled = result.reportPath is not None
+            if result.returnCode not in (0, 1):
+                raise RuntimeError(result.summary())
+
+    def onCancelBatch(self) -> None:
+        self.batchLogic.cancel()
+
+    def onOpenReport(self) -> None:
+        import qt
+
+        if self._batchResult is not None and self._batchResult.reportPath:
+            qt.QDesktopServices.openUrl(qt.QUrl.fromLocalFile(str(self._batchResult.reportPath)))
 
 
 #
@@ -145,8 +406,31 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 #
 
 
+def _nodeName(node) -> str:
+    return node.GetName() if node is not None else "(none)"
+
+
 class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
-    """Turns MRML nodes and panel settings into ALNMPredictorLib calls; no GUI, usable headless."""
+    """Turns MRML nodes into ALNMPredictorLib calls and results into table nodes; no GUI, usable headless.
+
+    Every method raises ValueError with a message naming the node, segment or factor on bad input.
+    """
+
+    #: Python packages the module needs: (import name, requirement, where it comes from)
+    DEPENDENCIES = (
+        ("torch", "torch>=2.1", "PyTorch"),
+        ("torchvision", "torchvision>=0.16", "PyTorch"),
+        ("radiomics", "pyradiomics-bhklab>=3.1", "SlicerRadiomics"),
+        ("pandas", "pandas>=2.0", "pip"),
+        ("sklearn", "scikit-learn>=1.3", "pip"),
+        ("SimpleITK", "SimpleITK>=2.3", "pip"),
+        ("pydicom", "pydicom>=2.4", "pip"),
+        ("yaml", "PyYAML>=6", "pip"),
+        ("matplotlib", "matplotlib>=3.7", "pip"),
+        ("tqdm", "tqdm>=4.65", "pip"),
+        ("safetensors", "safetensors>=0.4", "pip"),
+        ("pyarrow", "pyarrow>=12", "pip"),
+    )
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -154,13 +438,351 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
     def getParameterNode(self):
         return ALNMPredictorParameterNode(super().getParameterNode())
 
+    # ----- dependencies ---------------------------------------------------------------------------
+
+    def missingDependencies(self) -> list:
+        """Requirements whose package cannot be imported (``'torch>=2.1 (PyTorch)'``, ...)."""
+        import importlib.util
+
+        return [f"{req} ({source})" for name, req, source in self.DEPENDENCIES if importlib.util.find_spec(name) is None]
+
+    def installDependencies(self, missing: list) -> None:
+        """Install the given missing requirements: PyTorch via SlicerPyTorch, the rest with pip."""
+        requirements = [m.split(" (")[0] for m in missing]
+        torch = [r for r in requirements if r.startswith(("torch>", "torchvision>"))]
+        others = [r for r in requirements if r not in torch]
+        if torch:
+            try:
+                import PyTorchUtils
+            except ImportError as exc:
+                raise ValueError(_("PyTorch is missing: install the PyTorch extension from the Extensions Manager "
+                                   "and restart Slicer.")) from exc
+            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.1") is None:
+                raise ValueError(_("PyTorch could not be installed (see the Python console)."))
+        if others:
+            pydeps = getattr(slicer, "pydeps", None) or getattr(slicer, "packaging", None)
+            if pydeps is not None and hasattr(pydeps, "pip_ensure"):
+                from packaging.requirements import Requirement
+
+                pydeps.pip_ensure([Requirement(r) for r in others], requester="ALNMPredictor")
+            else:
+                slicer.util.pip_install(others)
+
+    # ----- MRML -> arrays ---------------------------------------------------------------------------
+
+    @staticmethod
+    def volumeArrays(volumeNode) -> tuple:
+        """(pixels (rows, cols[, components]), spacing (row, col) mm) of a one-slice volume."""
+        if volumeNode is None:
+            raise ValueError(_("No image volume selected."))
+        if volumeNode.GetImageData() is None:
+            raise ValueError(_("Volume '{name}' has no image data.").format(name=_nodeName(volumeNode)))
+        array = slicer.util.arrayFromVolume(volumeNode)
+        if array.shape[0] != 1:
+            raise ValueError(_("Volume '{name}' has {n} slices: a 2D ultrasound image (one slice) is needed.").format(
+                name=_nodeName(volumeNode), n=array.shape[0]))
+        spacing = volumeNode.GetSpacing()
+        return np.array(array[0], copy=True), (float(spacing[1]), float(spacing[0]))
+
+    @staticmethod
+    def _segmentId(segmentationNode, segmentId, region: str) -> str:
+        segmentation = segmentationNode.GetSegmentation()
+        ids = [segmentation.GetNthSegmentID(i) for i in range(segmentation.GetNumberOfSegments())]
+        names = [segmentation.GetSegment(i).GetName() for i in ids]
+        if segmentId:
+            if segmentId not in ids:
+                raise ValueError(_("Segmentation '{seg}' has no segment '{id}' (segments: {names}).").format(
+                    seg=_nodeName(segmentationNode), id=segmentId, names=", ".join(names) or "none"))
+            return segmentId
+        if len(ids) == 1:
+            return ids[0]
+        for i, name in zip(ids, names, strict=True):
+            if name.lower() in (region, REGIONS.get(region, region).lower()):
+                return i
+        raise ValueError(_("Segmentation '{seg}': choose the {region} segment (segments: {names}).").format(
+            seg=_nodeName(segmentationNode), region=REGIONS.get(region, region), names=", ".join(names) or "none"))
+
+    def segmentMask(self, segmentationNode, segmentId, volumeNode, region: str = "tumor") -> np.ndarray:
+        """The segment as a bool array (rows, cols) on the volume's pixel grid.
+
+        The segment must be drawn on the volume's grid (same spacing and axes, origin on a voxel):
+        otherwise, or when it is empty or reaches outside the image, ValueError says so.
+        """
+        from vtk.util import numpy_support
+
+        if segmentationNode is None:
+            raise ValueError(_("No segmentation selected for the {region}.").format(region=REGIONS.get(region, region)))
+        if volumeNode is None:
+            raise ValueError(_("No image volume selected for the {region}.").format(region=REGIONS.get(region, region)))
+        segmentId = self._segmentId(segmentationNode, segmentId, region)
+        segmentName = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
+        where = f"segment '{segmentName}' of '{_nodeName(segmentationNode)}'"
+        if segmentationNode.GetParentTransformNode() is not volumeNode.GetParentTransformNode():
+            raise ValueError(_("{where} and volume '{vol}' are under different transforms: harden them first.").format(
+                where=where, vol=_nodeName(volumeNode)))
+        segmentationNode.CreateBinaryLabelmapRepresentation()
+        labelmap = slicer.vtkOrientedImageData()
+        segmentationNode.GetBinaryLabelmapRepresentation(segmentId, labelmap)
+        extent = labelmap.GetExtent()
+        scalars = labelmap.GetPointData().GetScalars() if labelmap.GetPointData() else None
+        if extent[0] > extent[1] or extent[2] > extent[3] or extent[4] > extent[5] or scalars is None:
+            raise ValueError(_("{where} is empty: draw the region first.").format(where=where))
+        dims = (extent[5] - extent[4] + 1, extent[3] - extent[2] + 1, extent[1] - extent[0] + 1)
+        values = numpy_support.vtk_to_numpy(scalars).reshape(dims)
+        nz = np.nonzero(values)
+        if nz[0].size == 0:
+            raise ValueError(_("{where} is empty: draw the region first.").format(where=where))
+        segMatrix, volMatrix = vtk.vtkMatrix4x4(), vtk.vtkMatrix4x4()
+        labelmap.GetImageToWorldMatrix(segMatrix)
+        volumeNode.GetIJKToRASMatrix(volMatrix)
+        seg = np.array([[segMatrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        vol = np.array([[volMatrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+        scale = float(np.abs(vol[:3, :3]).max())
+        shift = (np.linalg.inv(vol) @ seg)[:3, 3]
+        if not np.allclose(seg[:3, :3], vol[:3, :3], rtol=1e-4, atol=1e-6 * scale) or not np.allclose(
+            shift, np.round(shift), atol=1e-3
+        ):
+            segSpacing = labelmap.GetSpacing()
+            raise ValueError(_(
+                "{where} is defined on a different geometry (spacing {segsp}) than volume '{vol}' (spacing {volsp}): "
+                "segment it on this image (Segment Editor: select this volume as source) or resample it."
+            ).format(where=where, segsp=tuple(round(s, 6) for s in segSpacing), vol=_nodeName(volumeNode),
+                     volsp=tuple(round(s, 6) for s in volumeNode.GetSpacing())))
+        offset = np.round(shift).astype(int)
+        k = nz[0] + extent[4] + offset[2]
+        j = nz[1] + extent[2] + offset[1]
+        i = nz[2] + extent[0] + offset[0]
+        size = volumeNode.GetImageData().GetDimensions()
+        outside = (i < 0) | (i >= size[0]) | (j < 0) | (j >= size[1]) | (k < 0) | (k >= size[2])
+        if outside.any():
+            raise ValueError(_("{where} reaches outside the image '{vol}' ({n} voxels): crop it to the image.").format(
+                where=where, vol=_nodeName(volumeNode), n=int(outside.sum())))
+        mask = np.zeros((size[2], size[1], size[0]), dtype=bool)
+        mask[k, j, i] = True
+        if mask.shape[0] != 1:
+            raise ValueError(_("Volume '{name}' has {n} slices: a 2D ultrasound image (one slice) is needed.").format(
+                name=_nodeName(volumeNode), n=mask.shape[0]))
+        return mask[0]
+
+    def regionArrays(self, volumeNode, segmentationNode, segmentId, region: str):
+        """A RegionArrays (image, mask, spacing) of one region from its nodes."""
+        from ALNMPredictorLib.casepredict import RegionArrays
+
+        image, spacing = self.volumeArrays(volumeNode)
+        mask = self.segmentMask(segmentationNode, segmentId, volumeNode, region)
+        return RegionArrays(image, mask, spacing, source=_nodeName(volumeNode))
+
+    # ----- arrays -> MRML -----------------------------------------------------------------------------
+
+    @staticmethod
+    def addVolumeFromArray(array: np.ndarray, spacing, name: str, scene=None):
+        """A scalar volume node (one slice, LPS-like axes as Slicer gives 2D images) from a 2D array."""
+        from vtk.util import numpy_support
+
+        scene = scene or slicer.mrmlScene
+        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        image = vtk.vtkImageData()
+        image.SetDimensions(array.shape[1], array.shape[0], 1)
+        image.AllocateScalars(numpy_support.get_vtk_array_type(array.dtype), 1)
+        node.SetAndObserveImageData(image)
+        slicer.util.arrayFromVolume(node)[0] = array
+        row, col = (spacing or (1.0, 1.0))
+        node.SetSpacing(float(col), float(row), 1.0)
+        node.SetIJKToRASDirections(-1, 0, 0, 0, -1, 0, 0, 0, 1)
+        node.Modified()
+        node.CreateDefaultDisplayNodes()
+        return node
+
+    @staticmethod
+    def addSegmentFromMask(segmentationNode, mask: np.ndarray, volumeNode, name: str, color=(0.9, 0.3, 0.2)) -> str:
+        """Add a segment from a bool array on the volume's grid; returns its ID."""
+        from vtk.util import numpy_support
+
+        labelmap = slicer.vtkOrientedImageData()
+        labelmap.SetDimensions(mask.shape[1], mask.shape[0], 1)
+        labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
+        numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = np.asarray(mask, dtype=np.uint8).ravel()
+        matrix = vtk.vtkMatrix4x4()
+        volumeNode.GetIJKToRASMatrix(matrix)
+        labelmap.SetImageToWorldMatrix(matrix)
+        return segmentationNode.AddSegmentFromBinaryLabelmapRepresentation(labelmap, name, list(color))
+
+    def createSegmentation(self, volumeNode, region: str):
+        """An empty segmentation for a region, on the volume's geometry, with one segment named after it."""
+        scene = volumeNode.GetScene() or slicer.mrmlScene
+        node = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{_nodeName(volumeNode)} {region}")
+        node.CreateDefaultDisplayNodes()
+        node.SetReferenceImageGeometryParameterFromVolumeNode(volumeNode)
+        dims = volumeNode.GetImageData().GetDimensions()
+        self.addSegmentFromMask(node, np.zeros((dims[1], dims[0]), dtype=bool), volumeNode, region)
+        return node
+
+    def segmentEditorNode(self):
+        """The module's Segment Editor parameter node (created on first use)."""
+        scene = slicer.mrmlScene
+        node = scene.GetFirstNodeByName("ALNMPredictorSegmentEditor")
+        if node is None:
+            node = scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "ALNMPredictorSegmentEditor")
+        return node
+
+    # ----- models -----------------------------------------------------------------------------------
+
+    def modelPathOrDemo(self, modelPath, demoWorkFolder=None) -> Path:
+        """The model folder/zip to use: ``modelPath``, or the synthetic demo model when it is empty."""
+        if modelPath and str(modelPath) not in ("", "."):
+            return Path(modelPath)
+        return self.ensureDemoModel(demoWorkFolder)
+
+    def ensureDemoModel(self, workFolder=None) -> Path:
+        """The SYNTHETIC demo model: the committed one, else trained in ``workFolder`` (minutes) on first use."""
+        from ALNMPredictorLib.casepredict import ensure_demo_model
+
+        if workFolder is None and hasattr(slicer, "app"):
+            workFolder = Path(slicer.app.temporaryPath) / "ALNMPredictor-demo" / "model"
+        return Path(ensure_demo_model(workFolder))
+
+    def loadModel(self, modelPath):
+        """The loaded model (cached while the file is unchanged)."""
+        from ALNMPredictorLib.casepredict import load_model_cached
+
+        return load_model_cached(self.modelPathOrDemo(modelPath))
+
+    def clinicalFields(self, modelPath) -> list:
+        """The clinical factors the model asks for (form rows)."""
+        from ALNMPredictorLib.casepredict import clinical_fields
+
+        return clinical_fields(self.loadModel(modelPath))
+
+    def modelDescription(self, modelPath) -> str:
+        """One line about the model (synthetic demo or not, regions, cut-off)."""
+        path = self.modelPathOrDemo(modelPath)
+        loaded = self.loadModel(path)
+        combined = loaded.model.combined_model_
+        text = f"{path.name}: regions {', '.join(loaded.model.regions)}, cut-off {combined.cutoff:.3f}"
+        if loaded.info.get("synthetic"):
+            text = "synthetic demo — not for clinical use. " + text
+        return text
+
+    # ----- prediction -------------------------------------------------------------------------------
+
+    def predictCase(self, modelPath, regionInputs: dict, clinical: dict, caseId: str = "case", tableNode=None):
+        """Predict one case from nodes; returns (CasePrediction, table node filled with every value).
+
+        ``regionInputs``: region -> (volume node, segmentation node, segment ID or None).
+        """
+        from ALNMPredictorLib.casepredict import predict_case
+
+        path = self.modelPathOrDemo(modelPath)
+        loaded = self.loadModel(path)
+        missing = [r for r in loaded.model.regions if r not in regionInputs]
+        if missing:
+            raise ValueError(_("The model needs the {regions} image and segment.").format(
+                regions=", ".join(REGIONS.get(r, r) for r in missing)))
+        arrays = {region: self.regionArrays(*regionInputs[region], region) for region in loaded.model.regions}
+        prediction = predict_case(loaded, arrays, clinical, caseId or "case")
+        prediction.model_path = str(path)
+        table = self.predictionToTable(prediction, tableNode)
+        return prediction, table
+
+    @staticmethod
+    def predictionToTable(prediction, tableNode=None):
+        """Fill (or create) a table node: quantity, value, text, description; one row per value."""
+        rows = prediction.records()
+        if tableNode is None:
+            tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"ALNM prediction {prediction.case_id}")
+        wasModifying = tableNode.StartModify()
+        tableNode.RemoveAllColumns()
+        quantity, value, text, description = (vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray(),
+                                              vtk.vtkStringArray())
+        for array, name in ((quantity, "quantity"), (value, "value"), (text, "text"), (description, "description")):
+            array.SetName(name)
+        for row in rows:
+            quantity.InsertNextValue(str(row["quantity"]))
+            value.InsertNextValue(float(row["value"]))
+            text.InsertNextValue(str(row["text"]))
+            description.InsertNextValue(str(row["description"]))
+        for array in (quantity, value, text, description):
+            tableNode.AddColumn(array)
+        tableNode.SetColumnDescription("value", "numeric value (NaN for text)")
+        tableNode.SetAttribute("ALNMPredictor.caseId", prediction.case_id)
+        tableNode.SetAttribute("ALNMPredictor.model", prediction.model_path)
+        tableNode.SetAttribute("ALNMPredictor.synthetic", str(bool(prediction.synthetic)))
+        tableNode.SetUseColumnTitleAsColumnHeader(True)
+        tableNode.EndModify(wasModifying)
+        return tableNode
+
+    @staticmethod
+    def tableValues(tableNode) -> dict:
+        """{quantity: value or text} of a prediction table (the inverse of predictionToTable)."""
+        table = tableNode.GetTable()
+        quantity, value, text = (table.GetColumnByName(n) for n in ("quantity", "value", "text"))
+        out = {}
+        for r in range(table.GetNumberOfRows()):
+            v = value.GetValue(r)
+            out[quantity.GetValue(r)] = text.GetValue(r) if np.isnan(v) else v
+        return out
+
+    def renderFigures(self, modelPath, prediction, folder) -> dict:
+        """PNG files of the nomogram (this case marked) and the model's calibration curve; {name: path or None}."""
+        from ALNMPredictorLib.casepredict import calibration_figure, figure_png, nomogram_figure
+
+        path = self.modelPathOrDemo(modelPath)
+        loaded = self.loadModel(path)
+        folder = Path(folder)
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(prediction.case_id)) if prediction is not None else "model"
+        out = {"nomogram": figure_png(nomogram_figure(loaded, prediction), folder / f"nomogram-{safe}.png")}
+        calibration = calibration_figure(path, loaded)
+        out["calibration"] = None if calibration is None else figure_png(calibration, folder / "calibration.png")
+        return out
+
+    # ----- demo case ----------------------------------------------------------------------------------
+
+    def loadDemoCase(self, folder, index: int = 0) -> dict:
+        """Load a SYNTHETIC patient: a volume and a segmentation per region, plus its clinical factors."""
+        from ALNMPredictorLib.casepredict import demo_case
+
+        case = demo_case(folder, index)
+        volumes, segmentations = {}, {}
+        for region, arrays in case.regions.items():
+            volume = self.addVolumeFromArray(np.asarray(arrays.image), arrays.spacing, f"{case.case_id} {region}")
+            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{case.case_id} {region} ROI")
+            segmentation.CreateDefaultDisplayNodes()
+            segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
+            self.addSegmentFromMask(segmentation, arrays.mask, volume, region)
+            volumes[region], segmentations[region] = volume, segmentation
+        return {"caseId": case.case_id, "label": case.label, "volumes": volumes, "segmentations": segmentations,
+                "clinical": case.clinical}
+
+    # ----- reader study -------------------------------------------------------------------------------
+
+    def readerStatus(self, readsPath, caseId: str, reader: str) -> dict:
+        """{session: call} already recorded by this reader for this case."""
+        from ALNMPredictorLib.casepredict import read_status
+
+        if not reader or not str(reader).strip():
+            raise ValueError(_("Enter the reader's name or code."))
+        return read_status(readsPath, caseId, reader)
+
+    def recordRead(self, readsPath, caseId: str, reader: str, session: str, call: int, confidence=None):
+        """Append a read (unaided first, then aided) to the reads CSV; returns the whole reads table."""
+        from ALNMPredictorLib.casepredict import record_read
+
+        if not readsPath or str(readsPath) in ("", "."):
+            raise ValueError(_("Choose a reads CSV file."))
+        return record_read(readsPath, caseId, reader, session, call, confidence)
+
+    # ----- cohort helpers -----------------------------------------------------------------------------
+
     def generateDemoCohort(self, folder, patients: int = 200, seed: int = 0) -> Path:
         """Write (or reuse) the synthetic demo cohort in ``folder``; returns its manifest path."""
         from ALNMPredictorLib import synth
 
         if not folder or str(folder) in ("", "."):
             raise ValueError(_("Choose a folder for the demo cohort."))
-        return Path(synth.write_cohort(Path(folder), n_patients=int(patients), seed=int(seed)))
+        existing = synth.existing_cohort(Path(folder), int(patients), int(seed))
+        if existing is not None:
+            return Path(existing)
+        return Path(synth.synth_cohort(Path(folder), n_patients=int(patients), seed=int(seed)).manifest_path)
 
     def validateManifest(self, manifestPath) -> list:
         """Check a cohort manifest and every file it names; returns the list of problems."""
@@ -181,30 +803,307 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
 
 #
+# ALNMPredictorBatchLogic
+#
+
+
+class BatchResult:
+    """What a cohort run left behind: exit status, outputs and the tables worth showing."""
+
+    def __init__(self, task: str, returnCode, outputFolder: Path, predictionsPath=None, modelPath=None,
+                 reportPath=None, tables=None, log=()):
+        self.task = task
+        self.returnCode = returnCode
+        self.outputFolder = Path(outputFolder)
+        self.predictionsPath = predictionsPath
+        self.modelPath = modelPath
+        self.reportPath = reportPath
+        self.tables = dict(tables or {})
+        self.log = list(log)
+
+    @property
+    def failedCases(self) -> bool:
+        """True when the run finished but some cases could not be processed (exit status 1)."""
+        return self.returnCode == 1
+
+    def summary(self) -> str:
+        status = {0: "finished", 1: "finished; some cases failed (see the error column)", None: "still running",
+                  130: "cancelled", -2: "cancelled", -9: "cancelled", -15: "cancelled"}.get(self.returnCode,
+                                                                                          f"failed (exit status {self.returnCode})")
+        lines = [f"alnm {self.task}: {status}"]
+        if self.returnCode not in (0, 1, None):
+            errors = [line for line in self.log if line.startswith("alnm: error") or "Error" in line]
+            lines += errors[-3:]
+        if self.modelPath:
+            lines.append(f"model: {self.modelPath}")
+        if self.predictionsPath:
+            lines.append(f"predictions: {self.predictionsPath}")
+        if self.reportPath:
+            lines.append(f"report: {self.reportPath}")
+        return "\n".join(lines)
+
+
+class ALNMPredictorBatchLogic:
+    """Cohort work (train, evaluate, predict) run by the ``alnm`` CLI in a subprocess, with progress and cancel.
+
+    ``start`` launches ``PythonSlicer -m ALNMPredictorLib TASK ...`` (the current Python outside Slicer);
+    a reader thread collects its output; ``poll`` (from a GUI timer) returns new lines and updates
+    ``progress`` and ``stage`` from the progress bars; ``wait`` blocks (headless use); ``cancel``
+    interrupts it (finished work stays cached: a rerun resumes). ``collect`` lists the outputs and
+    ``loadResultTables`` turns them into table nodes.
+    """
+
+    TASKS = ("predict", "evaluate", "train")
+    _PROGRESS = re.compile(r"^\s*([^:|]{1,40}):\s+(\d+)%\|.*?(\d+)/(\d+)")
+
+    def __init__(self, pythonExecutable: str | None = None) -> None:
+        self.pythonExecutable = pythonExecutable or shutil.which("PythonSlicer") or sys.executable
+        self.process = None
+        self.progress = 0.0
+        self.stage = ""
+        self.lines = []
+        self._queue = queue.Queue()
+        self._thread = None
+        self._cancelled = False
+
+    def commandLine(self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=()) -> list:
+        """The ``alnm`` command for a task; ValueError naming what is missing."""
+        if task not in self.TASKS:
+            raise ValueError(_("Unknown task '{task}' (one of: {tasks}).").format(task=task, tasks=", ".join(self.TASKS)))
+        if not manifest or not Path(manifest).is_file():
+            raise ValueError(_("Manifest file not found: {path}").format(path=manifest))
+        if not outputFolder or str(outputFolder) in ("", "."):
+            raise ValueError(_("Choose an output folder."))
+        out = Path(outputFolder)
+        args = [self.pythonExecutable, "-m", "ALNMPredictorLib", task, str(manifest)]
+        if task in ("predict", "evaluate"):
+            if not modelPath or str(modelPath) in ("", ".") or not Path(modelPath).exists():
+                raise ValueError(_("Model not found: {path}").format(path=modelPath))
+            args += ["--model", str(modelPath)]
+        if task == "predict":
+            args += ["--out", str(out / "predictions.csv"), "--work-dir", str(out / "work")]
+        else:
+            args += ["--out", str(out)]
+        if task == "evaluate" and readsPath:
+            args += ["--readers", str(readsPath)]
+        return args + [str(a) for a in extra]
+
+    def start(self, args: list, env: dict | None = None) -> None:
+        """Launch the command; its output is read by a background thread."""
+        if self.isRunning():
+            raise ValueError(_("A cohort run is already in progress."))
+        environment = dict(os.environ if env is None else env)
+        environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(MODULE_DIR), environment.get("PYTHONPATH", "")) if p)
+        environment["PYTHONUNBUFFERED"] = "1"
+        self.progress, self.stage, self.lines, self._cancelled = 0.0, "", [], False
+        self._queue = queue.Queue()
+        kwargs = {}
+        if os.name == "nt":
+            kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment,
+                                        text=True, errors="replace", **kwargs)  # \r of progress bars ends a line too
+        self._thread = threading.Thread(target=self._read, args=(self.process, self._queue), daemon=True)
+        self._thread.start()
+
+    @staticmethod
+    def _read(process, lines) -> None:
+        for line in process.stdout:
+            lines.put(line.rstrip("\n"))
+        process.wait()
+
+    def isRunning(self) -> bool:
+        """True while the process runs or its output is still being read."""
+        if self.process is None:
+            return False
+        return self.process.poll() is None or (self._thread is not None and self._thread.is_alive()) or not self._queue.empty()
+
+    @property
+    def returnCode(self):
+        return None if self.process is None else self.process.poll()
+
+    def poll(self) -> list:
+        """New output lines since the last call (progress bar lines update ``progress``/``stage`` instead)."""
+        new = []
+        while True:
+            try:
+                line = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            match = self._PROGRESS.match(line)
+            if match:
+                stage, done, total = match.group(1).strip(), int(match.group(3)), int(match.group(4))
+                self.stage = f"{stage} {done}/{total}"
+                self.progress = done / total if total else 0.0
+                continue
+            if line.strip():
+                new.append(line)
+                self.lines.append(line)
+        return new
+
+    def wait(self, callback=None, interval: float = 0.2, timeout: float | None = None) -> int:
+        """Block until the process ends (``callback(lines, progress, stage)`` after each poll); its exit status."""
+        started = time.monotonic()
+        while self.isRunning():
+            lines = self.poll()
+            if callback is not None:
+                callback(lines, self.progress, self.stage)
+            if timeout is not None and time.monotonic() - started > timeout:
+                self.cancel()
+                raise TimeoutError(f"the cohort run took longer than {timeout} s and was cancelled")
+            time.sleep(interval)
+        lines = self.poll()
+        if callback is not None:
+            callback(lines, self.progress, self.stage)
+        return self.process.returncode
+
+    def cancel(self, grace: float = 10.0) -> None:
+        """Interrupt the run (Ctrl+C, so cached work is kept), then kill it if it does not stop in ``grace`` s."""
+        if self.process is None or self.process.poll() is not None:
+            return
+        self._cancelled = True
+        try:
+            self.process.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
+            self.process.wait(timeout=grace)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def run(self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=(), callback=None) -> BatchResult:
+        """Run a task to the end (headless, tests); returns its BatchResult."""
+        self.start(self.commandLine(task, manifest, outputFolder, modelPath, readsPath, extra))
+        self.wait(callback)
+        return self.collect(task, manifest, outputFolder)
+
+    def collect(self, task: str, manifest, outputFolder) -> BatchResult:
+        """The outputs of a finished run in ``outputFolder``."""
+        out = Path(outputFolder)
+        predictions = out / "predictions.csv"
+        model = out / "model" if task == "train" and (out / "model" / "model.json").is_file() else None
+        reports = sorted(out.glob("**/report.html"))
+        tables = {}
+        if predictions.is_file():
+            tables["predictions"] = predictions
+        if task == "evaluate":
+            for csv in sorted(out.glob("**/*.csv")):
+                if "work" in csv.relative_to(out).parts or "features" in csv.relative_to(out).parts:
+                    continue
+                tables.setdefault(csv.stem, csv)
+        code = self.returnCode
+        if self._cancelled and code not in (0, None):
+            code = 130
+        return BatchResult(task, code, out, predictions if predictions.is_file() else None, model,
+                           reports[0] if reports else None, tables, self.lines)
+
+    @staticmethod
+    def loadResultTables(result: BatchResult, scene=None, limit: int = 20) -> dict:
+        """A table node per result CSV (named ``ALNM <task> <name>``); {name: node}."""
+        import pandas as pd
+
+        scene = scene or slicer.mrmlScene
+        nodes = {}
+        for name, path in list(result.tables.items())[:limit]:
+            frame = pd.read_csv(path)
+            node = scene.AddNewNodeByClass("vtkMRMLTableNode", f"ALNM {result.task} {name}")
+            dataframeToTable(frame, node)
+            node.SetAttribute("ALNMPredictor.source", str(path))
+            nodes[name] = node
+        return nodes
+
+
+def dataframeToTable(frame, tableNode):
+    """Fill a table node from a DataFrame: numeric columns as double, others as text."""
+    import pandas as pd
+
+    wasModifying = tableNode.StartModify()
+    tableNode.RemoveAllColumns()
+    for column in frame.columns:
+        series = frame[column]
+        if pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series):
+            array = vtk.vtkDoubleArray()
+            for value in series.astype(float):
+                array.InsertNextValue(value)
+        else:
+            array = vtk.vtkStringArray()
+            for value in series:
+                array.InsertNextValue("" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value))
+        array.SetName(str(column))
+        tableNode.AddColumn(array)
+    tableNode.SetUseColumnTitleAsColumnHeader(True)
+    tableNode.EndModify(wasModifying)
+    return tableNode
+
+
+#
 # ALNMPredictorTest
 #
 
 
 class ALNMPredictorTest(ScriptedLoadableModuleTest):
-    """Runs the logic on a small synthetic cohort inside Slicer."""
+    """Runs the logic on the synthetic demo case inside Slicer (no GUI needed)."""
 
     def setUp(self):
         slicer.mrmlScene.Clear()
 
     def runTest(self):
         self.setUp()
-        self.test_DemoCohortValidates()
+        self.test_DemoCasePrediction()
+        self.setUp()
+        self.test_WrongInputs()
+        self.setUp()
+        self.test_ReaderStudy()
 
-    def test_DemoCohortValidates(self):
-        self.delayDisplay("Generating a small synthetic cohort")
+    def test_DemoCasePrediction(self):
+        from ALNMPredictorLib.casepredict import demo_case, load_model_cached, predict_case
+
+        self.delayDisplay("Predicting the synthetic demo case")
         logic = ALNMPredictorLogic()
         folder = Path(slicer.app.temporaryPath) / "ALNMPredictorSelfTest"
-        manifest = logic.generateDemoCohort(folder, patients=40, seed=1)
-        self.assertTrue(manifest.is_file())
-        problems = logic.validateManifest(manifest)
-        self.assertEqual([p for p in problems if p.severity == "error"], [])
-        with self.assertRaises(ValueError):
-            logic.validateManifest(folder / "does-not-exist.csv")
-        logging.info("ALNMPredictor self-test passed (%d warnings)", len(problems))
+        model = logic.ensureDemoModel(folder / "model")
+        loaded = logic.loadDemoCase(folder / "cases", 0)
+        inputs = {r: (loaded["volumes"][r], loaded["segmentations"][r], None) for r in loaded["volumes"]}
+        prediction, table = logic.predictCase(model, inputs, loaded["clinical"], loaded["caseId"])
+        values = logic.tableValues(table)
+        self.assertTrue(0.0 < values["nomo_score"] < 1.0)
+        self.assertIn(values["risk_group"], ("high", "low"))
+        # the same numbers as the library on the generator's own arrays
+        reference = predict_case(load_model_cached(model), demo_case(folder / "cases", 0).regions, loaded["clinical"],
+                                 loaded["caseId"])
+        self.assertAlmostEqual(prediction.probability, reference.probability, places=12)
+        for region, score in reference.scores.items():
+            self.assertAlmostEqual(values[f"{region}_score"], score, places=12)
+        figures = logic.renderFigures(model, prediction, folder / "figures")
+        self.assertTrue(Path(figures["nomogram"]).is_file())
         self.delayDisplay("Test passed")
 
+    def test_WrongInputs(self):
+        logic = ALNMPredictorLogic()
+        folder = Path(slicer.app.temporaryPath) / "ALNMPredictorSelfTest"
+        model = logic.ensureDemoModel(folder / "model")
+        loaded = logic.loadDemoCase(folder / "cases", 1)
+        volume, segmentation = loaded["volumes"]["tumor"], loaded["segmentations"]["tumor"]
+        empty = logic.createSegmentation(volume, "tumor")
+        inputs = {r: (loaded["volumes"][r], loaded["segmentations"][r], None) for r in loaded["volumes"]}
+        with self.assertRaisesRegex(ValueError, "empty"):
+            logic.predictCase(model, {**inputs, "tumor": (volume, empty, None)}, loaded["clinical"], "x")
+        image, spacing = logic.volumeArrays(volume)
+        coarser = logic.addVolumeFromArray(image, (2 * spacing[0], 2 * spacing[1]), "coarser")
+        with self.assertRaisesRegex(ValueError, "geometry"):
+            logic.predictCase(model, {**inputs, "tumor": (coarser, segmentation, None)}, loaded["clinical"], "x")
+        clinical = dict(loaded["clinical"])
+        required = [f.name for f in logic.clinicalFields(model) if f.required]
+        if required:
+            clinical[required[0]] = None
+            with self.assertRaisesRegex(ValueError, required[0]):
+                logic.predictCase(model, inputs, clinical, "x")
+        self.delayDisplay("Test passed")
+
+    def test_ReaderStudy(self):
+        logic = ALNMPredictorLogic()
+        reads = Path(tempfile.mkdtemp()) / "reads.csv"
+        with self.assertRaisesRegex(ValueError, "unaided"):
+            logic.recordRead(reads, "P1", "R1", "aided", 1)
+        logic.recordRead(reads, "P1", "R1", "unaided", 0)
+        table = logic.recordRead(reads, "P1", "R1", "aided", 1)
+        self.assertEqual(list(table["session"]), ["unaided", "aided"])
+        self.assertEqual(json.loads(json.dumps(logic.readerStatus(reads, "P1", "R1"))), {"unaided": 0, "aided": 1})
+        self.delayDisplay("Test passed")

@@ -32,7 +32,8 @@ def test_every_lib_and_resource_file_is_listed_in_module_cmake() -> None:
     listed = _cmake_listed()
     present = {
         p.relative_to(MODULE_DIR).as_posix()
-        for p in list(LIB_DIR.rglob("*.py")) + [q for q in (MODULE_DIR / "Resources").rglob("*") if q.is_file()]
+        for p in list(LIB_DIR.rglob("*.py")) + list((MODULE_DIR / "Scripts").glob("*.py"))
+        + [q for q in (MODULE_DIR / "Resources").rglob("*") if q.is_file()]
         if "__pycache__" not in p.parts
     }
     assert not present - listed, f"files missing from ALNMPredictor/CMakeLists.txt: {sorted(present - listed)}"
