@@ -215,6 +215,9 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         """Rebuild the clinical form for the model's factors."""
         import qt
 
+        if self.logic.missingDependencies():  # asked for at the first Predict or Run, not when the panel opens
+            self.ui.modelInfoLabel.text = _("Python packages are missing: press Predict to install them.")
+            return
         with slicer.util.tryWithErrorDisplay(_("Failed to load the model."), waitCursor=True):
             previous = self._clinicalValues()
             layout = self.ui.clinicalFormWidget.layout()
@@ -289,6 +292,8 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     raise ValueError(_("Reader study: record the unaided call before seeing the model's output."))
             if not self.ensureDependencies():
                 return
+            if not self._clinicalWidgets:
+                self.onModelChanged()
             prediction, table = self.logic.predictCase(
                 p.modelPath, self._regionInputs(), self._clinicalValues(), p.caseId, p.resultTable)
             p.resultTable = table
