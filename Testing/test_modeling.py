@@ -146,3 +146,15 @@ def test_alnm_model_fits_scores_and_combined_model(feature_table) -> None:
     assert set(need) == {"tumor", "ln", "clinical"}
     with pytest.raises(InputError, match=need["ln"][0]):
         model.predict_proba(table.loc[test].drop(columns=need["ln"][0]))
+
+
+def test_a_separating_variable_is_left_out_with_a_note() -> None:
+    rng = np.random.default_rng(5)
+    n = 200
+    x = rng.normal(0, 1, n)
+    flag = rng.choice(["a", "b"], n)
+    y = ((x + 1.5 * (flag == "a")) > 0.75).astype(int)  # separable jointly, not by either variable alone
+    data = pd.DataFrame({"x": x, "flag": flag})
+    model = fit_logistic_model("m", data, y, ["x", "flag"], categorical=["flag"])
+    assert len(model.variables) == 1
+    assert any("separates the classes" in note for note in model.notes)

@@ -50,7 +50,14 @@ class StatsError(ALNMError):
 
 
 class SeparationError(StatsError):
-    """A logistic model whose data are completely or quasi-completely separated."""
+    """A logistic model whose data are completely or quasi-completely separated.
+
+    ``terms`` names the model terms along which the outcome is perfectly predicted.
+    """
+
+    def __init__(self, message: str, terms: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.terms = tuple(terms)
 
 
 class BundleError(ALNMError):

@@ -31,7 +31,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from ALNMPredictorLib.errors import InputError, StatsError
+from ALNMPredictorLib.errors import InputError, SeparationError, StatsError
 from ALNMPredictorLib.stats import (
     INTERCEPT,
     StepwiseResult,
@@ -289,11 +289,7 @@ def fit_logistic_model(
         fit.attrs["encoding"] = encoding
         step = StepwiseResult(selected=tuple(entered), steps=pd.DataFrame(columns=["step", "removed", "p", "df", "remaining"]), fit=fit)
     else:
-        step = backward_stepwise(
-            data, yy, entered, stepwise_p,
-            categorical=[c for c in categorical if c in entered],
-            reference={k: v for k, v in reference.items() if k in entered},
-        )
+        step = _stepwise_without_separation(data, yy, entered, stepwise_p, categorical, reference, p_var, notes, name)
     selected = list(step.selected)
     fit = step.fit
     if not selected:
@@ -326,6 +322,41 @@ def fit_logistic_model(
     )
     model.cutoff = youden_threshold(yy, model.predict_proba(data).to_numpy())
     return model
+
+
+def _stepwise_without_separation(
+    data: pd.DataFrame,
+    y: np.ndarray,
+    entered: list[str],
+    threshold: float,
+    categorical: Sequence[str],
+    reference: Mapping[str, Any],
+    p_var: pd.Series,
+    notes: list[str],
+    name: str,
+) -> StepwiseResult:
+    """Backward stepwise; a variable that (quasi-)separates the classes together with others is left out.
+
+    Of the variables named by the separation check, the one with the largest univariate p leaves first
+    (the others carry the signal), with a note; then the elimination starts again.
+    """
+    entered = list(entered)
+    while True:
+        try:
+            return backward_stepwise(
+                data, y, entered, threshold,
+                categorical=[c for c in categorical if c in entered],
+                reference={k: v for k, v in reference.items() if k in entered},
+            )  # fmt: skip
+        except SeparationError as exc:
+            involved = [v for v in entered if any(t == v or t.startswith(f"{v}[") for t in exc.terms)]
+            if len(entered) <= 1 or not involved:
+                raise
+            drop = max(involved, key=lambda v: (p_var.get(v, 1.0), v))
+            entered.remove(drop)
+            notes.append(f"{drop} left out of the {name} model: it separates the classes together with "
+                         f"{', '.join(v for v in involved if v != drop) or 'the other predictors'}")  # fmt: skip
+            log.warning(notes[-1])
 
 
 class ALNMModel:

@@ -306,7 +306,8 @@ def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray) -> _Fit:
         raise SeparationError(
             "complete or quasi-complete separation: the outcome is perfectly predicted along "
             + ", ".join(separated)
-            + " (the maximum-likelihood odds ratio is infinite); merge sparse levels or drop the variable"
+            + " (the maximum-likelihood odds ratio is infinite); merge sparse levels or drop the variable",
+            terms=tuple(separated),
         )
     beta, cov, dev, iterations = _irls(X, y)
     ybar = y.mean()
