@@ -363,11 +363,21 @@ class _Runner:
             self._pool.shutdown(wait=True, cancel_futures=True)
             self._pool = None
 
-    def run(self, fn: Callable[[dict[str, Any]], dict[str, Any]], tasks: Sequence[dict[str, Any]]) -> Iterator[dict]:
-        """Yield ``fn(task)`` for every task, in completion order."""
+    def run(
+        self,
+        fn: Callable[[dict[str, Any]], dict[str, Any]],
+        tasks: Sequence[dict[str, Any]],
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Iterator[dict]:
+        """Yield ``fn(task)`` for every task, in completion order.
+
+        ``meanwhile`` is called once, after the first tasks are submitted (it overlaps the workers' start-up).
+        """
         if not tasks:
             return
         if self.workers <= 1:
+            if meanwhile is not None:
+                meanwhile()
             with _single_threaded():
                 for task in tasks:
                     yield fn(task)
@@ -385,6 +395,9 @@ class _Runner:
             while queue or pending:
                 while queue and len(pending) < 4 * self.workers:  # bounded: results are not kept waiting
                     pending.add(self._pool.submit(fn, queue.pop()))
+                if meanwhile is not None:
+                    meanwhile()
+                    meanwhile = None
                 done, pending = wait(pending, return_when=FIRST_COMPLETED)
                 for future in done:
                     try:
@@ -501,7 +514,8 @@ def _run_handcrafted(
             tasks.append(task)
         by_index = {item.index: item for item in items}
         no_spacing = 0
-        for out in runner.run(_handcrafted_task, tasks):
+        # the column names (one synthetic extraction) are needed later: get them while the workers start
+        for out in runner.run(_handcrafted_task, tasks, meanwhile=extractor.feature_names):
             item = by_index[out["index"]]
             seconds[("handcrafted", item.index)] = out["seconds"]
             if out["error"] is not None:
