@@ -318,15 +318,25 @@ def train(
     settings: PipelineSettings | None = None,
     *,
     progress: bool = True,
+    feature_table: Any = None,
 ) -> TrainResult:
-    """Fit the whole model on the training split and save it to ``out_dir/model``."""
+    """Fit the whole model on the training split and save it to ``out_dir/model``.
+
+    ``feature_table``: a :class:`~ALNMPredictorLib.tablefeatures.FeatureTableSpec` to read features from
+    instead of extracting them from images.
+    """
     from ALNMPredictorLib.cohort import load_manifest
 
     cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
     settings = settings or pipeline_settings(cohort.settings)
     out_dir = Path(out_dir)
-    bad, warnings = _usable_cohort(cohort, progress)
-    features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress)
+    if feature_table is not None:
+        from ALNMPredictorLib.tablefeatures import training_features
+
+        features, bad, warnings = training_features(cohort, feature_table)
+    else:
+        bad, warnings = _usable_cohort(cohort, progress)
+        features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress)
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     clinical = clinical_frame(cohort)
     data = features.main.join(clinical, how="outer")
@@ -340,7 +350,7 @@ def train(
                         f"with {int(labels.sum())} events: too few to fit a model")  # fmt: skip
     kinds = {n: v.kind for n, v in cohort.clinical.items()}
     model = ALNMModel(
-        regions=list(cohort.regions),
+        regions=list(features.info.get("regions", cohort.regions)),
         clinical=list(cohort.clinical),
         categorical=[n for n, k in kinds.items() if k == "categorical"],
         reference={n: v.reference for n, v in cohort.clinical.items() if v.kind == "categorical" and v.reference is not None},
@@ -363,8 +373,8 @@ def train(
         "software": software_versions(),
         "settings": asdict(settings),
         "synthetic": bool(cohort.settings.get("synthetic", False)) or "SYNTHETIC" in str(cohort.settings.get("description", "")),
-        "feature_source": "images",
-        "regions": list(cohort.regions),
+        "feature_source": features.info.get("source", "images"),
+        "regions": list(model.regions),
         "extraction": features.info,
         "degenerate_features": features.degenerate,
         "clinical_variables": {n: asdict(v) for n, v in cohort.clinical.items()},
@@ -428,8 +438,12 @@ def predict(
     *,
     settings: PipelineSettings | None = None,
     progress: bool = True,
+    feature_table: str | os.PathLike[str] | None = None,
 ) -> tuple[pd.DataFrame, LoadedModel, Any]:
-    """Apply a saved model to every case of a manifest; returns (predictions, model, cohort)."""
+    """Apply a saved model to every case of a manifest; returns (predictions, model, cohort).
+
+    ``feature_table``: the cases' features as a table (required by a model trained on a table).
+    """
     from ALNMPredictorLib.cohort import load_manifest
 
     loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir)
@@ -437,16 +451,21 @@ def predict(
     saved = PipelineSettings.from_sources(loaded.info.get("settings"))
     if settings is not None:
         saved.workers = settings.workers
-    bad, _ = _usable_cohort(cohort, progress)
-    missing_regions = [r for r in loaded.model.regions if r not in cohort.regions]
-    if missing_regions:
-        raise InputError(f"the model needs region(s) {', '.join(missing_regions)}; the manifest has "
-                         f"{', '.join(cohort.regions) or 'none'}", column=f"{missing_regions[0]}_image")  # fmt: skip
-    features = extract_features(
-        cohort, Path(out_dir) / FEATURES_DIR, saved, fitted_deep=loaded.deep_models or None,
-        handcrafted=((loaded.info.get("extraction") or {}).get("handcrafted") or {}).get("params", saved.handcrafted),
-        progress=progress,
-    )  # fmt: skip
+    if feature_table is not None or loaded.info.get("feature_source") == "table":
+        from ALNMPredictorLib.tablefeatures import prediction_features
+
+        features, bad = prediction_features(cohort, feature_table, loaded.info, loaded.model)
+    else:
+        bad, _ = _usable_cohort(cohort, progress)
+        missing_regions = [r for r in loaded.model.regions if r not in cohort.regions]
+        if missing_regions:
+            raise InputError(f"the model needs region(s) {', '.join(missing_regions)}; the manifest has "
+                             f"{', '.join(cohort.regions) or 'none'}", column=f"{missing_regions[0]}_image")  # fmt: skip
+        features = extract_features(
+            cohort, Path(out_dir) / FEATURES_DIR, saved, fitted_deep=loaded.deep_models or None,
+            handcrafted=((loaded.info.get("extraction") or {}).get("handcrafted") or {}).get("params", saved.handcrafted),
+            progress=progress,
+        )  # fmt: skip
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     data = features.main.join(clinical_frame(cohort), how="outer")
     predictions = predict_cases(loaded.model, data.loc[[c for c in data.index if c not in bad]], meta=_meta(cohort), failed=failed)
@@ -470,6 +489,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None)
     parser.add_argument("--mi-top-k", type=int, default=None, help="features kept by mutual information")
+    from ALNMPredictorLib.tablefeatures import add_feature_table_options
+
+    add_feature_table_options(parser, training=True)
 
 
 def pipeline_settings(cohort_settings: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> PipelineSettings:
@@ -495,9 +517,11 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """``alnm train``."""
     from ALNMPredictorLib.cohort import load_manifest
+    from ALNMPredictorLib.tablefeatures import table_spec_from_args
 
     cohort = load_manifest(args.manifest)
-    result = train(cohort, args.out, _settings(args, cohort.settings), progress=not args.no_progress)
+    result = train(cohort, args.out, _settings(args, cohort.settings), progress=not args.no_progress,
+                   feature_table=table_spec_from_args(args))  # fmt: skip
     _print_training(result)
     return 1 if (result.predictions["status"] != "ok").any() else 0
 
@@ -520,6 +544,9 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
     parser.add_argument("--out", required=True, help="predictions CSV to write")
     parser.add_argument("--work-dir", default=None, help="feature cache folder (default: beside --out)")
+    from ALNMPredictorLib.tablefeatures import add_feature_table_options
+
+    add_feature_table_options(parser, training=False)
     _common(parser)
 
 
@@ -528,7 +555,8 @@ def run_predict(args: argparse.Namespace) -> int:
     out = Path(args.out)
     work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work")
     settings = PipelineSettings(workers=args.workers)
-    predictions, _, _ = predict(args.manifest, args.model, work, settings=settings, progress=not args.no_progress)
+    predictions, _, _ = predict(args.manifest, args.model, work, settings=settings, progress=not args.no_progress,
+                                feature_table=args.features)  # fmt: skip
     write_table(out, predictions.reset_index())
     failed = predictions[predictions["status"] != "ok"]
     for case_id, row in failed.iterrows():
@@ -601,12 +629,18 @@ def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
             for r, s in model.region_scores_.items()
         },
         "degenerate_features": {r: [d for d in degenerate if str(d).startswith(f"{r}_")] for r in model.region_scores_},
-        "deep_weights": _deep_weights_text(deep),
+        "deep_weights": _deep_weights_text(deep) if info.get("feature_source") != "table" else _table_source_text(info),
         "settings": info.get("settings"),
         "seeds": {"seed": (info.get("settings") or {}).get("seed")},
         "versions": info.get("software"),
     }
     return summary
+
+
+def _table_source_text(info: Mapping[str, Any]) -> str:
+    from ALNMPredictorLib.tablefeatures import source_text
+
+    return source_text(info)
 
 
 def _deep_weights_text(deep: Mapping[str, Any] | None) -> str:
@@ -717,6 +751,9 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
     parser.add_argument("--out", required=True, help="report folder")
     parser.add_argument("--readers", default=None, help="reads CSV: case_id, reader, session, call[, confidence]")
+    from ALNMPredictorLib.tablefeatures import add_feature_table_options
+
+    add_feature_table_options(parser, training=False)
     _common(parser)
 
 
@@ -724,7 +761,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     """``alnm evaluate``."""
     out = Path(args.out)
     predictions, loaded, cohort = predict(
-        args.manifest, args.model, out / "work", settings=PipelineSettings(workers=args.workers), progress=not args.no_progress
+        args.manifest, args.model, out / "work", settings=PipelineSettings(workers=args.workers), progress=not args.no_progress,
+        feature_table=args.features,
     )
     reads = _reads(args.readers)
     result = evaluate_and_report(
@@ -772,9 +810,11 @@ def run_pipeline(
     study_comparison: bool = False,
     progress: bool = True,
     command: str = "",
+    feature_table: Any = None,
 ) -> tuple[TrainResult, EvaluateResult]:
-    """extract → train → evaluate; the model in ``out_dir/model``, the report in ``out_dir/report``."""
-    trained = train(manifest, out_dir, settings, progress=progress)
+    """extract (or read ``feature_table``) → train → evaluate; the model in ``out_dir/model``, the report
+    in ``out_dir/report``."""
+    trained = train(manifest, out_dir, settings, progress=progress, feature_table=feature_table)
     from ALNMPredictorLib.cohort import load_manifest
 
     cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
@@ -791,11 +831,13 @@ def run_pipeline(
 def run_run(args: argparse.Namespace) -> int:
     """``alnm run``."""
     from ALNMPredictorLib.cohort import load_manifest
+    from ALNMPredictorLib.tablefeatures import table_spec_from_args
 
     cohort = load_manifest(args.manifest)
     trained, evaluated = run_pipeline(
         cohort, args.out, _settings(args, cohort.settings), reads=_reads(args.readers),
         progress=not args.no_progress, command="alnm run " + " ".join(sys.argv[2:]),
+        feature_table=table_spec_from_args(args),
     )  # fmt: skip
     _print_training(trained)
     return _finish(evaluated)
