@@ -158,3 +158,17 @@ def test_a_separating_variable_is_left_out_with_a_note() -> None:
     model = fit_logistic_model("m", data, y, ["x", "flag"], categorical=["flag"])
     assert len(model.variables) == 1
     assert any("separates the classes" in note for note in model.notes)
+
+
+def test_firth_keeps_a_score_that_separates_a_small_training_set() -> None:
+    rng = np.random.default_rng(2)
+    score = rng.normal(0, 1, 40)
+    y = (score > 0.2).astype(int)
+    data = pd.DataFrame({"tumor_score": score, "noise": rng.normal(0, 1, 40)})
+    with_drop = fit_logistic_model("m", data, y, ["tumor_score", "noise"])
+    assert "tumor_score" not in with_drop.variables
+    firth = fit_logistic_model("m", data, y, ["tumor_score", "noise"], separation="firth")
+    assert firth.variables == ["tumor_score"]
+    assert np.isfinite(firth.coefficients["tumor_score"]) and firth.coefficients["tumor_score"] > 0
+    assert any("Firth" in note for note in firth.notes)
+    assert LogisticModel.from_dict(json.loads(json.dumps(firth.to_dict()))).coefficients == firth.coefficients

@@ -69,7 +69,7 @@ def test_univariate_screen_table2_layout():
     table = frame(case)
     screen = univariate_screen(table, case["y"], reference={"posterior": "none"})
     assert screen.columns.tolist() == [
-        "variable", "level", "reference", "term", "coef", "se", "odds_ratio", "or_low", "or_high", "p", "p_variable",
+        "variable", "level", "reference", "term", "coef", "se", "odds_ratio", "or_low", "or_high", "p", "p_variable", "firth",
     ]
     post = screen[screen["variable"] == "posterior"]
     assert post["level"].tolist() == ["enhancement", "shadowing"]
@@ -244,3 +244,33 @@ def test_study_wide_declarations_apply_to_subsets():
     assert res.selected == ("x",) and res.fit.attrs["encoding"] == {"x": {"type": "numeric"}}
     with pytest.raises(StatsError, match="reference: table has no column"):
         design_matrix(table, ["x"], reference={"grp": "b"})
+
+
+def test_firth_fallback_under_separation_maximises_the_penalised_likelihood() -> None:
+    from scipy import optimize
+    from scipy.special import expit as _expit
+
+    from ALNMPredictorLib.stats import logistic_fit as _fit
+
+    rng = np.random.default_rng(3)
+    x = np.sort(rng.normal(0, 1, 40))
+    y = (x > 0.1).astype(float)  # complete separation
+    with pytest.raises(SeparationError):
+        _fit(x, y)
+    table = _fit(x, y, separation="firth")
+    assert table.attrs["firth"] is True
+    assert np.all(np.isfinite(table["coef"])) and table.loc["x", "coef"] > 0
+    X = np.column_stack([np.ones_like(x), x])
+
+    def neg_penalised(b: np.ndarray) -> float:
+        eta = X @ b
+        w = _expit(eta) * (1 - _expit(eta))
+        return -(np.sum(y * eta - np.logaddexp(0, eta)) + 0.5 * np.linalg.slogdet(X.T @ (X * w[:, None]))[1])
+
+    ref = optimize.minimize(neg_penalised, np.zeros(2), method="BFGS", options={"gtol": 1e-10})
+    np.testing.assert_allclose(table["coef"].to_numpy(), ref.x, rtol=1e-5, atol=1e-6)
+    # without separation, the default ML fit is unchanged by the option
+    y2 = (rng.random(40) < _expit(x)).astype(float)
+    np.testing.assert_array_equal(_fit(x, y2)["coef"], _fit(x, y2, separation="firth")["coef"])
+    with pytest.raises(StatsError, match="separation: unknown mode"):
+        _fit(x, y, separation="ridge")

@@ -242,6 +242,7 @@ def fit_logistic_model(
     reference: Mapping[str, Any] | None = None,
     screen_p: float | None = 0.05,
     stepwise_p: float | None = 0.05,
+    separation: str = "drop",
 ) -> LogisticModel:
     """Univariate screen → backward stepwise → final fit, nomogram ranges and training Youden cut-off.
 
@@ -249,7 +250,13 @@ def fit_logistic_model(
     ``stepwise_p=None`` keeps every entered candidate (no elimination). Candidates
     whose univariate model cannot be fitted (separation, a single level) are left out with a note.
     If no candidate passes the screen, the one with the smallest univariate p is kept, with a note.
+    Under (quasi-)complete separation, ``separation="drop"`` leaves the separating variable out (with a
+    note); ``"firth"`` fits Firth's penalised likelihood instead (finite estimates, noted), which keeps
+    a strongly predictive score that happens to separate a small training set.
     """
+    if separation not in ("drop", "firth"):
+        raise StatsError(f"separation: expected 'drop' or 'firth', got {separation!r}")
+    mode = "firth" if separation == "firth" else "error"
     yy = np.asarray(y, dtype=float)
     categorical = [c for c in categorical if c in candidates]
     reference = {k: v for k, v in (reference or {}).items() if k in candidates}
@@ -261,7 +268,7 @@ def fit_logistic_model(
             uni_rows.append(
                 univariate_screen(
                     data, yy, [var], categorical=[c for c in categorical if c == var],
-                    reference={var: reference[var]} if var in reference else None,
+                    reference={var: reference[var]} if var in reference else None, separation=mode,
                 )
             )
             usable.append(var)
@@ -285,11 +292,13 @@ def fit_logistic_model(
             data, entered, categorical=[c for c in categorical if c in entered],
             reference={k: v for k, v in reference.items() if k in entered},
         )
-        fit = logistic_fit(terms, yy)
+        fit = logistic_fit(terms, yy, separation=mode)
         fit.attrs["encoding"] = encoding
         step = StepwiseResult(selected=tuple(entered), steps=pd.DataFrame(columns=["step", "removed", "p", "df", "remaining"]), fit=fit)
     else:
-        step = _stepwise_without_separation(data, yy, entered, stepwise_p, categorical, reference, p_var, notes, name)
+        step = _stepwise_without_separation(
+            data, yy, entered, stepwise_p, categorical, reference, p_var, notes, name, mode
+        )
     selected = list(step.selected)
     fit = step.fit
     if not selected:
@@ -298,9 +307,13 @@ def fit_logistic_model(
         step = backward_stepwise(
             data, yy, [best], 0.999999,
             categorical=[c for c in categorical if c == best],
-            reference={k: v for k, v in reference.items() if k == best},
+            reference={k: v for k, v in reference.items() if k == best}, separation=mode,
         )
         selected, fit = list(step.selected), step.fit
+    if fit.attrs.get("firth"):
+        notes.append(f"the {name} model was fitted by Firth's penalised likelihood: its predictors separate "
+                     "the training classes, so the ordinary maximum-likelihood estimates are infinite")  # fmt: skip
+        log.warning(notes[-1])
     encoding = fit.attrs["encoding"]
     ranges = {}
     for var in selected:
@@ -334,6 +347,7 @@ def _stepwise_without_separation(
     p_var: pd.Series,
     notes: list[str],
     name: str,
+    mode: str = "error",
 ) -> StepwiseResult:
     """Backward stepwise; a variable that (quasi-)separates the classes together with others is left out.
 
@@ -346,7 +360,7 @@ def _stepwise_without_separation(
             return backward_stepwise(
                 data, y, entered, threshold,
                 categorical=[c for c in categorical if c in entered],
-                reference={k: v for k, v in reference.items() if k in entered},
+                reference={k: v for k, v in reference.items() if k in entered}, separation=mode,
             )  # fmt: skip
         except SeparationError as exc:
             involved = [v for v in entered if any(t == v or t.startswith(f"{v}[") for t in exc.terms)]
@@ -380,6 +394,7 @@ class ALNMModel:
         stepwise_p: float = 0.05,
         score_params: Mapping[str, Any] | None = None,
         random_state: int = 0,
+        separation: str = "firth",
     ) -> None:
         self.regions = regions
         self.clinical = clinical
@@ -389,6 +404,7 @@ class ALNMModel:
         self.stepwise_p = stepwise_p
         self.score_params = score_params
         self.random_state = random_state
+        self.separation = separation
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(
@@ -429,17 +445,20 @@ class ALNMModel:
         self.clinical_model_ = (
             fit_logistic_model(
                 "clinical", predictors, y, clinical, categorical=categorical, reference=self.reference,
-                screen_p=self.screen_p, stepwise_p=self.stepwise_p,
+                screen_p=self.screen_p, stepwise_p=self.stepwise_p, separation=self.separation,
             )
             if clinical
             else None
         )
         self.combined_model_ = fit_logistic_model(
             "clinical_radiomics", predictors, y, scores + clinical, categorical=categorical,
-            reference=self.reference, screen_p=self.screen_p, stepwise_p=self.stepwise_p,
+            reference=self.reference, screen_p=self.screen_p, stepwise_p=self.stepwise_p, separation=self.separation,
         )
         self.score_models_ = {
-            r: fit_logistic_model(score_column(r), predictors, y, [score_column(r)], screen_p=None, stepwise_p=None)
+            r: fit_logistic_model(
+                score_column(r), predictors, y, [score_column(r)], screen_p=None, stepwise_p=None,
+                separation=self.separation,
+            )
             for r in self.regions
         }
 
@@ -522,6 +541,7 @@ class ALNMModel:
                     "stepwise_p": self.stepwise_p,
                     "score_params": dict(self.score_params or {}),
                     "random_state": self.random_state,
+                    "separation": self.separation,
                 }
             ),
             "region_scores": {r: s.to_dict() for r, s in self.region_scores_.items()},

@@ -178,6 +178,7 @@ class _Fit:
     n: int
     n_events: int
     iterations: int
+    firth: bool = False
 
 
 def _outcome(y: ArrayLike | pd.Series, n: int | None = None) -> np.ndarray:
@@ -295,24 +296,68 @@ def _irls(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, 
     return beta, cov, dev, it
 
 
-def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray) -> _Fit:
+def _firth(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """Firth's bias-reduced logistic regression (penalised by half the log-determinant of the information).
+
+    Newton steps on the modified score ``X'(y - mu + h(1/2 - mu))`` with step halving on the penalised
+    log-likelihood, as R ``logistf``; always finite, also under separation. Returns the coefficients, the
+    inverse information (Wald covariance), the unpenalised deviance and the iterations used.
+    """
+
+    def penalised(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+        eta = X @ beta
+        mu = expit(eta)
+        w = mu * (1 - mu)
+        info = X.T @ (X * w[:, None])
+        sign, logdet = np.linalg.slogdet(info)
+        ll = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
+        return ll + 0.5 * logdet if sign > 0 else -np.inf, mu, w, info
+
+    beta = np.zeros(X.shape[1])
+    value, mu, w, info = penalised(beta)
+    for it in range(1, 4 * _MAX_ITER + 1):  # noqa: B007 - the count is returned
+        inv = np.linalg.inv(info)
+        xs = X * np.sqrt(w)[:, None]
+        h = np.einsum("ij,jk,ik->i", xs, inv, xs)
+        delta = inv @ (X.T @ (y - mu + h * (0.5 - mu)))
+        step = 1.0
+        while True:
+            candidate = beta + step * delta
+            new_value, new_mu, new_w, new_info = penalised(candidate)
+            if new_value >= value - 1e-12 * abs(value) or step < 1e-8:
+                break
+            step /= 2.0
+        beta, value, mu, w, info = candidate, new_value, new_mu, new_w, new_info
+        if np.max(np.abs(step * delta)) < 1e-10:
+            break
+    else:
+        raise StatsError("Firth-penalised logistic regression did not converge")
+    return beta, np.linalg.inv(info), _deviance(y, mu), it
+
+
+def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray, separation: str = "error") -> _Fit:
     terms = [INTERCEPT, *map(str, terms_df.columns)]
     X = np.column_stack([np.ones(len(y)), terms_df.to_numpy(dtype=float)])
     if len(y) <= X.shape[1]:
         raise StatsError(f"{len(y)} observations are too few for {X.shape[1]} coefficients")
     _check_design(X, terms)
     separated = _separation(X, y, terms)
-    if separated:
+    firth = False
+    if separated and separation == "firth":
+        beta, cov, dev, iterations = _firth(X, y)
+        firth = True
+    elif separated:
         raise SeparationError(
             "complete or quasi-complete separation: the outcome is perfectly predicted along "
             + ", ".join(separated)
             + " (the maximum-likelihood odds ratio is infinite); merge sparse levels or drop the variable",
             terms=tuple(separated),
         )
-    beta, cov, dev, iterations = _irls(X, y)
+    else:
+        beta, cov, dev, iterations = _irls(X, y)
     ybar = y.mean()
     null_dev = float(-2.0 * len(y) * (ybar * np.log(ybar) + (1 - ybar) * np.log1p(-ybar)))
-    return _Fit(terms, beta, cov, dev, null_dev, len(y), int(y.sum()), iterations)
+    return _Fit(terms, beta, cov, dev, null_dev, len(y), int(y.sum()), iterations, firth)
 
 
 def _table(fit: _Fit, level: float) -> pd.DataFrame:
@@ -337,8 +382,15 @@ def _table(fit: _Fit, level: float) -> pd.DataFrame:
         n=fit.n,
         n_events=fit.n_events,
         iterations=fit.iterations,
+        firth=fit.firth,
     )
     return df
+
+
+def _check_separation_mode(separation: str) -> str:
+    if separation not in ("error", "firth"):
+        raise StatsError(f"separation: unknown mode {separation!r}; expected 'error' or 'firth'")
+    return separation
 
 
 def _as_terms(X: ArrayLike | pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict[str, Any]]]:
@@ -358,7 +410,9 @@ def _as_terms(X: ArrayLike | pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict
     return design_matrix(pd.DataFrame(arr, columns=names))
 
 
-def logistic_fit(X: ArrayLike | pd.DataFrame, y: ArrayLike, *, level: float = 0.95) -> pd.DataFrame:
+def logistic_fit(
+    X: ArrayLike | pd.DataFrame, y: ArrayLike, *, level: float = 0.95, separation: Literal["error", "firth"] = "error"
+) -> pd.DataFrame:
     """Logistic regression of 0/1 ``y`` on ``X``, equal to R ``glm(y ~ ., family = binomial)``.
 
     ``X``: a DataFrame (column names become terms; categorical columns are dummy-coded) or an array
@@ -366,10 +420,12 @@ def logistic_fit(X: ArrayLike | pd.DataFrame, y: ArrayLike, *, level: float = 0.
     columns ``coef se p odds_ratio or_low or_high``; ``attrs`` holds ``deviance``, ``null_deviance``,
     ``aic``, ``n``, ``n_events``, ``iterations`` and the ``encoding`` for :func:`logistic_predict`.
     Raises SeparationError under (quasi-)complete separation, StatsError on bad input.
+    ``separation="firth"`` fits Firth's penalised likelihood (R ``logistf``, Wald intervals) where the data
+    are separated, instead of raising SeparationError; the table's ``attrs["firth"]`` says so.
     """
     terms_df, encoding = _as_terms(X)
     yy = _outcome(y, len(terms_df))
-    table = _table(_fit_terms(terms_df, yy), level)
+    table = _table(_fit_terms(terms_df, yy, _check_separation_mode(separation)), level)
     table.attrs["encoding"] = encoding
     return table
 
@@ -419,12 +475,15 @@ def univariate_screen(
     categorical: Sequence[str] = (),
     reference: Mapping[str, Any] | None = None,
     level: float = 0.95,
+    separation: Literal["error", "firth"] = "error",
 ) -> pd.DataFrame:
     """One logistic model per candidate factor: odds ratio, Wald CI and p per term (Table 2 layout).
 
     ``y`` is a 0/1 array or the name of the outcome column. Returns one row per numeric variable and per
     non-reference level of a categorical one, with columns ``variable level reference term coef se
-    odds_ratio or_low or_high p p_variable`` (``p_variable``: joint Wald test of all the variable's terms).
+    odds_ratio or_low or_high p p_variable firth`` (``p_variable``: joint Wald test of all the variable's terms).
+    ``separation="firth"`` fits Firth's penalised likelihood (R ``logistf``, Wald intervals) where the data
+    are separated, instead of raising SeparationError; the table's ``attrs["firth"]`` says so.
     """
     yy, y_name = _resolve_y(table, y)
     cols = [c for c in (table.columns if columns is None else columns) if c != y_name]
@@ -435,7 +494,7 @@ def univariate_screen(
             table, [col], categorical=[c for c in categorical if c == col],
             reference={col: ref[col]} if col in ref else None,
         )
-        fit = _fit_terms(terms_df, yy)
+        fit = _fit_terms(terms_df, yy, _check_separation_mode(separation))
         tab = _table(fit, level)
         spec = encoding[str(col)]
         terms = _variables_of(encoding)[str(col)]
@@ -457,9 +516,10 @@ def univariate_screen(
                     "or_high": row["or_high"],
                     "p": row["p"],
                     "p_variable": p_var,
+                    "firth": fit.firth,
                 }
             )
-    columns_out = ["variable", "level", "reference", "term", "coef", "se", "odds_ratio", "or_low", "or_high", "p", "p_variable"]
+    columns_out = ["variable", "level", "reference", "term", "coef", "se", "odds_ratio", "or_low", "or_high", "p", "p_variable", "firth"]
     return pd.DataFrame(rows, columns=columns_out)
 
 
@@ -482,6 +542,7 @@ def backward_stepwise(
     categorical: Sequence[str] = (),
     reference: Mapping[str, Any] | None = None,
     level: float = 0.95,
+    separation: Literal["error", "firth"] = "error",
 ) -> StepwiseResult:
     """Backward elimination: refit, drop the variable with the largest p above ``threshold``, repeat.
 
@@ -490,7 +551,10 @@ def backward_stepwise(
     the likelihood-ratio test against the model without the variable (for every variable). Dummies of
     one variable are always kept or dropped together. ``steps`` has columns ``step removed p df
     remaining`` (``remaining``: the variables left after the step, comma-separated).
+    ``separation="firth"`` fits Firth's penalised likelihood (R ``logistf``, Wald intervals) where the data
+    are separated, instead of raising SeparationError; the table's ``attrs["firth"]`` says so.
     """
+    mode = _check_separation_mode(separation)
     if test not in ("wald", "lr"):
         raise StatsError(f"test: unknown test {test!r}; expected 'wald' or 'lr'")
     if not 0 < threshold < 1:
@@ -506,7 +570,7 @@ def backward_stepwise(
 
     def fit_of(variables: list[str]) -> _Fit:
         cols = [t for v in variables for t in var_terms[v]]
-        return _fit_terms(terms_df[cols], yy)
+        return _fit_terms(terms_df[cols], yy, mode)
 
     current = fit_of(remaining)
     while remaining:
