@@ -274,3 +274,12 @@ def test_firth_fallback_under_separation_maximises_the_penalised_likelihood() ->
     np.testing.assert_array_equal(_fit(x, y2)["coef"], _fit(x, y2, separation="firth")["coef"])
     with pytest.raises(StatsError, match="separation: unknown mode"):
         _fit(x, y, separation="ridge")
+
+
+def test_firth_converges_with_sparse_levels() -> None:
+    # reference level with events only and a one-case level: plain Newton steps cycle here
+    g = np.array(["0"] * 2 + ["1"] * 24 + ["2"] * 12 + ["3"])
+    y = np.array([1, 1] + [0] * 13 + [1] * 11 + [0] + [1] * 11 + [1], dtype=float)
+    screen = univariate_screen(pd.DataFrame({"a": g}), y, ["a"], categorical=["a"], separation="firth")
+    assert screen["firth"].all() and np.all(np.isfinite(screen["odds_ratio"]))
+    assert screen["p"].between(0, 1).all()

@@ -300,39 +300,56 @@ def _firth(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float,
     """Firth's bias-reduced logistic regression (penalised by half the log-determinant of the information).
 
     Newton steps on the modified score ``X'(y - mu + h(1/2 - mu))`` with step halving on the penalised
-    log-likelihood, as R ``logistf``; always finite, also under separation. Returns the coefficients, the
-    inverse information (Wald covariance), the unpenalised deviance and the iterations used.
+    log-likelihood, as R ``logistf``; where those steps cycle (sparse cells), a quasi-Newton search on the
+    same penalised likelihood, whose gradient is that score, finishes. Always finite, also under
+    separation. Returns the coefficients, the inverse information (Wald covariance), the unpenalised
+    deviance and the iterations used.
     """
 
-    def penalised(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray, np.ndarray]:
+    def penalised(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
         eta = X @ beta
         mu = expit(eta)
         w = mu * (1 - mu)
         info = X.T @ (X * w[:, None])
         sign, logdet = np.linalg.slogdet(info)
         ll = float(np.sum(y * eta - np.logaddexp(0.0, eta)))
-        return ll + 0.5 * logdet if sign > 0 else -np.inf, mu, w, info
+        return (ll + 0.5 * logdet if sign > 0 else -np.inf), mu, info
+
+    def score(beta: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        _, mu, info = penalised(beta)
+        inv = np.linalg.inv(info)
+        xs = X * np.sqrt(mu * (1 - mu))[:, None]
+        h = np.einsum("ij,jk,ik->i", xs, inv, xs)
+        return X.T @ (y - mu + h * (0.5 - mu)), inv
 
     beta = np.zeros(X.shape[1])
-    value, mu, w, info = penalised(beta)
-    for it in range(1, 4 * _MAX_ITER + 1):  # noqa: B007 - the count is returned
-        inv = np.linalg.inv(info)
-        xs = X * np.sqrt(w)[:, None]
-        h = np.einsum("ij,jk,ik->i", xs, inv, xs)
-        delta = inv @ (X.T @ (y - mu + h * (0.5 - mu)))
+    value = penalised(beta)[0]
+    iterations = 0
+    for iterations in range(1, _MAX_ITER + 1):  # noqa: B007 - the count is returned
+        grad, inv = score(beta)
+        if np.max(np.abs(grad)) < 1e-9:
+            break
+        delta = inv @ grad
         step = 1.0
         while True:
             candidate = beta + step * delta
-            new_value, new_mu, new_w, new_info = penalised(candidate)
+            new_value = penalised(candidate)[0]
             if new_value >= value - 1e-12 * abs(value) or step < 1e-8:
                 break
             step /= 2.0
-        beta, value, mu, w, info = candidate, new_value, new_mu, new_w, new_info
-        if np.max(np.abs(step * delta)) < 1e-10:
-            break
-    else:
-        raise StatsError("Firth-penalised logistic regression did not converge")
-    return beta, np.linalg.inv(info), _deviance(y, mu), it
+        beta, value = candidate, new_value
+    grad, _ = score(beta)
+    if np.max(np.abs(grad)) >= 1e-9:
+        res = optimize.minimize(
+            lambda b: -penalised(b)[0], beta, jac=lambda b: -score(b)[0], method="BFGS",
+            options={"gtol": 1e-10, "maxiter": 1000},
+        )  # fmt: skip
+        beta = res.x
+        iterations += int(res.nit)
+        if np.max(np.abs(score(beta)[0])) > 1e-6:
+            raise StatsError("Firth-penalised logistic regression did not converge")
+    _, mu, info = penalised(beta)
+    return beta, np.linalg.inv(info), _deviance(y, mu), iterations
 
 
 def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray, separation: str = "error") -> _Fit:
