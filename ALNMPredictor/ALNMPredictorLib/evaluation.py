@@ -410,7 +410,8 @@ def _recalibration_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray, max_it
     done = np.zeros(nb, dtype=bool)
     yf = y.astype(float)
     for _ in range(max_iter):
-        eta = a[:, None] + b[:, None] * x[None, :]
+        with np.errstate(invalid="ignore", over="ignore"):  # diverging (separated) rows end as NaN
+            eta = a[:, None] + b[:, None] * x[None, :]
         mu = expit(eta)
         r = weights * (yf[None, :] - mu)
         g0, g1 = r.sum(axis=1), (r * x).sum(axis=1)
