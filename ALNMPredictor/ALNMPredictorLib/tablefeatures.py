@@ -679,7 +679,8 @@ def prediction_features(
             raise ALNMError("this model was trained on a feature table: give the new cases' table with --features TABLE")
         raise ALNMError("no feature table given")
     path = Path(table)
-    bad, warnings = usable_cohort(cohort)
+    bad, _ = usable_cohort(cohort)
+    warnings: list[str] = []
     frame = _split_variants(read_feature_table(path, case_column=cohort.case_column), path)["main"]
     needed = {r: list(cols) for r, cols in model.required_columns().items() if r != "clinical"}
     if recorded:
