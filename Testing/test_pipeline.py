@@ -1,0 +1,149 @@
+"""End to end on a small SYNTHETIC cohort: train → saved model → predict / evaluate / run, leakage, failures.
+
+One cohort and one run are shared by the module (us2d handcrafted features, no deep features, so it
+stays fast); later runs reuse its feature cache.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ALNMPredictorLib.bundle import MODEL_FILE
+from ALNMPredictorLib.cli import main as alnm
+from ALNMPredictorLib.errors import BundleError
+from ALNMPredictorLib.pipeline import (
+    PipelineSettings,
+    clinical_frame,
+    load_model,
+    predict_cases,
+    run_pipeline,
+    train,
+)
+from ALNMPredictorLib.stats import auc_ci, classification_metrics
+
+SETTINGS = dict(handcrafted="us2d", deep="off", lasso_folds=5, workers=2, n_boot=50, seed=1)
+
+
+@pytest.fixture(scope="module")
+def shared(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    from ALNMPredictorLib.synth import synth_cohort
+
+    root = tmp_path_factory.mktemp("pipeline")
+    cohort = synth_cohort(root / "cohort", n_patients=72, seed=4)
+    trained, evaluated = run_pipeline(cohort.manifest_path, root / "run", PipelineSettings(**SETTINGS), progress=False)
+    return {"root": root, "manifest": cohort.manifest_path, "trained": trained, "evaluated": evaluated}
+
+
+def _copy_cache(src_run: Path, dst_run: Path) -> None:
+    shutil.copytree(src_run / "features" / "cache", dst_run / "features" / "cache")
+
+
+def test_run_writes_model_predictions_and_report(shared: dict) -> None:
+    run = shared["root"] / "run"
+    trained = shared["trained"]
+    assert (run / "model" / MODEL_FILE).is_file() and (run / "predictions.csv").is_file()
+    report = run / "report" / "report.html"
+    assert report.is_file() and "SYNTHETIC" in report.read_text()
+    assert (run / "report" / "tables" / "table3.csv").is_file()
+    preds = trained.predictions
+    assert set(preds["split"]) == {"train", "internal", "external", "prospective"}
+    assert (preds["status"] == "ok").all()
+    for col in ("tumor_score", "ln_score", "prob_clinical_radiomics", "risk_group", "total_points"):
+        assert preds[col].notna().all(), col
+    cut = trained.model.combined_model_.cutoff
+    assert ((preds["prob_clinical_radiomics"] >= cut) == (preds["risk_group"] == "high")).all()
+    info = json.loads((run / "model" / MODEL_FILE).read_text())
+    assert info["synthetic"] is True and info["settings"]["handcrafted"] == "us2d"
+    assert info["training"]["n"] == int((preds["split"] == "train").sum())
+
+
+def test_report_numbers_equal_the_stats_api_on_the_written_predictions(shared: dict) -> None:
+    report_dir = shared["root"] / "run" / "report"
+    preds = pd.read_csv(report_dir / "predictions.csv")
+    table3 = pd.read_csv(report_dir / "tables" / "table3.csv")
+    cutoff = shared["trained"].model.combined_model_.cutoff
+    for split in ("internal", "external"):
+        part = preds[preds["split"] == split]
+        row = table3[(table3["split"] == split) & (table3["model"] == "clinical_radiomics")].iloc[0]
+        auc = auc_ci(part["label"], part["prob_clinical_radiomics"])
+        assert row["auc"] == pytest.approx(auc.auc, rel=1e-9)
+        assert row["auc_low"] == pytest.approx(auc.low, rel=1e-9)
+        metrics = classification_metrics(part["label"], part["prob_clinical_radiomics"], cutoff)
+        assert row["sensitivity"] == pytest.approx(metrics.sensitivity, rel=1e-9)
+        assert row["specificity"] == pytest.approx(metrics.specificity, rel=1e-9)
+
+
+def test_reloaded_bundle_predicts_like_the_model_in_memory(shared: dict) -> None:
+    trained = shared["trained"]
+    loaded = load_model(trained.model_dir)
+    from ALNMPredictorLib.cohort import load_manifest
+
+    cohort = load_manifest(shared["manifest"])
+    data = trained.features.main.join(clinical_frame(cohort), how="outer")
+    again = predict_cases(loaded.model, data)
+    for col in ("tumor_score", "ln_score", "prob_clinical_radiomics", "prob_clinical", "total_points"):
+        np.testing.assert_allclose(again[col].astype(float), trained.predictions.loc[again.index, col].astype(float),
+                                   rtol=1e-12, atol=0)  # fmt: skip
+
+
+def test_tampered_bundle_is_refused(shared: dict, tmp_path: Path) -> None:
+    copy = tmp_path / "model"
+    shutil.copytree(shared["trained"].model_dir, copy)
+    body = json.loads((copy / MODEL_FILE).read_text())
+    body["model"]["combined_model"]["cutoff"] = 0.01
+    (copy / MODEL_FILE).write_text(json.dumps(body))
+    with pytest.raises(BundleError, match="does not match its checksum"):
+        load_model(copy)
+
+
+def test_alnm_predict_cli_equals_training_predictions(shared: dict, capsys: pytest.CaptureFixture) -> None:
+    run = shared["root"] / "run"
+    out = shared["root"] / "predicted.csv"
+    # --work-dir on the run folder: the feature cache is reused, nothing is extracted again
+    status = alnm(["predict", str(shared["manifest"]), "--model", str(run / "model"), "--out", str(out),
+                   "--work-dir", str(run), "--no-progress"])  # fmt: skip
+    assert status == 0, capsys.readouterr().err
+    got = pd.read_csv(out).set_index("case_id")
+    want = shared["trained"].predictions
+    np.testing.assert_allclose(got.loc[want.index, "prob_clinical_radiomics"], want["prob_clinical_radiomics"], rtol=1e-12)
+
+
+def test_no_leakage_shuffling_test_labels_changes_nothing_fitted(shared: dict) -> None:
+    root = shared["root"]
+    manifest = pd.read_csv(shared["manifest"], dtype=str, keep_default_na=False)
+    test = manifest["split"] != "train"
+    rng = np.random.default_rng(0)
+    manifest.loc[test, "label"] = rng.permutation(manifest.loc[test, "label"].to_numpy())
+    assert (manifest["label"] != pd.read_csv(shared["manifest"], dtype=str)["label"]).any()
+    shuffled = shared["manifest"].with_name("manifest_shuffled.csv")
+    manifest.to_csv(shuffled, index=False)
+    _copy_cache(root / "run", root / "shuffled")
+    again = train(shuffled, root / "shuffled", PipelineSettings(**SETTINGS), progress=False)
+    assert again.model.to_dict() == shared["trained"].model.to_dict()
+
+
+def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(shared: dict, capsys: pytest.CaptureFixture) -> None:
+    root = shared["root"]
+    manifest = pd.read_csv(shared["manifest"], dtype=str, keep_default_na=False)
+    victim = manifest.loc[manifest["split"] == "external", "case_id"].iloc[0]
+    bad_png = root / "cohort" / "images" / "corrupt.png"
+    bad_png.write_bytes(b"\x89PNG\r\n\x1a\n this is not an image")
+    manifest.loc[manifest["case_id"] == victim, "ln_image"] = "images/corrupt.png"
+    broken = shared["manifest"].with_name("manifest_broken.csv")
+    manifest.to_csv(broken, index=False)
+    _copy_cache(root / "run", root / "broken")
+    status = alnm(["run", str(broken), "--out", str(root / "broken"), "--preset", "us2d", "--deep", "off",
+                   "--seed", "1", "--workers", "2", "--no-progress"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert status == 1
+    assert f"case {victim}" in err
+    preds = pd.read_csv(root / "broken" / "predictions.csv").set_index("case_id")
+    assert preds.loc[victim, "status"] == "failed" and "ln_image" in preds.loc[victim, "error"]
+    assert (preds.drop(index=victim)["status"] == "ok").all()
+    assert victim in (root / "broken" / "report" / "report.html").read_text()
