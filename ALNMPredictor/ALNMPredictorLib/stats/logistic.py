@@ -371,7 +371,15 @@ def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray, separation: str = "error")
             terms=tuple(separated),
         )
     else:
-        beta, cov, dev, iterations = _irls(X, y)
+        try:
+            beta, cov, dev, iterations = _irls(X, y)
+        except (np.linalg.LinAlgError, StatsError) as exc:
+            if separation != "firth":
+                if isinstance(exc, StatsError):
+                    raise
+                raise StatsError(f"logistic regression failed numerically ({exc}); terms: {', '.join(terms[1:])}") from exc
+            beta, cov, dev, iterations = _firth(X, y)  # near-separation: the ML fit diverges
+            firth = True
     ybar = y.mean()
     null_dev = float(-2.0 * len(y) * (ybar * np.log(ybar) + (1 - ybar) * np.log1p(-ybar)))
     return _Fit(terms, beta, cov, dev, null_dev, len(y), int(y.sum()), iterations, firth)
