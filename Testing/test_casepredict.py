@@ -203,3 +203,11 @@ def test_load_model_cached_reports_a_missing_model(tmp_path) -> None:
     with pytest.raises(ValueError, match="model not found"):
         cp.load_model_cached(tmp_path / "absent")
     assert isinstance(cp.load_model_cached(Path(cp.DEMO_MODEL_RESOURCE)), type(cp.load_model_cached(cp.DEMO_MODEL_RESOURCE)))
+
+
+def test_a_table_trained_model_refuses_images_clearly(loaded, case) -> None:
+    import dataclasses
+
+    table_model = dataclasses.replace(loaded, info={**loaded.info, "feature_source": "table"})
+    with pytest.raises(InputError, match="trained on features read from a table"):
+        cp.predict_case(table_model, case.regions, case.clinical, "X1")

@@ -397,6 +397,12 @@ def predict_case(
     from ALNMPredictorLib.pipeline import predict_cases
 
     case_id = str(case_id)
+    if (loaded.info or {}).get("feature_source") == "table":
+        raise InputError(
+            "this model was trained on features read from a table (alnm ... --features), not extracted from "
+            "images, so it cannot score images; use alnm predict --features with the new case's table",
+            case=case_id,
+        )
     model = loaded.model
     model_regions = list(model.regions)
     missing = [r for r in model_regions if r not in regions]
