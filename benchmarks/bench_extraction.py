@@ -5,8 +5,10 @@ extracted from scratch (empty cache) with each worker count; runs are interleave
 best round per worker count is kept (other load on the machine only ever adds time). Reported per run:
 wall time of ``extract_cohort`` (process start-up, planning, extraction, table writing), ROIs per
 second, the steady-state rate between the first and the last ROI finished (excludes the pool's start-up),
-and the CPU time of this process and its workers. The load average before each run is printed, since
-other jobs on a 2-core machine take cores away from the workers.
+and the CPU time of this process and its workers. Since other jobs on a shared 2-core machine take cores
+away from the workers, the load average before each run and the machine's idle CPU share during it
+(``/proc/stat``) are printed, with the speed-up the CPU times allow on free cores:
+``workers x CPU(1 worker) / CPU(n workers)`` (the extra CPU of n workers is their start-up and messaging).
 
 Usage::
 
@@ -37,6 +39,15 @@ def _cpu_seconds() -> float:
     return own.ru_utime + own.ru_stime + children.ru_utime + children.ru_stime
 
 
+def _idle_jiffies() -> tuple[int, int]:
+    """(idle, total) CPU jiffies of the machine so far (Linux), or (0, 0)."""
+    try:
+        fields = [int(v) for v in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    except (OSError, ValueError, IndexError):
+        return 0, 0
+    return fields[3] + fields[4], sum(fields[:8])
+
+
 def run_once(manifest: Path, out: Path, preset: str, workers: int) -> dict[str, float]:
     """Extract the cohort into an empty ``out``; wall, steady-state and CPU figures."""
     shutil.rmtree(out, ignore_errors=True)
@@ -48,17 +59,20 @@ def run_once(manifest: Path, out: Path, preset: str, workers: int) -> dict[str, 
             finished.append(time.perf_counter())
 
     load = os.getloadavg()[0]
+    idle0, total0 = _idle_jiffies()
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
     result = extract_cohort(cohort, out, handcrafted=preset, deep=None, workers=workers, progress=False,
                             callback=callback)
     wall = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
+    idle1, total1 = _idle_jiffies()
+    idle = (idle1 - idle0) / (total1 - total0) if total1 > total0 else float("nan")
     n = result.counts["handcrafted"]["computed"]
     if result.failed or n != len(result.status):
         raise SystemExit(f"unexpected: {len(result.failed)} failures, {n} computed of {len(result.status)}")
     steady = (len(finished) - 1) / (finished[-1] - finished[0])
     return {"workers": workers, "rois": n, "wall": wall, "rate": n / wall, "steady": steady, "cpu": cpu,
-            "load": load}
+            "load": load, "idle": idle}
 
 
 def main() -> None:
@@ -86,14 +100,18 @@ def main() -> None:
                 runs.append(run)
                 print(f"round {round_no + 1}, {workers} worker(s): {run['rois']} ROIs in {run['wall']:.1f} s "
                       f"({run['rate']:.2f} ROI/s, steady {run['steady']:.2f} ROI/s), CPU {run['cpu']:.1f} s, "
-                      f"load before {run['load']:.1f}", flush=True)
+                      f"load before {run['load']:.1f}, machine idle {run['idle']:.0%}", flush=True)
         best = {w: min((r for r in runs if r["workers"] == w), key=lambda r: r["wall"]) for w in args.workers}
         base = best[args.workers[0]]
-        print("\n| workers | ROIs | wall (s) | ROI/s | speed-up | steady ROI/s | steady speed-up | CPU (s) | load before |")
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        cpu_base = min(r["cpu"] for r in runs if r["workers"] == args.workers[0]) / args.workers[0]
+        print("\n| workers | ROIs | wall (s) | ROI/s | speed-up | steady ROI/s | steady speed-up | CPU (s) "
+              "| CPU-bound speed-up | load before | machine idle |")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for w, r in best.items():
+            cpu_w = min(x["cpu"] for x in runs if x["workers"] == w)
             print(f"| {w} | {r['rois']} | {r['wall']:.1f} | {r['rate']:.2f} | {r['rate'] / base['rate']:.2f}x | "
-                  f"{r['steady']:.2f} | {r['steady'] / base['steady']:.2f}x | {r['cpu']:.1f} | {r['load']:.1f} |")
+                  f"{r['steady']:.2f} | {r['steady'] / base['steady']:.2f}x | {cpu_w:.1f} | "
+                  f"{w * cpu_base / cpu_w:.2f}x | {r['load']:.1f} | {r['idle']:.0%} |")
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.flush()
