@@ -147,3 +147,19 @@ def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(shared: di
     assert preds.loc[victim, "status"] == "failed" and "ln_image" in preds.loc[victim, "error"]
     assert (preds.drop(index=victim)["status"] == "ok").all()
     assert victim in (root / "broken" / "report" / "report.html").read_text()
+
+
+def test_demo_runs_every_stage_and_labels_simulated_readers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    status = alnm(["demo", "--out", str(tmp_path / "demo"), "--patients", "60", "--seed", "2", "--preset", "us2d",
+                   "--deep", "off", "--workers", "2"])  # fmt: skip
+    out = capsys.readouterr().out
+    assert status == 0, out
+    for stage in ("cohort", "validate", "train", "readers", "evaluate"):
+        assert f"== {stage}" in out
+    assert "stage times:" in out
+    html = (tmp_path / "demo" / "report" / "report.html").read_text()
+    assert "SYNTHETIC" in html and "published study" in html
+    assert "simulated" in html.lower() and 'id="readers"' in html
+    reads = pd.read_csv(tmp_path / "demo" / "report" / "tables" / "reader_metrics.csv")
+    assert set(reads["session"]) == {"unaided", "aided"}
+    assert reads["reader"].str.contains("simulated").all()

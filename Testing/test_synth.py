@@ -260,10 +260,11 @@ def test_cli_synth_and_demo(tmp_path: Path, capsys) -> None:
     assert "at least" in capsys.readouterr().err
 
     demo_dir = tmp_path / "demo"
-    assert cli.main(["demo", "--out", str(demo_dir), "--patients", "20", "--seed", "4"]) == 0
+    stages = ["--stages", "cohort,validate"]  # the rest of the demo is tested in test_pipeline.py
+    assert cli.main(["demo", "--out", str(demo_dir), "--patients", "20", "--seed", "4", *stages]) == 0
     first = capsys.readouterr().out
     assert "generating" in first and "0 error(s)" in first and SYNTHETIC_LABEL in first
-    assert cli.main(["demo", "--out", str(demo_dir), "--patients", "20", "--seed", "4"]) == 0
+    assert cli.main(["demo", "--out", str(demo_dir), "--patients", "20", "--seed", "4", *stages]) == 0
     assert "reusing" in capsys.readouterr().out
     # the demo's cohort is the one `alnm synth` writes with the same parameters
     assert _all_files(demo_dir / "cohort") == _all_files(tmp_path / "s")

@@ -14,7 +14,6 @@ run code. A bundle written by a newer schema is refused with a message saying wh
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from ALNMPredictorLib.errors import BundleError
-from ALNMPredictorLib.fileio import write_json, write_text
+from ALNMPredictorLib.fileio import sha256_file, write_json, write_text
 
 SCHEMA_NAME = "alnm-predictor-model"
 SCHEMA_VERSION = 1
@@ -49,14 +48,6 @@ class Bundle:
             raise BundleError(f"{self.path}: the model has no file '{name}'")
         return target
 
-
-def sha256_file(path: str | os.PathLike[str]) -> str:
-    """SHA-256 hex digest of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def write_bundle(

@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
+from ALNMPredictorLib.fileio import sha256_file as file_sha256
 from ALNMPredictorLib.fileio import write_bytes, write_json
 
 logger = logging.getLogger(__name__)
@@ -204,14 +205,6 @@ def tensor_sha256(state: dict[str, torch.Tensor]) -> str:
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
 
-
-def file_sha256(path: str | os.PathLike[str]) -> str:
-    """SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def imagenet_cache_path() -> Path:

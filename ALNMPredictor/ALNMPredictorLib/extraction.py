@@ -52,7 +52,7 @@ import pandas as pd
 from ALNMPredictorLib import __version__
 from ALNMPredictorLib.cohort import VARIANTS, Cohort, load_manifest
 from ALNMPredictorLib.errors import ALNMError, InputError, format_location
-from ALNMPredictorLib.fileio import atomic_path, write_json, write_table, write_text
+from ALNMPredictorLib.fileio import atomic_path, sha256_file, write_json, write_table, write_text
 
 if TYPE_CHECKING:
     from ALNMPredictorLib.deep import DeepFeatureExtractor
@@ -126,11 +126,7 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     memo = (os.path.abspath(path), stat.st_size, stat.st_mtime_ns)
     digest = _DIGESTS.get(memo)
     if digest is None:
-        hasher = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                hasher.update(block)
-        digest = _DIGESTS[memo] = hasher.hexdigest()
+        digest = _DIGESTS[memo] = sha256_file(path)
     return digest
 
 

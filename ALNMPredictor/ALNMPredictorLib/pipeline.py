@@ -300,7 +300,11 @@ def _meta(cohort: Any) -> pd.DataFrame:
 
 def _usable_cohort(cohort: Any, progress: bool) -> tuple[dict[str, str], list[str]]:
     """Validate; cases with errors are set aside (case → reason); global errors stop the run."""
-    problems = cohort.validate(progress=progress)
+    return sort_problems(cohort.validate(progress=progress))
+
+
+def sort_problems(problems: Sequence[Any]) -> tuple[dict[str, str], list[str]]:
+    """(cases with an error → reason, warnings); an error that is not about one case stops the run."""
     global_errors = [p for p in problems if p.is_error and p.case is None]
     if global_errors:
         raise ALNMError("the manifest has errors:\n" + "\n".join(str(p) for p in global_errors))

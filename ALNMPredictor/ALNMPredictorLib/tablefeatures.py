@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import csv
-import hashlib
 import logging
 import re
 from collections.abc import Mapping, Sequence
@@ -51,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from ALNMPredictorLib.errors import ALNMError, InputError
+from ALNMPredictorLib.fileio import sha256_file as file_sha256
 
 __all__ = [
     "MISSING_RULES",
@@ -264,14 +264,6 @@ def default_rules(cohort: Any, columns: Sequence[str]) -> list[RegionRule]:
 # --------------------------------------------------------------------------------------------------
 # Reading and checking tables
 
-
-def file_sha256(path: str | Path) -> str:
-    """sha256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:
@@ -648,14 +640,9 @@ def usable_cohort(cohort: Any) -> tuple[dict[str, str], list[str]]:
         if p.column in region_cols:
             continue
         problems.append(p)
-    global_errors = [p for p in problems if p.is_error and p.case is None]
-    if global_errors:
-        raise ALNMError("the manifest has errors:\n" + "\n".join(str(p) for p in global_errors))
-    bad: dict[str, str] = {}
-    for p in problems:
-        if p.is_error and p.case is not None:
-            bad.setdefault(str(p.case), f"column {p.column}: {p.message}" if p.column else p.message)
-    warnings = [str(p) for p in problems if not p.is_error]
+    from ALNMPredictorLib.pipeline import sort_problems
+
+    bad, warnings = sort_problems(problems)
     if cohort.regions:
         warnings.append(f"features come from a table: the manifest's image columns ({', '.join(cohort.regions)}) "
                         "are not used")  # fmt: skip
