@@ -126,7 +126,12 @@ def test_receptors_agree_with_molecular_type(clinical: pd.DataFrame) -> None:
 def test_us_reported_alnm_is_a_noisy_reading_of_the_node(clinical: pd.DataFrame) -> None:
     reported = (clinical["us_reported_alnm"] == "present").to_numpy().astype(int)
     appearance = clinical[[f"latent_ln_{k}" for k in synth.LN_CRITERIA]].mean(axis=1).to_numpy()
-    assert 0.75 < _auc(reported, appearance) < 0.99  # follows the node, with reader noise
+    assert 0.65 < _auc(reported, appearance) < 0.95  # follows the node, with reader noise and other nodes
+    # ... and, as in the study, carries information on ALNM beyond the node's appearance
+    from ALNMPredictorLib.stats import logistic_fit
+
+    fit = logistic_fit(pd.DataFrame({"appearance": appearance, "reported": reported}), clinical["label"].to_numpy())
+    assert fit.loc["reported", "p"] < 1e-3 and fit.loc["reported", "odds_ratio"] > 1.5
     assert not any(c.startswith("latent_") for c in synth.synth_clinical(40, seed=7).columns)
 
 

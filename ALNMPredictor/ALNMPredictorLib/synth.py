@@ -52,9 +52,12 @@ The long axis is lognormal around 15 mm (``exp(0.06 s)``, nearly independent of 
 with a hypoechoic cortex and an echogenic hilum in speckle; its mask is the outer boundary. The image
 criteria together separate the classes with d' ~ 1.8 (ideal LN score AUC ~0.9).
 
-``us_reported_alnm`` is a radiologist's reading of the same node: present when
-``mean(u_round, u_cortex, u_hilum, u_mass, u_flow) + reader noise > threshold``; per set the reader noise
-SD and threshold are solved so that its prevalence matches Table 1 and its OR is 5.91.
+``us_reported_alnm`` is a radiologist's reading of the same node and of the other axillary nodes seen
+while scanning (not in the saved image): present when ``0.5 mean(u_round, u_cortex, u_hilum, u_mass,
+u_flow) + 0.5 o + reader noise > threshold``, with ``o`` (other nodes) distributed like that mean but
+independent of it; per set the reader noise SD and threshold are solved so that its prevalence matches
+Table 1 and its OR is 5.91. So the report carries information beyond the LN image, as in the study,
+where US-reported ALNM stayed in the clinical-radiomics model beside the LN score.
 
 Tumour (the modest signal).  A hypoechoic mass in breast-tissue speckle whose largest diameter is
 ``tumor_size_cm`` (a tumour larger than the field of view, about 10 %, is shrunk to fit; the drawn size
@@ -225,6 +228,10 @@ REGIONS: tuple[str, ...] = ("tumor", "ln")
 LN_SEVERITY_SHIFT = 2.0  # s ~ N(LN_SEVERITY_SHIFT * y, 1)
 LN_CRITERION_LOADING = 0.7  # u_k = c s + sqrt(1 - c^2) e_k
 LN_CRITERIA = ("round", "cortex", "hilum", "mass", "flow")
+#: share of the radiologist's US-reported ALNM reading that comes from what the saved LN image does not
+#: show (the other axillary nodes seen while scanning in real time): as in the study, the report then
+#: keeps information beyond the LN score (the study's clinical-radiomics model retained it, OR 2.24)
+US_OTHER_NODES_SHARE = 0.5
 TUMOR_TEXTURE_SHIFT = 0.7  # t ~ N(TUMOR_TEXTURE_SHIFT * y, 1)
 
 
@@ -337,7 +344,8 @@ def _us_reading_params(prev: float, pct_present: float) -> tuple[float, float]:
     z0, z1 = special.ndtri(p0[1]), special.ndtri(p1[1])
     c, k = LN_CRITERION_LOADING, len(LN_CRITERIA)
     shift = c * LN_SEVERITY_SHIFT  # mean of the appearance score A = mean(u_k) given y=1 (0 given y=0)
-    var_a = c**2 + (1 - c**2) / k
+    w = US_OTHER_NODES_SHARE  # reading = (1 - w) A + w O, O: other nodes, distributed as A but independent
+    var_a = ((1 - w) ** 2 + w**2) * (c**2 + (1 - c**2) / k)
     tau = shift / (z1 - z0)
     noise_var = tau**2 - var_a
     if noise_var < 0:  # the LN appearance is not separating enough for this OR: read it without noise
@@ -426,7 +434,10 @@ def _draw_set(rng: np.random.Generator, split: str, set_index: int, n: int) -> p
     severity = rng.normal(LN_SEVERITY_SHIFT * y, 1.0)
     crit = c * severity[:, None] + np.sqrt(1 - c**2) * rng.standard_normal((n, len(LN_CRITERIA)))
     threshold, noise_sd = _us_reading_params(prev, _US_REPORTED_PCT[set_index])
-    reading = crit.mean(axis=1) + noise_sd * rng.standard_normal(n)
+    var_appearance = c**2 + (1 - c**2) / len(LN_CRITERIA)
+    other_nodes = c * LN_SEVERITY_SHIFT * y + np.sqrt(var_appearance) * rng.standard_normal(n)
+    w = US_OTHER_NODES_SHARE
+    reading = (1 - w) * crit.mean(axis=1) + w * other_nodes + noise_sd * rng.standard_normal(n)
     out["us_reported_alnm"] = np.where(reading > threshold, "present", "absent").astype(object)
     out["latent_ln_severity"] = severity
     for k, name in enumerate(LN_CRITERIA):
