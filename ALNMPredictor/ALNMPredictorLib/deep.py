@@ -237,7 +237,7 @@ def find_imagenet_weights(weights_path: str | os.PathLike[str] | None = None) ->
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
-    """Read tensors from a ``.safetensors`` file or a ``torch.save`` file (``weights_only=True``, no pickle)."""
+    """Read tensors from a ``.safetensors`` file or a ``torch.save`` file (``weights_only=True``: tensors only, never code)."""
     path = Path(path)
     if not path.is_file():
         raise InputError("VGG19 state dict file not found", path=path)
