@@ -28,7 +28,7 @@ from ALNMPredictorLib import SYNTHETIC_LABEL, __version__
 from ALNMPredictorLib.bundle import open_bundle, write_bundle
 from ALNMPredictorLib.errors import ALNMError, InputError
 from ALNMPredictorLib.fileio import write_json, write_table
-from ALNMPredictorLib.modeling import ALNMModel, score_column
+from ALNMPredictorLib.modeling import ALNMModel, _jsonable, score_column
 
 log = logging.getLogger(__name__)
 
@@ -530,28 +530,39 @@ def run_train(args: argparse.Namespace) -> int:
     return 1 if (result.predictions["status"] != "ok").any() else 0
 
 
+def _print_failures(predictions: pd.DataFrame) -> int:
+    """One stderr line per failed case; returns how many failed."""
+    failed = predictions[predictions["status"] != "ok"]
+    for case_id, row in failed.iterrows():
+        print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
+    return len(failed)
+
+
 def _print_training(result: TrainResult) -> None:
     model = result.model
     for scorer in model.region_scores_.values():
         print(scorer.formula())
     print(model.combined_model_.formula())
     print(f"cut-off (training Youden) = {model.combined_model_.cutoff:.3f}")
-    failed = result.predictions[result.predictions["status"] != "ok"]
-    for case_id, row in failed.iterrows():
-        print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
+    _print_failures(result.predictions)
     print(f"model saved to {result.model_dir}")
+
+
+def _apply_options(parser: argparse.ArgumentParser, manifest_help: str, out_help: str) -> None:
+    """Arguments shared by the commands that apply a saved model (predict, evaluate)."""
+    from ALNMPredictorLib.tablefeatures import add_feature_table_options
+
+    parser.add_argument("manifest", help=manifest_help)
+    parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
+    parser.add_argument("--out", required=True, help=out_help)
+    add_feature_table_options(parser, training=False)
+    _common(parser)
 
 
 def configure_predict(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm predict``."""
-    parser.add_argument("manifest", help="cohort manifest (CSV); labels may be empty")
-    parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
-    parser.add_argument("--out", required=True, help="predictions CSV to write")
+    _apply_options(parser, "cohort manifest (CSV); labels may be empty", "predictions CSV to write")
     parser.add_argument("--work-dir", default=None, help="feature cache folder (default: beside --out)")
-    from ALNMPredictorLib.tablefeatures import add_feature_table_options
-
-    add_feature_table_options(parser, training=False)
-    _common(parser)
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -562,34 +573,9 @@ def run_predict(args: argparse.Namespace) -> int:
     predictions, _, _ = predict(args.manifest, args.model, work, settings=settings, progress=not args.no_progress,
                                 feature_table=args.features)  # fmt: skip
     write_table(out, predictions.reset_index())
-    failed = predictions[predictions["status"] != "ok"]
-    for case_id, row in failed.iterrows():
-        print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
-    print(f"{len(predictions) - len(failed)} case(s) predicted, {len(failed)} failed; written to {out}")
-    return 1 if len(failed) else 0
-
-
-def evaluation_inputs(predictions: pd.DataFrame, cohort: Any) -> dict[str, Any]:
-    """Clinical table and kinds for Table 1."""
-    clinical = clinical_frame(cohort)
-    kinds = {n: v.kind for n, v in cohort.clinical.items()}
-    return {"clinical": clinical, "clinical_kinds": kinds}
-
-
-def write_json_summary(path: Path, obj: Mapping[str, Any]) -> Path:
-    """JSON with NaN written as null."""
-    def clean(v: Any) -> Any:
-        if isinstance(v, dict):
-            return {str(k): clean(x) for k, x in v.items()}
-        if isinstance(v, list | tuple):
-            return [clean(x) for x in v]
-        if isinstance(v, float | np.floating) and not np.isfinite(v):
-            return None
-        if isinstance(v, np.generic):
-            return v.item()
-        return v
-
-    return write_json(path, clean(dict(obj)))
+    n_failed = _print_failures(predictions)
+    print(f"{len(predictions) - n_failed} case(s) predicted, {n_failed} failed; written to {out}")
+    return 1 if n_failed else 0
 
 
 # --------------------------------------------------------------------------------------------------
@@ -691,10 +677,10 @@ def evaluate_and_report(
     out_dir = Path(out_dir)
     settings = PipelineSettings.from_sources(info.get("settings"))
     synthetic = bool(info.get("synthetic")) or bool(cohort.settings.get("synthetic", False))
-    inputs = evaluation_inputs(predictions, cohort)
     present = [s for s in cohort.splits() if s in set(predictions["split"].astype(str))]
     evaluation = evaluate(
-        predictions, model.models(), clinical=inputs["clinical"], clinical_kinds=inputs["clinical_kinds"],
+        predictions, model.models(), clinical=clinical_frame(cohort),
+        clinical_kinds={n: v.kind for n, v in cohort.clinical.items()},
         splits=present or None, train_split=cohort.train_split, reads=reads, n_boot=settings.n_boot, seed=settings.seed,
     )  # fmt: skip
     evaluation.save(out_dir / "tables")
@@ -729,7 +715,7 @@ def evaluate_and_report(
         title="ALNM Predictor report" + (" - SYNTHETIC demo cohort" if synthetic else ""),
         synthetic=synthetic, study_comparison=study_comparison, meta=meta,
     )  # fmt: skip
-    write_json_summary(out_dir / "summary.json", {"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta})
+    write_json(out_dir / "summary.json", _jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}))
     return EvaluateResult(evaluation, report, predictions)
 
 
@@ -751,14 +737,8 @@ def _reads(path: str | None) -> pd.DataFrame | None:
 
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm evaluate``."""
-    parser.add_argument("manifest", help="cohort manifest (CSV) with labels")
-    parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
-    parser.add_argument("--out", required=True, help="report folder")
+    _apply_options(parser, "cohort manifest (CSV) with labels", "report folder")
     parser.add_argument("--readers", default=None, help="reads CSV: case_id, reader, session, call[, confidence]")
-    from ALNMPredictorLib.tablefeatures import add_feature_table_options
-
-    add_feature_table_options(parser, training=False)
-    _common(parser)
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -784,12 +764,10 @@ def _finish(result: EvaluateResult) -> int:
         print(f"{split}: n={values.get('n')} AUC {shown}")
     for warning in result.evaluation.warnings:
         print(f"warning: {warning}", file=sys.stderr)
-    failed = result.predictions[result.predictions["status"] != "ok"]
-    for case_id, row in failed.iterrows():
-        print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
+    n_failed = _print_failures(result.predictions)
     print(f"report: {result.report}")
-    if len(failed):
-        print(f"{len(failed)} case(s) failed; see the report's 'failed cases' section", file=sys.stderr)
+    if n_failed:
+        print(f"{n_failed} case(s) failed; see the report's 'failed cases' section", file=sys.stderr)
         return 1
     return 0
 
@@ -818,10 +796,10 @@ def run_pipeline(
 ) -> tuple[TrainResult, EvaluateResult]:
     """extract (or read ``feature_table``) → train → evaluate; the model in ``out_dir/model``, the report
     in ``out_dir/report``."""
-    trained = train(manifest, out_dir, settings, progress=progress, feature_table=feature_table)
     from ALNMPredictorLib.cohort import load_manifest
 
     cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
+    trained = train(cohort, out_dir, settings, progress=progress, feature_table=feature_table)
     info = dict(trained.bundle_info)
     info["warnings"] = trained.warnings
     evaluated = evaluate_and_report(
