@@ -89,7 +89,8 @@ def test_records_name_every_value(loaded, case) -> None:
     assert "synthetic demo" in got.summary().lower()
 
 
-def test_deep_features_equal_the_cohort_extraction(model, tmp_path) -> None:
+@pytest.mark.parametrize("intensity", ["auto", "zscore"])
+def test_deep_features_equal_the_cohort_extraction(model, tmp_path, intensity) -> None:
     from ALNMPredictorLib.cohort import load_manifest
     from ALNMPredictorLib.deep import DeepFeatureExtractor, crop_roi
     from ALNMPredictorLib.extraction import extract_cohort
@@ -100,8 +101,10 @@ def test_deep_features_equal_the_cohort_extraction(model, tmp_path) -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random backbone warning
         for region in ("tumor", "ln"):
-            head = DeepFeatureExtractor(weights="none", input_size=32, epochs=1, seed=0, n_views=0, val_fraction=0.0, device="cpu")
-            crops = np.stack([crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32) for c in cases])
+            head = DeepFeatureExtractor(weights="none", input_size=32, epochs=1, seed=0, n_views=0, val_fraction=0.0,
+                                        device="cpu", intensity=intensity)  # fmt: skip
+            crops = np.stack([crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32,
+                                       intensity=intensity) for c in cases])  # fmt: skip
             heads[region] = head.fit(crops, np.array([0, 1, 0, 1])) or head
         result = extract_cohort(load_manifest(model.cases_dir / "manifest.csv"), tmp_path / "features", handcrafted=None,
                                 deep=None, fitted_deep=heads, workers=1, progress=False)  # fmt: skip

@@ -338,3 +338,53 @@ def test_imagenet_weights_from_cache_and_env(state_files, data, tmp_path, monkey
     cached.rename(elsewhere)
     monkeypatch.setenv(deep.WEIGHTS_ENV, str(elsewhere))
     np.testing.assert_array_equal(DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features)
+
+
+# ----- intensity standardisation --------------------------------------------------------------------
+
+
+def test_zscore_crop_ignores_gain_and_dynamic_range():
+    rng = np.random.default_rng(3)
+    img = rng.normal(100.0, 30.0, (60, 70))
+    mask = np.zeros(img.shape, np.uint8)
+    mask[20:40, 25:50] = 1
+    img[mask > 0] -= 40.0  # a darker lesion
+    ref = crop_roi(img, mask, size=SIZE, intensity="zscore")
+    brighter = crop_roi(1.6 * img + 25.0, mask, size=SIZE, intensity="zscore")  # more gain, other range
+    np.testing.assert_allclose(brighter, ref, atol=1e-5)
+    # the 8-bit default keeps absolute grey levels, so the same change moves the crop
+    as8 = np.clip(img, 0, 255).astype(np.uint8)
+    as8_bright = np.clip(1.6 * img + 25.0, 0, 255).astype(np.uint8)
+    assert np.abs(crop_roi(as8_bright, mask, size=SIZE) - crop_roi(as8, mask, size=SIZE)).mean() > 0.5
+    # grey = 127.5 + 32 z of the whole image: the crop's mean follows the lesion's z-score
+    z_lesion = (img[mask > 0].mean() - img.mean()) / img.std()
+    grey = crop_roi(img, mask, margin=0.0, size=SIZE, intensity="zscore")[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    assert grey.mean() * 255 == pytest.approx(127.5 + deep.NORMALIZE_SCALE * z_lesion, abs=1.0)
+    flat = crop_roi(np.full((40, 40), 7.0), np.ones((40, 40)), size=SIZE, intensity="zscore")
+    np.testing.assert_allclose(flat[0], (0.5 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], atol=1e-6)
+    with pytest.raises(ALNMError, match="intensity must be one of auto, minmax, zscore"):
+        crop_roi(img, mask, size=SIZE, intensity="zcore")
+
+
+def test_intensity_setting_is_used_saved_and_checked(tmp_path):
+    pairs, labels = _cohort()
+    model = _extractor(intensity="zscore", epochs=2).fit(
+        np.stack([crop_roi(i, m, size=SIZE, intensity="zscore") for i, m in pairs]), labels
+    )
+    assert model.settings()["intensity"] == "zscore"
+    # (image, mask) pairs are cropped with the model's own intensity mode
+    np.testing.assert_array_equal(
+        model.transform(pairs), model.transform(np.stack([crop_roi(i, m, size=SIZE, intensity="zscore") for i, m in pairs]))
+    )
+    model.save(tmp_path, "tumor")
+    loaded = DeepFeatureExtractor.load(tmp_path, "tumor", device="cpu")
+    assert loaded.intensity == "zscore"
+    np.testing.assert_array_equal(loaded.transform(pairs), model.transform(pairs))
+    # a model saved before the setting existed loads with the old behaviour
+    meta_path = tmp_path / "tumor.json"
+    meta = json.loads(meta_path.read_text())
+    del meta["settings"]["intensity"]
+    meta_path.write_text(json.dumps(meta))
+    assert DeepFeatureExtractor.load(tmp_path, "tumor", device="cpu").intensity == "auto"
+    with pytest.raises(ALNMError, match="intensity must be one of"):
+        _extractor(intensity="percentile")

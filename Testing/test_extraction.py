@@ -199,7 +199,7 @@ def test_corrupt_image_fails_only_its_case(cohort_dir, serial, tmp_path, capsys)
     out = tmp_path / "out"
 
     code = cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--preset", str(preset),
-                     "--deep", "off", "--workers", "2", "--no-progress"])
+                     "--deep", "off", "--workers", "2", "--no-progress", "--no-normalize"])
     assert code == 1
     captured = capsys.readouterr()
     assert bad_case in captured.err and "1 failure" not in captured.out and "4 failure(s)" in captured.out

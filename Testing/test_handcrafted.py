@@ -342,3 +342,37 @@ def test_real_busbra_image_extracts(paper: hc.HandcraftedExtractor, us2d: hc.Han
     two_d = us2d.extract(image, mask, (0.1, 0.1))
     assert len(two_d) == 474 and np.isfinite(list(two_d.values())).all()
     assert two_d["original_shape2D_PixelSurface"] == pytest.approx((mask > 0).sum() * 0.01)
+
+
+def test_normalize_adds_pyradiomics_standardisation_and_removes_gain() -> None:
+    raw = hc.HandcraftedExtractor("us2d")
+    norm = hc.HandcraftedExtractor("us2d", normalize=True)
+    assert norm.params["setting"]["normalize"] is True
+    assert norm.params["setting"]["normalizeScale"] == hc.NORMALIZE_SCALE == 32
+    assert "normalize" not in raw.params["setting"] and norm.settings_hash != raw.settings_hash
+    assert norm.feature_names() == raw.feature_names()
+    # parameters that already say how to normalise are kept
+    own = hc.load_params("us2d")
+    own["setting"]["normalize"] = False
+    assert hc.HandcraftedExtractor(own, normalize=True).params["setting"]["normalize"] is False
+
+    image, mask = _synthetic(4)
+    grey = image.astype(np.float64)
+    gained = 1.5 * grey + 20.0  # another scanner's gain and dynamic range
+    base, other = norm.extract(grey, mask, (0.2, 0.2)), norm.extract(gained, mask, (0.2, 0.2))
+    for name in ("original_firstorder_Mean", "original_firstorder_90Percentile", "original_glcm_Contrast",
+                 "original_glszm_ZonePercentage", "wavelet-LL_firstorder_Median"):  # fmt: skip
+        assert other[name] == pytest.approx(base[name], rel=1e-6, abs=1e-9), name
+    raw_base, raw_other = raw.extract(grey, mask, (0.2, 0.2)), raw.extract(gained, mask, (0.2, 0.2))
+    assert raw_other["original_firstorder_Mean"] != pytest.approx(raw_base["original_firstorder_Mean"], rel=0.1)
+    # equal to bare pyradiomics with the same two settings
+    params = hc.load_params("us2d")
+    params["setting"].update(normalize=True, normalizeScale=32)
+    bare = featureextractor.RadiomicsFeatureExtractor(params)
+    sitk_image = sitk.GetImageFromArray(grey[np.newaxis])
+    sitk_mask = sitk.GetImageFromArray((mask != 0).astype(np.uint8)[np.newaxis])
+    for item in (sitk_image, sitk_mask):
+        item.SetSpacing((0.2, 0.2, 1.0))
+    expected = {k: float(v) for k, v in bare.execute(sitk_image, sitk_mask).items() if not k.startswith("diagnostics_")}
+    assert base.keys() == expected.keys()
+    np.testing.assert_allclose(list(base.values()), list(expected.values()), rtol=1e-12, atol=0)

@@ -60,6 +60,14 @@ def test_run_writes_model_predictions_and_report(shared: dict) -> None:
     assert ((preds["prob_clinical_radiomics"] >= cut) == (preds["risk_group"] == "high")).all()
     info = json.loads((run / "model" / MODEL_FILE).read_text())
     assert info["synthetic"] is True and info["settings"]["handcrafted"] == "us2d"
+    # images are standardised by default, and the saved parameters say so for prediction
+    assert info["settings"]["normalize"] is True
+    hc_setting = info["extraction"]["handcrafted"]["params"]["setting"]
+    assert hc_setting["normalize"] is True and hc_setting["normalizeScale"] == 32
+    # training cases are inside the training range of every score feature
+    train = preds[preds["split"] == "train"]
+    assert train["tumor_out_of_range"].eq(0).all() and train["ln_out_of_range"].eq(0).all()
+    assert preds["tumor_out_of_range"].notna().all()
     assert info["training"]["n"] == int((preds["split"] == "train").sum())
 
 

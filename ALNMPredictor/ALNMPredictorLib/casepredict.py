@@ -275,7 +275,15 @@ def region_features(loaded: Any, region: str, arrays: RegionArrays, case_id: str
     if deep_model is not None:
         from ALNMPredictorLib.deep import crop_roi
 
-        crop = crop_roi(deep_input, roi, deep_model.margin, deep_model.input_size, case=case_id, column=mask_col)
+        crop = crop_roi(
+            deep_input,
+            roi,
+            deep_model.margin,
+            deep_model.input_size,
+            intensity=deep_model.intensity,
+            case=case_id,
+            column=mask_col,
+        )
         features = deep_model.transform_trunk(_trunk_one(deep_model, crop))[0]
         for name, value in zip(deep_model.feature_names(prefix=region), features, strict=True):
             out[name] = float(value)

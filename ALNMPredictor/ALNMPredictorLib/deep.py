@@ -8,6 +8,10 @@ Design (documented choices):
   Intensities go to [0, 1] before normalisation: ``uint8`` images are divided by 255 (fixed scale), any
   other dtype (16-bit, float) by the min–max of the *whole image* (so the crop keeps its contrast to the
   rest of the image). ``intensity="minmax"`` forces whole-image min–max for ``uint8`` too.
+  ``intensity="zscore"`` standardises the whole image first (grey = 127.5 + 32 × z, z = (x − mean) / SD
+  of the whole image, clipped to 0–255, then / 255): a scanner's gain and dynamic range, which shift
+  and scale the displayed grey levels, then no longer move the crop (32 ≈ the SD of a B-mode image in
+  8-bit grey levels, so crops keep their usual contrast).
 - **Trunk**: VGG19's 16 convolutional layers (``features``), then adaptive average pooling to
   ``pool`` × ``pool`` (default 1: a 512-d vector; 2 gives 2048-d). The 25088-d flattening of
   torchvision's classifier would make the first head layer 12.8 MB, so it is not used.
@@ -52,6 +56,7 @@ from torch import nn
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
 from ALNMPredictorLib.fileio import sha256_file as file_sha256
 from ALNMPredictorLib.fileio import write_bytes, write_json
+from ALNMPredictorLib.imaging import NORMALIZE_SCALE
 
 logger = logging.getLogger(__name__)
 
@@ -90,6 +95,23 @@ def _squeeze_2d(array: np.ndarray) -> np.ndarray:
     return array
 
 
+#: crop intensity modes of :func:`crop_roi`
+INTENSITY_MODES = ("auto", "minmax", "zscore")
+
+
+def standardise_grey(image: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
+    """``values`` (default: the image) as 127.5 + 32 × z-score with the whole image's mean and SD.
+
+    A flat image (SD 0) maps to mid-grey.
+    """
+    whole = np.asarray(image, dtype=np.float64)
+    part = whole if values is None else np.asarray(values, dtype=np.float64)
+    sd = float(whole.std())
+    if not sd > 0:
+        return np.full(part.shape, 127.5)
+    return 127.5 + NORMALIZE_SCALE * (part - float(whole.mean())) / sd
+
+
 def crop_roi(
     image: np.ndarray,
     mask: np.ndarray,
@@ -105,8 +127,9 @@ def crop_roi(
 
     ``margin`` is a fraction of the box's height (added above and below) and width (left and right);
     the grown box is clipped at the image borders. ``label`` selects one mask value (default: any
-    non-zero pixel). ``intensity``: ``"auto"`` (uint8 / 255, other dtypes whole-image min–max) or
-    ``"minmax"`` (whole-image min–max always). ``case``/``column`` locate errors.
+    non-zero pixel). ``intensity``: ``"auto"`` (uint8 / 255, other dtypes whole-image min–max),
+    ``"minmax"`` (whole-image min–max always) or ``"zscore"`` (whole-image standardisation, see the
+    module docstring). ``case``/``column`` locate errors.
     """
     img = _squeeze_2d(np.asarray(image))
     msk = _squeeze_2d(np.asarray(mask))
@@ -124,8 +147,8 @@ def crop_roi(
         raise ALNMError(f"margin must be a fraction in [0, 10), got {margin}")
     if size < 32:
         raise ALNMError(f"crop size must be at least 32 pixels for VGG19 (5 max-pools), got {size}")
-    if intensity not in ("auto", "minmax"):
-        raise ALNMError(f"intensity must be 'auto' or 'minmax', got {intensity!r}")
+    if intensity not in INTENSITY_MODES:
+        raise ALNMError(f"intensity must be one of {', '.join(INTENSITY_MODES)}, got {intensity!r}")
     roi = msk != 0 if label is None else msk == label
     if not roi.any():
         what = "mask is empty" if label is None else f"mask has no pixel with label {label}"
@@ -140,11 +163,13 @@ def crop_roi(
     c0, c1 = max(0, c0 - pad_c), min(img.shape[1], c1 + pad_c)
 
     box = img[r0:r1, c0:c1].astype(np.float64)
-    if img.dtype == np.uint8 and intensity == "auto":
+    if np.issubdtype(img.dtype, np.inexact) and not np.isfinite(img).all():
+        raise InputError("image contains NaN or infinite values", case=case, column=column)
+    if intensity == "zscore":
+        scaled = standardise_grey(img, box) / 255.0
+    elif img.dtype == np.uint8 and intensity == "auto":
         scaled = box / 255.0
     else:
-        if np.issubdtype(img.dtype, np.inexact) and not np.isfinite(img).all():
-            raise InputError("image contains NaN or infinite values", case=case, column=column)
         lo, hi = float(img.min()), float(img.max())
         scaled = (box - lo) / (hi - lo) if hi > lo else np.zeros_like(box)
     crop = torch.from_numpy(np.ascontiguousarray(scaled, dtype=np.float32))[None, None]
@@ -509,6 +534,7 @@ class DeepFeatureExtractor:
         val_fraction: float = 0.2,
         n_views: int = 2,
         num_threads: int | None = None,
+        intensity: str = "auto",
     ) -> None:
         self.weights = str(weights) if isinstance(weights, os.PathLike) else weights
         self.finetune = finetune
@@ -529,6 +555,7 @@ class DeepFeatureExtractor:
         self.val_fraction = val_fraction
         self.n_views = n_views
         self.num_threads = num_threads
+        self.intensity = intensity
         self._check_settings()
         self._base: nn.Sequential | None = None  # the backbone as loaded (frozen)
         self._tuned: nn.Sequential | None = None  # the trunk after fine-tuning (finetune="full")
@@ -546,6 +573,8 @@ class DeepFeatureExtractor:
             raise ALNMError("weights must be 'imagenet', 'none' or a path to a VGG19 state dict")
         if self.input_size < 32:
             raise ALNMError(f"input_size must be at least 32 for VGG19, got {self.input_size}")
+        if self.intensity not in INTENSITY_MODES:
+            raise ALNMError(f"intensity must be one of {', '.join(INTENSITY_MODES)}, got {self.intensity!r}")
         if not 1 <= self.pool <= self.input_size // 32:
             raise ALNMError(f"pool must be between 1 and input_size/32 = {self.input_size // 32}, got {self.pool}")
         for name in ("epochs", "batch_size", "n_features"):
@@ -635,7 +664,9 @@ class DeepFeatureExtractor:
             for i, pair in enumerate(pairs):
                 if not isinstance(pair, tuple | list) or len(pair) != 2:
                     raise ALNMError(f"item {i}: expected an (image, mask) pair")
-                out.append(crop_roi(pair[0], pair[1], self.margin, self.input_size, case=f"#{i}"))
+                out.append(
+                    crop_roi(pair[0], pair[1], self.margin, self.input_size, intensity=self.intensity, case=f"#{i}")
+                )
             array = np.stack(out)
         size = self.input_size
         if array.ndim != 4 or array.shape[1:] != (3, size, size):
@@ -934,7 +965,7 @@ class DeepFeatureExtractor:
         """The constructor settings a saved model records (device and threads are not recorded)."""
         keys = (
             "finetune", "seed", "epochs", "batch_size", "input_size", "margin", "pool", "n_features", "dropout",
-            "lr", "finetune_lr", "weight_decay", "patience", "val_fraction", "n_views",
+            "lr", "finetune_lr", "weight_decay", "patience", "val_fraction", "n_views", "intensity",
         )  # fmt: skip
         return {k: getattr(self, k) for k in keys}
 

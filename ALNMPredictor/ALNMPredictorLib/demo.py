@@ -41,6 +41,7 @@ class DemoRun:
     problems: list[Any] = field(default_factory=list)
     deep: str = "auto"
     preset: str = "paper"
+    normalize: bool = True
     trained: Any = None  # pipeline.TrainResult
     reads: Any = None  # simulated reads (DataFrame)
     report: Path | None = None
@@ -90,7 +91,9 @@ def stage_train(run: DemoRun) -> None:
     """Extract features and fit everything on the training split; the model goes to ``out/model``."""
     from ALNMPredictorLib.pipeline import PipelineSettings, train
 
-    settings = PipelineSettings(handcrafted=run.preset, deep=run.deep, seed=run.seed, workers=run.workers)
+    settings = PipelineSettings(
+        handcrafted=run.preset, deep=run.deep, normalize=run.normalize, seed=run.seed, workers=run.workers
+    )
     run.trained = train(run.cohort or run.manifest_path, run.out_dir, settings)
     for scorer in run.trained.model.region_scores_.values():
         run.echo(scorer.formula())
@@ -162,6 +165,8 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
                         help="VGG19 weights: auto (ImageNet if on disk, else random), imagenet, none, off, or a file")  # fmt: skip
     parser.add_argument("--preset", default="paper",
                         help="pyradiomics preset: paper (the study's 851 features, default) or us2d (faster, true 2D)")  # fmt: skip
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                        help="standardise each image's intensities before extraction (default: on)")  # fmt: skip
     parser.add_argument("--stages", default=None,
                         help=f"comma-separated stages to run (default all: {', '.join(n for n, _ in STAGES)})")  # fmt: skip
 
@@ -181,7 +186,7 @@ def run_demo(args: argparse.Namespace) -> int:
             raise ALNMError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(n for n, _ in STAGES)}")
         stages = [(n, f) for n, f in STAGES if n in wanted]
     run = DemoRun(out_dir=out_dir, n_patients=n_patients, seed=args.seed, workers=args.workers, deep=args.deep,
-                  preset=args.preset)  # fmt: skip
+                  preset=args.preset, normalize=args.normalize)  # fmt: skip
     run = run_stages(run, stages)
     timings = ", ".join(f"{name} {sec:.1f} s" for name, sec in run.timings.items())
     print(f"stage times: {timings}")

@@ -318,7 +318,13 @@ def _crop_task(task: dict[str, Any]) -> dict[str, Any]:
             # 8-bit files keep deep.crop_roi's fixed /255 scale (colour ones are luma, rounded back)
             array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
         out["crop"] = crop_roi(
-            array, mask, task["margin"], task["size"], case=task["case_id"], column=task["mask_column"]
+            array,
+            mask,
+            task["margin"],
+            task["size"],
+            intensity=task.get("intensity", "auto"),
+            case=task["case_id"],
+            column=task["mask_column"],
         )
     except Exception as exc:  # one bad ROI must not stop the cohort
         out["error"] = _error_text(exc)
@@ -546,7 +552,10 @@ def _trunk_identity(model: DeepFeatureExtractor) -> str:
         weights = "finetuned:" + tensor_sha256(trunk.state_dict())
     else:
         weights = str(model.backbone_info["tensor_sha256"])
-    return _sha({"trunk": weights, "size": model.input_size, "margin": model.margin, "pool": model.pool})
+    identity = {"trunk": weights, "size": model.input_size, "margin": model.margin, "pool": model.pool}
+    if model.intensity != "auto":  # older caches (always "auto") keep their keys
+        identity["intensity"] = model.intensity
+    return _sha(identity)
 
 
 def _load_trunk(path: Path, dim: int) -> np.ndarray | None:
@@ -579,7 +588,7 @@ def _compute_crops(
     tasks = []
     for item in items:
         task = _task_base(item)
-        task.update(margin=model.margin, size=model.input_size)
+        task.update(margin=model.margin, size=model.input_size, intensity=model.intensity)
         tasks.append(task)
     by_index = {item.index: item for item in items}
     crops: dict[int, np.ndarray] = {}
@@ -837,6 +846,7 @@ def extract_cohort(
     progress: bool = True,
     fitted_deep: Mapping[str, DeepFeatureExtractor] | None = None,
     callback: Callback | None = None,
+    normalize: bool = False,
 ) -> ExtractionResult:
     """Extract the feature table of ``cohort`` into ``out_dir`` (cache in ``out_dir/cache``).
 
@@ -847,6 +857,9 @@ def extract_cohort(
     ``fitted_deep``: region → fitted extractor to apply (prediction); no head is trained then.
     ``workers``: processes (default: all cores). ``callback(stage, done, total)`` is called after each
     item; an exception it raises stops the run (finished items stay cached).
+    ``normalize``: standardise each whole image's intensities before both extractors (pyradiomics
+    ``normalize``; deep crops ``intensity="zscore"``), so that scanner gain and dynamic range do not move
+    the features; a fitted deep model keeps its own setting.
     A failing item is recorded in ``status`` / ``failed`` and the run goes on.
     """
     started = time.perf_counter()
@@ -867,8 +880,10 @@ def extract_cohort(
 
     from ALNMPredictorLib.handcrafted import HandcraftedExtractor
 
-    hc_extractor = None if handcrafted is None else HandcraftedExtractor(handcrafted)
+    hc_extractor = None if handcrafted is None else HandcraftedExtractor(handcrafted, normalize=normalize)
     base = None
+    if normalize:
+        deep_options = {"intensity": "zscore", **dict(deep_options or {})}
     if deep is not None and fitted_deep is None:
         from ALNMPredictorLib.deep import DeepFeatureExtractor
 
@@ -1176,6 +1191,10 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
         "only), a state-dict file, or off for no deep features (default: imagenet)",
     )
     parser.add_argument("--finetune", choices=("frozen", "full"), default="frozen", help="deep head training mode")
+    parser.add_argument(
+        "--normalize", action=argparse.BooleanOptionalAction, default=True,
+        help="standardise each image's intensities first (pyradiomics normalize; deep crops zscore) (default: on)",
+    )  # fmt: skip
     parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the deep head training (default: 0)")
     parser.add_argument("--epochs", type=int, default=None, help="deep head training epochs (default: 50)")
@@ -1202,6 +1221,7 @@ def run_extract(args: argparse.Namespace) -> int:
         deep_options=options,
         workers=args.workers,
         progress=not args.no_progress,
+        normalize=args.normalize,
     )
     for case_id, region, variant, error in result.failed[:20]:
         print(f"failed: {case_id} {region} ({variant}): {error}", file=sys.stderr)

@@ -34,7 +34,8 @@ import SimpleITK as sitk
 import yaml
 from radiomics import featureextractor
 
-from .errors import InputError
+from ALNMPredictorLib.errors import InputError
+from ALNMPredictorLib.imaging import NORMALIZE_SCALE
 
 __all__ = [
     "PARAMETERS_DIR",
@@ -278,12 +279,19 @@ class HandcraftedExtractor:
     """pyradiomics feature extraction for 2D ROIs with a fixed parameter set.
 
     ``params`` is a preset name (:data:`PRESETS`), a pyradiomics YAML/JSON file, or a parameter dict.
-    The pyradiomics extractor is built once here and reused for every ROI.
+    ``normalize`` adds pyradiomics' whole-image standardisation (``normalize: true``,
+    ``normalizeScale: 32``, so one SD of the image is 32 grey levels and ``binWidth`` keeps its
+    8-bit meaning) unless the parameters already set ``normalize``. The pyradiomics extractor is
+    built once here and reused for every ROI.
     """
 
-    def __init__(self, params: str | PathLike[str] | Mapping[str, Any] = "paper") -> None:
+    def __init__(self, params: str | PathLike[str] | Mapping[str, Any] = "paper", *, normalize: bool = False) -> None:
         self.preset: str | None = params if isinstance(params, str) and params in PRESETS else None
         self.params: dict[str, Any] = load_params(params)
+        setting = dict(self.params.get("setting") or {})
+        if normalize and "normalize" not in setting:
+            setting.update(normalize=True, normalizeScale=NORMALIZE_SCALE)
+            self.params["setting"] = setting
         with _quiet_extension_loading():
             self._extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(self.params))
         # Diagnostics are dropped anyway: do not spend time computing them.

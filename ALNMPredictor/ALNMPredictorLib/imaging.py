@@ -46,6 +46,10 @@ __all__ = [
 
 #: ITU-R BT.601 luma weights used for colour -> grey.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
+#: grey levels per whole-image SD when intensities are standardised (pyradiomics ``normalizeScale``, deep
+#: crops' ``intensity="zscore"``): about the SD of a B-mode image in 8-bit grey levels (30-34 measured on
+#: BUS-BRA and the synthetic cohort), so binWidth and crop contrast keep their 8-bit meaning
+NORMALIZE_SCALE = 32
 
 #: format name -> file name endings (lower case)
 SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {

@@ -52,6 +52,7 @@ class PipelineSettings:
 
     handcrafted: str = "paper"
     deep: str = "imagenet"  # imagenet | none | auto | off | path to a VGG19 state dict
+    normalize: bool = True  # standardise each image's intensities before extraction (scanner gain, range)
     deep_epochs: int = 50
     deep_input_size: int = 224
     seed: int = 0
@@ -155,11 +156,14 @@ def extract_features(
     fitted_deep: Mapping[str, Any] | None = None,
     handcrafted: Any = None,
     progress: bool = True,
+    normalize: bool | None = None,
 ) -> Features:
     """Extract (or reuse cached) features of every case.
 
     Without ``fitted_deep``, deep heads are trained on the training split (``settings.deep`` names the
     backbone); with it (prediction), the saved heads are applied and nothing is trained.
+    ``normalize`` (default ``settings.normalize``): False when applying a saved model, whose recorded
+    handcrafted parameters and deep settings already say how its images were normalised.
     """
     from ALNMPredictorLib.extraction import extract_cohort
 
@@ -173,6 +177,7 @@ def extract_features(
         workers=settings.workers,
         progress=progress,
         fitted_deep=dict(fitted_deep) if fitted_deep else None,
+        normalize=settings.normalize if normalize is None else normalize,
     )
     variants = split_variants(result.table)
     failed: dict[str, str] = {}
@@ -252,6 +257,8 @@ def predict_cases(
     if len(good):
         for region, scorer in model.region_scores_.items():
             out.loc[ok, score_column(region)] = scorer.score(good).to_numpy()
+        for region, scorer in model.region_scores_.items():
+            out.loc[ok, f"{region}_out_of_range"] = scorer.out_of_range(good).to_numpy()
         predictors = pd.DataFrame(index=good.index)
         for region in model.region_scores_:
             predictors[score_column(region)] = out.loc[ok, score_column(region)].astype(float)
@@ -468,7 +475,7 @@ def predict(
         features = extract_features(
             cohort, Path(out_dir) / FEATURES_DIR, saved, fitted_deep=loaded.deep_models or None,
             handcrafted=((loaded.info.get("extraction") or {}).get("handcrafted") or {}).get("params", saved.handcrafted),
-            progress=progress,
+            progress=progress, normalize=False,
         )  # fmt: skip
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     data = features.main.join(clinical_frame(cohort), how="outer")
@@ -490,6 +497,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deep", default=None,
                         help="VGG19 weights: imagenet, none (random), auto, off, or a state-dict file")  # fmt: skip
     parser.add_argument("--epochs", dest="deep_epochs", type=int, default=None, help="deep head training epochs")
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
+                        help="standardise each image's intensities before extraction, so scanner gain and "
+                        "dynamic range do not move the features (default: on)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None)
     parser.add_argument("--mi-top-k", type=int, default=None, help="features kept by mutual information")
@@ -506,7 +516,7 @@ def pipeline_settings(cohort_settings: Mapping[str, Any] | None, overrides: Mapp
 
 
 def _settings(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
-    cli = {k: getattr(args, k, None) for k in ("handcrafted", "deep", "deep_epochs", "seed", "workers", "lasso_rule", "mi_top_k")}
+    cli = {k: getattr(args, k, None) for k in ("handcrafted", "deep", "deep_epochs", "normalize", "seed", "workers", "lasso_rule", "mi_top_k")}
     return pipeline_settings(cohort_settings, cli)
 
 
