@@ -295,7 +295,7 @@ def test_formula_text_and_table(fitted: RegionScore, tmp_path: Path) -> None:
     for f in fitted.selected_:
         assert f"{abs(fitted.coef_[f]):.4f} × {f}" in text
     table = fitted.formula_table()
-    assert list(table.columns) == ["term", "coefficient", "mean", "sd"]
+    assert list(table.columns) == ["term", "coefficient", "mean", "sd", "min", "max"]
     assert list(table["term"]) == ["(Intercept)", *fitted.selected_]
     assert table["sd"].iloc[1:].gt(0).all()
     csv, txt = fitted.write_formula(tmp_path / "tumor_score.csv")
@@ -424,3 +424,55 @@ def test_fit_region_scores_input_errors() -> None:
         fit_region_scores(missing, train, ["tumor"])
     with pytest.raises(InputError, match="region 'axilla'"):
         fit_region_scores(table, train, ["axilla"])
+
+
+# ------------------------------------------------------------------ clipping to the training range
+
+
+def test_out_of_range_values_are_clipped_to_the_training_range(fitted: RegionScore, data: dict, tmp_path: Path) -> None:
+    x = data["X"]
+    feature = max(fitted.selected_, key=lambda f: abs(fitted.coef_[f]))
+    lo, hi = x[feature].min(), x[feature].max()
+    np.testing.assert_array_equal(fitted.lower_[fitted.selected_], x[fitted.selected_].min())
+    np.testing.assert_array_equal(fitted.upper_[fitted.selected_], x[fitted.selected_].max())
+    unclipped = RegionScore.from_dict({**fitted.to_dict(), "params": {**fitted.get_params(), "clip": False}})
+    # training cases are inside their own range: clipping changes nothing there
+    np.testing.assert_array_equal(fitted.score(x), unclipped.score(x))
+    assert fitted.out_of_range(x).eq(0).all()
+
+    cases = x.iloc[[0, 0, 0]].copy()
+    cases.index = ["far_high", "far_low", "at_max"]
+    span = hi - lo
+    cases.loc["far_high", feature] = hi + 1000 * span
+    cases.loc["far_low", feature] = lo - 1000 * span
+    cases.loc["at_max", feature] = hi
+    scores = fitted.score(cases)
+    assert scores["far_high"] == pytest.approx(scores["at_max"], abs=1e-12)
+    at_min = cases.loc[["at_max"]].copy()
+    at_min.loc["at_max", feature] = lo
+    assert scores["far_low"] == pytest.approx(fitted.score(at_min).iloc[0], abs=1e-12)
+    # without clipping the far case moves the score by about 1000 training ranges
+    moved = unclipped.score(cases)["far_high"] - scores["far_high"]
+    assert abs(moved) == pytest.approx(abs(fitted.coef_[feature]) * 1000 * span / fitted.sds_[feature], rel=1e-9)
+    assert fitted.out_of_range(cases).to_dict() == {"far_high": 1, "far_low": 1, "at_max": 0}
+    _, text = fitted.write_formula(tmp_path / "tumor_score.csv")
+    assert "after clipping x to its training range" in text.read_text()
+    assert not np.isnan(fitted.formula_table()[["min", "max"]].iloc[1:].to_numpy()).any()
+
+
+def test_score_saved_without_training_ranges_does_not_clip(fitted: RegionScore, data: dict) -> None:
+    d = fitted.to_dict()
+    assert len(d["mins"]) == len(d["maxs"]) == len(fitted.selected_)
+    old = RegionScore.from_dict({k: v for k, v in d.items() if k not in ("mins", "maxs")})
+    feature = fitted.selected_[0]
+    case = data["X"].iloc[:1].copy()
+    case[feature] = data["X"][feature].max() + 50 * data["X"][feature].std()
+    sel = fitted.selected_
+    expected = fitted.intercept_ + float(((case[sel] - fitted.means_[sel]) / fitted.sds_[sel]).iloc[0] @ fitted.coef_[sel])
+    assert old.score(case).iloc[0] == pytest.approx(expected, abs=1e-10)
+    assert old.out_of_range(case).iloc[0] == 0
+    assert fitted.score(case).iloc[0] != pytest.approx(expected, abs=1e-3)
+    with pytest.raises(BundleError, match="minimums and maximums"):
+        RegionScore.from_dict({**d, "maxs": d["maxs"][:-1]})
+    with pytest.raises(BundleError, match="minimums and maximums"):
+        RegionScore.from_dict({k: v for k, v in d.items() if k != "maxs"})

@@ -390,7 +390,11 @@ class RegionScore:
     (a feature whose training SD is at most this fraction of its largest absolute value counts as
     constant), ``max_mode_fraction`` (near-constant: this share of training cases or more have one
     value), ``corr_threshold`` (redundancy, ``|r|``), ``mi_top_k``, ``lasso_folds``, ``lasso_rule``
-    (``lambda.min`` or ``lambda.1se``), ``n_lambdas`` and ``random_state`` (MI noise and CV folds).
+    (``lambda.min`` or ``lambda.1se``), ``n_lambdas``, ``random_state`` (MI noise and CV folds) and
+    ``clip``: when scoring, a selected feature is first clipped to the range it had on the training
+    cases, so that one out-of-range value (another scanner, a heavy-tailed texture feature) cannot
+    move the score further than the training data did. Training cases are never clipped, so the fit
+    does not change; :meth:`out_of_range` counts the clipped features of each case.
     """
 
     def __init__(
@@ -406,6 +410,7 @@ class RegionScore:
         lasso_rule: str = "lambda.min",
         n_lambdas: int = 100,
         random_state: int | None = 0,
+        clip: bool = True,
     ) -> None:
         self.region = region
         self.icc_threshold = icc_threshold
@@ -418,6 +423,7 @@ class RegionScore:
         self.lasso_rule = lasso_rule
         self.n_lambdas = n_lambdas
         self.random_state = random_state
+        self.clip = clip
 
     _PARAMS = (
         "region",
@@ -431,6 +437,7 @@ class RegionScore:
         "lasso_rule",
         "n_lambdas",
         "random_state",
+        "clip",
     )
 
     def get_params(self) -> dict[str, Any]:
@@ -489,6 +496,8 @@ class RegionScore:
         features = self._step_redundancy(z, yv, features)
         features = self._step_mutual_information(z, yv, features)
         self._step_lasso(z, yv, features)
+        self.lower_ = x[self.selected_].min(axis=0)
+        self.upper_ = x[self.selected_].max(axis=0)
 
         self.log_ = pd.DataFrame(self._log, columns=_LOG_COLUMNS)
         self.dropped_ = pd.DataFrame(self._dropped, columns=["feature", "step", "reason"])
@@ -767,8 +776,27 @@ class RegionScore:
                     case=str(X.index[bad[0]]),
                     column=f,
                 )
+            if self._clips():
+                column = np.clip(column, self.lower_[f], self.upper_[f])
             columns[f] = (column - self.means_[f]) / self.sds_[f]
         return pd.DataFrame(columns, index=X.index, columns=list(self.selected_))
+
+    def _clips(self) -> bool:
+        return bool(self.clip) and getattr(self, "lower_", None) is not None
+
+    def out_of_range(self, X: pd.DataFrame) -> pd.Series:
+        """Per case of ``X``: how many of the score's features lie outside their training range.
+
+        Those values are clipped when scoring (``clip``); a case with many of them is unlike every
+        training case. Zero everywhere for a score restored from a bundle without training ranges.
+        """
+        self._check_fitted()
+        name = f"{self.region}_out_of_range"
+        if getattr(self, "lower_", None) is None:
+            return pd.Series(0, index=X.index, name=name)
+        values = X[list(self.selected_)].apply(pd.to_numeric, errors="coerce")
+        outside = values.lt(self.lower_) | values.gt(self.upper_)
+        return outside.sum(axis=1).astype(int).rename(name)
 
     def score(self, X: pd.DataFrame) -> pd.Series:
         """The region score ``intercept + sum(coef × z)`` of each case of ``X`` (a log-odds)."""
@@ -792,12 +820,21 @@ class RegionScore:
     def formula_table(self) -> pd.DataFrame:
         """One row per term: ``term``, ``coefficient``, training ``mean`` and ``sd`` (NaN for the intercept)."""
         self._check_fitted()
-        rows = [{"term": "(Intercept)", "coefficient": self.intercept_, "mean": np.nan, "sd": np.nan}]
+        columns = ["term", "coefficient", "mean", "sd", "min", "max"]
+        rows = [{"term": "(Intercept)", "coefficient": self.intercept_}]
+        ranges = getattr(self, "lower_", None) is not None
         rows += [
-            {"term": f, "coefficient": float(self.coef_[f]), "mean": float(self.means_[f]), "sd": float(self.sds_[f])}
+            {
+                "term": f,
+                "coefficient": float(self.coef_[f]),
+                "mean": float(self.means_[f]),
+                "sd": float(self.sds_[f]),
+                "min": float(self.lower_[f]) if ranges else np.nan,
+                "max": float(self.upper_[f]) if ranges else np.nan,
+            }
             for f in self.selected_
         ]
-        return pd.DataFrame(rows, columns=["term", "coefficient", "mean", "sd"])
+        return pd.DataFrame(rows, columns=columns)
 
     def write_formula(
         self, csv_path: str | os.PathLike[str], text_path: str | os.PathLike[str] | None = None, digits: int = 4
@@ -809,13 +846,16 @@ class RegionScore:
         lines = [
             self.formula(digits),
             "",
-            "Each feature is z-scored with the training mean and SD: z = (x - mean) / sd.",
+            "Each feature is z-scored with the training mean and SD: z = (x - mean) / sd"
+            + (", after clipping x to its training range [min, max]." if self._clips() else "."),
             f"Training cases: {getattr(self, 'n_train_', 'n/a')}; LASSO {self.lasso_rule}, lambda = {self.lambda_:.6g}.",
             "",
-            f"{'term':<60} {'coefficient':>14} {'mean':>14} {'sd':>14}",
+            f"{'term':<60} {'coefficient':>14} {'mean':>14} {'sd':>14} {'min':>14} {'max':>14}",
         ]
         for row in table.itertuples(index=False):
-            lines.append(f"{row.term:<60} {row.coefficient:>14.6g} {row.mean:>14.6g} {row.sd:>14.6g}")
+            lines.append(
+                f"{row.term:<60} {row.coefficient:>14.6g} {row.mean:>14.6g} {row.sd:>14.6g} {row.min:>14.6g} {row.max:>14.6g}"
+            )
         write_table(csv_path, table)
         write_text(text_path, "\n".join(lines) + "\n")
         return csv_path, text_path
@@ -834,6 +874,11 @@ class RegionScore:
             "coefficients": [float(self.coef_[f]) for f in self.selected_],
             "means": [float(self.means_[f]) for f in self.selected_],
             "sds": [float(self.sds_[f]) for f in self.selected_],
+            **(
+                {"mins": [float(self.lower_[f]) for f in self.selected_], "maxs": [float(self.upper_[f]) for f in self.selected_]}
+                if getattr(self, "lower_", None) is not None
+                else {}
+            ),
             "lambda": float(self.lambda_),
             "lambda_min": _plain(getattr(self, "lambda_min_", None)),
             "lambda_1se": _plain(getattr(self, "lambda_1se_", None)),
@@ -854,12 +899,16 @@ class RegionScore:
             coefs = [float(c) for c in d["coefficients"]]
             means = [float(m) for m in d["means"]]
             sds = [float(s) for s in d["sds"]]
+            mins = [float(v) for v in d["mins"]] if "mins" in d else None
+            maxs = [float(v) for v in d["maxs"]] if "maxs" in d else None
             intercept = float(d["intercept"])
             lam = float(d["lambda"])
         except (KeyError, TypeError, ValueError) as exc:
             raise BundleError(f"saved region score is incomplete or malformed: {exc!r}") from exc
         if not len(selected) == len(coefs) == len(means) == len(sds):
             raise BundleError("saved region score: features, coefficients, means and SDs differ in length")
+        if (mins is None) != (maxs is None) or (mins is not None and not len(mins) == len(maxs) == len(selected)):
+            raise BundleError("saved region score: training minimums and maximums are incomplete")
         unknown = set(params) - set(cls._PARAMS)
         if unknown or "region" not in params:
             raise BundleError(f"saved region score: unexpected or missing parameters {sorted(unknown) or ['region']}")
@@ -868,6 +917,9 @@ class RegionScore:
         obj.coef_ = pd.Series(coefs, index=selected, name="coefficient", dtype=float)
         obj.means_ = pd.Series(means, index=selected, dtype=float)
         obj.sds_ = pd.Series(sds, index=selected, dtype=float)
+        if mins is not None and maxs is not None:
+            obj.lower_ = pd.Series(mins, index=selected, dtype=float)
+            obj.upper_ = pd.Series(maxs, index=selected, dtype=float)
         obj.intercept_ = intercept
         obj.lambda_ = lam
         for key, attr in (("lambda_min", "lambda_min_"), ("lambda_1se", "lambda_1se_"), ("n_train", "n_train_")):
