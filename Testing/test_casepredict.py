@@ -214,3 +214,22 @@ def test_a_table_trained_model_refuses_images_clearly(loaded, case) -> None:
     table_model = dataclasses.replace(loaded, info={**loaded.info, "feature_source": "table"})
     with pytest.raises(InputError, match="trained on features read from a table"):
         cp.predict_case(table_model, case.regions, case.clinical, "X1")
+
+
+def test_a_case_unlike_the_training_images_is_flagged(loaded, case) -> None:
+    import dataclasses
+
+    normal = cp.predict_case(loaded, case.regions, case.clinical, case.case_id)
+    assert normal.out_of_range == {"tumor": 0, "ln": 0} or "Caution" in normal.summary()
+    tumor = case.regions["tumor"]
+    image = np.array(tumor.image, dtype=np.float64, copy=True)
+    roi = np.asarray(tumor.mask) != 0
+    rows, cols = np.indices(image.shape)
+    image[roi] = np.where((rows[roi] + cols[roi]) % 2 == 0, 0.0, 255.0)  # a checkerboard lesion: no real tissue
+    odd = dataclasses.replace(tumor, image=image.astype(np.asarray(tumor.image).dtype))
+    got = cp.predict_case(loaded, {**case.regions, "tumor": odd}, case.clinical, case.case_id)
+    assert got.out_of_range["tumor"] > 0
+    assert f"Caution: {got.out_of_range['tumor']} tumor feature(s) outside the training range" in got.summary()
+    records = {r["quantity"]: r for r in got.records()}
+    assert records["tumor_out_of_range"]["value"] == got.out_of_range["tumor"]
+    assert got.row["tumor_out_of_range"] == got.out_of_range["tumor"]

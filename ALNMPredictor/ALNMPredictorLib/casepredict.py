@@ -315,6 +315,15 @@ class CasePrediction:
         return {r: float(self.row[score_column(r)]) for r in self.regions}
 
     @property
+    def out_of_range(self) -> dict[str, int]:
+        """Per region: how many of its score's features lie outside the training range (clipped when scoring)."""
+        out = {}
+        for region in self.regions:
+            value = self.row.get(f"{region}_out_of_range")
+            out[region] = 0 if _is_missing(value) else int(value)
+        return out
+
+    @property
     def probability(self) -> float:
         """The clinical-radiomics model's probability of ALNM (the Nomo-score)."""
         return float(self.row[f"prob_{COMBINED}"])
@@ -351,6 +360,9 @@ class CasePrediction:
         for region, value in self.scores.items():
             rows.append({"quantity": score_column(region), "value": value, "text": f"{value:.4f}",
                          "description": f"{region} radiomics score"})  # fmt: skip
+        for region, count in self.out_of_range.items():
+            rows.append({"quantity": f"{region}_out_of_range", "value": float(count), "text": str(count),
+                         "description": f"{region} score features outside the training range (clipped)"})  # fmt: skip
         rows.append({"quantity": "nomo_score", "value": self.probability, "text": f"{self.probability:.4f}",
                      "description": "Nomo-score: probability of ALNM (clinical-radiomics model)"})  # fmt: skip
         rows.append({"quantity": "cutoff", "value": self.cutoff, "text": f"{self.cutoff:.4f}",
@@ -376,6 +388,10 @@ class CasePrediction:
         lines = [f"Case {self.case_id}"]
         for region, value in self.scores.items():
             lines.append(f"{region} score: {value:.3f}")
+        for region, count in self.out_of_range.items():
+            if count:
+                lines.append(f"Caution: {count} {region} feature(s) outside the training range (clipped); "
+                             "this image is unlike the training images")  # fmt: skip
         lines.append(f"Nomo-score (probability of ALNM): {self.probability:.3f}")
         lines.append(f"Risk group: {self.risk_group.upper()} (cut-off {self.cutoff:.3f})")
         lines.append("Points: " + ", ".join(f"{v} {p:.0f}" for v, p in self.points.items())
