@@ -72,6 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deep", default="auto")
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--workers", type=int, default=None)
+    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
+                        help="standardise each image's intensities before extraction (default: on)")
     args = parser.parse_args(argv)
     if not BUSBRA.is_dir():
         print(f"BUS-BRA not found at {BUSBRA}", file=sys.stderr)
@@ -82,7 +84,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     manifest = write_manifest(out / "cohort")
     cohort = load_manifest(manifest)
-    settings = PipelineSettings(handcrafted=args.preset, deep=args.deep, workers=args.workers)
+    settings = PipelineSettings(handcrafted=args.preset, deep=args.deep, normalize=args.normalize, workers=args.workers)
     start = time.perf_counter()
     trained, evaluated = run_pipeline(cohort, out / "run", settings, command="benchmarks/busbra_run.py")
     seconds = time.perf_counter() - start
@@ -92,7 +94,7 @@ def main(argv: list[str] | None = None) -> int:
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",
         "seconds": round(seconds, 1),
-        "settings": {"preset": args.preset, "deep": args.deep},
+        "settings": {"preset": args.preset, "deep": args.deep, "normalize": args.normalize},
         "selected_features": list(trained.model.region_scores_["tumor"].selected_),
         "deep_weights": (trained.bundle_info.get("extraction") or {}).get("deep"),
         "auc": rows.to_dict(orient="records"),
