@@ -284,3 +284,33 @@ def test_demo_stops_on_a_broken_cohort(tmp_path: Path) -> None:
     demo.run_stages(run, [("validate", demo.stage_validate)])
     assert run.failed
     assert any(p.severity == "error" and p.case == "P0003" for p in run.problems)
+
+
+def test_standardised_images_remove_most_of_the_scanner_shift_of_intensity_features() -> None:
+    """The external centres' gain and dynamic range move raw first-order features by several
+    patient-to-patient SDs; with pyradiomics' whole-image normalisation (the pipeline default) the
+    same tumours, drawn by another scanner, land close to where H1 puts them."""
+    import warnings
+
+    from ALNMPredictorLib import handcrafted as hc
+
+    rows = synth.synth_clinical(20, seed=3, include_latent=True).iloc[:8]
+    names = ["original_firstorder_Mean", "original_firstorder_10Percentile", "original_firstorder_90Percentile"]
+    shifts = {}
+    for normalize in (False, True):
+        extractor = hc.HandcraftedExtractor("us2d", normalize=normalize)
+        values = {}
+        for center in ("H1", "H6"):
+            look = synth.CENTERS[center]
+            out = []
+            for i in range(len(rows)):
+                drawn = synth.render_tumor(rows.iloc[i], look, np.random.default_rng(i))  # same tumour, other scanner
+                with warnings.catch_warnings():
+                    warnings.simplefilter("ignore")
+                    f = extractor.extract(drawn.image.astype(float), drawn.masks["mask"], (look.tumor_spacing,) * 2)
+                out.append([f[n] for n in names])
+            values[center] = np.array(out)
+        patient_sd = values["H1"].std(axis=0, ddof=1)
+        shifts[normalize] = np.abs((values["H6"] - values["H1"]).mean(axis=0)) / patient_sd
+    assert (shifts[False] > 1.5).all(), shifts  # raw: H6's +6 dB gain moves them by > 1.5 patient SDs
+    assert (shifts[True] < 0.5).all(), shifts  # standardised: under half a patient SD
