@@ -79,16 +79,22 @@ _STUDY_KEYS = {
     "case_id", "label", "split", "center", "train_split", "test_splits", "variables", "exclude", "settings",
 }
 _SHOW_IDS = 5
+#: :attr:`Problem.code` of "the manifest has no <region>_image column" (fine when features come from a table)
+NO_REGIONS = "no_regions"
 
 
 @dataclass(frozen=True)
 class Problem:
-    """One finding of :meth:`Cohort.validate`; ``severity`` is ``"error"`` or ``"warning"``."""
+    """One finding of :meth:`Cohort.validate`; ``severity`` is ``"error"`` or ``"warning"``.
+
+    ``code`` names the kind of finding where callers need to tell it apart (:data:`NO_REGIONS`).
+    """
 
     severity: str
     case: str | None
     column: str | None
     message: str
+    code: str = ""
 
     def __str__(self) -> str:
         where = []
@@ -517,8 +523,8 @@ def load_manifest(path: str | os.PathLike[str], study: str | os.PathLike[str] | 
 def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path | None) -> Cohort:
     problems: list[Problem] = []
 
-    def add(severity: str, case: str | None, column: str | None, message: str) -> None:
-        problems.append(Problem(severity, case, column, message))
+    def add(severity: str, case: str | None, column: str | None, message: str, code: str = "") -> None:
+        problems.append(Problem(severity, case, column, message, code))
 
     for key in sorted(set(spec) - _STUDY_KEYS):
         add("warning", None, None, f"unknown key '{key}' in {study_path} (ignored)")
@@ -554,7 +560,7 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
     columns = list(raw.columns)
     regions = [c[: -len("_image")] for c in columns if c.endswith("_image") and len(c) > len("_image")]
     if not regions:
-        add("error", None, None, "no <region>_image column (e.g. tumor_image, ln_image)")
+        add("error", None, None, "no <region>_image column (e.g. tumor_image, ln_image)", NO_REGIONS)
     region_cols = {f"{r}{s}" for r in regions for s in _REGION_SUFFIXES}
     for column in columns:
         if column in region_cols or column in (case_col, label_col, split_col, center_col):

@@ -630,12 +630,12 @@ def training_features(cohort: Any, spec: FeatureTableSpec) -> tuple[Any, dict[st
 
 def usable_cohort(cohort: Any) -> tuple[dict[str, str], list[str]]:
     """Manifest check for a table run: no file checks, image columns neither needed nor checked."""
-    from ALNMPredictorLib.cohort import Problem
+    from ALNMPredictorLib.cohort import NO_REGIONS, Problem
 
     region_cols = {f"{r}{s}" for r in cohort.regions for s in _REGION_SUFFIXES}
     problems: list[Problem] = []
     for p in cohort.validate(check_files=False):
-        if p.case is None and p.column is None and p.message.startswith("no <region>_image column"):
+        if p.code == NO_REGIONS:
             continue  # features come from the table
         if p.column in region_cols:
             continue
