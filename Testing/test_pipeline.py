@@ -171,3 +171,21 @@ def test_demo_runs_every_stage_and_labels_simulated_readers(tmp_path: Path, caps
     reads = pd.read_csv(tmp_path / "demo" / "report" / "tables" / "reader_metrics.csv")
     assert set(reads["session"]) == {"unaided", "aided"}
     assert reads["reader"].str.contains("simulated").all()
+
+
+def test_report_warns_about_cases_outside_the_training_range() -> None:
+    from ALNMPredictorLib.pipeline import out_of_range_notes
+
+    preds = pd.DataFrame(
+        {
+            "split": ["train", "train", "external", "external", "external"],
+            "tumor_out_of_range": [0, 0, 2, 0, 5],
+            "ln_out_of_range": [0, 0, 0, 0, float("nan")],  # nan: a failed case
+        },
+        index=pd.Index(["a", "b", "c", "d", "e"], name="case_id"),
+    )
+    assert out_of_range_notes(preds) == [
+        "external: 2 of 3 case(s) have tumor score features outside the training range (at most 5); they were "
+        "clipped to it (column tumor_out_of_range of the predictions)"
+    ]
+    assert out_of_range_notes(preds.drop(columns=["tumor_out_of_range", "ln_out_of_range"])) == []

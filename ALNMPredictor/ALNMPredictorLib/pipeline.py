@@ -714,7 +714,7 @@ def evaluate_and_report(
         "readers_simulated": reads_simulated,
         "reader_split": reader_split,
         "failed_cases": failed,
-        "warnings": list(info.get("warnings") or []),
+        "warnings": list(info.get("warnings") or []) + out_of_range_notes(predictions),
         "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cohort": str(getattr(cohort, "path", "")),
@@ -727,6 +727,26 @@ def evaluate_and_report(
     )  # fmt: skip
     write_json(out_dir / "summary.json", _jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}))
     return EvaluateResult(evaluation, report, predictions)
+
+
+def out_of_range_notes(predictions: pd.DataFrame) -> list[str]:
+    """One line per split and region whose cases have score features outside the training range."""
+    notes = []
+    columns = [c for c in predictions.columns if str(c).endswith("_out_of_range")]
+    if not columns or "split" not in predictions.columns:
+        return notes
+    for split, part in predictions.groupby(predictions["split"].astype(str), sort=False):
+        for column in columns:
+            counts = pd.to_numeric(part[column], errors="coerce")
+            n = int((counts > 0).sum())
+            if n:
+                region = str(column).removesuffix("_out_of_range")
+                notes.append(
+                    f"{split}: {n} of {int(counts.notna().sum())} case(s) have {region} score features outside the "
+                    f"training range (at most {int(counts.max())}); they were clipped to it "
+                    f"(column {column} of the predictions)"
+                )
+    return notes
 
 
 def _tqdm(enabled: bool, desc: str) -> Any:
