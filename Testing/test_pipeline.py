@@ -189,3 +189,32 @@ def test_report_warns_about_cases_outside_the_training_range() -> None:
         "clipped to it (column tumor_out_of_range of the predictions)"
     ]
     assert out_of_range_notes(preds.drop(columns=["tumor_out_of_range", "ln_out_of_range"])) == []
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")
+def test_predict_applies_the_models_own_normalisation_not_the_current_default(tmp_path: Path) -> None:
+    """A model trained on raw grey levels (handcrafted + random-backbone deep features) predicts, in a
+    fresh folder with today's defaults (standardisation on), exactly what it predicted when trained; so
+    does the same model saved as a bundle from before the setting existed (no ``normalize`` recorded)."""
+    from ALNMPredictorLib.synth import synth_cohort
+
+    cohort = synth_cohort(tmp_path / "cohort", n_patients=48, seed=2)
+    settings = PipelineSettings(**{**SETTINGS, "deep": "none", "deep_input_size": 32, "deep_epochs": 2,
+                                   "normalize": False})  # fmt: skip
+    trained = train(cohort.manifest_path, tmp_path / "train", settings, progress=False)
+    info = json.loads((trained.model_dir / MODEL_FILE).read_text())
+    assert info["settings"]["normalize"] is False
+    assert "normalize" not in (info["extraction"]["handcrafted"]["params"].get("setting") or {})
+    from ALNMPredictorLib.pipeline import predict, save_model
+
+    loaded = load_model(trained.model_dir)
+    old_info = {k: v for k, v in loaded.info.items() if k not in ("model", "deep_heads")}
+    old_info["settings"] = {k: v for k, v in old_info["settings"].items() if k != "normalize"}
+    old_dir = save_model(tmp_path / "old_model", loaded.model, old_info, loaded.deep_models)
+    assert PipelineSettings().normalize is True  # the default differs from the models' setting
+    want = trained.predictions
+    for name, model_dir in (("fresh", trained.model_dir), ("fresh_old", old_dir)):
+        again, _, _ = predict(cohort.manifest_path, model_dir, tmp_path / name, progress=False)
+        for col in ("tumor_score", "ln_score", "prob_clinical_radiomics"):
+            np.testing.assert_allclose(again.loc[want.index, col].astype(float), want[col].astype(float),
+                                       rtol=1e-9, atol=1e-12, err_msg=f"{name}: {col}")  # fmt: skip
