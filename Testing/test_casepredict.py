@@ -220,7 +220,7 @@ def test_a_case_unlike_the_training_images_is_flagged(loaded, case) -> None:
     import dataclasses
 
     normal = cp.predict_case(loaded, case.regions, case.clinical, case.case_id)
-    assert normal.out_of_range == {"tumor": 0, "ln": 0} or "Caution" in normal.summary()
+    assert (normal.out_of_range == {"tumor": 0, "ln": 0}) != ("outside their training range" in normal.summary())
     tumor = case.regions["tumor"]
     image = np.array(tumor.image, dtype=np.float64, copy=True)
     roi = np.asarray(tumor.mask) != 0
@@ -229,7 +229,7 @@ def test_a_case_unlike_the_training_images_is_flagged(loaded, case) -> None:
     odd = dataclasses.replace(tumor, image=image.astype(np.asarray(tumor.image).dtype))
     got = cp.predict_case(loaded, {**case.regions, "tumor": odd}, case.clinical, case.case_id)
     assert got.out_of_range["tumor"] > 0
-    assert f"Caution: {got.out_of_range['tumor']} tumor feature(s) outside the training range" in got.summary()
+    assert f"Note: {got.out_of_range['tumor']} tumor score feature(s) outside their training range" in got.summary()
     records = {r["quantity"]: r for r in got.records()}
     assert records["tumor_out_of_range"]["value"] == got.out_of_range["tumor"]
     assert got.row["tumor_out_of_range"] == got.out_of_range["tumor"]

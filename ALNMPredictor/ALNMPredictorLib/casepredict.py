@@ -390,8 +390,8 @@ class CasePrediction:
             lines.append(f"{region} score: {value:.3f}")
         for region, count in self.out_of_range.items():
             if count:
-                lines.append(f"Caution: {count} {region} feature(s) outside the training range (clipped); "
-                             "this image is unlike the training images")  # fmt: skip
+                lines.append(f"Note: {count} {region} score feature(s) outside their training range, clipped to "
+                             "it (common for images from another scanner)")  # fmt: skip
         lines.append(f"Nomo-score (probability of ALNM): {self.probability:.3f}")
         lines.append(f"Risk group: {self.risk_group.upper()} (cut-off {self.cutoff:.3f})")
         lines.append("Points: " + ", ".join(f"{v} {p:.0f}" for v, p in self.points.items())
