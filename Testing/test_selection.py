@@ -463,7 +463,7 @@ def test_out_of_range_values_are_clipped_to_the_training_range(fitted: RegionSco
 def test_score_saved_without_training_ranges_does_not_clip(fitted: RegionScore, data: dict) -> None:
     d = fitted.to_dict()
     assert len(d["mins"]) == len(d["maxs"]) == len(fitted.selected_)
-    old = RegionScore.from_dict({k: v for k, v in d.items() if k not in ("mins", "maxs")})
+    old = RegionScore.from_dict({**{k: v for k, v in d.items() if k not in ("mins", "maxs")}, "version": 1})
     feature = fitted.selected_[0]
     case = data["X"].iloc[:1].copy()
     case[feature] = data["X"][feature].max() + 50 * data["X"][feature].std()

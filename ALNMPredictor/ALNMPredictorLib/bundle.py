@@ -28,7 +28,9 @@ from ALNMPredictorLib.errors import BundleError
 from ALNMPredictorLib.fileio import sha256_file, write_json, write_text
 
 SCHEMA_NAME = "alnm-predictor-model"
-SCHEMA_VERSION = 1
+#: 2: settings.normalize, region scores with training ranges, deep heads with an intensity mode
+#: (older software would misread these, so it refuses them); version 1 bundles still load
+SCHEMA_VERSION = 2
 MODEL_FILE = "model.json"
 CHECKSUM_FILE = "checksums.sha256"
 ALLOWED_SUFFIXES = {".json", ".safetensors", ".csv", ".txt", ".md"}

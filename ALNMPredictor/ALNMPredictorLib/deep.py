@@ -71,7 +71,7 @@ IMAGENET_SHA256_PREFIX = "dcbb9e9d"
 WEIGHTS_ENV = "ALNM_VGG19_WEIGHTS"
 N_FEATURES = 128
 FORMAT = "alnm-deep-features"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: settings.intensity (a version-1 file means "auto")
 # VGG19 ("E"): channel counts, "M" = max-pool (same as torchvision.models.vgg.cfgs["E"])
 _VGG19_CFG: tuple[int | str, ...] = (
     64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M",

@@ -52,7 +52,7 @@ VARIANTS = ("main", "reader2", "repeat")
 LASSO_RULES = ("lambda.min", "lambda.1se")
 
 _DICT_KIND = "ALNMPredictor.RegionScore"
-_DICT_VERSION = 1
+_DICT_VERSION = 2  # 2: training minimums/maximums ("mins"/"maxs"); a version-1 score does not clip
 _LOG_COLUMNS = ["step", "n_in", "n_out", "removed", "why", "warning"]
 _ICC_MIN_CASES = 3
 _CV_PROB_MIN = 1e-5  # cv.glmnet clips held-out probabilities to [1e-5, 1 - 1e-5]
