@@ -384,6 +384,7 @@ def test_intensity_setting_is_used_saved_and_checked(tmp_path):
     meta_path = tmp_path / "tumor.json"
     meta = json.loads(meta_path.read_text())
     del meta["settings"]["intensity"]
+    meta["version"] = 1
     meta_path.write_text(json.dumps(meta))
     assert DeepFeatureExtractor.load(tmp_path, "tumor", device="cpu").intensity == "auto"
     with pytest.raises(ALNMError, match="intensity must be one of"):
