@@ -50,7 +50,7 @@ import numpy as np
 import pandas as pd
 
 from ALNMPredictorLib import __version__
-from ALNMPredictorLib.cohort import VARIANTS, Cohort, load_manifest
+from ALNMPredictorLib.cohort import VARIANTS, Cohort, RegionInput, load_manifest
 from ALNMPredictorLib.errors import ALNMError, InputError, format_location
 from ALNMPredictorLib.fileio import atomic_path, sha256_file, write_json, write_table, write_text
 
@@ -89,17 +89,39 @@ Callback = Callable[[str, int, int], None]
 
 @dataclass(frozen=True)
 class WorkItem:
-    """One (case, region, variant) ROI to extract, with the content key of its input files."""
+    """One (case, region, variant) ROI to extract: its manifest inputs, place in the run and content key."""
 
     index: int
-    case_id: str
-    region: str
-    variant: str
-    image_path: str
-    mask_path: str
-    mask_label: int | None
-    spacing: tuple[float, float] | None
+    inputs: RegionInput
     input_key: str
+
+    @property
+    def case_id(self) -> str:
+        return str(self.inputs.case_id)
+
+    @property
+    def region(self) -> str:
+        return self.inputs.region
+
+    @property
+    def variant(self) -> str:
+        return self.inputs.variant
+
+    @property
+    def image_path(self) -> str:
+        return self.inputs.image_path
+
+    @property
+    def mask_path(self) -> str:
+        return self.inputs.mask_path
+
+    @property
+    def mask_label(self) -> int | None:
+        return self.inputs.mask_label
+
+    @property
+    def spacing(self) -> tuple[float, float] | None:
+        return self.inputs.spacing
 
     @property
     def mask_column(self) -> str:
@@ -172,19 +194,7 @@ def plan_items(cohort: Cohort) -> tuple[list[WorkItem], list[tuple[str, str, str
                         "spacing": None if inputs.spacing is None else [float(v) for v in inputs.spacing],
                     }
                 )
-                items.append(
-                    WorkItem(
-                        index=len(items),
-                        case_id=str(case_id),
-                        region=region,
-                        variant=variant,
-                        image_path=inputs.image_path,
-                        mask_path=inputs.mask_path,
-                        mask_label=inputs.mask_label,
-                        spacing=inputs.spacing,
-                        input_key=key,
-                    )
-                )
+                items.append(WorkItem(index=len(items), inputs=inputs, input_key=key))
     return items, failures
 
 
