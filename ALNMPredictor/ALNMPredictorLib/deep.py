@@ -99,13 +99,13 @@ def _squeeze_2d(array: np.ndarray) -> np.ndarray:
 INTENSITY_MODES = ("auto", "minmax", "zscore")
 
 
-def standardise_grey(image: np.ndarray, values: np.ndarray | None = None) -> np.ndarray:
-    """``values`` (default: the image) as 127.5 + 32 × z-score with the whole image's mean and SD.
+def standardise_grey(image: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """``values`` (pixels of ``image``) as 127.5 + 32 × z-score with the whole image's mean and SD.
 
     A flat image (SD 0) maps to mid-grey.
     """
     whole = np.asarray(image, dtype=np.float64)
-    part = whole if values is None else np.asarray(values, dtype=np.float64)
+    part = np.asarray(values, dtype=np.float64)
     sd = float(whole.std())
     if not sd > 0:
         return np.full(part.shape, 127.5)

@@ -88,40 +88,11 @@ Callback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
-class WorkItem:
-    """One (case, region, variant) ROI to extract: its manifest inputs, place in the run and content key."""
+class WorkItem(RegionInput):
+    """One (case, region, variant) ROI to extract: the cohort's inputs, its place in the run, its content key."""
 
     index: int
-    inputs: RegionInput
     input_key: str
-
-    @property
-    def case_id(self) -> str:
-        return str(self.inputs.case_id)
-
-    @property
-    def region(self) -> str:
-        return self.inputs.region
-
-    @property
-    def variant(self) -> str:
-        return self.inputs.variant
-
-    @property
-    def image_path(self) -> str:
-        return self.inputs.image_path
-
-    @property
-    def mask_path(self) -> str:
-        return self.inputs.mask_path
-
-    @property
-    def mask_label(self) -> int | None:
-        return self.inputs.mask_label
-
-    @property
-    def spacing(self) -> tuple[float, float] | None:
-        return self.inputs.spacing
 
     @property
     def mask_column(self) -> str:
@@ -194,7 +165,8 @@ def plan_items(cohort: Cohort) -> tuple[list[WorkItem], list[tuple[str, str, str
                         "spacing": None if inputs.spacing is None else [float(v) for v in inputs.spacing],
                     }
                 )
-                items.append(WorkItem(index=len(items), inputs=inputs, input_key=key))
+                fields = {**vars(inputs), "case_id": str(case_id)}
+                items.append(WorkItem(**fields, index=len(items), input_key=key))
     return items, failures
 
 

@@ -257,7 +257,6 @@ def predict_cases(
     if len(good):
         for region, scorer in model.region_scores_.items():
             out.loc[ok, score_column(region)] = scorer.score(good).to_numpy()
-        for region, scorer in model.region_scores_.items():
             out.loc[ok, f"{region}_out_of_range"] = scorer.out_of_range(good).to_numpy()
         predictors = pd.DataFrame(index=good.index)
         for region in model.region_scores_:

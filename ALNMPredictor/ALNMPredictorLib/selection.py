@@ -782,7 +782,7 @@ class RegionScore:
         return pd.DataFrame(columns, index=X.index, columns=list(self.selected_))
 
     def _clips(self) -> bool:
-        return bool(self.clip) and getattr(self, "lower_", None) is not None
+        return bool(self.clip) and self.lower_ is not None
 
     def out_of_range(self, X: pd.DataFrame) -> pd.Series:
         """Per case of ``X``: how many of the score's features lie outside their training range.
@@ -792,7 +792,7 @@ class RegionScore:
         """
         self._check_fitted()
         name = f"{self.region}_out_of_range"
-        if getattr(self, "lower_", None) is None:
+        if self.lower_ is None:
             return pd.Series(0, index=X.index, name=name)
         values = X[list(self.selected_)].apply(pd.to_numeric, errors="coerce")
         outside = values.lt(self.lower_) | values.gt(self.upper_)
@@ -822,7 +822,7 @@ class RegionScore:
         self._check_fitted()
         columns = ["term", "coefficient", "mean", "sd", "min", "max"]
         rows = [{"term": "(Intercept)", "coefficient": self.intercept_}]
-        ranges = getattr(self, "lower_", None) is not None
+        ranges = self.lower_ is not None
         rows += [
             {
                 "term": f,
@@ -876,7 +876,7 @@ class RegionScore:
             "sds": [float(self.sds_[f]) for f in self.selected_],
             **(
                 {"mins": [float(self.lower_[f]) for f in self.selected_], "maxs": [float(self.upper_[f]) for f in self.selected_]}
-                if getattr(self, "lower_", None) is not None
+                if self.lower_ is not None
                 else {}
             ),
             "lambda": float(self.lambda_),
@@ -917,9 +917,8 @@ class RegionScore:
         obj.coef_ = pd.Series(coefs, index=selected, name="coefficient", dtype=float)
         obj.means_ = pd.Series(means, index=selected, dtype=float)
         obj.sds_ = pd.Series(sds, index=selected, dtype=float)
-        if mins is not None and maxs is not None:
-            obj.lower_ = pd.Series(mins, index=selected, dtype=float)
-            obj.upper_ = pd.Series(maxs, index=selected, dtype=float)
+        obj.lower_ = None if mins is None else pd.Series(mins, index=selected, dtype=float)
+        obj.upper_ = None if maxs is None else pd.Series(maxs, index=selected, dtype=float)
         obj.intercept_ = intercept
         obj.lambda_ = lam
         for key, attr in (("lambda_min", "lambda_min_"), ("lambda_1se", "lambda_1se_"), ("n_train", "n_train_")):
