@@ -175,6 +175,31 @@ def test_pairs_and_precomputed_trunk_give_the_same_model(fitted, data):
     np.testing.assert_array_equal(extractor.transform_trunk(trunk), fitted.transform(crops))
 
 
+def test_a_crops_features_do_not_depend_on_the_crops_computed_with_it(fitted, data):
+    """Reliability #0: CPU kernels choose blocking by batch shape (Intel's last float32 digits moved with the
+    batch), so the trunk sees one crop per call and the head one row per call; a case is then computed
+    the same way alone (Slicer, one case) and inside a cohort (alnm extract/predict)."""
+    crops, _ = data
+    seen: list[int] = []
+    hook = fitted._current_trunk().register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    try:
+        together = fitted.trunk_features(crops)
+    finally:
+        hook.remove()
+    assert seen == [1] * len(crops)
+    alone = np.concatenate([fitted.trunk_features(crops[i : i + 1]) for i in (5, 0, 11)])
+    # same process, same single-crop computation: equal up to float32 rounding (1e-6 relative is ~8 ulps)
+    np.testing.assert_allclose(alone, together[[5, 0, 11]], rtol=1e-6, atol=1e-7)
+    rows: list[int] = []
+    hook = fitted.head_.bottleneck.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    try:
+        features = fitted.transform_trunk(together)
+    finally:
+        hook.remove()
+    assert rows == [1] * len(crops)
+    np.testing.assert_allclose(fitted.transform_trunk(together[[7]]), features[[7]], rtol=1e-6, atol=1e-7)
+
+
 def test_bad_training_input_is_refused(data):
     crops, labels = data
     with pytest.raises(ALNMError, match="one class"):

@@ -250,12 +250,8 @@ def _handcrafted_extractor(info: Mapping[str, Any]) -> Any | None:
 
 
 def _trunk_one(model: Any, crop: np.ndarray) -> np.ndarray:
-    """The trunk output of one crop, batched exactly as the cohort extraction batches it."""
-    from ALNMPredictorLib.extraction import TRUNK_BATCH
-
-    batch = np.zeros((TRUNK_BATCH, *crop.shape), dtype=crop.dtype)
-    batch[0] = crop
-    return model.trunk_features(batch)[:1].astype(np.float32, copy=False)
+    """The trunk output of one crop (computed on its own, as the cohort extraction computes every crop)."""
+    return model.trunk_features(crop[None]).astype(np.float32, copy=False)
 
 
 def region_features(loaded: Any, region: str, arrays: RegionArrays, case_id: str = "case") -> dict[str, float]:

@@ -685,19 +685,28 @@ class DeepFeatureExtractor:
         crops: np.ndarray | torch.Tensor,
         device: torch.device,
         progress: Callable[[int, int], None] | None = None,
+        batch_size: int | None = None,
     ) -> torch.Tensor:
+        """Pooled trunk outputs; ``batch_size`` 1 (the default) runs each crop on its own.
+
+        A crop's output must not depend on the crops computed with it: CPU kernels (oneDNN, MKL) pick
+        blocking and vectorisation by batch shape, which moves the last float32 digits (seen on Intel,
+        not on AMD). Features therefore always go one crop at a time; only training-time augmented views,
+        which are never stored, use ``self.batch_size``.
+        """
+        step = 1 if batch_size is None else int(batch_size)
         outputs = []
         total = len(crops)
         with torch.inference_mode():
-            for start in range(0, total, self.batch_size):
-                batch = torch.as_tensor(crops[start : start + self.batch_size]).to(device)
+            for start in range(0, total, step):
+                batch = torch.as_tensor(crops[start : start + step]).to(device)
                 outputs.append(_pool(trunk(batch), self.pool).float().cpu())
                 if progress is not None:
-                    progress(min(start + self.batch_size, total), total)
+                    progress(min(start + step, total), total)
         return torch.cat(outputs)
 
     def trunk_features(self, crops: Crops, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
-        """Pooled trunk output (N, 512·pool²) of un-augmented crops: compute once, reuse in fit/transform."""
+        """Pooled trunk output (N, 512·pool²) of un-augmented crops, each crop computed on its own."""
         array = self._as_crops(crops)
         trunk = self._current_trunk()
         device = self._device()
@@ -706,14 +715,23 @@ class DeepFeatureExtractor:
             out = self._trunk_batches(trunk, array, device, progress)
         return out.numpy()
 
-    def transform_trunk(self, trunk: np.ndarray) -> np.ndarray:
-        """Deep features (N, 128) from :meth:`trunk_features` output."""
+    def _head_rows(self, trunk: np.ndarray, logits: bool = False) -> np.ndarray:
+        """The head's bottleneck features (or logits) row by row, so no row depends on the others."""
         head = self._fitted_head()
         values = np.asarray(trunk, dtype=np.float32)
         if values.ndim != 2 or values.shape[1] != self.trunk_dim:
             raise ALNMError(f"trunk features must have shape (N, {self.trunk_dim}), got {values.shape}")
+        head.eval()
+        apply = head if logits else head.features
+        tensor = torch.from_numpy(values)
         with torch.inference_mode():
-            return head.features(torch.from_numpy(values)).numpy()
+            rows = [apply(tensor[i : i + 1]) for i in range(len(tensor))]
+        width = 2 if logits else self.n_features
+        return torch.cat(rows).numpy() if rows else np.zeros((0, width), dtype=np.float32)
+
+    def transform_trunk(self, trunk: np.ndarray) -> np.ndarray:
+        """Deep features (N, 128) from :meth:`trunk_features` output."""
+        return self._head_rows(trunk)
 
     def transform(self, crops: Crops) -> np.ndarray:
         """Deep features (N, 128) of crops or (image, mask) pairs."""
@@ -722,10 +740,9 @@ class DeepFeatureExtractor:
 
     def predict_proba(self, crops: Crops) -> np.ndarray:
         """The head's probability of metastasis for each crop (N,)."""
-        head = self._fitted_head()
-        with torch.inference_mode():
-            logits = head(torch.from_numpy(self.trunk_features(crops)))
-            return torch.softmax(logits, dim=1)[:, 1].numpy()
+        self._fitted_head()
+        logits = torch.from_numpy(self._head_rows(self.trunk_features(crops), logits=True))
+        return torch.softmax(logits, dim=1)[:, 1].numpy()
 
     def _fitted_head(self) -> _Head:
         if self.head_ is None:
@@ -808,7 +825,7 @@ class DeepFeatureExtractor:
             augmented = torch.cat(
                 [augment(train_crops[s : s + self.batch_size], gen) for s in range(0, len(train_crops), self.batch_size)]
             )
-            views.append(self._trunk_batches(base, augmented, device))
+            views.append(self._trunk_batches(base, augmented, device, batch_size=self.batch_size))
         self.timings_ = {"trunk_s": time.perf_counter() - started}
 
         started = time.perf_counter()
@@ -857,7 +874,7 @@ class DeepFeatureExtractor:
         trunk.eval()
         x_train = torch.from_numpy(crops[train_idx])
         x_val = torch.from_numpy(crops[val_idx])
-        head = self._new_head(self._trunk_batches(trunk, x_train, device)).to(device)
+        head = self._new_head(self._trunk_batches(trunk, x_train, device, batch_size=self.batch_size)).to(device)
         optimiser = torch.optim.Adam(
             [{"params": trunk.parameters(), "lr": self.finetune_lr}, {"params": head.parameters(), "lr": self.lr}],
             weight_decay=self.weight_decay,
@@ -886,7 +903,7 @@ class DeepFeatureExtractor:
             trunk.eval()
             head.eval()
             with torch.no_grad():
-                return head(self._trunk_batches(trunk, x_val, device).to(device)).cpu()
+                return head(self._trunk_batches(trunk, x_val, device, batch_size=self.batch_size).to(device)).cpu()
 
         modules = nn.ModuleDict({"trunk": trunk, "head": head})
         summary = self._train_loop(modules, train_epoch, val_logits, y_val, self._loss(y[train_idx]))

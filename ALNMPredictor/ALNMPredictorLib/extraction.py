@@ -74,7 +74,8 @@ logger = logging.getLogger(__name__)
 
 #: bump when the cached values of an item would change for the same inputs and settings
 CACHE_VERSION = 1
-#: crops go through the trunk in batches of exactly this size (the last one padded)
+#: crops cropped, run through the trunk and cached together (a unit of work, not a batch: each crop
+#: goes through the trunk on its own)
 TRUNK_BATCH = 8
 _HC_FORMAT = "alnm-handcrafted-cache"
 _TABLE_FORMAT = "alnm-feature-table"
@@ -534,7 +535,8 @@ def _trunk_identity(model: DeepFeatureExtractor) -> str:
         weights = "finetuned:" + tensor_sha256(trunk.state_dict())
     else:
         weights = str(model.backbone_info["tensor_sha256"])
-    identity = {"trunk": weights, "size": model.input_size, "margin": model.margin, "pool": model.pool}
+    # "crop": outputs computed one crop at a time (older caches ran zero-padded batches of 8)
+    identity = {"trunk": weights, "size": model.input_size, "margin": model.margin, "pool": model.pool, "crop": "single"}
     if model.intensity != "auto":  # older caches (always "auto") keep their keys
         identity["intensity"] = model.intensity
     return _sha(identity)
@@ -585,15 +587,8 @@ def _compute_crops(
 
 
 def _trunk_of(model: DeepFeatureExtractor, crops: list[np.ndarray]) -> np.ndarray:
-    """Trunk outputs of crops, run in batches of exactly TRUNK_BATCH (zero-padded) for reproducibility."""
-    outputs = []
-    for start in range(0, len(crops), TRUNK_BATCH):
-        batch = np.stack(crops[start : start + TRUNK_BATCH])
-        n = len(batch)
-        if n < TRUNK_BATCH:
-            batch = np.concatenate([batch, np.zeros((TRUNK_BATCH - n, *batch.shape[1:]), batch.dtype)])
-        outputs.append(model.trunk_features(batch)[:n])
-    return np.concatenate(outputs).astype(np.float32, copy=False)
+    """Trunk outputs of crops (each crop on its own, so no case depends on the others in its chunk)."""
+    return model.trunk_features(np.stack(crops)).astype(np.float32, copy=False)
 
 
 def _ensure_trunk(
