@@ -110,10 +110,12 @@ def _swap_in(tmp: Path, target: Path) -> None:
 
 @contextlib.contextmanager
 def open_bundle(path: str | os.PathLike[str]) -> Iterator[Bundle]:
-    """Open and verify a bundle folder or zip; a zip is unpacked to a temporary folder while open."""
+    """Open and verify a bundle: its folder, the folder's ``model.json``, or a zip (unpacked while open)."""
     path = Path(path)
     if not path.exists():
         raise BundleError(f"{path}: model not found")
+    if path.is_file() and path.name == MODEL_FILE:
+        path = path.parent
     if path.is_file():
         if not zipfile.is_zipfile(path):
             raise BundleError(f"{path}: not a model folder or zip")

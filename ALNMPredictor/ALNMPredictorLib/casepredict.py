@@ -41,9 +41,11 @@ __all__ = [
     "build_demo_model",
     "calibration_figure",
     "clinical_fields",
+    "colour_conversion",
     "demo_case",
     "ensure_demo_model",
     "load_model_cached",
+    "model_location",
     "nomogram_figure",
     "parse_clinical",
     "predict_case",
@@ -179,9 +181,10 @@ def parse_clinical(loaded: Any, values: Mapping[str, Any], case_id: str = "case"
 # Features of one region
 
 
-def _prepare_image(image: Any, case_id: str, column: str) -> tuple[np.ndarray, np.ndarray]:
-    """(grey float64 for handcrafted features, the deep crop's input) as ``load_image`` + extraction give."""
-    from ALNMPredictorLib.imaging import _to_grey
+def _prepare_image(image: Any, case_id: str, column: str) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """(grey float64 for handcrafted features, the deep crop's input, the colour conversion or None),
+    as ``load_image`` + extraction give them."""
+    from ALNMPredictorLib.imaging import to_grey
 
     arr = np.asarray(image)
     if arr.dtype.kind not in "buif":
@@ -197,12 +200,12 @@ def _prepare_image(image: Any, case_id: str, column: str) -> tuple[np.ndarray, n
                          "(a 3D volume must have a single slice)", case=case_id, column=column)  # fmt: skip
     if pixels.size == 0:
         raise InputError("image has no pixels", case=case_id, column=column)
-    grey, _ = _to_grey(pixels)
+    grey, conversion = to_grey(pixels)
     grey = np.ascontiguousarray(grey)
     if not np.isfinite(grey).all():
         raise InputError("image has NaN or infinite pixel values", case=case_id, column=column)
     deep_input = np.clip(np.rint(grey), 0, 255).astype(np.uint8) if arr.dtype == np.uint8 else grey
-    return grey, deep_input
+    return grey, deep_input, conversion
 
 
 def _prepare_mask(mask: Any, shape: tuple[int, int], case_id: str, column: str) -> np.ndarray:
@@ -257,7 +260,7 @@ def _trunk_one(model: Any, crop: np.ndarray) -> np.ndarray:
 def region_features(loaded: Any, region: str, arrays: RegionArrays, case_id: str = "case") -> dict[str, float]:
     """Every feature column of one region (``<region>_...``) from arrays, as the cohort extraction computes it."""
     image_col, mask_col = f"{region}_image", f"{region}_mask"
-    grey, deep_input = _prepare_image(arrays.image, case_id, image_col)
+    grey, deep_input, _ = _prepare_image(arrays.image, case_id, image_col)
     roi = _prepare_mask(arrays.mask, grey.shape, case_id, mask_col)
     spacing = _spacing(arrays.spacing, case_id, f"{region}_spacing")
     out: dict[str, float] = {}
@@ -304,6 +307,7 @@ class CasePrediction:
     cutoff: float
     synthetic: bool = False
     model_path: str = ""
+    notes: list[str] = field(default_factory=list)
 
     @property
     def scores(self) -> dict[str, float]:
@@ -375,6 +379,8 @@ class CasePrediction:
         for name, prob in self.probabilities.items():
             rows.append({"quantity": f"prob_{name}", "value": prob, "text": f"{prob:.4f}",
                          "description": f"probability of ALNM, {name} model"})  # fmt: skip
+        for i, note in enumerate(self.notes, start=1):
+            rows.append({"quantity": f"note_{i}", "value": math.nan, "text": note, "description": "note on the inputs"})
         if self.synthetic:
             rows.append({"quantity": "model", "value": math.nan, "text": "synthetic demo", "description": SYNTHETIC_LABEL})
         return rows
@@ -392,6 +398,7 @@ class CasePrediction:
         lines.append(f"Risk group: {self.risk_group.upper()} (cut-off {self.cutoff:.3f})")
         lines.append("Points: " + ", ".join(f"{v} {p:.0f}" for v, p in self.points.items())
                      + f"; total {self.total_points:.0f}")  # fmt: skip
+        lines += [f"Note: {note}" for note in self.notes]
         if self.synthetic:
             lines.append(f"Model: synthetic demo - {SYNTHETIC_LABEL}")
         return "\n".join(lines)
@@ -431,8 +438,14 @@ def predict_case(
                          case=case_id, column=f"{missing[0]}_image")  # fmt: skip
     values = parse_clinical(loaded, clinical, case_id)
     features: dict[str, float] = {}
+    notes = []
     for region in model_regions:
         features.update(region_features(loaded, region, regions[region], case_id))
+        conversion = colour_conversion(regions[region].image)
+        if conversion is not None:
+            from ALNMPredictorLib.imaging import GREY_CONVERSIONS
+
+            notes.append(f"{region} image: {GREY_CONVERSIONS[conversion]}")
     data = pd.DataFrame([features], index=pd.Index([case_id], name="case_id"), dtype=float)
     for spec in clinical_fields(loaded):
         if spec.kind == "categorical":
@@ -455,24 +468,50 @@ def predict_case(
         variables=list(combined.variables),
         cutoff=float(combined.cutoff),
         synthetic=bool(loaded.info.get("synthetic", False)),
+        notes=notes,
     )
 
 
-_MODEL_CACHE: dict[tuple[str, int], Any] = {}
+def colour_conversion(image: Any) -> str | None:
+    """How a region's image is made grey (an ``imaging.GREY_CONVERSIONS`` key), None for a grey image."""
+    from ALNMPredictorLib.imaging import to_grey
+
+    arr = np.asarray(image)
+    while arr.ndim > 2 and arr.shape[0] == 1:
+        arr = arr[0]
+    if arr.ndim != 3 or arr.shape[2] == 1:
+        return None
+    return to_grey(arr[:, :, :3])[1]
 
 
-def load_model_cached(path: str | os.PathLike[str]) -> Any:
-    """:func:`~ALNMPredictorLib.pipeline.load_model`, reused while the file or folder is unchanged."""
+_MODEL_CACHE: dict[tuple[str, int, bool], Any] = {}
+
+
+def model_location(path: str | os.PathLike[str]) -> Path:
+    """A saved model's folder or zip, given the folder, its ``model.json`` or the zip."""
+    path = Path(path)
+    return path.parent if path.name == "model.json" and path.is_file() else path
+
+
+def load_model_cached(path: str | os.PathLike[str], *, deep_heads: bool = True) -> Any:
+    """:func:`~ALNMPredictorLib.pipeline.load_model` of a folder, its ``model.json`` or a zip, reused while unchanged.
+
+    ``deep_heads=False`` reads the model without its deep-feature heads (no PyTorch needed): enough for the
+    clinical form and the model's description, not for a prediction.
+    """
     from ALNMPredictorLib.pipeline import load_model
 
-    path = Path(path)
+    path = model_location(path)
     if not path.exists():
         raise InputError("model not found", path=path)
     probe = path / "model.json" if path.is_dir() else path
-    key = (str(path.resolve()), probe.stat().st_mtime_ns if probe.exists() else 0)
+    key = (str(path.resolve()), probe.stat().st_mtime_ns if probe.exists() else 0, deep_heads)
     if key not in _MODEL_CACHE:
+        full = (*key[:2], True)
+        if not deep_heads and full in _MODEL_CACHE:
+            return _MODEL_CACHE[full]
         _MODEL_CACHE.clear()
-        _MODEL_CACHE[key] = load_model(path)
+        _MODEL_CACHE[key] = load_model(path, deep_heads=deep_heads)
     return _MODEL_CACHE[key]
 
 
@@ -493,7 +532,7 @@ def nomogram_figure(loaded: Any, prediction: CasePrediction | None = None) -> An
 
 def calibration_source(model_path: str | os.PathLike[str]) -> Path | None:
     """The predictions table written with a model (``<run>/predictions.csv`` beside ``<run>/model``), if any."""
-    path = Path(model_path)
+    path = model_location(model_path)
     candidates = [path.parent / "predictions.csv", path.with_name(path.name.removesuffix(".zip") + ".predictions.csv")]
     if path.resolve() == DEMO_MODEL_RESOURCE.resolve():
         candidates.insert(0, DEMO_PREDICTIONS_RESOURCE)

@@ -6,6 +6,7 @@ import contextlib
 import hashlib
 import json
 import os
+import re
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -47,6 +48,27 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
+
+
+#: names of the temporary files atomic_open / atomic_path create (mkstemp adds 8 characters of [a-z0-9_])
+_TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}(\.tmp|\.[^.]+)$")
+
+
+def remove_temporaries(folder: str | os.PathLike[str], since: float) -> list[Path]:
+    """Delete the temporary files of atomic writers killed before their rename (under ``folder``, modified
+    at or after ``since``, a time.time() value); returns what was removed. Finished outputs are never touched."""
+    removed = []
+    root = Path(folder)
+    if not root.is_dir():
+        return removed
+    for path in root.rglob(".*"):
+        try:
+            if path.is_file() and _TEMPORARY.match(path.name) and path.stat().st_mtime >= since - 1:
+                path.unlink()
+                removed.append(path)
+        except FileNotFoundError:
+            continue
+    return removed
 
 
 def sha256_file(path: str | os.PathLike[str]) -> str:

@@ -32,6 +32,7 @@ import numpy as np
 from ALNMPredictorLib.errors import InputError
 
 __all__ = [
+    "GREY_CONVERSIONS",
     "ImageData",
     "ImageInfo",
     "SUPPORTED_FORMATS",
@@ -42,6 +43,7 @@ __all__ = [
     "load_mask",
     "mask_labels",
     "parse_spacing",
+    "to_grey",
 ]
 
 #: ITU-R BT.601 luma weights used for colour -> grey.
@@ -419,17 +421,28 @@ def _select_frame(raw: _Raw, frame: int | None, path: str) -> np.ndarray:
 # --------------------------------------------------------------------------- public API
 
 
-def _to_grey(pixels: np.ndarray) -> tuple[np.ndarray, bool]:
-    """float64 (rows, cols) from (rows, cols, channels); True when colour was collapsed."""
+#: how :func:`to_grey` made one grey channel from colour pixels (None: the image was grey)
+GREY_CONVERSIONS = {
+    "identical": "colour image with identical R, G and B channels: the first channel is used",
+    "luma": "colour image converted to grey with ITU-R BT.601 luma weights (0.299 R + 0.587 G + 0.114 B)",
+}
+
+
+def to_grey(pixels: np.ndarray) -> tuple[np.ndarray, str | None]:
+    """float64 (rows, cols) from (rows, cols, channels), and how colour was collapsed (a GREY_CONVERSIONS key).
+
+    Alpha (a 4th channel) is ignored. An RGB image whose channels are equal (grey stored as colour, common
+    for ultrasound screenshots and DICOM secondary captures) keeps its exact grey levels.
+    """
     if pixels.shape[2] == 1:
-        return pixels[:, :, 0].astype(np.float64), False
+        return pixels[:, :, 0].astype(np.float64), None
     channels = pixels[:, :, :3]
     first = channels[:, :, 0]
     if np.array_equal(first, channels[:, :, 1]) and np.array_equal(first, channels[:, :, 2]):
-        return first.astype(np.float64), True
+        return first.astype(np.float64), "identical"
     rgb = channels.astype(np.float64)
     grey = LUMA_WEIGHTS[0] * rgb[:, :, 0] + LUMA_WEIGHTS[1] * rgb[:, :, 1] + LUMA_WEIGHTS[2] * rgb[:, :, 2]
-    return grey, True
+    return grey, "luma"
 
 
 def load_image(
@@ -446,7 +459,7 @@ def load_image(
     raw = _read_raw(path, frame)
     path_str = os.fspath(path)
     pixels = _select_frame(raw, frame, path_str)
-    array, converted = _to_grey(pixels)
+    array, conversion = to_grey(pixels)
     if array.size == 0:
         raise InputError("image has no pixels", path=path_str)
     if not np.all(np.isfinite(array)):
@@ -459,7 +472,7 @@ def load_image(
         path=path_str,
         source_format=raw.fmt,
         original_dtype=raw.dtype,
-        converted_from_rgb=converted,
+        converted_from_rgb=conversion is not None,
     )
 
 

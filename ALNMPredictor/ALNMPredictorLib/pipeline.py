@@ -427,13 +427,14 @@ class LoadedModel:
     deep_models: dict[str, Any]
 
 
-def load_model(model_dir: str | os.PathLike[str]) -> LoadedModel:
-    """Load and verify a bundle; the deep heads come back as fitted extractors."""
+def load_model(model_dir: str | os.PathLike[str], *, deep_heads: bool = True) -> LoadedModel:
+    """Load and verify a bundle; the deep heads come back as fitted extractors (left out with ``deep_heads=False``,
+    e.g. to read the model's clinical factors where PyTorch is not installed)."""
     with open_bundle(model_dir) as bundle:
         info = dict(bundle.model)
         model = ALNMModel.from_dict(info["model"])
         deep_models = {}
-        if info.get("deep_heads"):
+        if deep_heads and info.get("deep_heads"):
             from ALNMPredictorLib.deep import DeepFeatureExtractor
 
             for region, name in info["deep_heads"].items():
