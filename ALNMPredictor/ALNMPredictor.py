@@ -6,7 +6,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -17,7 +16,7 @@ import slicer
 import vtk
 from slicer.i18n import tr as _
 from slicer.i18n import translate
-from slicer.parameterNodeWrapper import WithinRange, parameterNodeWrapper
+from slicer.parameterNodeWrapper import Choice, WithinRange, parameterNodeWrapper
 from slicer.ScriptedLoadableModule import (
     ScriptedLoadableModule,
     ScriptedLoadableModuleLogic,
@@ -30,8 +29,22 @@ MODULE_DIR = Path(__file__).resolve().parent
 if str(MODULE_DIR) not in sys.path:  # ALNMPredictorLib lives beside this file
     sys.path.insert(0, str(MODULE_DIR))
 
+# Only the standard-library part of the library may be imported before the dependencies are checked.
+from ALNMPredictorLib import dependencies  # noqa: E402
+
 #: regions of the study's model, in panel order, with their display names
 REGIONS = {"tumor": "Tumour", "ln": "Lymph node"}
+#: the SYNTHETIC demo case registered with the Sample Data module (files in Resources/SampleData)
+SAMPLE_DATA = {
+    "category": "ALNMPredictor",
+    "name": "ALNMDemoCase",
+    "files": (
+        ("ALNMDemoTumor.nrrd", "ALNMDemoTumor", "VolumeFile"),
+        ("ALNMDemoTumor.seg.nrrd", "ALNMDemoTumorSegmentation", "SegmentationFile"),
+        ("ALNMDemoLN.nrrd", "ALNMDemoLN", "VolumeFile"),
+        ("ALNMDemoLN.seg.nrrd", "ALNMDemoLNSegmentation", "SegmentationFile"),
+    ),
+}
 
 #
 # ALNMPredictor
@@ -61,6 +74,50 @@ class ALNMPredictor(ScriptedLoadableModule):
             "Features are computed with PyRadiomics (van Griethuysen et al., Cancer Research 2017) and "
             "torchvision's VGG19. The demo model and demo cases are SYNTHETIC, not patient data."
         )
+        slicer.app.connect("startupCompleted()", registerSampleData)
+
+
+#
+# Register sample data sets in Sample Data module
+#
+
+
+def sampleDataSources() -> list:
+    """Keyword arguments of ``registerCustomSampleDataSource`` for the SYNTHETIC demo case (local files)."""
+    import hashlib
+    import urllib.parse
+    import urllib.request
+
+    folder = MODULE_DIR / "Resources" / "SampleData"
+    uris, names, nodes, types, checksums = [], [], [], [], []
+    for fileName, nodeName, fileType in SAMPLE_DATA["files"]:
+        path = folder / fileName
+        uris.append(urllib.parse.urljoin("file:", urllib.request.pathname2url(str(path))))
+        names.append(fileName)
+        nodes.append(nodeName)
+        types.append(fileType)
+        checksums.append("SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest())
+    return [{
+        "category": SAMPLE_DATA["category"],
+        "sampleName": SAMPLE_DATA["name"],
+        "thumbnailFileName": str(folder / "ALNMDemoCase.png"),
+        "uris": uris,
+        "fileNames": names,
+        "nodeNames": nodes,
+        "loadFileTypes": types,
+        "checksums": checksums,
+    }]
+
+
+def registerSampleData():
+    """Add the SYNTHETIC demo case (tumour and lymph-node images with their segmentations) to Sample Data."""
+    import SampleData
+
+    logic = SampleData.SampleDataLogic
+    if hasattr(logic, "registerCustomSampleDataCategory"):  # Slicer 5.12+
+        logic.registerCustomSampleDataCategory(SAMPLE_DATA["category"], title=_("ALNM Predictor"))
+    for source in sampleDataSources():
+        logic.registerCustomSampleDataSource(**source)
 
 
 #
@@ -72,17 +129,17 @@ class ALNMPredictor(ScriptedLoadableModule):
 class ALNMPredictorParameterNode:
     """Settings of the module panel, stored in the scene.
 
-    tumorVolume, lnVolume - the 2D ultrasound images (one-slice volumes) of the two regions.
-    modelPath - saved model (folder or .zip); empty means the synthetic demo model.
+    tumorVolume, lnVolume - the 2D ultrasound images (one-slice volumes; grey or colour) of the two regions.
+    modelPath - saved model (folder, its model.json, or .zip); empty means the synthetic demo model.
     caseId - identifier written to the result table and the reads CSV.
     resultTable - table node receiving the prediction.
     readerMode, readerName, readsPath - reader study: unaided call first, then the model, then aided.
     demoFolder, demoPatients, demoSeed - the synthetic demo cohort (cohort panel).
-    manifestPath, batchTask, batchModelPath, batchOutputFolder - cohort panel.
+    manifestPath, batchTask, batchDeep, batchModelPath, batchOutputFolder - cohort panel.
     """
 
-    tumorVolume: slicer.vtkMRMLScalarVolumeNode
-    lnVolume: slicer.vtkMRMLScalarVolumeNode
+    tumorVolume: slicer.vtkMRMLScalarVolumeNode | slicer.vtkMRMLVectorVolumeNode | None
+    lnVolume: slicer.vtkMRMLScalarVolumeNode | slicer.vtkMRMLVectorVolumeNode | None
     modelPath: Path
     caseId: str = "case"
     resultTable: slicer.vtkMRMLTableNode
@@ -93,9 +150,14 @@ class ALNMPredictorParameterNode:
     demoPatients: Annotated[int, WithinRange(20, 2000)] = 200
     demoSeed: Annotated[int, WithinRange(0, 1000000)] = 0
     manifestPath: Path
-    batchTask: str = "predict"
+    batchTask: Annotated[str, Choice(["predict", "evaluate", "train"])] = "predict"
+    batchDeep: Annotated[str, Choice(["off", "auto", "imagenet", "none"])] = "off"
     batchModelPath: Path
     batchOutputFolder: Path
+
+
+def _isSet(path) -> bool:
+    return bool(path) and str(path) not in ("", ".")
 
 
 #
@@ -114,7 +176,9 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._clinicalWidgets = {}
+        self._formModel = None  # the model path the clinical form was built for
         self._prediction = None
+        self._predictionInputs = None  # (case ID, tumour volume ID, LN volume ID) of the prediction on screen
         self._batchTimer = None
         self._batchResult = None
 
@@ -133,11 +197,13 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.StartCloseEvent, self.onSceneStartClose)
         self.addObserver(slicer.mrmlScene, slicer.mrmlScene.EndCloseEvent, self.onSceneEndClose)
 
+        # As Slicer's Segment Editor module: the editor's parameter node first, then the scene
+        self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
         self.ui.segmentEditorWidget.setMRMLScene(slicer.mrmlScene)
-        self.ui.batchTaskComboBox.addItems(list(ALNMPredictorBatchLogic.TASKS))
 
         self.ui.loadDemoCaseButton.connect("clicked(bool)", self.onLoadDemoCase)
-        self.ui.modelPathLineEdit.connect("currentPathChanged(QString)", self.onModelChanged)
+        self.ui.modelFolderButton.connect("directorySelected(QString)", self.onModelFolderSelected)
+        self.ui.batchModelFolderButton.connect("directorySelected(QString)", self.onBatchModelFolderSelected)
         self.ui.editTumorButton.connect("clicked(bool)", lambda: self.onEditRegion("tumor"))
         self.ui.editLnButton.connect("clicked(bool)", lambda: self.onEditRegion("ln"))
         self.ui.predictButton.connect("clicked(bool)", self.onPredict)
@@ -154,42 +220,117 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._batchTimer.connect("timeout()", self.onBatchPoll)
 
         self.initializeParameterNode()
-        self.onModelChanged()
 
     def cleanup(self) -> None:
         self.removeObservers()
+        if hasattr(self, "ui"):
+            self._releaseSegmentEditor()
         if self.batchLogic is not None and self.batchLogic.isRunning():
             self.batchLogic.cancel()
+        if self._batchTimer is not None:
+            self._batchTimer.stop()
 
     def enter(self) -> None:
         self.initializeParameterNode()
+        editor = self.ui.segmentEditorWidget
+        editor.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+        editor.installKeyboardShortcuts()
+        editor.updateWidgetFromMRML()
 
     def exit(self) -> None:
+        self._releaseSegmentEditor()
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
+            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+
+    def _releaseSegmentEditor(self) -> None:
+        """What Slicer's Segment Editor module does on exit: no active effect, no shortcuts, no view observers."""
+        editor = self.ui.segmentEditorWidget
+        editor.setActiveEffect(None)
+        editor.uninstallKeyboardShortcuts()
+        editor.removeViewObservations()
 
     def onSceneStartClose(self, caller, event) -> None:
         self.setParameterNode(None)
+        self.ui.segmentEditorWidget.setSegmentationNode(None)
+        self.ui.segmentEditorWidget.removeViewObservations()
+        self._clearPrediction()
 
     def onSceneEndClose(self, caller, event) -> None:
         if self.parent.isEntered:
             self.initializeParameterNode()
+            self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+            self.ui.segmentEditorWidget.updateWidgetFromMRML()
 
     def initializeParameterNode(self) -> None:
         self.setParameterNode(self.logic.getParameterNode())
         p = self._parameterNode
-        if not p.demoFolder or str(p.demoFolder) == ".":
+        if not _isSet(p.demoFolder):
             p.demoFolder = Path(slicer.app.temporaryPath) / "ALNMPredictor-demo"
-        if not p.readsPath or str(p.readsPath) == ".":
+        if not _isSet(p.readsPath):
             p.readsPath = Path(slicer.app.defaultScenePath) / "alnm-reads.csv"
 
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
+            if self.hasObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified):
+                self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
+            self.addObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.onParameterNodeModified()
+
+    def onParameterNodeModified(self, caller=None, event=None) -> None:
+        """React to the parameter node (however it changed): clinical form, stale results, button states."""
+        p = self._parameterNode
+        if p is None:
+            return
+        if str(p.modelPath) != self._formModel:
+            self.updateClinicalForm()
+        if self._predictionInputs is not None and self._predictionInputs != self._currentInputs():
+            self._clearPrediction()
+        ready = p.tumorVolume is not None and p.lnVolume is not None
+        self.ui.predictButton.enabled = ready
+        self.ui.predictButton.toolTip = (
+            _("Tumour score, LN score, Nomo-score, risk group at the cut-off and nomogram points.")
+            if ready else _("Select the tumour and the lymph-node images first.")
+        )
+        self.ui.recordAidedButton.enabled = self._prediction is not None
+        self.ui.batchDeepComboBox.enabled = p.batchTask == "train"
+
+    def _currentInputs(self) -> tuple:
+        p = self._parameterNode
+        ids = tuple(v.GetID() if v is not None else None for v in (p.tumorVolume, p.lnVolume))
+        return (p.caseId, *ids)
+
+    def _clearPrediction(self) -> None:
+        """Forget the prediction on screen (another case, other images, or a closed scene)."""
+        if self._prediction is None:
+            return
+        self._prediction = None
+        self._predictionInputs = None
+        self.ui.resultsText.plainText = _("The inputs changed: press Predict for this case.")
+        self.ui.nomogramLabel.text = _("Nomogram (after Predict)")
+        self.ui.calibrationLabel.text = _("Calibration of the model (after Predict)")
+        self.ui.recordAidedButton.enabled = False
+
+    # ----- dependencies ----------------------------------------------------------------------------
+
+    def ensureDependencies(self, deep: bool = False) -> bool:
+        """Make sure the Python packages a task needs are installed: ask once, then install; False if declined."""
+        missing = self.logic.missingDependencies(deep)
+        if not missing:
+            return True
+        text = _("ALNM Predictor needs these Python packages, which are not installed:\n\n{names}\n\n"
+                 "Install them now? This can take several minutes.").format(names="\n".join(missing))
+        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("ALNM Predictor - install Python packages")):
+            self.ui.resultsText.plainText = _("Not installed: {names}").format(names=", ".join(missing))
+            return False
+        self.logic.installDependencies(deep, showProgress=True)
+        self.updateClinicalForm()
+        return True
 
     # ----- case review --------------------------------------------------------------------------
 
@@ -211,50 +352,72 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 values[name] = widget.text if widget.text.strip() else None
         return values
 
-    def onModelChanged(self, *args) -> None:
-        """Rebuild the clinical form for the model's factors."""
+    def updateClinicalForm(self) -> None:
+        """Rebuild the clinical form and the model line for the parameter node's model."""
         import qt
 
-        if self.logic.missingDependencies():  # asked for at the first Predict or Run, not when the panel opens
-            self.ui.modelInfoLabel.text = _("Python packages are missing: press Predict to install them.")
+        p = self._parameterNode
+        if p is None:
             return
-        with slicer.util.tryWithErrorDisplay(_("Failed to load the model."), waitCursor=True):
-            previous = self._clinicalValues()
-            layout = self.ui.clinicalFormWidget.layout()
-            while layout.rowCount() > 0:
-                layout.removeRow(0)
-            self._clinicalWidgets = {}
-            fields = self.logic.clinicalFields(self._parameterNode.modelPath if self._parameterNode else None)
-            for spec in fields:
-                if spec.kind == "categorical":
-                    widget = qt.QComboBox()
-                    widget.addItems(["(missing)", *spec.levels])
-                    if previous.get(spec.name):
-                        widget.setCurrentText(str(previous[spec.name]))
-                else:
-                    widget = qt.QLineEdit()
-                    widget.setPlaceholderText(_("number"))
-                    if previous.get(spec.name):
-                        widget.setText(str(previous[spec.name]))
-                widget.toolTip = _("Required by the clinical-radiomics model") if spec.required else _(
-                    "Used by the clinical model only"
-                )
-                label = spec.name + (" *" if spec.required else "")
-                layout.addRow(label, widget)
-                self._clinicalWidgets[spec.name] = widget
-            self.ui.modelInfoLabel.text = self.logic.modelDescription(self._parameterNode.modelPath if self._parameterNode else None)
+        modelPath = p.modelPath
+        previous = self._clinicalValues()
+        layout = self.ui.clinicalFormWidget.layout()
+        while layout.rowCount() > 0:
+            layout.removeRow(0)
+        self._clinicalWidgets = {}
+        self._formModel = None
+        missing = self.logic.missingDependencies()  # the form needs the library, not PyTorch
+        if missing:  # asked for at the first button press, not when the panel opens
+            self.ui.modelInfoLabel.text = _("Python packages are missing ({names}): they are installed, after "
+                                            "asking, at the first Predict.").format(names=", ".join(missing))
+            return
+        try:
+            fields = self.logic.clinicalFields(modelPath)
+            description = self.logic.modelDescription(modelPath)
+        except (ValueError, OSError) as exc:
+            self.ui.modelInfoLabel.text = _("Cannot use this model: {error}").format(error=exc)
+            self._formModel = str(modelPath)
+            return
+        for spec in fields:
+            if spec.kind == "categorical":
+                widget = qt.QComboBox()
+                widget.addItems(["(missing)", *spec.levels])
+                if previous.get(spec.name):
+                    widget.setCurrentText(str(previous[spec.name]))
+            else:
+                widget = qt.QLineEdit()
+                widget.setPlaceholderText(_("number"))
+                if previous.get(spec.name):
+                    widget.setText(str(previous[spec.name]))
+            widget.toolTip = (_("Required by the clinical-radiomics model") if spec.required
+                              else _("Used by the clinical model only"))
+            layout.addRow(spec.name + (" *" if spec.required else ""), widget)
+            self._clinicalWidgets[spec.name] = widget
+        torch = self.logic.missingDependencies(deep=True) if self.logic.modelNeedsPyTorch(modelPath) else []
+        if torch:
+            description += " " + _("- its deep features need PyTorch ({names}), installed after asking at the first "
+                                   "Predict.").format(names=", ".join(torch))
+        self.ui.modelInfoLabel.text = description
+        self._formModel = str(modelPath)
+
+    def onModelFolderSelected(self, directory) -> None:
+        self._parameterNode.modelPath = Path(directory)
+
+    def onBatchModelFolderSelected(self, directory) -> None:
+        self._parameterNode.batchModelPath = Path(directory)
 
     def onLoadDemoCase(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to load the demo case."), waitCursor=True):
+            if not self.ensureDependencies():
+                return
             p = self._parameterNode
-            index = self.ui.demoCaseSpinBox.value
-            loaded = self.logic.loadDemoCase(Path(p.demoFolder) / "cases", index)
-            p.tumorVolume, p.lnVolume = loaded["volumes"]["tumor"], loaded["volumes"]["ln"]
+            loaded = self.logic.loadDemoCase(Path(p.demoFolder) / "cases", self.ui.demoCaseSpinBox.value)
+            with slicer.util.NodeModify(p):
+                p.tumorVolume, p.lnVolume = loaded["volumes"]["tumor"], loaded["volumes"]["ln"]
+                p.caseId = loaded["caseId"]
+                p.modelPath = Path(self.logic.ensureDemoModel(Path(p.demoFolder) / "model"))
             self.ui.tumorSegmentSelector.setCurrentNode(loaded["segmentations"]["tumor"])
             self.ui.lnSegmentSelector.setCurrentNode(loaded["segmentations"]["ln"])
-            p.caseId = loaded["caseId"]
-            p.modelPath = Path(self.logic.ensureDemoModel(Path(p.demoFolder) / "model"))
-            self.onModelChanged()
             for name, value in loaded["clinical"].items():
                 widget = self._clinicalWidgets.get(name)
                 if widget is None or value is None:
@@ -264,8 +427,10 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 else:
                     widget.setText(str(value))
             slicer.util.setSliceViewerLayers(background=p.tumorVolume, fit=True)
-            self.ui.resultsText.plainText = _("Synthetic demo case {case} (true label: {label}).").format(
-                case=loaded["caseId"], label=loaded["label"])
+            text = _("Synthetic demo case {case}.").format(case=loaded["caseId"])
+            if not p.readerMode:  # a reader must not see the answer
+                text += " " + _("True label: {label}.").format(label=loaded["label"])
+            self.ui.resultsText.plainText = text
 
     def onEditRegion(self, region: str) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the Segment Editor."), waitCursor=True):
@@ -276,10 +441,10 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 segmentation = self.logic.createSegmentation(volume, region)
                 selector = self.ui.tumorSegmentSelector if region == "tumor" else self.ui.lnSegmentSelector
                 selector.setCurrentNode(segmentation)
-            editorNode = self.logic.segmentEditorNode()
-            self.ui.segmentEditorWidget.setMRMLSegmentEditorNode(editorNode)
-            self.ui.segmentEditorWidget.setSegmentationNode(segmentation)
-            self.ui.segmentEditorWidget.setSourceVolumeNode(volume)
+            editor = self.ui.segmentEditorWidget
+            editor.setMRMLSegmentEditorNode(self.logic.segmentEditorNode())
+            editor.setSegmentationNode(segmentation)
+            editor.setSourceVolumeNode(volume)
             slicer.util.setSliceViewerLayers(background=volume, fit=True)
             self.ui.segmentEditorCollapsibleButton.collapsed = False
 
@@ -290,19 +455,22 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 done = self.logic.readerStatus(p.readsPath, p.caseId, p.readerName)
                 if "unaided" not in done:
                     raise ValueError(_("Reader study: record the unaided call before seeing the model's output."))
-            if not self.ensureDependencies():
+            if not self.ensureDependencies(self.logic.modelNeedsPyTorch(p.modelPath)):
                 return
-            if not self._clinicalWidgets:
-                self.onModelChanged()
+            if self._formModel != str(p.modelPath):
+                self.updateClinicalForm()
             prediction, table = self.logic.predictCase(
                 p.modelPath, self._regionInputs(), self._clinicalValues(), p.caseId, p.resultTable)
             p.resultTable = table
             self._prediction = prediction
+            self._predictionInputs = self._currentInputs()
+            self.ui.recordAidedButton.enabled = True
             self.ui.resultsText.plainText = prediction.summary()
             figures = self.logic.renderFigures(p.modelPath, prediction, Path(slicer.app.temporaryPath) / "ALNMPredictor")
             self._showImage(self.ui.nomogramLabel, figures.get("nomogram"))
             self._showImage(self.ui.calibrationLabel, figures.get("calibration"))
-            slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(table.GetID())
+            selection = slicer.app.applicationLogic().GetSelectionNode()
+            selection.SetActiveTableID(table.GetID())
             slicer.app.applicationLogic().PropagateTableSelection()
 
     def _showImage(self, label, path) -> None:
@@ -317,34 +485,27 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRecordRead(self, session: str) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to record the read."), waitCursor=True):
             p = self._parameterNode
-            call = 1 if self.ui.callMetastasisRadioButton.checked else 0
             if not (self.ui.callMetastasisRadioButton.checked or self.ui.callNoMetastasisRadioButton.checked):
                 raise ValueError(_("Choose the call: metastasis or no metastasis."))
-            if session == "aided" and self._prediction is None:
-                raise ValueError(_("Run Predict to see the model's output before the aided call."))
+            call = 1 if self.ui.callMetastasisRadioButton.checked else 0
+            if session == "aided":
+                if self._prediction is None or self._predictionInputs != self._currentInputs():
+                    raise ValueError(_("Aided call: press Predict for case {case} first, so that its output is on "
+                                       "screen.").format(case=p.caseId))
             confidence = self.ui.confidenceSpinBox.value if self.ui.confidenceSpinBox.value > 0 else None
+            if not self.ensureDependencies():
+                return
             table = self.logic.recordRead(p.readsPath, p.caseId, p.readerName, session, call, confidence)
             self.ui.resultsText.appendPlainText(
-                _("Recorded the {session} call of reader {reader} ({n} reads in {path}).").format(
-                    session=session, reader=p.readerName, n=len(table), path=p.readsPath))
-
-    def ensureDependencies(self) -> bool:
-        """Ask before installing the Python packages the module needs (once, at first use)."""
-        missing = self.logic.missingDependencies()
-        if not missing:
-            return True
-        text = _("ALNM Predictor needs these Python packages, which are not installed:\n\n{names}\n\n"
-                 "Install them now? This can take several minutes.").format(names="\n".join(missing))
-        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("Install dependencies")):
-            return False
-        with slicer.util.WaitCursor():
-            self.logic.installDependencies(missing)
-        return True
+                _("Recorded the {session} call of reader {reader} for case {case} ({n} reads in {path}).").format(
+                    session=session, reader=p.readerName, case=p.caseId, n=len(table), path=p.readsPath))
 
     # ----- cohort panel ------------------------------------------------------------------------
 
     def onGenerateDemo(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to generate the demo cohort."), waitCursor=True):
+            if not self.ensureDependencies():
+                return
             p = self._parameterNode
             manifest = self.logic.generateDemoCohort(Path(p.demoFolder) / "cohort", p.demoPatients, p.demoSeed)
             p.manifestPath = manifest
@@ -352,17 +513,21 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
 
     def onValidate(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to validate the manifest."), waitCursor=True):
+            if not self.ensureDependencies():
+                return
             problems = self.logic.validateManifest(self._parameterNode.manifestPath)
             self.ui.batchLogText.plainText = self.logic.formatProblems(problems)
 
     def onRunBatch(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the cohort run."), waitCursor=True):
-            if not self.ensureDependencies():
-                return
             p = self._parameterNode
-            task = p.batchTask
-            args = self.batchLogic.commandLine(task, p.manifestPath, p.batchOutputFolder, p.batchModelPath,
-                                               p.readsPath if p.readsPath and Path(p.readsPath).is_file() else None)
+            deep = (p.batchDeep != "off") if p.batchTask == "train" else self.logic.modelNeedsPyTorch(p.batchModelPath)
+            if not self.ensureDependencies(deep):
+                return
+            extra = ["--deep", p.batchDeep] if p.batchTask == "train" else []
+            args = self.batchLogic.commandLine(p.batchTask, p.manifestPath, p.batchOutputFolder, p.batchModelPath,
+                                               p.readsPath if _isSet(p.readsPath) and Path(p.readsPath).is_file() else None,
+                                               extra)
             self.ui.batchLogText.plainText = " ".join(args)
             self.batchLogic.start(args)
             self.ui.batchProgressBar.value = 0
@@ -384,19 +549,23 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             result = self.batchLogic.collect(p.batchTask, p.manifestPath, p.batchOutputFolder)
             self._batchResult = result
-            tables = self.batchLogic.loadResultTables(result)
             self.ui.batchLogText.appendPlainText(result.summary())
+            self.ui.openReportButton.enabled = result.reportPath is not None
+            if result.returnCode in (130, -2, -9, -15):
+                return
+            tables = self.batchLogic.loadResultTables(result)
             if result.modelPath and p.batchTask == "train":
                 p.batchModelPath = Path(result.modelPath)
             if tables:
                 first = next(iter(tables.values()))
                 slicer.app.applicationLogic().GetSelectionNode().SetActiveTableID(first.GetID())
                 slicer.app.applicationLogic().PropagateTableSelection()
-            self.ui.openReportButton.enabled = result.reportPath is not None
             if result.returnCode not in (0, 1):
                 raise RuntimeError(result.summary())
 
     def onCancelBatch(self) -> None:
+        self.ui.cancelBatchButton.enabled = False
+        self.ui.batchStageLabel.text = _("Cancelling...")
         self.batchLogic.cancel()
 
     def onOpenReport(self) -> None:
@@ -421,21 +590,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
     Every method raises ValueError with a message naming the node, segment or factor on bad input.
     """
 
-    #: Python packages the module needs: (import name, requirement, where it comes from)
-    DEPENDENCIES = (
-        ("torch", "torch>=2.1", "PyTorch"),
-        ("torchvision", "torchvision>=0.16", "PyTorch"),
-        ("radiomics", "pyradiomics-bhklab>=3.1", "SlicerRadiomics"),
-        ("pandas", "pandas>=2.0", "pip"),
-        ("sklearn", "scikit-learn>=1.3", "pip"),
-        ("SimpleITK", "SimpleITK>=2.3", "pip"),
-        ("pydicom", "pydicom>=2.4", "pip"),
-        ("yaml", "PyYAML>=6", "pip"),
-        ("matplotlib", "matplotlib>=3.7", "pip"),
-        ("tqdm", "tqdm>=4.65", "pip"),
-        ("safetensors", "safetensors>=0.4", "pip"),
-        ("pyarrow", "pyarrow>=12", "pip"),
-    )
+    SEGMENT_EDITOR_NODE_TAG = "ALNMPredictorSegmentEditor"
 
     def __init__(self) -> None:
         ScriptedLoadableModuleLogic.__init__(self)
@@ -445,39 +600,66 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     # ----- dependencies ---------------------------------------------------------------------------
 
-    def missingDependencies(self) -> list:
-        """Requirements whose package cannot be imported (``'torch>=2.1 (PyTorch)'``, ...)."""
-        import importlib.util
+    @staticmethod
+    def modelNeedsPyTorch(modelPath) -> bool:
+        """True when the saved model applies deep-feature heads (the synthetic demo model does not)."""
+        return dependencies.model_uses_deep_features(modelPath)
 
-        return [f"{req} ({source})" for name, req, source in self.DEPENDENCIES if importlib.util.find_spec(name) is None]
+    @staticmethod
+    def missingDependencies(deep: bool = False) -> list:
+        """Requirements not installed (``'pandas>=2.0'``, ...); PyTorch only when ``deep``."""
+        return [r.text for r in dependencies.missing(dependencies.requirements_for(deep=deep))]
 
-    def installDependencies(self, missing: list) -> None:
-        """Install the given missing requirements: PyTorch via SlicerPyTorch, the rest with pip."""
-        requirements = [m.split(" (")[0] for m in missing]
-        torch = [r for r in requirements if r.startswith(("torch>", "torchvision>"))]
-        others = [r for r in requirements if r not in torch]
+    def installDependencies(self, deep: bool = False, showProgress: bool = False) -> None:
+        """Install what :meth:`missingDependencies` lists: PyTorch via SlicerPyTorch, the rest with pip.
+
+        Asks nothing (the widget asks first; a headless run passes its own consent); ``showProgress`` shows
+        Slicer 5.12's pip progress dialog. Raises ValueError naming what could not be installed.
+        """
+        import importlib
+
+        missing = dependencies.missing(dependencies.requirements_for(deep=deep))
+        torch = [r for r in missing if r.name in ("torch", "torchvision")]
+        others = [r.text for r in missing if r not in torch]
+        if others:
+            try:
+                import slicer.packaging as packaging  # Slicer 5.12+
+            except ImportError:
+                packaging = None
+            try:
+                if packaging is not None:
+                    packaging.pip_install(others, show_progress=showProgress)
+                else:  # Slicer 5.10
+                    slicer.util.pip_install(others)
+            except subprocess.CalledProcessError as exc:
+                hint = ""
+                if any(r.name == "pyradiomics-bhklab" for r in missing):
+                    hint = _(" PyRadiomics is compiled from source: macOS needs the Xcode command-line tools "
+                             "(xcode-select --install), Windows the Microsoft C++ Build Tools; or install the "
+                             "SlicerRadiomics extension where it is available, whose PyRadiomics is used as is.")
+                raise ValueError(_("pip could not install {names} (see the Python console).{hint}").format(
+                    names=", ".join(others), hint=hint)) from exc
         if torch:
             try:
                 import PyTorchUtils
             except ImportError as exc:
-                raise ValueError(_("PyTorch is missing: install the PyTorch extension from the Extensions Manager "
-                                   "and restart Slicer.")) from exc
-            if PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=False, torchVersionRequirement=">=2.1") is None:
-                raise ValueError(_("PyTorch could not be installed (see the Python console)."))
-        if others:
-            pydeps = getattr(slicer, "pydeps", None) or getattr(slicer, "packaging", None)
-            if pydeps is not None and hasattr(pydeps, "pip_ensure"):
-                from packaging.requirements import Requirement
-
-                pydeps.pip_ensure([Requirement(r) for r in others], requester="ALNMPredictor")
-            else:
-                slicer.util.pip_install(others)
+                raise ValueError(_("This model uses deep features, which need PyTorch: install the PyTorch extension "
+                                   "from the Extensions Manager, restart Slicer and try again.")) from exc
+            installed = PyTorchUtils.PyTorchUtilsLogic().installTorch(
+                askConfirmation=False, torchVersionRequirement=">=2.1", torchvisionVersionRequirement=">=0.16")
+            if installed is None:
+                raise ValueError(_("PyTorch was not installed (declined)."))
+        importlib.invalidate_caches()
+        still = self.missingDependencies(deep)
+        if still:
+            raise ValueError(_("These Python packages could not be installed: {names} (see the Python console for "
+                               "pip's messages).").format(names=", ".join(still)))
 
     # ----- MRML -> arrays ---------------------------------------------------------------------------
 
     @staticmethod
     def volumeArrays(volumeNode) -> tuple:
-        """(pixels (rows, cols[, components]), spacing (row, col) mm) of a one-slice volume."""
+        """(pixels (rows, cols) or (rows, cols, components) for colour, spacing (row, col) mm) of a one-slice volume."""
         if volumeNode is None:
             raise ValueError(_("No image volume selected."))
         if volumeNode.GetImageData() is None:
@@ -581,14 +763,15 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     @staticmethod
     def addVolumeFromArray(array: np.ndarray, spacing, name: str, scene=None):
-        """A scalar volume node (one slice, LPS-like axes as Slicer gives 2D images) from a 2D array."""
+        """A volume node (one slice, LPS-like axes as Slicer gives 2D images) from a 2D grey or (rows, cols, 3) colour array."""
         from vtk.util import numpy_support
 
         scene = scene or slicer.mrmlScene
-        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        colour = array.ndim == 3
+        node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode" if colour else "vtkMRMLScalarVolumeNode", name)
         image = vtk.vtkImageData()
         image.SetDimensions(array.shape[1], array.shape[0], 1)
-        image.AllocateScalars(numpy_support.get_vtk_array_type(array.dtype), 1)
+        image.AllocateScalars(numpy_support.get_vtk_array_type(array.dtype), array.shape[2] if colour else 1)
         node.SetAndObserveImageData(image)
         slicer.util.arrayFromVolume(node)[0] = array
         row, col = (spacing or (1.0, 1.0))
@@ -623,18 +806,22 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         return node
 
     def segmentEditorNode(self):
-        """The module's Segment Editor parameter node (created on first use)."""
+        """The module's Segment Editor parameter node (a scene singleton, created on first use)."""
         scene = slicer.mrmlScene
-        node = scene.GetFirstNodeByName("ALNMPredictorSegmentEditor")
+        node = scene.GetSingletonNode(self.SEGMENT_EDITOR_NODE_TAG, "vtkMRMLSegmentEditorNode")
         if node is None:
-            node = scene.AddNewNodeByClass("vtkMRMLSegmentEditorNode", "ALNMPredictorSegmentEditor")
+            node = scene.CreateNodeByClass("vtkMRMLSegmentEditorNode")
+            node.UnRegister(None)
+            node.SetSingletonTag(self.SEGMENT_EDITOR_NODE_TAG)
+            node.SetName(self.SEGMENT_EDITOR_NODE_TAG)
+            node = scene.AddNode(node)
         return node
 
     # ----- models -----------------------------------------------------------------------------------
 
     def modelPathOrDemo(self, modelPath, demoWorkFolder=None) -> Path:
-        """The model folder/zip to use: ``modelPath``, or the synthetic demo model when it is empty."""
-        if modelPath and str(modelPath) not in ("", "."):
+        """The model to use: ``modelPath`` (folder, its model.json or a zip), or the synthetic demo model when empty."""
+        if _isSet(modelPath):
             return Path(modelPath)
         return self.ensureDemoModel(demoWorkFolder)
 
@@ -646,26 +833,32 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
             workFolder = Path(slicer.app.temporaryPath) / "ALNMPredictor-demo" / "model"
         return Path(ensure_demo_model(workFolder))
 
-    def loadModel(self, modelPath):
-        """The loaded model (cached while the file is unchanged)."""
+    def loadModel(self, modelPath, deepHeads: bool = True):
+        """The loaded model (cached while the file is unchanged); ValueError naming the path when it cannot be used.
+
+        ``deepHeads=False`` leaves out the deep-feature heads (no PyTorch needed): enough to describe the model.
+        """
         from ALNMPredictorLib.casepredict import load_model_cached
 
-        return load_model_cached(self.modelPathOrDemo(modelPath))
+        return load_model_cached(self.modelPathOrDemo(modelPath), deep_heads=deepHeads)
 
     def clinicalFields(self, modelPath) -> list:
         """The clinical factors the model asks for (form rows)."""
         from ALNMPredictorLib.casepredict import clinical_fields
 
-        return clinical_fields(self.loadModel(modelPath))
+        return clinical_fields(self.loadModel(modelPath, deepHeads=False))
 
     def modelDescription(self, modelPath) -> str:
-        """One line about the model (synthetic demo or not, regions, cut-off)."""
-        path = self.modelPathOrDemo(modelPath)
-        loaded = self.loadModel(path)
+        """One line about the model (synthetic demo or not, regions, deep features, cut-off)."""
+        from ALNMPredictorLib.casepredict import model_location
+
+        path = model_location(self.modelPathOrDemo(modelPath))
+        loaded = self.loadModel(path, deepHeads=False)
         combined = loaded.model.combined_model_
-        text = f"{path.name}: regions {', '.join(loaded.model.regions)}, cut-off {combined.cutoff:.3f}"
+        deep = _(", deep features") if self.modelNeedsPyTorch(path) else ""
+        text = f"{path.name}: regions {', '.join(loaded.model.regions)}{deep}, cut-off {combined.cutoff:.3f}"
         if loaded.info.get("synthetic"):
-            text = "synthetic demo — not for clinical use. " + text
+            text = _("synthetic demo - not for clinical use. ") + text
         return text
 
     # ----- prediction -------------------------------------------------------------------------------
@@ -673,7 +866,8 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
     def predictCase(self, modelPath, regionInputs: dict, clinical: dict, caseId: str = "case", tableNode=None):
         """Predict one case from nodes; returns (CasePrediction, table node filled with every value).
 
-        ``regionInputs``: region -> (volume node, segmentation node, segment ID or None).
+        ``regionInputs``: region -> (volume node, segmentation node, segment ID or None). Colour volumes are
+        converted to grey as the library converts colour files (the prediction's notes say how).
         """
         from ALNMPredictorLib.casepredict import predict_case
 
@@ -772,7 +966,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         """Append a read (unaided first, then aided) to the reads CSV; returns the whole reads table."""
         from ALNMPredictorLib.casepredict import record_read
 
-        if not readsPath or str(readsPath) in ("", "."):
+        if not _isSet(readsPath):
             raise ValueError(_("Choose a reads CSV file."))
         return record_read(readsPath, caseId, reader, session, call, confidence)
 
@@ -782,7 +976,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         """Write (or reuse) the synthetic demo cohort in ``folder``; returns its manifest path."""
         from ALNMPredictorLib import synth
 
-        if not folder or str(folder) in ("", "."):
+        if not _isSet(folder):
             raise ValueError(_("Choose a folder for the demo cohort."))
         existing = synth.existing_cohort(Path(folder), int(patients), int(seed))
         if existing is not None:
@@ -793,7 +987,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         """Check a cohort manifest and every file it names; returns the list of problems."""
         from ALNMPredictorLib.cohort import load_manifest
 
-        if not manifestPath or not os.path.isfile(str(manifestPath)):
+        if not _isSet(manifestPath) or not os.path.isfile(str(manifestPath)):
             raise ValueError(_("Manifest file not found: {path}").format(path=manifestPath))
         return load_manifest(Path(manifestPath)).validate()
 
@@ -851,17 +1045,19 @@ class BatchResult:
 class ALNMPredictorBatchLogic:
     """Cohort work (train, evaluate, predict) run by the ``alnm`` CLI in a subprocess, with progress and cancel.
 
-    ``start`` launches ``PythonSlicer -m ALNMPredictorLib TASK ...`` (the current Python outside Slicer);
-    a reader thread collects its output; ``poll`` (from a GUI timer) returns new lines and updates
-    ``progress`` and ``stage`` from the progress bars; ``wait`` blocks (headless use); ``cancel``
-    interrupts it (finished work stays cached: a rerun resumes). ``collect`` lists the outputs and
-    ``loadResultTables`` turns them into table nodes.
+    ``start`` launches ``PythonSlicer -m ALNMPredictorLib TASK ...`` (the current Python outside Slicer) in
+    a process group of its own: PythonSlicer is a launcher that starts the real Python as a child, which
+    starts extraction workers, so cancelling signals the whole group. A reader thread collects the output;
+    ``poll`` (from a GUI timer) returns new lines and updates ``progress`` and ``stage`` from the progress
+    bars; ``wait`` blocks (headless use); ``cancel`` interrupts the group (Ctrl+C: finished work stays
+    cached, a rerun resumes), then kills what is left and removes the temporary files a killed writer left.
+    ``collect`` lists the outputs and ``loadResultTables`` turns them into table nodes.
     """
 
     TASKS = ("predict", "evaluate", "train")
     _PROGRESS = re.compile(r"^\s*([^:|]{1,40}):\s+(\d+)%\|.*?(\d+)/(\d+)")
 
-    def __init__(self, pythonExecutable: str | None = None) -> None:
+    def __init__(self, pythonExecutable=None) -> None:
         self.pythonExecutable = pythonExecutable or shutil.which("PythonSlicer") or sys.executable
         self.process = None
         self.progress = 0.0
@@ -870,19 +1066,21 @@ class ALNMPredictorBatchLogic:
         self._queue = queue.Queue()
         self._thread = None
         self._cancelled = False
+        self._outputFolder = None
+        self._started = 0.0
 
     def commandLine(self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=()) -> list:
         """The ``alnm`` command for a task; ValueError naming what is missing."""
         if task not in self.TASKS:
             raise ValueError(_("Unknown task '{task}' (one of: {tasks}).").format(task=task, tasks=", ".join(self.TASKS)))
-        if not manifest or not Path(manifest).is_file():
+        if not _isSet(manifest) or not Path(manifest).is_file():
             raise ValueError(_("Manifest file not found: {path}").format(path=manifest))
-        if not outputFolder or str(outputFolder) in ("", "."):
+        if not _isSet(outputFolder):
             raise ValueError(_("Choose an output folder."))
         out = Path(outputFolder)
         args = [self.pythonExecutable, "-m", "ALNMPredictorLib", task, str(manifest)]
         if task in ("predict", "evaluate"):
-            if not modelPath or str(modelPath) in ("", ".") or not Path(modelPath).exists():
+            if not _isSet(modelPath) or not Path(modelPath).exists():
                 raise ValueError(_("Model not found: {path}").format(path=modelPath))
             args += ["--model", str(modelPath)]
         if task == "predict":
@@ -893,22 +1091,37 @@ class ALNMPredictorBatchLogic:
             args += ["--readers", str(readsPath)]
         return args + [str(a) for a in extra]
 
-    def start(self, args: list, env: dict | None = None) -> None:
-        """Launch the command; its output is read by a background thread."""
+    def start(self, args: list, env=None) -> None:
+        """Launch the command in a new process group; its output is read by a background thread."""
         if self.isRunning():
             raise ValueError(_("A cohort run is already in progress."))
-        environment = dict(os.environ if env is None else env)
+        if env is None:
+            app = getattr(slicer, "app", None)
+            useStartup = app is not None and hasattr(app, "startupEnvironment")
+            env = slicer.util.startupEnvironment() if useStartup else os.environ
+        environment = dict(env)
         environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(MODULE_DIR), environment.get("PYTHONPATH", "")) if p)
         environment["PYTHONUNBUFFERED"] = "1"
         self.progress, self.stage, self.lines, self._cancelled = 0.0, "", [], False
         self._queue = queue.Queue()
+        self._outputFolder = self._outputOf(args)
+        self._started = time.time()
         kwargs = {}
         if os.name == "nt":
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
+        else:
+            kwargs["start_new_session"] = True  # its own process group: the launcher, Python and workers
         self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment,
                                         text=True, errors="replace", **kwargs)  # \r of progress bars ends a line too
         self._thread = threading.Thread(target=self._read, args=(self.process, self._queue), daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _outputOf(args: list):
+        if "--out" not in args:
+            return None
+        out = Path(args[args.index("--out") + 1])
+        return out.parent if out.suffix else out
 
     @staticmethod
     def _read(process, lines) -> None:
@@ -945,7 +1158,7 @@ class ALNMPredictorBatchLogic:
                 self.lines.append(line)
         return new
 
-    def wait(self, callback=None, interval: float = 0.2, timeout: float | None = None) -> int:
+    def wait(self, callback=None, interval: float = 0.2, timeout=None) -> int:
         """Block until the process ends (``callback(lines, progress, stage)`` after each poll); its exit status."""
         started = time.monotonic()
         while self.isRunning():
@@ -961,17 +1174,56 @@ class ALNMPredictorBatchLogic:
             callback(lines, self.progress, self.stage)
         return self.process.returncode
 
-    def cancel(self, grace: float = 10.0) -> None:
-        """Interrupt the run (Ctrl+C, so cached work is kept), then kill it if it does not stop in ``grace`` s."""
-        if self.process is None or self.process.poll() is not None:
+    def _signalGroup(self, kill: bool) -> None:
+        pid = self.process.pid
+        if os.name == "nt":
+            if kill:
+                subprocess.run(["taskkill", "/F", "/T", "/PID", str(pid)], capture_output=True, check=False)
+            else:
+                self.process.send_signal(signal.CTRL_BREAK_EVENT)  # reaches the whole new process group
             return
-        self._cancelled = True
         try:
-            self.process.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
-            self.process.wait(timeout=grace)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait()
+            os.killpg(pid, signal.SIGKILL if kill else signal.SIGINT)
+        except ProcessLookupError:
+            pass
+
+    def _groupAlive(self) -> bool:
+        if os.name == "nt":
+            return self.process.poll() is None
+        try:
+            os.killpg(self.process.pid, 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:
+            return True
+        return True
+
+    def cancel(self, grace: float = 10.0) -> None:
+        """Interrupt the run and every process it started (Ctrl+C: cached work is kept); kill what is left after
+        ``grace`` s, then remove temporary files a killed writer left in the output folder."""
+        if self.process is None:
+            return
+        if self.process.poll() is None:
+            self._cancelled = True
+        if not self._groupAlive():
+            return
+        self._signalGroup(kill=False)
+        deadline = time.monotonic() + grace
+        while self._groupAlive() and time.monotonic() < deadline:
+            time.sleep(0.05)
+            self.process.poll()
+        killed = self._groupAlive()
+        if killed:
+            self._signalGroup(kill=True)
+            deadline = time.monotonic() + 10
+            while self._groupAlive() and time.monotonic() < deadline:
+                time.sleep(0.05)
+                self.process.poll()
+        self.process.wait()
+        if killed and self._outputFolder is not None:
+            from ALNMPredictorLib.fileio import remove_temporaries
+
+            remove_temporaries(self._outputFolder, since=self._started)
 
     def run(self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=(), callback=None) -> BatchResult:
         """Run a task to the end (headless, tests); returns its BatchResult."""
@@ -1057,12 +1309,17 @@ class ALNMPredictorTest(ScriptedLoadableModuleTest):
         self.setUp()
         self.test_ReaderStudy()
 
+    def _folder(self) -> Path:
+        return Path(slicer.app.temporaryPath) / "ALNMPredictorSelfTest"
+
     def test_DemoCasePrediction(self):
+        logic = ALNMPredictorLogic()
+        missing = logic.missingDependencies()
+        self.assertEqual(missing, [], f"install the module's Python packages first: {missing}")
         from ALNMPredictorLib.casepredict import demo_case, load_model_cached, predict_case
 
         self.delayDisplay("Predicting the synthetic demo case")
-        logic = ALNMPredictorLogic()
-        folder = Path(slicer.app.temporaryPath) / "ALNMPredictorSelfTest"
+        folder = self._folder()
         model = logic.ensureDemoModel(folder / "model")
         loaded = logic.loadDemoCase(folder / "cases", 0)
         inputs = {r: (loaded["volumes"][r], loaded["segmentations"][r], None) for r in loaded["volumes"]}
@@ -1082,7 +1339,7 @@ class ALNMPredictorTest(ScriptedLoadableModuleTest):
 
     def test_WrongInputs(self):
         logic = ALNMPredictorLogic()
-        folder = Path(slicer.app.temporaryPath) / "ALNMPredictorSelfTest"
+        folder = self._folder()
         model = logic.ensureDemoModel(folder / "model")
         loaded = logic.loadDemoCase(folder / "cases", 1)
         volume, segmentation = loaded["volumes"]["tumor"], loaded["segmentations"]["tumor"]
@@ -1103,6 +1360,8 @@ class ALNMPredictorTest(ScriptedLoadableModuleTest):
         self.delayDisplay("Test passed")
 
     def test_ReaderStudy(self):
+        import tempfile
+
         logic = ALNMPredictorLogic()
         reads = Path(tempfile.mkdtemp()) / "reads.csv"
         with self.assertRaisesRegex(ValueError, "unaided"):
