@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import re
 import shutil
 import subprocess
@@ -124,3 +125,51 @@ def test_ruff_clean() -> None:
         pytest.skip("ruff is not installed (it is in the [test] extra)")
     result = subprocess.run([ruff, "check", "--no-cache", str(REPO)], capture_output=True, text=True, cwd=REPO)
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def _cmake_var(name: str) -> str:
+    return re.search(rf'set\({name} "([^"]*)"\)', (REPO / "CMakeLists.txt").read_text()).group(1)
+
+
+def test_extension_metadata_is_ready_for_the_extensions_index() -> None:
+    """The catalog entry follows the index's schema (v1.0.1) and the checks of its check_description_files.py."""
+    entry_path = REPO / "docs" / "ExtensionsIndex" / "ALNMPredictor.json"
+    raw = entry_path.read_bytes()
+    assert b"\r" not in raw  # "File contains non-LF line endings"
+    entry = json.loads(raw)
+    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
+               "build_subdirectory", "enabled", "tier"}  # fmt: skip
+    assert {"$schema", "category", "scm_url"} <= set(entry) and set(entry) <= allowed
+    assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
+    assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
+    name = entry_path.stem
+    project = re.search(r"project\s*\(\s*([^\s\)]+)", (REPO / "CMakeLists.txt").read_text()).group(1)
+    assert project == name and not name.lower().startswith("slicer")
+    url = entry["scm_url"]
+    assert url.startswith("https://") and url.rstrip("/").split("/")[-1].removesuffix(".git").startswith("Slicer")
+    assert entry["category"] == _cmake_var("EXTENSION_CATEGORY") == "Quantification"
+    assert entry["build_dependencies"] == _cmake_var("EXTENSION_DEPENDS").split()
+    assert any((REPO / name).is_file() for name in ("LICENSE.txt", "LICENSE"))
+    repo_url = _cmake_var("EXTENSION_HOMEPAGE")
+    assert url.removesuffix(".git") == repo_url
+    raw_prefix = repo_url.replace("https://github.com/", "https://raw.githubusercontent.com/") + "/main/"
+    for image in [_cmake_var("EXTENSION_ICONURL"), *_cmake_var("EXTENSION_SCREENSHOTURLS").split()]:
+        assert image.startswith(raw_prefix) and image.endswith(".png"), image
+        assert (REPO / image.removeprefix(raw_prefix)).is_file(), image
+    description = _cmake_var("EXTENSION_DESCRIPTION")
+    assert 1 <= len(re.findall(r"[.!?](\s|$)", description)) <= 2, description
+    for contributor in _cmake_var("EXTENSION_CONTRIBUTORS").split(", "):
+        assert re.fullmatch(r"[^()]+ \([^()]+\)", contributor), contributor  # "Name (Organisation)"
+
+
+def test_slicer_requirements_match_the_package_dependencies() -> None:
+    """Resources/requirements.txt (what a Slicer user's Python gets) lists pyproject's dependencies but PyTorch."""
+    import tomllib
+
+    from ALNMPredictorLib import dependencies
+
+    declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    pip = {dependencies.Requirement.parse(d).text for d in declared if not d.startswith(("torch", "torchvision"))}
+    slicer = {r.text for r in dependencies.read_requirements()}
+    assert slicer == pip
+    assert {dependencies.Requirement.parse(t).name for t in dependencies.PYTORCH} == {"torch", "torchvision"}

@@ -1,29 +1,30 @@
 """The Slicer module's logic on a real MRML scene (``slicer-core``, no Slicer application).
 
-ALNMPredictor.py is imported with minimal stand-ins for the application-only modules it imports
-(``slicer.ScriptedLoadableModule``, ``slicer.i18n``, ``slicer.parameterNodeWrapper``); everything the
-logic does with MRML (volumes, segmentations, label maps, tables, storage nodes) is slicer-core's own.
+ALNMPredictor.py is loaded with Slicer 5.12.3's own Python package (``ScriptedLoadableModule``,
+``parameterNodeWrapper``, ``util``) and Qt stand-ins, through the harness of test_slicer_module.py
+(``slicer_harness``); everything the logic does with MRML (volumes, segmentations, label maps, tables,
+storage nodes) is slicer-core's own.
 """
 
 from __future__ import annotations
 
-import importlib.util
 import math
 import subprocess
 import sys
 import time
-import types
-import unittest
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from slicer_harness import environment
 
-slicer = pytest.importorskip("slicer", reason="slicer-core (the [test] extra) is needed for the MRML logic tests")
-if not hasattr(slicer, "vtkMRMLScene"):
-    pytest.skip("the installed 'slicer' package has no MRML classes (install slicer-core)", allow_module_level=True)
+_REASON = environment.available()
+if _REASON:
+    pytest.skip(_REASON, allow_module_level=True)
 
+ENV = environment.install()
+slicer = ENV.slicer
 import vtk  # noqa: E402  (after slicer-core, which brings it)
 from casepredict_fixture import shared_model  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
@@ -32,59 +33,24 @@ from ALNMPredictorLib import casepredict as cp  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "ALNMPredictor" / "ALNMPredictor.py"
-SCRIPT_FILE = REPO / "ALNMPredictor" / "Scripts" / "alnm_batch.py"
 CANCELLED = (130, -2, -9, -15)
 
 
 # --------------------------------------------------------------------------------------------------
-# Fixtures: the module file with stand-ins for application-only imports, a fresh scene per test
-
-
-class _ScriptedLoadableModuleLogic:
-    def getParameterNode(self):
-        return slicer.mrmlScene.AddNewNodeByClass("vtkMRMLScriptedModuleNode")
-
-
-class _Base:
-    def __init__(self, *args, **kwargs) -> None:
-        pass
+# Fixtures: the module file as Slicer loads it, a fresh scene per test
 
 
 @pytest.fixture(scope="module")
 def module():
-    stand_ins = {
-        "slicer.ScriptedLoadableModule": {
-            "ScriptedLoadableModule": type("ScriptedLoadableModule", (_Base,), {}),
-            "ScriptedLoadableModuleWidget": type("ScriptedLoadableModuleWidget", (_Base,), {}),
-            "ScriptedLoadableModuleLogic": _ScriptedLoadableModuleLogic,
-            "ScriptedLoadableModuleTest": unittest.TestCase,
-        },
-        "slicer.i18n": {"tr": lambda text: text, "translate": lambda context, text: text},
-        "slicer.parameterNodeWrapper": {"parameterNodeWrapper": lambda cls: cls, "WithinRange": lambda lo, hi: (lo, hi)},
-    }
-    added = []
-    for name, attrs in stand_ins.items():
-        if name not in sys.modules:
-            stub = types.ModuleType(name)
-            stub.__dict__.update(attrs)
-            sys.modules[name] = stub
-            added.append(name)
-    spec = importlib.util.spec_from_file_location("ALNMPredictor", MODULE_FILE)
-    mod = importlib.util.module_from_spec(spec)
-    sys.modules["ALNMPredictor"] = mod
-    spec.loader.exec_module(mod)
-    yield mod
-    sys.modules.pop("ALNMPredictor", None)
-    for name in added:
-        sys.modules.pop(name, None)
+    ENV.reset(testing=True, main_window=False)
+    return environment.ModuleHarness(ENV, MODULE_FILE).module
 
 
 @pytest.fixture()
-def scene():
-    slicer.mrmlScene = slicer.vtkMRMLScene()
+def scene(tmp_path):
+    ENV.reset(testing=True, main_window=False, root=tmp_path / "slicer")
     yield slicer.mrmlScene
     slicer.mrmlScene.Clear(1)
-    del slicer.mrmlScene
 
 
 @pytest.fixture(scope="module")
@@ -381,34 +347,3 @@ def test_batch_cancel_stops_the_subprocess(module, scene, model, tmp_path) -> No
     result = batch.collect("predict", manifest, tmp_path / "out")
     assert result.returnCode in CANCELLED, result.log
     assert "cancelled" in result.summary() and result.predictionsPath is None
-
-
-def _load_script():
-    spec = importlib.util.spec_from_file_location("alnm_batch_script", SCRIPT_FILE)
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)
-    return script
-
-
-def test_headless_script_runs_the_batch_logic_and_exits_once_with_its_status(module, scene, model, tmp_path, monkeypatch, capsys) -> None:
-    script = _load_script()
-    monkeypatch.setattr(module.ALNMPredictorBatchLogic, "__init__",
-                        lambda self, python=None, _init=module.ALNMPredictorBatchLogic.__init__: _init(self, sys.executable))  # fmt: skip
-    manifest = _small_manifest(model, tmp_path, n=1)
-    status = script.main(["--", "predict", str(manifest), "--out", str(tmp_path / "out"), "--model", str(model.model_dir),
-                          "--", "--workers", "1", "--no-progress"])  # fmt: skip
-    assert status == 0 and (tmp_path / "out" / "predictions.csv").is_file()
-    assert "alnm predict: finished" in capsys.readouterr().out
-    assert script.main(["predict", str(manifest), "--out", str(tmp_path / "o2"), "--model", str(tmp_path / "none")]) == 2
-    assert "Model not found" in capsys.readouterr().err
-    assert script.main(["fly"]) == 2
-    # inside Slicer the status goes through slicer.util.exit, called exactly once
-    calls = []
-    monkeypatch.setattr(slicer, "app", object(), raising=False)
-    monkeypatch.setattr(slicer.util, "exit", lambda status=0: calls.append(status))
-    script.finish(1)
-    assert calls == [1]
-    monkeypatch.delattr(slicer, "app")
-    with pytest.raises(SystemExit) as exited:
-        script.finish(2)
-    assert exited.value.code == 2

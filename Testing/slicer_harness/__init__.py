@@ -1,0 +1,1 @@
+"""Run a Slicer scripted module against Slicer's own Python code, real MRML and Qt/CTK stand-ins (see environment)."""
