@@ -18,7 +18,6 @@ lacks them; the stand-in for ``pip`` "installs" them by lifting the block. Used 
 
 from __future__ import annotations
 
-import importlib.abc
 import importlib.metadata
 import importlib.util
 import os
@@ -215,21 +214,28 @@ class ModuleHarness:
 # ----- a fresh Slicer's missing packages --------------------------------------------------------------
 
 
-class _Blocker(importlib.abc.MetaPathFinder):
-    def __init__(self, names: set[str]) -> None:
-        self.names = set(names)
+class _Hiding:
+    """Wraps a meta-path finder so that hidden top-level packages are not found, exactly as when they are not
+    installed: ``import x`` raises ModuleNotFoundError and ``importlib.util.find_spec("x")`` is None."""
+
+    def __init__(self, inner: Any, names: set[str]) -> None:
+        self.inner = inner
+        self.names = names
 
     def find_spec(self, name: str, path: Any = None, target: Any = None) -> Any:
         if name.split(".")[0] in self.names:
-            raise ModuleNotFoundError(f"No module named '{name}'", name=name)
-        return None
+            return None
+        return self.inner.find_spec(name, path, target)
+
+    def __getattr__(self, attr: str) -> Any:
+        return getattr(self.inner, attr)
 
 
 class FreshPackages:
     """Hides packages by import name and distribution name until :meth:`install` lifts them."""
 
     def __init__(self, imports: Iterable[str], distributions: Iterable[str]) -> None:
-        self.blocker = _Blocker(set(imports))
+        self.names = set(imports)
         self.hidden = {d.lower().replace("_", "-") for d in distributions}
         self.installed: list[str] = []
         self._version = importlib.metadata.version
@@ -237,9 +243,11 @@ class FreshPackages:
         self._requires = importlib.metadata.requires
         self._files = importlib.metadata.files
         for name in list(sys.modules):
-            if name.split(".")[0] in self.blocker.names:
+            if name.split(".")[0] in self.names:
                 del sys.modules[name]
-        sys.meta_path.insert(0, self.blocker)
+        sys.meta_path[:] = [f if getattr(f, "__module__", "").startswith("_frozen_importlib") and
+                            f.__name__ in ("BuiltinImporter", "FrozenImporter") else _Hiding(f, self.names)
+                            for f in sys.meta_path]  # fmt: skip
         importlib.metadata.version = self._wrap(self._version)
         importlib.metadata.distribution = self._wrap(self._distribution)
         importlib.metadata.requires = self._wrap(self._requires)
@@ -254,6 +262,6 @@ class FreshPackages:
         return wrapped
 
     def install(self, imports: Iterable[str], distributions: Iterable[str]) -> None:
-        self.blocker.names -= set(imports)
+        self.names -= set(imports)
         self.hidden -= {d.lower().replace("_", "-") for d in distributions}
         self.installed.extend(distributions)
