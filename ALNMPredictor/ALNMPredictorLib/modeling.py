@@ -21,6 +21,7 @@ applied unchanged to every test set.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -31,7 +32,20 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from ALNMPredictorLib.errors import InputError, SeparationError, StatsError
+from ALNMPredictorLib.bundle import (
+    check_types,
+    describe,
+    integer,
+    json_path,
+    mapping,
+    number,
+    numbers,
+    required,
+    sequence,
+    text,
+    texts,
+)
+from ALNMPredictorLib.errors import BundleError, InputError, SeparationError, StatsError
 from ALNMPredictorLib.stats import (
     INTERCEPT,
     StepwiseResult,
@@ -192,19 +206,38 @@ class LogisticModel:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> LogisticModel:
-        """Rebuild from :meth:`to_dict` output."""
+    def from_dict(cls, d: Mapping[str, Any], where: str = "model") -> LogisticModel:
+        """Rebuild from :meth:`to_dict` output, strictly: BundleError naming the JSON path (``where``) of a
+        missing key, a value of the wrong type, a NaN or infinite number, or a term without its coefficient."""
+        d = mapping(d, where)
+        name = text(required(d, "name", where), json_path(where, "name"))
+        variables = texts(required(d, "variables", where), json_path(where, "variables"))
+        encoding = _encoding(required(d, "encoding", where), variables, json_path(where, "encoding"))
+        at = json_path(where, "coefficients")
+        coefficients = {
+            text(k, at): number(v, json_path(at, k)) for k, v in mapping(required(d, "coefficients", where), at).items()
+        }
+        for term in [INTERCEPT, *_terms_of(variables, encoding)]:
+            required(coefficients, term, at)
+        cutoff = number(required(d, "cutoff", where), json_path(where, "cutoff"))
+        if not 0 <= cutoff <= 1:
+            raise BundleError(f"{json_path(where, 'cutoff')}: a probability cut-off must lie in [0, 1], found {cutoff}")
+        at = json_path(where, "ranges")
+        ranges = {k: _range(v, json_path(at, k)) for k, v in mapping(d.get("ranges", {}), at).items()}
+        for var in variables:
+            if encoding[var]["type"] == "numeric":
+                required(ranges, var, at)
         return cls(
-            name=d["name"],
-            variables=list(d["variables"]),
-            encoding={k: dict(v) for k, v in d["encoding"].items()},
-            coefficients={k: float(v) for k, v in d["coefficients"].items()},
-            cutoff=float(d["cutoff"]),
-            ranges={k: [float(a), float(b)] for k, (a, b) in d.get("ranges", {}).items()},
-            fit_table=list(d.get("fit_table", [])),
-            univariate=list(d.get("univariate", [])),
-            steps=list(d.get("steps", [])),
-            notes=list(d.get("notes", [])),
+            name=name,
+            variables=variables,
+            encoding=encoding,
+            coefficients=coefficients,
+            cutoff=cutoff,
+            ranges=ranges,
+            fit_table=sequence(d.get("fit_table", []), json_path(where, "fit_table")),
+            univariate=sequence(d.get("univariate", []), json_path(where, "univariate")),
+            steps=sequence(d.get("steps", []), json_path(where, "steps")),
+            notes=texts(d.get("notes", []), json_path(where, "notes")),
         )
 
     def fit_frame(self) -> pd.DataFrame:
@@ -218,6 +251,84 @@ class LogisticModel:
             if term != INTERCEPT:
                 parts.append(f"{'-' if coef < 0 else '+'} {abs(coef):.4f} × {term}")
         return f"{self.name}: logit(p) = " + " ".join(parts)
+
+
+def _encoding(value: Any, variables: Sequence[str], where: str) -> dict[str, dict[str, Any]]:
+    """A saved model's encoding: every variable numeric, or categorical with its levels and reference."""
+    out = {}
+    for var, spec in mapping(value, where).items():
+        at = json_path(where, var)
+        spec = dict(mapping(spec, at))
+        kind = text(required(spec, "type", at), json_path(at, "type"))
+        if kind == "categorical":
+            levels = sequence(required(spec, "levels", at), json_path(at, "levels"))
+            if required(spec, "reference", at) not in levels:
+                raise BundleError(f"{json_path(at, 'reference')}: {describe(spec['reference'])} is not one of the levels")
+            spec["levels"] = list(levels)
+        elif kind != "numeric":
+            raise BundleError(f"{json_path(at, 'type')}: expected \"numeric\" or \"categorical\", found {describe(kind)}")
+        out[var] = spec
+    for var in variables:
+        required(out, var, where)
+    return out
+
+
+def _terms_of(variables: Sequence[str], encoding: Mapping[str, Mapping[str, Any]]) -> list[str]:
+    """The coefficient names a model's variables need (``x``, ``cat[level]`` for each non-reference level)."""
+    terms = []
+    for var in variables:
+        spec = encoding[var]
+        if spec["type"] == "categorical":
+            terms += [f"{var}[{lv}]" for lv in spec["levels"] if lv != spec["reference"]]
+        else:
+            terms.append(var)
+    return terms
+
+
+def _range(value: Any, where: str) -> list[float]:
+    """A training range ``[low, high]`` of finite numbers, low <= high."""
+    pair = numbers(value, where)
+    if len(pair) != 2 or pair[0] > pair[1]:
+        raise BundleError(f"{where}: expected a training range [low, high], found {pair}")
+    return pair
+
+
+def _check_region_score(value: Any, region: str, where: str) -> Mapping[str, Any]:
+    """The numeric parts and parameters of a saved region score, checked before RegionScore.from_dict.
+
+    RegionScore.from_dict converts with ``float()``/``bool()``, which would accept NaN, texts such as
+    "1.5", and ``clip: "no"`` as True.
+    """
+    from ALNMPredictorLib.selection import RegionScore
+
+    d = mapping(value, where)
+    if "version" in d:
+        integer(d["version"], json_path(where, "version"))
+    params = mapping(required(d, "params", where), json_path(where, "params"))
+    at = json_path(where, "params")
+    signature = inspect.signature(RegionScore.__init__).parameters
+    check_types(params, {k: p.annotation for k, p in signature.items() if k != "self"}, at)
+    if required(params, "region", at) != region:
+        raise BundleError(f"{json_path(at, 'region')}: {describe(params['region'])} is not the region "
+                          f"it is saved under ('{region}')")  # fmt: skip
+    selected = texts(required(d, "selected", where), json_path(where, "selected"))
+    for key in ("intercept", "lambda"):
+        number(required(d, key, where), json_path(where, key))
+    lengths = {}
+    for key in ("coefficients", "means", "sds", "mins", "maxs"):
+        if key in ("mins", "maxs") and key not in d:
+            continue
+        lengths[key] = len(numbers(required(d, key, where), json_path(where, key)))
+    if any(n != len(selected) for n in lengths.values()):
+        raise BundleError(f"{where}: {len(selected)} selected features but "
+                          + ", ".join(f"{n} {k}" for k, n in lengths.items()))  # fmt: skip
+    for i, sd in enumerate(d["sds"]):
+        if sd <= 0:
+            raise BundleError(f"{json_path(json_path(where, 'sds'), i)}: a scaler SD must be positive, found {sd}")
+    for i, (lo, hi) in enumerate(zip(d.get("mins", []), d.get("maxs", []), strict=False)):
+        if lo > hi:
+            raise BundleError(f"{json_path(where, 'mins')}[{i}] is above {json_path(where, 'maxs')}[{i}] ({lo} > {hi})")
+    return d
 
 
 def _jsonable(obj: Any) -> Any:
@@ -551,13 +662,48 @@ class ALNMModel:
         }
 
     @classmethod
-    def from_dict(cls, d: Mapping[str, Any]) -> ALNMModel:
-        """Rebuild a fitted model from :meth:`to_dict` output."""
+    def from_dict(cls, d: Mapping[str, Any], where: str = "model") -> ALNMModel:
+        """Rebuild a fitted model from :meth:`to_dict` output.
+
+        Strict: a missing key, a value of the wrong type or a NaN/infinite number is a BundleError naming
+        its JSON path (``where`` is the path of ``d`` itself, ``model`` in a saved model's model.json).
+        """
         from ALNMPredictorLib.selection import RegionScore
 
-        self = cls(**d["params"])
-        self.region_scores_ = {r: RegionScore.from_dict(s) for r, s in d["region_scores"].items()}
-        self.clinical_model_ = None if d["clinical_model"] is None else LogisticModel.from_dict(d["clinical_model"])
-        self.combined_model_ = LogisticModel.from_dict(d["combined_model"])
-        self.score_models_ = {r: LogisticModel.from_dict(m) for r, m in d["score_models"].items()}
+        d = mapping(d, where)
+        at = json_path(where, "params")
+        params = dict(mapping(required(d, "params", where), at))
+        signature = inspect.signature(cls.__init__).parameters
+        check_types(params, {k: p.annotation for k, p in signature.items() if k != "self"}, at)
+        regions = texts(required(params, "regions", at), json_path(at, "regions"))
+        for key in ("clinical", "categorical"):
+            if key in params:
+                params[key] = texts(params[key], json_path(at, key))
+        for key in ("reference", "score_params"):
+            if params.get(key) is not None:
+                params[key] = dict(mapping(params[key], json_path(at, key)))
+        params["regions"] = regions
+        self = cls(**params)
+        at = json_path(where, "region_scores")
+        scores = mapping(required(d, "region_scores", where), at)
+        if sorted(scores) != sorted(regions):
+            raise BundleError(f"{at}: region scores for {', '.join(map(str, scores)) or 'no region'}, but the model's "
+                              f"regions are {', '.join(regions)}")  # fmt: skip
+        self.region_scores_ = {}
+        for r in regions:
+            saved = _check_region_score(scores[r], r, json_path(at, r))
+            try:
+                self.region_scores_[r] = RegionScore.from_dict(saved)
+            except BundleError as exc:
+                raise BundleError(f"{json_path(at, r)}: {exc}") from exc
+        clinical = required(d, "clinical_model", where)
+        at = json_path(where, "clinical_model")
+        self.clinical_model_ = None if clinical is None else LogisticModel.from_dict(clinical, at)
+        at = json_path(where, "combined_model")
+        self.combined_model_ = LogisticModel.from_dict(required(d, "combined_model", where), at)
+        at = json_path(where, "score_models")
+        self.score_models_ = {
+            text(r, at): LogisticModel.from_dict(m, json_path(at, r))
+            for r, m in mapping(required(d, "score_models", where), at).items()
+        }
         return self
