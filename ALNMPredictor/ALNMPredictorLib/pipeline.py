@@ -430,14 +430,47 @@ class LoadedModel:
 def load_model(model_dir: str | os.PathLike[str], *, deep_heads: bool = True) -> LoadedModel:
     """Load and verify a bundle; the deep heads come back as fitted extractors (left out with ``deep_heads=False``,
     e.g. to read the model's clinical factors where PyTorch is not installed)."""
+    from ALNMPredictorLib.bundle import (
+        MODEL_FILE,
+        check_types,
+        is_plain_name,
+        json_path,
+        mapping,
+        required,
+        text,
+    )
+    from ALNMPredictorLib.errors import BundleError
+
     with open_bundle(model_dir) as bundle:
         info = dict(bundle.model)
-        model = ALNMModel.from_dict(info["model"])
+        try:
+            model = ALNMModel.from_dict(required(info, "model", ""), "model")
+            if info.get("settings") is not None:
+                # strict: a recorded ``normalize: "no"`` is refused, not read as True (see bundle.py)
+                check_types(info["settings"], {f.name: f.type for f in fields(PipelineSettings)}, "settings")
+                try:  # and whatever PipelineSettings itself checks, as predict() will read them
+                    PipelineSettings.from_sources(info["settings"])
+                except BundleError:
+                    raise
+                except ALNMError as exc:
+                    raise BundleError(f"settings: {exc}") from exc
+            heads = dict(mapping(info.get("deep_heads") or {}, "deep_heads"))
+            for region, name in heads.items():
+                at = json_path("deep_heads", region)
+                if region not in model.regions:
+                    raise BundleError(f"{at}: a deep head for '{region}', which is not a region of the model")
+                if not is_plain_name(text(name, at)):
+                    raise BundleError(f"{at}: {name!r} is not the name of a file inside the model")
+        except BundleError as exc:
+            raise BundleError(f"{model_dir}: {MODEL_FILE}: {exc}") from exc
+        for name in heads.values():  # every file the model refers to is covered by the checksums
+            bundle.file(f"{name}.json")
+            bundle.file(f"{name}.safetensors")
         deep_models = {}
-        if deep_heads and info.get("deep_heads"):
+        if deep_heads and heads:
             from ALNMPredictorLib.deep import DeepFeatureExtractor
 
-            for region, name in info["deep_heads"].items():
+            for region, name in heads.items():
                 deep_models[region] = DeepFeatureExtractor.load(bundle.path, name)
     return LoadedModel(model, info, deep_models)
 
