@@ -38,6 +38,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import hashlib
+import inspect
 import json
 import logging
 import math
@@ -53,6 +54,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ALNMPredictorLib.bundle import check_types, integer, is_plain_name, mapping, required, text
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
 from ALNMPredictorLib.fileio import sha256_file as file_sha256
 from ALNMPredictorLib.fileio import write_bytes, write_json
@@ -1029,27 +1031,21 @@ class DeepFeatureExtractor:
         the usual places are searched) or a state-dict file (default: the recorded path).
         """
         directory = Path(directory)
+        if not is_plain_name(name):
+            raise BundleError(f"{directory}: {name!r} is not the name of a deep feature model inside the folder")
         json_path = directory / f"{name}.json"
         try:
             meta = json.loads(json_path.read_text(encoding="utf-8"))
         except FileNotFoundError as exc:
             raise BundleError(f"{json_path}: saved deep feature model not found") from exc
-        except (OSError, json.JSONDecodeError) as exc:
+        except (OSError, UnicodeDecodeError, RecursionError, json.JSONDecodeError) as exc:
             raise BundleError(f"{json_path}: unreadable deep feature model metadata ({exc})") from exc
         if not isinstance(meta, dict) or meta.get("format") != FORMAT:
             raise BundleError(f"{json_path}: not a deep feature model (format {FORMAT})")
-        if int(meta.get("version", 0)) > FORMAT_VERSION:
-            raise BundleError(
-                f"{json_path}: written by a newer version (format {meta['version']} > {FORMAT_VERSION}); upgrade"
-            )
         try:
-            tensor_path = directory / Path(str(meta["tensors"]["file"])).name
-            tensor_sha = str(meta["tensors"]["sha256"])
-            settings = dict(meta["settings"])
-            info = dict(meta["backbone"])
-            trunk_dim = int(meta["trunk_dim"])
-        except (KeyError, TypeError, ValueError) as exc:
-            raise BundleError(f"{json_path}: malformed deep feature model metadata (missing {exc})") from exc
+            tensor_path, tensor_sha, settings, info, trunk_dim = cls._read_meta(meta, directory)
+        except BundleError as exc:
+            raise BundleError(f"{json_path}: {exc}") from exc
         try:
             blob = tensor_path.read_bytes()
         except OSError as exc:
@@ -1058,7 +1054,13 @@ class DeepFeatureExtractor:
             raise BundleError(f"{tensor_path}: checksum differs from {json_path.name}: the file was modified")
         from safetensors.torch import load as load_tensors
 
-        tensors = load_tensors(blob)
+        try:
+            tensors = load_tensors(blob)
+        except Exception as exc:  # safetensors raises SafetensorError (and others) on a malformed file
+            raise BundleError(f"{tensor_path}: not a readable safetensors file ({exc})") from exc
+        for key, tensor in tensors.items():
+            if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all()):
+                raise BundleError(f"{tensor_path}: tensor '{key}' holds NaN or infinite values")
         kind = info.get("weights")
         if kind == "none":
             weights: str = "none"
@@ -1069,7 +1071,7 @@ class DeepFeatureExtractor:
         else:
             raise BundleError(f"{json_path}: unknown backbone weights {kind!r}")
         if kind == "none":
-            settings["seed"] = int(info["seed"])
+            settings["seed"] = integer(required(info, "seed", "backbone"), "backbone.seed")
         if kind == "file" and settings.get("finetune") != "full" and not Path(weights).is_file():
             raise BundleError(
                 f"{json_path}: the VGG19 weights file it was trained with ({info.get('file')}, SHA-256 "
@@ -1097,3 +1099,31 @@ class DeepFeatureExtractor:
         extractor.head_ = head.eval()
         extractor.training_summary_ = meta.get("training")
         return extractor
+
+    @classmethod
+    def _read_meta(
+        cls, meta: dict[str, Any], directory: Path
+    ) -> tuple[Path, str, dict[str, Any], dict[str, Any], int]:
+        """The parts of a saved extractor's metadata that load uses, read strictly (BundleError naming the key).
+
+        Settings must have the types of the constructor's parameters (``margin: "0.1"`` or
+        ``finetune: true`` are refused, not converted); the tensors file must be a plain file name in
+        ``directory``.
+        """
+        version = integer(required(meta, "version", ""), "version")
+        if version > FORMAT_VERSION:
+            raise BundleError(f"written by a newer version (format {version} > {FORMAT_VERSION}); upgrade")
+        tensors = mapping(required(meta, "tensors", ""), "tensors")
+        file_name = text(required(tensors, "file", "tensors"), "tensors.file")
+        if not is_plain_name(file_name):
+            raise BundleError(f"tensors.file: {file_name!r} is not the name of a file beside it")
+        tensor_sha = text(required(tensors, "sha256", "tensors"), "tensors.sha256")
+        annotations = {k: p.annotation for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        recorded = set(cls(weights="none").settings())
+        settings = check_types(required(meta, "settings", ""), {k: annotations[k] for k in recorded}, "settings")
+        info = dict(mapping(required(meta, "backbone", ""), "backbone"))
+        text(required(info, "weights", "backbone"), "backbone.weights")
+        if info.get("seed") is not None:
+            integer(info["seed"], "backbone.seed")
+        trunk_dim = integer(required(meta, "trunk_dim", ""), "trunk_dim")
+        return directory / file_name, tensor_sha, settings, info, trunk_dim
