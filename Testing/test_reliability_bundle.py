@@ -515,6 +515,7 @@ def test_deep_bundle_loads(deep_bundle: Path, tmp_path: Path) -> None:
         (lambda m: m.update(version="2"), r'version: expected an integer, found the text "2"'),
         (lambda m: m.update(version=99), r"newer version \(format 99 > 2\)"),
         (lambda m: m["backbone"].pop("seed"), r"backbone: required key 'seed' is missing"),
+        (lambda m: m["backbone"].update(seed=None), r"backbone\.seed: expected an integer, found null"),
         (lambda m: m["tensors"].update(file="../deep_tumor.safetensors"), r"tensors\.file: '\.\./deep_tumor\.safetensors' is not the name of a file"),
     ],
 )
@@ -523,6 +524,10 @@ def test_deep_head_metadata_is_read_strictly(deep_bundle: Path, tmp_path: Path, 
     folder = _edit_head(_deep_copy(deep_bundle, tmp_path), change)
     with pytest.raises(BundleError, match=message):
         load_model(folder)
+    archive = _zip(folder, tmp_path / "deep.zip")
+    with pytest.raises(BundleError, match=message) as info:
+        load_model(archive)
+    assert f"{archive}/deep_tumor." in str(info.value), "a zipped model's file is named inside the zip"
 
 
 def test_nan_in_deep_head_tensors_is_refused(deep_bundle: Path, tmp_path: Path) -> None:

@@ -1071,7 +1071,7 @@ class DeepFeatureExtractor:
         else:
             raise BundleError(f"{json_path}: unknown backbone weights {kind!r}")
         if kind == "none":
-            settings["seed"] = integer(required(info, "seed", "backbone"), "backbone.seed")
+            settings["seed"] = info["seed"]  # an integer (_read_meta)
         if kind == "file" and settings.get("finetune") != "full" and not Path(weights).is_file():
             raise BundleError(
                 f"{json_path}: the VGG19 weights file it was trained with ({info.get('file')}, SHA-256 "
@@ -1122,8 +1122,10 @@ class DeepFeatureExtractor:
         recorded = set(cls(weights="none").settings())
         settings = check_types(required(meta, "settings", ""), {k: annotations[k] for k in recorded}, "settings")
         info = dict(mapping(required(meta, "backbone", ""), "backbone"))
-        text(required(info, "weights", "backbone"), "backbone.weights")
-        if info.get("seed") is not None:
+        weights = text(required(info, "weights", "backbone"), "backbone.weights")
+        if weights == "none":  # the random backbone is regenerated from its seed
+            integer(required(info, "seed", "backbone"), "backbone.seed")
+        elif info.get("seed") is not None:
             integer(info["seed"], "backbone.seed")
         trunk_dim = integer(required(meta, "trunk_dim", ""), "trunk_dim")
         return directory / file_name, tensor_sha, settings, info, trunk_dim

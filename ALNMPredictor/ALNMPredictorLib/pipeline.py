@@ -471,7 +471,10 @@ def load_model(model_dir: str | os.PathLike[str], *, deep_heads: bool = True) ->
             from ALNMPredictorLib.deep import DeepFeatureExtractor
 
             for region, name in heads.items():
-                deep_models[region] = DeepFeatureExtractor.load(bundle.path, name)
+                try:
+                    deep_models[region] = DeepFeatureExtractor.load(bundle.path, name)
+                except BundleError as exc:  # a zipped model's files are named inside the zip, not the temporary folder
+                    raise BundleError(str(exc).replace(str(bundle.path), str(model_dir))) from exc
     return LoadedModel(model, info, deep_models)
 
 
