@@ -71,13 +71,13 @@ def make_evaluation(seed: int = 0, readers: bool = True) -> FakeEvaluation:
                 sm_rows.append({"split": split, "model": model, "predicted": x, "observed": x + 0.03 * np.sin(6 * x)})
     table1 = pd.DataFrame([
         {"characteristic": "Age, years", "level": "", **{s: f"{54.0 - i:.1f} ± {10.6:.1f}" for i, s in enumerate(SPLITS)},
-         "p": 0.4712, "test": "ANOVA"},
+         "p_value": 0.4712, "statistical_test": "ANOVA"},
         {"characteristic": "US-reported ALNM", "level": "present",
-         **{s: f"{60 + i} ({50.0 + i:.1f}%)" for i, s in enumerate(SPLITS)}, "p": 0.00004, "test": "chi-squared"},
+         **{s: f"{60 + i} ({50.0 + i:.1f}%)" for i, s in enumerate(SPLITS)}, "p_value": 0.00004, "statistical_test": "chi-squared"},
         {"characteristic": "US-reported ALNM", "level": "absent",
-         **{s: f"{60 - i} ({50.0 - i:.1f}%)" for i, s in enumerate(SPLITS)}, "p": np.nan, "test": ""},
+         **{s: f"{60 - i} ({50.0 - i:.1f}%)" for i, s in enumerate(SPLITS)}, "p_value": np.nan, "statistical_test": ""},
         {"characteristic": "Margin <b>&", "level": "non-circumscribed",
-         **{s: f"{80 + i} ({70.0 + i:.1f}%)" for i, s in enumerate(SPLITS)}, "p": 0.0312, "test": "chi-squared"},
+         **{s: f"{80 + i} ({70.0 + i:.1f}%)" for i, s in enumerate(SPLITS)}, "p_value": 0.0312, "statistical_test": "chi-squared"},
     ])  # fmt: skip
     table2 = pd.DataFrame([
         {"variable": "us_reported_alnm", "level": "present", "uni_or": 5.9123, "uni_low": 3.8101, "uni_high": 9.1634,

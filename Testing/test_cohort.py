@@ -224,7 +224,7 @@ def test_empty_mask(cohort_dir):
     path = _make_mask(cohort_dir, "empty.png", np.zeros((40, 48), np.uint8))
     _edit(cohort_dir, tumor_mask_reader2=(0, path))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate())
-    assert errors == [f"error: case P001, column tumor_mask_reader2: mask is empty ({cohort_dir / path})"]
+    assert errors == [f"error: case P001, column tumor_mask_reader2: mask is empty (no non-zero pixel) ({cohort_dir / path})"]
 
 
 def test_mask_label_not_present_and_label_column(cohort_dir):
@@ -299,7 +299,7 @@ def test_unreadable_image_and_volume(cohort_dir):
 def test_images_with_spacing_in_file_need_no_spacing_column(cohort_dir):
     table = pd.read_csv(cohort_dir / "manifest.csv", dtype=str, keep_default_na=False)
     for i, case in enumerate(table["case_id"]):
-        image = sitk.GetImageFromArray(np.full((36, 30), i, np.uint8))
+        image = sitk.GetImageFromArray((np.arange(36 * 30).reshape(36, 30) % 7 + i).astype(np.uint8))
         image.SetSpacing((0.1, 0.1))
         sitk.WriteImage(image, str(cohort_dir / "images" / f"{case}_ln.nrrd"))
         table.loc[i, "ln_image"] = f"images/{case}_ln.nrrd"

@@ -234,15 +234,15 @@ def test_table1_formatting_and_tests(setup) -> None:
     cases = pred[(pred["status"] == "ok") & pred["label"].notna()]
     clinical = setup["clinical"].loc[cases.index]
     splits = list(SPLITS)
-    assert list(t1.columns) == ["characteristic", "level", *splits, "p", "test"]
+    assert list(t1.columns) == ["characteristic", "level", *splits, "p_value", "statistical_test"]
     # categorical: n (%) and a Pearson chi-square across the four sets
     counts = pd.crosstab(clinical["us_alnm"], cases["split"]).reindex(columns=splits)
     rows = t1[t1["characteristic"] == "us_alnm"].set_index("level")
     n = counts.loc["present", "internal"]
     total = counts["internal"].sum()
     assert rows.loc["present", "internal"] == f"{n} ({100 * n / total:.1f})"
-    assert rows.loc["absent", "p"] == pytest.approx(sps.chi2_contingency(counts.to_numpy(), correction=False).pvalue)
-    assert rows.loc["absent", "test"] == "chi-square"
+    assert rows.loc["absent", "p_value"] == pytest.approx(sps.chi2_contingency(counts.to_numpy(), correction=False).pvalue)
+    assert rows.loc["absent", "statistical_test"] == "chi-square"
     # label row
     alnm = t1[t1["characteristic"] == "ALNM"].set_index("level")
     events = int(cases.query("split == 'train'")["label"].sum())
@@ -252,23 +252,23 @@ def test_table1_formatting_and_tests(setup) -> None:
     g = clinical.loc[cases["split"] == "external", "tumor_size"]
     assert row["external"] == f"{g.mean():.1f} ± {g.std():.1f}"
     groups = [clinical.loc[cases["split"] == s, "tumor_size"] for s in splits]
-    assert row["p"] == pytest.approx(sps.f_oneway(*groups).pvalue)
-    assert row["test"] == "ANOVA"
+    assert row["p_value"] == pytest.approx(sps.f_oneway(*groups).pvalue)
+    assert row["statistical_test"] == "ANOVA"
     # small expected counts -> Fisher; 2 x 2 with Yates otherwise
     lab = pd.Series([0, 1] * 10 + [1] * 4, index=[f"c{i}" for i in range(24)], dtype=float)
     split = pd.Series(["a"] * 20 + ["b"] * 4, index=lab.index)
     rare = pd.DataFrame({"x": ["u"] * 18 + ["v"] * 2 + ["v"] * 3 + ["u"]}, index=lab.index)
     tab = baseline_table(rare, lab, split, ["a", "b"], {"x": "categorical"})
     x = tab[tab["characteristic"] == "x"].iloc[0]
-    assert x["test"] == "Fisher exact"
-    assert x["p"] == pytest.approx(sps.fisher_exact([[18, 1], [2, 3]]).pvalue)
+    assert x["statistical_test"] == "Fisher exact"
+    assert x["p_value"] == pytest.approx(sps.fisher_exact([[18, 1], [2, 3]]).pvalue)
     big = pd.DataFrame({"x": ["u", "v"] * 12}, index=lab.index)
     lab2 = pd.Series([0.0, 1.0] * 12, index=lab.index)
     split2 = pd.Series(["a", "a", "b", "b"] * 6, index=lab.index)
     tab = baseline_table(big, lab2, split2, ["a", "b"], {"x": "categorical"})
     x = tab[tab["characteristic"] == "x"].iloc[0]
-    assert x["test"] == "chi-square (Yates)"
-    assert x["p"] == pytest.approx(sps.chi2_contingency([[6, 6], [6, 6]], correction=True).pvalue)
+    assert x["statistical_test"] == "chi-square (Yates)"
+    assert x["p_value"] == pytest.approx(sps.chi2_contingency([[6, 6], [6, 6]], correction=True).pvalue)
 
 
 def test_table2_odds_ratios(setup) -> None:

@@ -68,7 +68,6 @@ DEMO_SETTINGS: dict[str, Any] = {"handcrafted": "us2d", "deep": "off", "seed": 0
 #: the demo cases come from another synthetic cohort than the demo model's training cohort
 DEMO_CASE_PATIENTS = 20
 DEMO_CASE_SEED = 1
-_NA_TEXT = {"", "na", "n/a", "nan", "null", "#n/a", "<na>"}  # as the manifest reader (a level may be "none")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -98,12 +97,15 @@ class ClinicalField:
     models: tuple[str, ...]
 
 
-def _is_missing(value: Any) -> bool:
+def _is_missing(value: Any, levels: tuple[str, ...] = ()) -> bool:
+    """A missing value as the manifest reader reads one (cohort.NA_TOKENS), unless it is one of ``levels``."""
+    from ALNMPredictorLib.cohort import NA_TOKENS
+
     if value is None:
         return True
     if isinstance(value, float | np.floating) and math.isnan(float(value)):
         return True
-    return isinstance(value, str) and value.strip().lower() in _NA_TEXT
+    return isinstance(value, str) and value.strip().lower() in NA_TOKENS and value.strip() not in levels
 
 
 def _level_text(value: Any) -> str:
@@ -156,7 +158,7 @@ def parse_clinical(loaded: Any, values: Mapping[str, Any], case_id: str = "case"
     out: dict[str, Any] = {}
     for spec in clinical_fields(loaded):
         value = values.get(spec.name)
-        if _is_missing(value):
+        if _is_missing(value, spec.levels):
             if spec.required:
                 raise InputError("clinical factor required by the model is missing", case=case_id, column=spec.name)
             continue

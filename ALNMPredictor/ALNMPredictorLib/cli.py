@@ -8,9 +8,11 @@ imported, so ``alnm validate`` does not pay for importing PyTorch.
 from __future__ import annotations
 
 import argparse
+import errno
 import importlib
 import logging
 import sys
+import traceback
 from collections.abc import Sequence
 
 from ALNMPredictorLib import __version__
@@ -53,12 +55,27 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     return parser
 
 
+def _os_error_message(exc: OSError) -> str:
+    """An OSError as one line naming the file, with what to do for a full disk."""
+    where = f"{exc.filename}: " if exc.filename else ""
+    text = f"{where}{exc.strerror or exc}"
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+        text += ("; free some space and rerun: finished outputs were written whole (atomic renames) and "
+                 "the feature cache is kept, so the rerun resumes")  # fmt: skip
+    return text
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the process exit status (0 ok, 1 some cases failed, 2 error)."""
+    """Run the CLI; returns the process exit status (0 ok, 1 some cases failed, 2 error, 130 interrupted).
+
+    A fatal error is one ``alnm: error: ...`` line and status 2, never a traceback (``--verbose`` adds it
+    for an unexpected error, which is a bug to report).
+    """
     argv = list(sys.argv[1:] if argv is None else argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     if command not in COMMANDS:
         command = None
+    verbose = "-v" in argv or "--verbose" in argv
     try:
         parser = build_parser(command)
         args = parser.parse_args(argv)
@@ -76,3 +93,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("alnm: interrupted; finished work is cached and a rerun resumes it", file=sys.stderr)
         return 130
+    except OSError as exc:
+        print(f"alnm: error: {_os_error_message(exc)}", file=sys.stderr)
+        return 2
+    except MemoryError:
+        print("alnm: error: out of memory; rerun with fewer --workers (finished work is cached)", file=sys.stderr)
+        return 2
+    except Exception as exc:  # a bug: say so in one line, the traceback only when asked for
+        if verbose:
+            traceback.print_exc()
+        print(f"alnm: error: unexpected {type(exc).__name__}: {exc} (this is a bug: please report it with the "
+              "output of the same command run with --verbose)", file=sys.stderr)  # fmt: skip
+        return 2

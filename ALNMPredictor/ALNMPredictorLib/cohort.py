@@ -15,7 +15,14 @@ Columns (names of case_id/label/split/center can be changed in study.yaml):
   study.yaml's, else the lowest code for numeric levels (0 of 0/1), else the most frequent text level in
   the training split (ties: the first in sorted order).
 
-Missing clinical values (empty, NA, N/A, NaN, null, #N/A) are errors: the pipeline never imputes.
+A column that is numeric but for a few text cells (at most NUMERIC_TEXT_SHARE of its values, e.g. one
+``4.5cm`` among numbers) stays numeric and those cells are errors naming the case; with more text it is
+categorical and a warning says why. A column empty in every case is ignored (with a warning).
+
+Missing clinical values (empty, NA, N/A, NaN, null, #N/A, "not available", "unknown", "-", ... see
+:data:`NA_TOKENS`; study.yaml ``na_values`` adds more) are errors of their case: the pipeline never
+imputes, the case is set aside with the reason and the others go on. A level declared in study.yaml
+(``levels: [..., unknown]``) is a level, not a missing value, in its column.
 
 study.yaml (all keys optional)::
 
@@ -30,6 +37,7 @@ study.yaml (all keys optional)::
       birads: {type: categorical, levels: ["3", "4", "5"], reference: "3"}
       margin: categorical                 # shorthand for {type: categorical}
     exclude: [notes]
+    na_values: ["not done", "?"]          # more texts read as a missing value (case-insensitive)
     settings: {...}                       # free-form pipeline settings
 """
 
@@ -37,6 +45,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import io
 import math
 import os
 import sys
@@ -71,12 +80,22 @@ DEFAULT_SPLITS = ("train", "internal", "external", "prospective", "test", "valid
 VARIANTS = ("main", "reader2", "repeat")
 #: an ROI smaller than this (pixels) gives a warning: texture features are unstable on it
 MIN_ROI_PIXELS = 64
-#: cell texts read as a missing value
-NA_TOKENS = frozenset({"", "na", "n/a", "nan", "null", "#n/a", "<na>"})
+#: cell texts read as a missing value (compared lower-cased and stripped; "none" is not one: it is a level)
+NA_TOKENS = frozenset({
+    "", "na", "n/a", "n.a.", "nan", "null", "#n/a", "<na>", "-", "--", "?", "missing", "unknown",
+    "not available", "not known", "not applicable", "not recorded",
+})  # fmt: skip
+#: a numeric column may hold this share of text cells (errors of their cases) before it is typed categorical
+NUMERIC_TEXT_SHARE = 0.10
+#: Table 1's own columns: a split may not have these names
+TABLE1_COLUMNS = ("characteristic", "level", "p_value", "statistical_test")
+#: field separators a spreadsheet may have used instead of a comma
+_OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "vertical bar"}
 
 _REGION_SUFFIXES = ("_image", "_mask", "_mask_label", "_spacing", "_mask_reader2", "_mask_repeat")
 _STUDY_KEYS = {
     "case_id", "label", "split", "center", "train_split", "test_splits", "variables", "exclude", "settings",
+    "na_values",
 }
 _SHOW_IDS = 5
 #: :attr:`Problem.code` of "the manifest has no <region>_image column" (fine when features come from a table)
@@ -134,12 +153,12 @@ class RegionInput:
     spacing: tuple[float, float] | None
 
 
-def _is_na(value: Any) -> bool:
+def _is_na(value: Any, tokens: frozenset[str] = NA_TOKENS) -> bool:
     if value is None:
         return True
     if isinstance(value, float) and math.isnan(value):
         return True
-    return isinstance(value, str) and value.strip().lower() in NA_TOKENS
+    return isinstance(value, str) and value.strip().lower() in tokens
 
 
 def _as_number(text: str) -> float | None:
@@ -302,26 +321,39 @@ class Cohort:
     def validate(self, check_files: bool = True, *, progress: bool = False) -> list[Problem]:
         """Every problem of the manifest: structure, labels, splits, clinical values and (optionally) files.
 
-        With ``check_files``, image headers are read and every mask is loaded to check it exists, matches
-        the image size, holds its label and is not empty. ``progress`` shows a tqdm bar on stderr.
+        With ``check_files``, every image is decoded (unreadable or truncated files, NaN/inf pixels, blank
+        images) and every mask is loaded and checked as extraction will use it (exists, matches the image
+        size, holds its label, is a 2D region: not empty, not a single pixel or line), in parallel
+        threads. ``progress`` shows a tqdm bar on stderr.
         """
         problems = list(self._load_problems)
         if not check_files:
             return problems
+        from concurrent.futures import ThreadPoolExecutor
+
+        rows = self.table.to_dict("records")
+        cases = list(range(len(rows)))
+
+        def check(position: int) -> tuple[list[Problem], list[tuple[str, str, str]]]:
+            found: list[Problem] = []
+            unspaced: list[tuple[str, str, str]] = []
+            for region in self.regions:
+                found.extend(self._check_region_files(self._display_ids[position], region, rows[position], unspaced))
+            return found, unspaced
+
         no_spacing: dict[str, list[str]] = {}
         formats: dict[str, Counter[str]] = {}
-        cases = list(self.table.index)
-        iterator: Iterable[Any] = cases
-        if progress:
-            from tqdm import tqdm
+        with ThreadPoolExecutor(max_workers=min(8, os.cpu_count() or 1)) as pool:
+            results: Iterable[Any] = pool.map(check, cases)
+            if progress:
+                from tqdm import tqdm
 
-            iterator = tqdm(cases, desc="validate", unit="case", file=sys.stderr, disable=None)
-        rows = self.table.to_dict("records")
-        for position, _ in enumerate(iterator):
-            row = rows[position]
-            case_id = self._display_ids[position]
-            for region in self.regions:
-                problems.extend(self._check_region_files(case_id, region, row, no_spacing, formats))
+                results = tqdm(results, total=len(cases), desc="validate", unit="case", file=sys.stderr, disable=None)
+            for found, unspaced in results:
+                problems.extend(found)
+                for column, case_id, fmt in unspaced:
+                    no_spacing.setdefault(column, []).append(case_id)
+                    formats.setdefault(column, Counter())[fmt] += 1
         for column, ids in no_spacing.items():
             region = column[: -len("_image")]
             kinds = ", ".join(sorted(formats.get(column, Counter())))
@@ -337,13 +369,12 @@ class Cohort:
         return problems
 
     def _check_region_files(
-        self,
-        case_id: str,
-        region: str,
-        row: dict[str, Any],
-        no_spacing: dict[str, list[str]],
-        formats: dict[str, Counter[str]],
+        self, case_id: str, region: str, row: dict[str, Any], no_spacing: list[tuple[str, str, str]]
     ) -> list[Problem]:
+        """Problems of one region's files; a (column, case, format) is added to ``no_spacing`` when unspaced."""
+        from ALNMPredictorLib.handcrafted import roi_mask
+        from ALNMPredictorLib.imaging import load_image
+
         problems: list[Problem] = []
         image_col = f"{region}_image"
         image_path = row[image_col]
@@ -370,8 +401,9 @@ class Cohort:
                     )
                 )
             if self._spacing.get((case_id, region)) is None and info.spacing is None:
-                no_spacing.setdefault(image_col, []).append(case_id)
-                formats.setdefault(image_col, Counter())[info.source_format] += 1
+                no_spacing.append((image_col, case_id, info.source_format))
+            if not info.n_frames > 1 or info.source_format == "dicom":
+                problems.extend(_decode_problems(case_id, image_col, image_path, load_image))
         label_col = f"{region}_mask_label"
         label = row.get(label_col)
         label = None if label is None or pd.isna(label) else int(label)
@@ -395,8 +427,10 @@ class Cohort:
                     )
                 )
             count = int(mask.sum())
-            if count == 0:
-                problems.append(Problem("error", case_id, mask_col, f"mask is empty ({mask_path})"))
+            try:  # the checks extraction makes: empty, a single pixel, one pixel thick
+                roi_mask(mask, mask.shape)
+            except InputError as exc:
+                problems.append(Problem("error", case_id, mask_col, f"{exc.reason} ({mask_path})"))
                 continue
             if label is None and len(present) > 1:
                 problems.append(
@@ -437,6 +471,20 @@ class Cohort:
         return problems
 
 
+def _decode_problems(case_id: str, column: str, path: str, load_image: Any) -> list[Problem]:
+    """Decode the image's pixels as extraction will: unreadable, truncated, NaN/inf, blank."""
+    try:
+        image = load_image(path)
+    except InputError as exc:
+        return [_file_problem(case_id, column, exc, path)]
+    except Exception as exc:  # a decoder's own error (truncated stream, corrupt data)
+        return [Problem("error", case_id, column, f"cannot decode the image: {type(exc).__name__}: {exc} ({path})")]
+    pixels = image.array
+    if pixels.size and float(pixels.min()) == float(pixels.max()):
+        return [Problem("error", case_id, column, f"blank image: every pixel is {pixels.flat[0]:g} ({path})")]
+    return []
+
+
 def _file_problem(case_id: str, column: str, exc: InputError, path: str) -> Problem:
     if exc.reason == "file not found":
         return Problem("error", case_id, column, f"file not found: {exc.path or path}")
@@ -464,7 +512,7 @@ def _read_study(path: Path) -> dict[str, Any]:
     for key in ("variables", "settings"):
         if study.get(key) is not None and not isinstance(study[key], dict):
             raise InputError(f"'{key}' must be a mapping", path=path)
-    for key in ("exclude", "test_splits"):
+    for key in ("exclude", "test_splits", "na_values"):
         value = study.get(key)
         if isinstance(value, str):
             study[key] = [value]
@@ -479,12 +527,35 @@ def _read_study(path: Path) -> dict[str, Any]:
 def _read_csv(path: Path) -> pd.DataFrame:
     if not path.exists():
         raise InputError("manifest not found", path=path)
+    if path.is_dir():
+        raise InputError("is a folder: give the manifest CSV file", path=path)
     try:
-        frame = pd.read_csv(
-            path, dtype=str, keep_default_na=False, na_values=[], encoding="utf-8-sig", skipinitialspace=True
-        )
-    except (OSError, UnicodeDecodeError, pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot read the manifest CSV: {exc}", path=path) from None
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise InputError(f"cannot read the manifest: {exc.strerror or exc}", path=path) from None
+    try:
+        text = raw.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = raw[: exc.start].count(b"\n") + 1
+        column = exc.start - (raw.rfind(b"\n", 0, exc.start) + 1) + 1
+        raise InputError(
+            f"not UTF-8 text: byte 0x{raw[exc.start]:02x} at line {line}, character {column} (a file saved in a "
+            "local encoding such as Windows-1252 or Latin-1?): save the manifest as UTF-8 (Excel: 'CSV UTF-8')",
+            path=path,
+        ) from None
+    header_line = text.splitlines()[0] if text.strip() else ""
+    if "," not in header_line:
+        for separator, name in _OTHER_SEPARATORS.items():
+            if separator in header_line:
+                raise InputError(
+                    f"the header row is separated by {name}s, not commas (a spreadsheet's regional CSV export?): "
+                    "save the manifest as comma-separated CSV with '.' as the decimal point",
+                    path=path,
+                )
+    try:
+        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True)
+    except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
+        raise InputError(f"cannot read the manifest CSV: {_first_line(str(exc))}", path=path) from None
     frame = frame.apply(lambda col: col.str.strip())
     for position, column in enumerate(list(frame.columns)):
         if str(column).startswith("Unnamed:"):
@@ -493,12 +564,15 @@ def _read_csv(path: Path) -> pd.DataFrame:
             else:
                 raise InputError(f"column {position + 1} has values but no name in the header row", path=path)
     frame.columns = [str(c).strip() for c in frame.columns]
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        header = [c.strip() for c in next(csv.reader(handle), [])]
+    header = [c.strip() for c in next(csv.reader(io.StringIO(text)), [])]
     dupes = [c for c, n in Counter(header).items() if n > 1 and c]
     if dupes:
         raise InputError(f"duplicate column name(s): {', '.join(dupes)}", path=path)
     return frame
+
+
+def _first_line(text: str) -> str:
+    return text.strip().splitlines()[0] if text.strip() else text
 
 
 def load_manifest(path: str | os.PathLike[str], study: str | os.PathLike[str] | None = None) -> Cohort:
@@ -648,6 +722,9 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
                     f"unknown split '{text}' (allowed: {', '.join(allowed)}; declare others in study.yaml "
                     "test_splits)",
                 )
+            elif text in TABLE1_COLUMNS:
+                add("error", ids[i], split_col, f"split name '{text}' is one of Table 1's column names "
+                    f"({', '.join(TABLE1_COLUMNS)}): rename the split")  # fmt: skip
         table[split_col] = [None if _is_na(s) else s for s in splits]
     else:
         table[split_col] = train_split
@@ -670,11 +747,19 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
         elif name in reserved or name in excluded:
             add("error", None, name, "declared in study.yaml variables but is not a clinical column")
     train_rows = (table[split_col] == train_split).to_numpy()
+    tokens = NA_TOKENS | {str(v).strip().lower() for v in spec.get("na_values") or []}
     clinical: dict[str, ClinicalVariable] = {}
     for column in columns:
         if column in reserved or column in excluded:
             continue
-        variable, cells = _classify(column, raw[column], declared.get(column), ids, train_rows, add)
+        if raw[column].map(lambda v: _is_na(v, tokens)).all() and len(raw):
+            if column in declared:
+                add("error", None, column, "declared in study.yaml variables but empty in every case")
+            else:
+                add("warning", None, column, "empty in every case: ignored (list it in study.yaml exclude to "
+                    "silence this)")  # fmt: skip
+            continue
+        variable, cells = _classify(column, raw[column], declared.get(column), ids, train_rows, add, tokens)
         if variable is not None:
             clinical[column] = variable
             table[column] = cells
@@ -753,6 +838,7 @@ def _classify(
     ids: list[str],
     train_rows: np.ndarray,
     add,
+    tokens: frozenset[str] = NA_TOKENS,
 ) -> tuple[ClinicalVariable | None, Any]:
     """Type a clinical column and return (variable, typed cells); records NA and type problems."""
     if isinstance(declared, str):
@@ -765,9 +851,12 @@ def _classify(
     if kind not in (None, "continuous", "categorical"):
         add("error", None, column, f"type must be continuous or categorical, got '{kind}'")
         kind = None
+    declared_levels = declared.get("levels")
+    if declared_levels is not None:  # a declared level is a value, even if it reads like a missing one
+        tokens = tokens - {_declared_level(v).lower() for v in declared_levels}
 
     texts = cells.to_numpy(dtype=object)
-    na = np.array([_is_na(t) for t in texts], dtype=bool)
+    na = np.array([_is_na(t, tokens) for t in texts], dtype=bool)
     for i in np.flatnonzero(na):
         add("error", ids[i], column, f"missing value ('{texts[i]}'): clinical values are never imputed")
     numbers = np.array([np.nan if na[i] else (_as_number(t) if _as_number(t) is not None else np.nan)
@@ -777,12 +866,27 @@ def _classify(
         add("error", ids[i], column, f"value is not a finite number: '{texts[i]}'")
     numeric = not non_numeric.any()
     distinct_numbers = set(numbers[~na & np.isfinite(numbers)].tolist())
+    n_values, n_text = int((~na).sum()), int(non_numeric.sum())
 
+    declared_kind = kind
     if kind is None:
-        kind = "continuous" if numeric and len(distinct_numbers) > 2 else "categorical"
+        mostly_numbers = 0 < n_text <= NUMERIC_TEXT_SHARE * n_values and len(distinct_numbers) > 2
+        if mostly_numbers:
+            kind = "continuous"
+            shown = ", ".join(f"'{t}'" for t in dict.fromkeys(texts[non_numeric]).keys())
+            add("warning", None, column, f"numeric but for {n_text} text cell(s) ({_few_texts(shown)}): typed continuous, "
+                "those cases are errors; fix the cells, or declare the column in study.yaml variables")  # fmt: skip
+        elif n_text and len(distinct_numbers) > 2:
+            add("warning", None, column, f"typed categorical because {n_text} of {n_values} values are text "
+                f"(e.g. '{texts[non_numeric][0]}'); if it is a number, fix those cells or declare it "
+                "{type: continuous} in study.yaml; missing-value texts can be added with na_values")  # fmt: skip
+        else:
+            kind = "continuous" if numeric and len(distinct_numbers) > 2 else "categorical"
+        kind = kind or "categorical"
     if kind == "continuous":
+        why = "declared continuous but" if declared_kind else "the column is numeric but"
         for i in np.flatnonzero(non_numeric):
-            add("error", ids[i], column, f"declared continuous but value '{texts[i]}' is not a number")
+            add("error", ids[i], column, f"{why} value '{texts[i]}' is not a number")
         if not (~na).any():
             add("error", None, column, "column has no values")
         return ClinicalVariable(column, "continuous"), numbers.astype(np.float64)
@@ -793,9 +897,8 @@ def _classify(
     else:
         level_cells = [None if na[i] else str(texts[i]) for i in range(len(texts))]
     present = {v for v in level_cells if v is not None}
-    declared_levels = declared.get("levels")
     if declared_levels is not None:
-        levels_list = [_level_text(float(v)) if isinstance(v, (int, float)) else str(v) for v in declared_levels]
+        levels_list = [_declared_level(v) for v in declared_levels]
         for i, v in enumerate(level_cells):
             if v is not None and v not in levels_list:
                 add("error", ids[i], column, f"value '{v}' is not one of the declared levels {levels_list}")
@@ -804,7 +907,7 @@ def _classify(
         levels = _sort_levels(present)
     reference = declared.get("reference")
     if reference is not None:
-        reference = _level_text(float(reference)) if isinstance(reference, (int, float)) else str(reference)
+        reference = _declared_level(reference)
         if reference not in levels:
             add("error", None, column, f"reference level '{reference}' is not a level ({', '.join(levels)})")
             reference = None
@@ -826,6 +929,15 @@ def _classify(
         if unseen:
             add("warning", None, column, f"level(s) {', '.join(unseen)} absent from the training split")
     return ClinicalVariable(column, "categorical", levels, reference), np.array(level_cells, dtype=object)
+
+
+def _declared_level(value: Any) -> str:
+    """A level as study.yaml gives it (YAML may read ``2`` as a number) in the cells' text form."""
+    return _level_text(float(value)) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+
+
+def _few_texts(shown: str, limit: int = 80) -> str:
+    return shown if len(shown) <= limit else shown[:limit] + "..."
 
 
 # ---------------------------------------------------------------------- CLI

@@ -175,8 +175,10 @@ def run_demo(args: argparse.Namespace) -> int:
     """``alnm demo``: 0 when every stage succeeded, 1 when one failed."""
     if args.workers < 1:
         raise ALNMError(f"--workers must be at least 1, got {args.workers}")
+    from ALNMPredictorLib.preflight import output_folder
+
     n_patients = synth.patients_from_args(args)
-    out_dir = Path(os.path.expanduser(args.out))
+    out_dir = output_folder(Path(os.path.expanduser(args.out)))
     print(f"ALNM Predictor demo: {SYNTHETIC_LABEL}")
     stages = STAGES
     if args.stages:

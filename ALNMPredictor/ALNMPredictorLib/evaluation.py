@@ -301,7 +301,9 @@ def baseline_table(
     continuous_test: str = "anova",
     seed: int = 0,
 ) -> pd.DataFrame:
-    """Table 1: ``characteristic level <split>... p test`` over the cases of ``labels``/``split``.
+    """Table 1: ``characteristic level <split>... p_value statistical_test`` over ``labels``/``split``'s cases.
+
+    (A split may not be named like those columns: the manifest reader refuses it, cohort.TABLE1_COLUMNS.)
 
     Continuous characteristics: mean ± SD per split and one-way ANOVA (``continuous_test="kruskal"``:
     Kruskal-Wallis) across splits. Categorical ones, and the ALNM label: n (%) per split (% of the
@@ -318,7 +320,7 @@ def baseline_table(
     split = split.reindex(index).astype(str)
     members = {s: index[(split == s).to_numpy()] for s in splits}
     rows: list[dict[str, Any]] = [
-        {"characteristic": "Patients", "level": "n", **{s: str(len(m)) for s, m in members.items()}, "p": np.nan, "test": ""}
+        {"characteristic": "Patients", "level": "n", **{s: str(len(m)) for s, m in members.items()}, "p_value": np.nan, "statistical_test": ""}
     ]
 
     def categorical_rows(name: str, values: pd.Series, level_names: Mapping[Any, str] | None = None) -> None:
@@ -329,14 +331,14 @@ def baseline_table(
         for k, lv in enumerate(levels):
             label = (level_names or {}).get(lv, str(lv))
             cells = {s: _fmt_n_pct(int(counts[k, j]), int(known[j])) for j, s in enumerate(splits)}
-            rows.append({"characteristic": name, "level": label, **cells, "p": p if k == 0 else np.nan, "test": test if k == 0 else ""})
+            rows.append({"characteristic": name, "level": label, **cells, "p_value": p if k == 0 else np.nan, "statistical_test": test if k == 0 else ""})
         missing = [int(values.loc[members[s]].isna().sum()) for s in splits]
         if any(missing):
-            rows.append({"characteristic": name, "level": "(missing)", **{s: str(m) for s, m in zip(splits, missing, strict=True)}, "p": np.nan, "test": ""})
+            rows.append({"characteristic": name, "level": "(missing)", **{s: str(m) for s, m in zip(splits, missing, strict=True)}, "p_value": np.nan, "statistical_test": ""})
 
     categorical_rows("ALNM", labels, {0.0: "Negative", 1.0: "Positive"})
     if clinical is None or clinical.empty:
-        return pd.DataFrame(rows, columns=["characteristic", "level", *splits, "p", "test"])
+        return pd.DataFrame(rows, columns=["characteristic", "level", *splits, "p_value", "statistical_test"])
     table = clinical.copy()
     table.index = table.index.astype(str)
     table = table.reindex(index)
@@ -359,15 +361,15 @@ def baseline_table(
                 s: (f"{g.mean():.1f} ± {g.std(ddof=1):.1f}" if g.size > 1 else (f"{g.mean():.1f}" if g.size else "-"))
                 for s, g in zip(splits, groups, strict=True)
             }
-            rows.append({"characteristic": str(col), "level": "mean ± SD", **cells, "p": p, "test": test})
+            rows.append({"characteristic": str(col), "level": "mean ± SD", **cells, "p_value": p, "statistical_test": test})
             missing = [int(num.loc[members[s]].isna().sum()) for s in splits]
             if any(missing):
-                rows.append({"characteristic": str(col), "level": "(missing)", **{s: str(m) for s, m in zip(splits, missing, strict=True)}, "p": np.nan, "test": ""})
+                rows.append({"characteristic": str(col), "level": "(missing)", **{s: str(m) for s, m in zip(splits, missing, strict=True)}, "p_value": np.nan, "statistical_test": ""})
         elif kind == "categorical":
             categorical_rows(str(col), values)
         else:
             raise InputError(f"kind must be 'continuous' or 'categorical', got {kind!r}", column=str(col))
-    return pd.DataFrame(rows, columns=["characteristic", "level", *splits, "p", "test"])
+    return pd.DataFrame(rows, columns=["characteristic", "level", *splits, "p_value", "statistical_test"])
 
 
 # --------------------------------------------------------------------------------------------------

@@ -67,6 +67,18 @@ class PipelineSettings:
     stepwise_p: float = 0.05
     n_boot: int = 1000
 
+    def __post_init__(self) -> None:
+        """Check every value's type and range (study.yaml is free text: ``mi_top_k: thirty``, ``normalize: 'no'``)."""
+        for name, (kind, low, high) in _SETTING_RULES.items():
+            value = getattr(self, name)
+            if value is None and name == "workers":
+                continue
+            setattr(self, name, _checked_setting(name, value, kind, low, high))
+        if self.lasso_rule not in ("lambda.min", "lambda.1se"):
+            raise ALNMError(f"setting lasso_rule: must be lambda.min or lambda.1se, got {self.lasso_rule!r}")
+        if self.icc_form not in ("ICC1", "ICC2", "ICC3"):
+            raise ALNMError(f"setting icc_form: must be ICC1, ICC2 or ICC3, got {self.icc_form!r}")
+
     @classmethod
     def from_sources(cls, *sources: Mapping[str, Any] | None) -> PipelineSettings:
         """Merge mappings left to right (later wins); unknown keys are an error naming them."""
@@ -91,6 +103,37 @@ class PipelineSettings:
             "lasso_folds": self.lasso_folds,
             "lasso_rule": self.lasso_rule,
         }
+
+
+#: setting -> (type, lowest, highest allowed value; None = unbounded)
+_SETTING_RULES: dict[str, tuple[type, float | None, float | None]] = {
+    "handcrafted": (str, None, None), "deep": (str, None, None), "normalize": (bool, None, None),
+    "deep_epochs": (int, 1, None), "deep_input_size": (int, 32, None), "seed": (int, 0, None),
+    "workers": (int, 1, None), "icc_threshold": (float, 0.0, 1.0), "icc_form": (str, None, None),
+    "corr_threshold": (float, 0.0, 1.0), "mi_top_k": (int, 1, None), "lasso_folds": (int, 2, None),
+    "lasso_rule": (str, None, None), "screen_p": (float, 0.0, 1.0), "stepwise_p": (float, 0.0, 1.0),
+    "n_boot": (int, 0, None),
+}  # fmt: skip
+
+
+def _checked_setting(name: str, value: Any, kind: type, low: float | None, high: float | None) -> Any:
+    """``value`` as ``kind`` (an integral float is a whole number), or ALNMError saying what is expected."""
+    wanted = {bool: "true or false (without quotes)", int: "a whole number", float: "a number", str: "a text"}[kind]
+    if kind is bool:
+        ok = isinstance(value, bool | np.bool_)
+    elif kind is int:
+        ok = isinstance(value, int | np.integer | float) and not isinstance(value, bool) and float(value).is_integer()
+    elif kind is float:
+        ok = isinstance(value, int | float | np.number) and not isinstance(value, bool) and np.isfinite(value)
+    else:
+        ok = isinstance(value, str)
+    if not ok:
+        raise ALNMError(f"setting {name}: must be {wanted}, got {value!r} (study.yaml settings or the command line)")
+    value = kind(value)
+    if (low is not None and value < low) or (high is not None and value > high):
+        bounds = f"at least {low:g}" if high is None else f"between {low:g} and {high:g}"
+        raise ALNMError(f"setting {name}: must be {bounds}, got {value!r}")
+    return value
 
 
 def software_versions() -> dict[str, str]:
@@ -136,6 +179,9 @@ def _resolve_deep(deep: str) -> str | None:
     """``auto`` → imagenet when its weights are on disk, else random (warned); ``off`` → no deep features."""
     if deep == "off":
         return None
+    if deep not in ("imagenet", "none", "auto") and not Path(deep).expanduser().is_file():
+        raise ALNMError(f"setting deep: must be imagenet, none, auto, off or a VGG19 weights file, got {deep!r} "
+                        "(no such file)")  # fmt: skip
     if deep == "auto":
         from ALNMPredictorLib.deep import find_imagenet_weights
 
@@ -222,6 +268,32 @@ def _missing_reason(model: ALNMModel, row: pd.Series, needed: Mapping[str, Seque
     return None
 
 
+def _unusable(lm: Any, frame: pd.DataFrame) -> dict[str, str]:
+    """Cases whose values a fitted logistic model cannot take: a level it was not fitted with, a number that
+    is not one (case -> reason naming the column, the value and what the model knows)."""
+    out: dict[str, str] = {}
+    for var in lm.variables:
+        if var not in frame.columns:
+            continue
+        spec = lm.encoding.get(var) or {}
+        values = frame[var]
+        for case_id, value in values.items():
+            if value is None or (isinstance(value, float) and np.isnan(value)) or str(case_id) in out:
+                continue
+            if spec.get("type") == "categorical":
+                levels = [str(v) for v in spec.get("levels", [])]
+                if str(value) not in levels:
+                    out[str(case_id)] = f"column {var}: level {value!r} unknown to the model (it knows {', '.join(levels)})"
+            else:
+                try:
+                    number = float(value)
+                except (TypeError, ValueError):
+                    number = float("nan")
+                if not np.isfinite(number):
+                    out[str(case_id)] = f"column {var}: {value!r} is not a number"
+    return out
+
+
 def predict_cases(
     model: ALNMModel,
     data: pd.DataFrame,
@@ -233,14 +305,20 @@ def predict_cases(
 
     ``data``: features + clinical columns indexed by case_id. ``meta``: split/center/label columns to
     carry. ``failed``: cases whose extraction failed, with the reason. A case lacking something the
-    combined model needs gets status ``failed`` and its reason instead of a number.
+    combined model needs, or holding a value it cannot take (a level it was not fitted with), gets status
+    ``failed`` and its reason instead of a number; one the other models cannot take gets no probability
+    from them, and the ``note`` column says why (also when the manifest lacks a column a model needs).
     """
     failed = dict(failed or {})
     needed = model.required_columns()
+    combined = model.combined_model_
     status = pd.Series("ok", index=data.index, dtype=object)
     errors = pd.Series("", index=data.index, dtype=object)
+    notes: dict[str, list[str]] = {str(c): [] for c in data.index}
+    unusable = _unusable(combined, data)
     for case_id in data.index:
-        reason = failed.get(str(case_id)) or _missing_reason(model, data.loc[case_id], needed)
+        reason = (failed.get(str(case_id)) or _missing_reason(model, data.loc[case_id], needed)
+                  or unusable.get(str(case_id)))  # fmt: skip
         if reason:
             status[case_id], errors[case_id] = "failed", reason
     for case_id, reason in failed.items():
@@ -265,15 +343,27 @@ def predict_cases(
             if col in good.columns:
                 predictors[col] = good[col]
         for name, lm in model.models().items():
-            usable = predictors.dropna(subset=[v for v in lm.variables if v in predictors.columns])
-            if all(v in predictors.columns for v in lm.variables) and len(usable):
+            absent = [v for v in lm.variables if v not in predictors.columns]
+            if absent:
+                for case_id in ok:
+                    notes[str(case_id)].append(f"prob_{name} not computed: the manifest has no column {absent[0]}")
+                continue
+            usable = predictors.dropna(subset=list(lm.variables))
+            for case_id in predictors.index.difference(usable.index):
+                empty = next(v for v in lm.variables if pd.isna(predictors.at[case_id, v]))
+                notes[str(case_id)].append(f"prob_{name} not computed: column {empty} is missing")
+            bad = _unusable(lm, usable)
+            for case_id, reason in bad.items():
+                notes[case_id].append(f"prob_{name} not computed: {reason}")
+            usable = usable.loc[[c for c in usable.index if str(c) not in bad]]
+            if len(usable):
                 out.loc[usable.index, f"prob_{name}"] = lm.predict_proba(usable).to_numpy()
-        combined = model.combined_model_
         out.loc[ok, "risk_group"] = np.where(out.loc[ok, "prob_clinical_radiomics"].astype(float) >= combined.cutoff, "high", "low")
         pts = combined.points(predictors)
         for col in pts.columns:
             name = col if col == "total_points" else f"points_{col}"
             out.loc[ok, name] = pts[col].to_numpy()
+    out["note"] = pd.Series({c: "; ".join(dict.fromkeys(v)) for c, v in notes.items()}, dtype=object).reindex(out.index).fillna("")
     return out
 
 
@@ -524,7 +614,9 @@ def predict(
 
 
 def _common(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--workers", type=int, default=None, help="parallel cases (default: all cores)")
+    from ALNMPredictorLib.preflight import positive_int
+
+    parser.add_argument("--workers", type=positive_int, default=None, help="parallel cases (default: all cores)")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
@@ -567,8 +659,10 @@ def configure_train(parser: argparse.ArgumentParser) -> None:
 def run_train(args: argparse.Namespace) -> int:
     """``alnm train``."""
     from ALNMPredictorLib.cohort import load_manifest
+    from ALNMPredictorLib.preflight import output_folder
     from ALNMPredictorLib.tablefeatures import table_spec_from_args
 
+    output_folder(args.out)
     cohort = load_manifest(args.manifest)
     result = train(cohort, args.out, _settings(args, cohort.settings), progress=not args.no_progress,
                    feature_table=table_spec_from_args(args))  # fmt: skip
@@ -577,10 +671,13 @@ def run_train(args: argparse.Namespace) -> int:
 
 
 def _print_failures(predictions: pd.DataFrame) -> int:
-    """One stderr line per failed case; returns how many failed."""
+    """One stderr line per failed case, and per case with a note; returns how many failed."""
     failed = predictions[predictions["status"] != "ok"]
     for case_id, row in failed.iterrows():
         print(f"failed: case {case_id}: {row['error']}", file=sys.stderr)
+    if "note" in predictions.columns:
+        for case_id, note in predictions.loc[predictions["note"].fillna("") != "", "note"].items():
+            print(f"note: case {case_id}: {note}", file=sys.stderr)
     return len(failed)
 
 
@@ -613,8 +710,10 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
 
 def run_predict(args: argparse.Namespace) -> int:
     """``alnm predict``."""
-    out = Path(args.out)
-    work = Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work")
+    from ALNMPredictorLib.preflight import output_file, output_folder
+
+    out = output_file(args.out, "predictions file (--out)")
+    work = output_folder(Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work"), "work folder")
     settings = PipelineSettings(workers=args.workers)
     predictions, _, _ = predict(args.manifest, args.model, work, settings=settings, progress=not args.no_progress,
                                 feature_table=args.features)  # fmt: skip
@@ -809,7 +908,9 @@ def configure_evaluate(parser: argparse.ArgumentParser) -> None:
 
 def run_evaluate(args: argparse.Namespace) -> int:
     """``alnm evaluate``."""
-    out = Path(args.out)
+    from ALNMPredictorLib.preflight import output_folder
+
+    out = output_folder(args.out)
     predictions, loaded, cohort = predict(
         args.manifest, args.model, out / "work", settings=PipelineSettings(workers=args.workers), progress=not args.no_progress,
         feature_table=args.features,
@@ -879,8 +980,10 @@ def run_pipeline(
 def run_run(args: argparse.Namespace) -> int:
     """``alnm run``."""
     from ALNMPredictorLib.cohort import load_manifest
+    from ALNMPredictorLib.preflight import output_folder
     from ALNMPredictorLib.tablefeatures import table_spec_from_args
 
+    output_folder(args.out)
     cohort = load_manifest(args.manifest)
     trained, evaluated = run_pipeline(
         cohort, args.out, _settings(args, cohort.settings), reads=_reads(args.readers),

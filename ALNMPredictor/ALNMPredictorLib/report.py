@@ -487,7 +487,7 @@ def _section_table1(ev: Any) -> str:
     t1 = _tables(ev).get("table1")
     if t1 is None or t1.empty:
         return _note("Table 1 not available.")
-    fixed = {"characteristic", "level", "p", "test"}
+    fixed = {"characteristic", "level", "p_value", "statistical_test"}
     splits = [c for c in t1.columns if c not in fixed]
     header = ["Characteristic", "Level", *(split_label(s) for s in splits), "p", "Test"]
     rows, previous = [], None
@@ -495,7 +495,7 @@ def _section_table1(ev: Any) -> str:
         name = str(rec.get("characteristic", ""))
         rows.append([
             variable_label(name) if name != previous else "", _text(rec.get("level")), *(_text(rec.get(s)) for s in splits),
-            format_p(rec.get("p")) if _finite(rec.get("p")) else "", _text(rec.get("test")),
+            format_p(rec.get("p_value")) if _finite(rec.get("p_value")) else "", _text(rec.get("statistical_test")),
         ])  # fmt: skip
         previous = name
     return _table(header, rows, numeric=[len(splits) + 2], caption="Mean ± SD or n (%). p across sets.")

@@ -970,9 +970,12 @@ def format_summary(summary: pd.DataFrame) -> str:
 
 def run_synth(args: argparse.Namespace) -> int:
     """``alnm synth``: write a SYNTHETIC cohort and print where, with a summary per split."""
+    from ALNMPredictorLib.preflight import output_folder
+
     n_patients = patients_from_args(args)
     if args.workers < 1:
         raise ALNMError(f"--workers must be at least 1, got {args.workers}")
+    output_folder(args.out)
     result = synth_cohort(args.out, n_patients, args.seed, workers=args.workers, progress=True)
     print(f"{SYNTHETIC_LABEL}")
     print(f"wrote a synthetic cohort of {n_patients} patients (seed {args.seed}) to {result.manifest_path}")

@@ -49,6 +49,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from ALNMPredictorLib.cohort import NA_TOKENS
 from ALNMPredictorLib.errors import ALNMError, InputError
 from ALNMPredictorLib.fileio import sha256_file as file_sha256
 
@@ -80,7 +81,7 @@ _FORMAT = "ALNMPredictor.FeatureMapping"
 _VERSION = 1
 _REGEX_CHARS = set("^$*+?()[]{}|\\")
 _REGION_NAME = re.compile(r"[A-Za-z][A-Za-z0-9]*(?:_[A-Za-z0-9]+)*")
-_NA_TEXT = frozenset({"", "na", "n/a", "nan", "null", "#n/a", "<na>", "none"})
+_NA_TEXT = NA_TOKENS | {"none"}  # the manifest's missing-value texts; "none" too: feature values are numbers
 _SHOW = 5
 _REGION_SUFFIXES = ("_image", "_mask", "_mask_label", "_spacing", "_mask_reader2", "_mask_repeat")
 
