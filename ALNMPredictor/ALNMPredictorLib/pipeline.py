@@ -849,7 +849,7 @@ def evaluate_and_report(
         "readers_simulated": reads_simulated,
         "reader_split": reader_split,
         "failed_cases": failed,
-        "warnings": list(info.get("warnings") or []) + out_of_range_notes(predictions),
+        "warnings": list(info.get("warnings") or []) + out_of_range_notes(predictions) + coverage_notes(predictions, cohort),
         "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cohort": str(getattr(cohort, "path", "")),
@@ -862,6 +862,21 @@ def evaluate_and_report(
     )  # fmt: skip
     write_json(out_dir / "summary.json", _jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}))
     return EvaluateResult(evaluation, report, predictions)
+
+
+def coverage_notes(predictions: pd.DataFrame, cohort: Any) -> list[str]:
+    """Warnings about what the report's numbers rest on: no test set at all, and models without probabilities."""
+    notes = []
+    evaluated = predictions[(predictions["status"] == "ok") & predictions["label"].notna()]
+    tests = sorted({str(s) for s in evaluated["split"]} - {cohort.train_split})
+    if not tests:
+        notes.append(f"no test set: every number in this report comes from the training split '{cohort.train_split}' "
+                     "the model was fitted on, so it is optimistic; validate on cases the model has not seen")  # fmt: skip
+    if "note" in predictions.columns:
+        counts = predictions.loc[predictions["note"].fillna("") != "", "note"].str.split("; ").explode().value_counts()
+        for note, n in counts.items():
+            notes.append(f"{n} case(s): {note}")
+    return notes
 
 
 def out_of_range_notes(predictions: pd.DataFrame) -> list[str]:
