@@ -388,3 +388,15 @@ def test_unexpected_errors_are_one_line_and_a_bug_report_hint(capsys, monkeypatc
     assert code == 2 and "unexpected ZeroDivisionError: division by zero (this is a bug" in err
     assert alnm(["--verbose", "validate", str(tmp_path / "m.csv")]) == 2
     assert "Traceback" in capsys.readouterr().err  # with --verbose, the traceback is shown
+
+
+def test_too_few_training_cases_is_said_before_extraction_with_the_reasons(capsys, model, tmp_path) -> None:
+    def no_age(t: pd.DataFrame, _: Path) -> pd.DataFrame:
+        t.loc[t["split"] == "train", "age"] = "not available"
+        return t
+
+    manifest = _manifest(model, tmp_path / "m", no_age, n=20, study=None)
+    code, _, err = _run(capsys, "train", manifest, "--out", tmp_path / "run", "--no-progress", "--deep", "off")
+    assert code == 2 and "too few to fit a model (at least 20, both outcomes)" in err
+    assert "were set aside, most often for:" in err and "column age: missing value ('not available')" in err
+    assert not (tmp_path / "run" / "features").exists()  # said before any extraction

@@ -412,6 +412,29 @@ def sort_problems(problems: Sequence[Any]) -> tuple[dict[str, str], list[str]]:
     return bad, warnings
 
 
+#: fewest usable training cases a model is fitted on
+MIN_TRAINING_CASES = 20
+
+
+def _training_cases(cohort: Any, meta: pd.DataFrame, failed: Mapping[str, str]) -> list[str]:
+    """The usable training cases; ALNMError naming the commonest reasons when too few are left to fit on."""
+    train_ids = [c for c in cohort.case_ids(cohort.train_split) if c not in failed]
+    labels = meta.loc[train_ids, "label"]
+    if labels.isna().any():
+        raise InputError("training case without a label", case=str(labels.index[labels.isna().to_numpy()][0]), column="label")
+    if len(train_ids) >= MIN_TRAINING_CASES and labels.nunique() == 2:
+        return train_ids
+    set_aside = [failed[c] for c in cohort.case_ids(cohort.train_split) if c in failed]
+    why = ""
+    if set_aside:
+        reasons = pd.Series(set_aside).value_counts()
+        shown = "; ".join(f"{n} x {reason}" for reason, n in reasons.head(3).items())
+        why = f"; {len(set_aside)} training case(s) were set aside, most often for: {shown}"
+    raise ALNMError(f"the training split '{cohort.train_split}' has {len(train_ids)} usable cases with "
+                    f"{int(labels.sum())} events: too few to fit a model (at least {MIN_TRAINING_CASES}, both "
+                    f"outcomes){why}")  # fmt: skip
+
+
 def train(
     manifest: str | os.PathLike[str] | Any,
     out_dir: str | os.PathLike[str],
@@ -436,18 +459,14 @@ def train(
         features, bad, warnings = training_features(cohort, feature_table)
     else:
         bad, warnings = _usable_cohort(cohort, progress)
+        _training_cases(cohort, _meta(cohort), bad)  # enough cases left? (before hours of extraction)
         features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress)
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     clinical = clinical_frame(cohort)
     data = features.main.join(clinical, how="outer")
     meta = _meta(cohort)
-    train_ids = [c for c in cohort.case_ids(cohort.train_split) if c not in failed]
+    train_ids = _training_cases(cohort, meta, failed)
     labels = meta.loc[train_ids, "label"]
-    if labels.isna().any():
-        raise InputError("training case without a label", case=str(labels.index[labels.isna().to_numpy()][0]), column="label")
-    if len(train_ids) < 20 or labels.nunique() < 2:
-        raise ALNMError(f"the training split '{cohort.train_split}' has {len(train_ids)} usable cases "
-                        f"with {int(labels.sum())} events: too few to fit a model")  # fmt: skip
     kinds = {n: v.kind for n, v in cohort.clinical.items()}
     model = ALNMModel(
         regions=list(features.info.get("regions", cohort.regions)),
