@@ -17,13 +17,19 @@ file records one. Conventions:
 * Masks: any non-zero pixel by default (any colour channel for colour masks; JPEG masks, being lossy,
   are thresholded at half the range), or exactly the pixels equal to ``label`` (the foreground of a
   1-bit mask matches label 1 or 255). ``mask_labels`` lists the non-zero labels present.
+* Size: an image (one frame) of more than :data:`MAX_IMAGE_PIXELS` pixels is refused with an InputError
+  naming the file, from its header, before its pixels are decoded (Pillow's decompression-bomb error
+  included); above :data:`WARN_IMAGE_PIXELS` a warning is logged once per file.
 """
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import math
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +41,9 @@ __all__ = [
     "GREY_CONVERSIONS",
     "ImageData",
     "ImageInfo",
+    "MAX_IMAGE_PIXELS",
     "SUPPORTED_FORMATS",
+    "WARN_IMAGE_PIXELS",
     "detect_format",
     "image_info",
     "inspect_mask",
@@ -46,12 +54,30 @@ __all__ = [
     "to_grey",
 ]
 
+logger = logging.getLogger(__name__)
+
 #: ITU-R BT.601 luma weights used for colour -> grey.
 LUMA_WEIGHTS = (0.299, 0.587, 0.114)
 #: grey levels per whole-image SD when intensities are standardised (pyradiomics ``normalizeScale``, deep
 #: crops' ``intensity="zscore"``): about the SD of a B-mode image in 8-bit grey levels (30-34 measured on
 #: BUS-BRA and the synthetic cohort), so binWidth and crop contrast keep their 8-bit meaning
 NORMALIZE_SCALE = 32
+
+#: pixels per image (one frame) above which a file is refused (InputError naming it) before its pixels are
+#: decoded: 100 Mpixel, e.g. 10,000 x 10,000, a hundred times a large ultrasound frame. Extraction holds about
+#: 17 bytes per image pixel for an ROI's handcrafted features and 26 for its deep-input crop (the float64
+#: image, the whole-image statistics of intensity standardisation, masks; measured with
+#: benchmarks/bench_big_image.py), i.e. up to about 2.6 GB per worker process at this limit, whatever the
+#: ROI size. It lies between Pillow's own decompression-bomb warning (89.5 Mpixel) and error (179 Mpixel),
+#: so every format has the same limit, and Pillow's error becomes an InputError too.
+MAX_IMAGE_PIXELS = 100_000_000
+#: pixels per image above which a warning is logged (once per file): 25 Mpixel, e.g. 5,000 x 5,000, about
+#: 0.65 GB per worker process; ultrasound frames are usually 0.3-2 Mpixel, so this is most likely a scan or
+#: a stitched export
+WARN_IMAGE_PIXELS = 25_000_000
+#: bytes of memory per image pixel while an ROI of it is extracted (the larger, deep-crop figure above)
+_BYTES_PER_PIXEL = 26
+_WARNED_LARGE: set[str] = set()
 
 #: format name -> file name endings (lower case)
 SUPPORTED_FORMATS: dict[str, tuple[str, ...]] = {
@@ -181,6 +207,48 @@ def _check_exists(path: str | os.PathLike[str]) -> str:
     return path
 
 
+# --------------------------------------------------------------------------- size limits
+
+
+def _check_size(rows: int, cols: int, path: str) -> None:
+    """InputError above :data:`MAX_IMAGE_PIXELS`; a warning (once per file) above :data:`WARN_IMAGE_PIXELS`."""
+    pixels = int(rows) * int(cols)
+    if pixels > MAX_IMAGE_PIXELS:
+        raise InputError(
+            f"image too large: {rows} x {cols} pixels (rows x cols, {pixels / 1e6:.3g} Mpixel); ALNM Predictor "
+            f"reads at most {MAX_IMAGE_PIXELS / 1e6:g} Mpixel per image (about {_BYTES_PER_PIXEL} bytes of "
+            "memory per pixel): crop or downsample it",
+            path=path,
+        )
+    if pixels > WARN_IMAGE_PIXELS and path not in _WARNED_LARGE:
+        _WARNED_LARGE.add(path)
+        logger.warning(
+            "%s: large image, %d x %d pixels (rows x cols, %.3g Mpixel, warning above %g): reading it and "
+            "extracting an ROI's features take about %.2g GB of memory per worker process",
+            path, rows, cols, pixels / 1e6, WARN_IMAGE_PIXELS / 1e6, pixels * _BYTES_PER_PIXEL / 1e9,
+        )
+
+
+@contextlib.contextmanager
+def _open_pil(path: str) -> Iterator[Any]:
+    """``PIL.Image.open`` with its decompression-bomb error as an InputError naming the file, and the size
+    limits of this module checked from the header. (Pillow's own bomb warning, above 89.5 Mpixel, is left
+    alone: silencing it is not thread-safe, and validation reads files in threads.)"""
+    from PIL import Image
+
+    try:
+        img = Image.open(path)
+        with img:
+            cols, rows = img.size
+            _check_size(rows, cols, path)
+            yield img
+    except Image.DecompressionBombError as exc:
+        raise InputError(
+            f"image too large: {exc} ALNM Predictor reads at most {MAX_IMAGE_PIXELS / 1e6:g} Mpixel per image",
+            path=path,
+        ) from None
+
+
 # --------------------------------------------------------------------------- raw readers
 #
 # Each reader returns (stack, spacing, dtype) with stack shaped (frames, rows, cols, channels) and
@@ -196,10 +264,10 @@ class _Raw:
 
 
 def _read_pil(path: str, fmt: str) -> _Raw:
-    from PIL import Image, UnidentifiedImageError
+    from PIL import UnidentifiedImageError
 
     try:
-        with Image.open(path) as img:
+        with _open_pil(path) as img:
             n_frames = int(getattr(img, "n_frames", 1))
             frames = []
             for index in range(n_frames):
@@ -241,8 +309,13 @@ def _pil_to_array(img: Any, path: str) -> np.ndarray:
 def _read_sitk(path: str, fmt: str) -> _Raw:
     import SimpleITK as sitk
 
+    reader = sitk.ImageFileReader()
+    reader.SetFileName(path)
     try:
-        image = sitk.ReadImage(path)
+        reader.ReadImageInformation()
+        size = reader.GetSize()
+        _check_size(size[1] if len(size) > 1 else 1, size[0], path)
+        image = reader.Execute()
     except RuntimeError as exc:
         raise InputError(f"cannot read {fmt.upper()} image: {_first_line(exc)}", path=path) from None
     dim = image.GetDimension()
@@ -330,6 +403,14 @@ def _ultrasound_region_spacing(regions: Any) -> tuple[float, float] | None:
     return None if best is None else best[1]
 
 
+def _check_dicom_size(ds: Any, path: str) -> None:
+    try:
+        rows, cols = int(ds.Rows), int(ds.Columns)
+    except (AttributeError, TypeError, ValueError):
+        return  # the decoder reports a header without a size
+    _check_size(rows, cols, path)
+
+
 def _read_dicom(path: str, frame: int | None) -> _Raw:
     import pydicom
     from pydicom.errors import InvalidDicomError
@@ -340,6 +421,7 @@ def _read_dicom(path: str, frame: int | None) -> _Raw:
         raise InputError(f"not a readable DICOM file: {exc}", path=path) from None
     if "PixelData" not in ds and "FloatPixelData" not in ds and "DoubleFloatPixelData" not in ds:
         raise InputError("DICOM file has no pixel data", path=path)
+    _check_dicom_size(ds, path)
     n_frames = int(getattr(ds, "NumberOfFrames", 1) or 1)
     if frame is not None and not 0 <= frame < n_frames:
         raise InputError(f"frame {frame} requested but the file has {n_frames} frame(s)", path=path)
@@ -557,10 +639,10 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
     path = _check_exists(path)
     fmt = detect_format(path)
     if fmt in _PIL_FORMATS:
-        from PIL import Image, UnidentifiedImageError
+        from PIL import UnidentifiedImageError
 
         try:
-            with Image.open(path) as img:
+            with _open_pil(path) as img:
                 cols, rows = img.size
                 n_frames = int(getattr(img, "n_frames", 1))
                 channels = len(img.getbands())
@@ -583,6 +665,7 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
         except RuntimeError as exc:
             raise InputError(f"cannot read {fmt.upper()} image: {_first_line(exc)}", path=path) from None
         size = reader.GetSize()
+        _check_size(size[1] if len(size) > 1 else 1, size[0], path)
         sp = reader.GetSpacing()
         n_frames = int(np.prod(size[2:])) if len(size) > 2 else 1
         dtype = sitk.GetPixelIDValueAsString(reader.GetPixelID())
@@ -601,6 +684,7 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
         rows, cols = int(ds.Rows), int(ds.Columns)
     except AttributeError:
         raise InputError("DICOM file has no image (Rows/Columns missing)", path=path) from None
+    _check_size(rows, cols, path)
     bits = int(getattr(ds, "BitsAllocated", 8) or 8)
     signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
     dtype = f"{'int' if signed else 'uint'}{bits}" if bits in (8, 16, 32) else f"{bits}-bit"
