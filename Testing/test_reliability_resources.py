@@ -1,11 +1,14 @@
-"""Resources: image size limits (refused or warned from the file header; Pillow's decompression bomb)."""
+"""Resources: image size limits, and output permissions that follow the umask."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
+import stat
 import struct
+import time
 import zlib
 from pathlib import Path
 
@@ -15,10 +18,12 @@ import pytest
 import SimpleITK as sitk
 from PIL import Image
 
-from ALNMPredictorLib import cli, imaging
+from ALNMPredictorLib import cli, fileio, imaging
+from ALNMPredictorLib.bundle import write_bundle
 from ALNMPredictorLib.cohort import load_manifest
 from ALNMPredictorLib.errors import InputError
 from ALNMPredictorLib.extraction import extract_cohort
+from ALNMPredictorLib.fileio import make_temp_dir, write_bytes, write_json, write_table, write_text
 from ALNMPredictorLib.synth import synth_cohort
 
 pytestmark = [
@@ -167,3 +172,63 @@ def test_extraction_fails_only_the_oversized_images_naming_case_column_and_file(
     assert result.table["tumor_original_firstorder_Mean"].notna().all()
     warned = [r.getMessage() for r in caplog.records if "large image" in r.getMessage()]
     assert sum(f"{os.sep}images{os.sep}" in m and "_tumor.png" in m for m in warned) == 3  # each tumour image once (and masks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 3. Outputs follow the umask, like open() and mkdir()
+
+
+@contextlib.contextmanager
+def _umask(mask: int):
+    previous = os.umask(mask)
+    try:
+        yield
+    finally:
+        os.umask(previous)
+
+
+def _mode(path: Path) -> int:
+    return stat.S_IMODE(path.stat().st_mode)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_atomic_writers_follow_the_umask(tmp_path: Path, mask: int) -> None:
+    with _umask(mask):
+        files = [
+            write_text(tmp_path / "a.txt", "x"),
+            write_bytes(tmp_path / "b.bin", b"x"),
+            write_json(tmp_path / "sub" / "c.json", {"a": 1}),
+            write_table(tmp_path / "d.csv", pd.DataFrame({"a": [1]})),
+            write_table(tmp_path / "e.parquet", pd.DataFrame({"a": [1]})),
+        ]
+        folder = make_temp_dir(tmp_path, prefix=".x.", suffix=".tmp")
+        plain = tmp_path / "plain.txt"
+        plain.write_text("x")
+    assert [_mode(f) for f in files] == [0o666 & ~mask] * len(files) == [_mode(plain)] * len(files)
+    assert _mode(folder) == 0o777 & ~mask == _mode(tmp_path / "sub")
+    assert folder.name.startswith(".x.") and folder.name.endswith(".tmp") and len(folder.name) == 3 + 8 + 4
+
+
+def test_temporaries_of_killed_writers_are_still_found(tmp_path: Path) -> None:
+    started = time.time()
+    done = write_text(tmp_path / "done.csv", "a\n")
+    left = [fileio._new_file(tmp_path, ".table.csv.", ".tmp"), fileio._new_file(tmp_path, ".features.", ".parquet")]
+    assert sorted(fileio.remove_temporaries(tmp_path, since=started)) == sorted(left)
+    assert done.is_file() and not any(p.exists() for p in left)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
+@pytest.mark.parametrize("mask", [0o022, 0o002])
+def test_saved_model_and_extraction_outputs_follow_the_umask(cohort_dir: Path, tmp_path: Path, mask: int) -> None:
+    manifest = _manifest_of(cohort_dir, tmp_path / "cohort", 2)
+    with _umask(mask):
+        model = write_bundle(tmp_path / "shared" / "model", {"cutoff": 0.5})
+        zipped = write_bundle(tmp_path / "shared" / "model.zip", {"cutoff": 0.5})
+        out = tmp_path / "features"
+        extract_cohort(load_manifest(manifest), out, handcrafted=FAST_PARAMS, deep=None, workers=1, progress=False)
+    assert _mode(model) == 0o777 & ~mask
+    written = [*model.iterdir(), zipped, *[p for p in out.rglob("*") if p.is_file()]]
+    assert len(written) > 8
+    assert {p.name: _mode(p) for p in written} == {p.name: 0o666 & ~mask for p in written}
+    assert {_mode(p) for p in out.rglob("*") if p.is_dir()} == {0o777 & ~mask}

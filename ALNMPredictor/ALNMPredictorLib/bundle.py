@@ -47,7 +47,7 @@ from pathlib import Path
 from typing import Any
 
 from ALNMPredictorLib.errors import BundleError
-from ALNMPredictorLib.fileio import sha256_file, write_json, write_text
+from ALNMPredictorLib.fileio import make_temp_dir, sha256_file, write_json, write_text
 
 SCHEMA_NAME = "alnm-predictor-model"
 #: 2: settings.normalize, region scores with training ranges, deep heads with an intensity mode
@@ -289,7 +289,7 @@ def write_bundle(
     target = Path(directory)
     zip_output = zip_output or target.suffix.lower() == ".zip"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
+    tmp = make_temp_dir(target.parent, prefix=f".{target.name}.", suffix=".tmp")  # 0777 less the umask, as mkdir
     try:
         if write_files is not None:
             write_files(tmp)

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import secrets
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,14 +16,56 @@ from typing import IO, Any
 
 import pandas as pd
 
+#: characters of the random part of temporary names (those of tempfile.mkstemp)
+_NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
+
+
+def _temporary_name(folder: Path, prefix: str, suffix: str) -> Path:
+    return folder / f"{prefix}{''.join(secrets.choice(_NAME_CHARS) for _ in range(8))}{suffix}"
+
+
+def _new_file(folder: Path, prefix: str, suffix: str) -> Path:
+    """Create an empty file with a new random name in ``folder``, with the permissions of a plain ``open()``.
+
+    Unlike ``tempfile.mkstemp`` (always 0600), the file is created with mode 0666 and the kernel applies the
+    process umask (and a folder's default ACL), so an output renamed from it is 0644 under umask 022 and
+    0664 under 002: colleagues sharing a model or feature folder can read it.
+    """
+    flags = os.O_RDWR | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0) | getattr(os, "O_NOFOLLOW", 0)
+    for _ in range(tempfile.TMP_MAX):
+        name = _temporary_name(folder, prefix, suffix)
+        try:
+            fd = os.open(name, flags, 0o666)
+        except FileExistsError:
+            continue
+        os.close(fd)
+        return name
+    raise FileExistsError(errno.EEXIST, "no unused temporary file name", str(folder))
+
+
+def make_temp_dir(folder: str | os.PathLike[str], prefix: str, suffix: str = "") -> Path:
+    """Create a new folder with a random name in ``folder``, with the permissions of a plain ``mkdir()``.
+
+    ``tempfile.mkdtemp`` makes 0700 folders; this one is 0777 less the umask (0755 under umask 022), so a
+    model folder written through it and renamed into place is readable by the team, like one made by hand.
+    """
+    folder = Path(folder)
+    for _ in range(tempfile.TMP_MAX):
+        name = _temporary_name(folder, prefix, suffix)
+        try:
+            name.mkdir(0o777)
+        except FileExistsError:
+            continue
+        return name
+    raise FileExistsError(errno.EEXIST, "no unused temporary folder name", str(folder))
+
 
 @contextlib.contextmanager
 def atomic_open(path: str | os.PathLike[str], mode: str = "w", **kwargs: Any) -> Iterator[IO[Any]]:
     """Open a temporary file beside ``path``; on success it replaces ``path`` in one rename."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
+    tmp = _new_file(path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         with open(tmp, mode, **kwargs) as handle:
             yield handle
@@ -39,10 +83,9 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     """Yield a temporary path beside ``path`` for a writer that wants a filename; renamed on success."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
-    os.close(fd)
+    tmp = _new_file(path.parent, prefix=f".{path.stem}.", suffix=path.suffix)
     try:
-        yield Path(tmp)
+        yield tmp
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):
@@ -50,7 +93,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
         raise
 
 
-#: names of the temporary files atomic_open / atomic_path create (mkstemp adds 8 characters of [a-z0-9_])
+#: names of the temporary files atomic_open / atomic_path create (8 random characters of [a-z0-9_])
 _TEMPORARY = re.compile(r"^\..+\.[a-z0-9_]{8}(\.tmp|\.[^.]+)$")
 
 
