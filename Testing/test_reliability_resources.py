@@ -1,13 +1,16 @@
-"""Resources: image size limits, and output permissions that follow the umask."""
+"""Resources: ROI cropping keeps every feature, image size limits, and output permissions that follow
+the umask."""
 
 from __future__ import annotations
 
 import contextlib
+import copy
 import logging
 import os
 import shutil
 import stat
 import struct
+import sys
 import time
 import zlib
 from pathlib import Path
@@ -17,8 +20,9 @@ import pandas as pd
 import pytest
 import SimpleITK as sitk
 from PIL import Image
+from radiomics import featureextractor
 
-from ALNMPredictorLib import cli, fileio, imaging
+from ALNMPredictorLib import cli, fileio, handcrafted, imaging
 from ALNMPredictorLib.bundle import write_bundle
 from ALNMPredictorLib.cohort import load_manifest
 from ALNMPredictorLib.errors import InputError
@@ -31,12 +35,209 @@ pytestmark = [
     pytest.mark.filterwarnings("ignore::ALNMPredictorLib.deep.RandomWeightsWarning"),
 ]
 
+LINUX_PROC = sys.platform.startswith("linux") and Path("/proc/self/stat").exists()
+# Features are compared with rtol 1e-12, atol 0. The crop path runs float64 throughout (never float32:
+# the image is cast to float64 and SimpleITK keeps it), and gives pyradiomics the same pixel values computed
+# by the same operations in the same order: the whole-image mean and SD by the same ITK filter as
+# pyradiomics' own normalisation, the same shift-scale per pixel, and wavelet outputs at interior pixels
+# (pywt sums the filter taps in one fixed order). The values are bit-identical on the development machine,
+# the paper preset's 372 rounding-noise features included. 1e-12 (about 4,500 units in the last place)
+# only leaves room for last-bit differences of vectorised reductions on other CPUs; a real change (a
+# margin one pixel too small, a wrapped border, crop-only statistics) moves features by 1e-6 or more.
+RTOL = 1e-12
 # A small, fast pyradiomics configuration for the cohort runs.
 FAST_PARAMS = {
     "imageType": {"Original": {}},
     "featureClass": {"firstorder": None, "shape2D": None},
     "setting": {"binWidth": 25, "force2D": True, "force2Ddimension": 0},
 }
+
+
+@pytest.fixture
+def one_thread():
+    """SimpleITK on one thread, as in the extraction workers.
+
+    ITK's image statistics sum per-thread partial sums in completion order, so with several threads the
+    whole-image mean and SD (intensity standardisation) can differ in the last bit between any two runs,
+    bare pyradiomics against itself included; on one thread both paths are deterministic.
+    """
+    previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
+    yield
+    sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(previous)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 1. Handcrafted features of a cropped ROI equal bare pyradiomics on the whole image
+
+
+def _scene(centre: tuple[float, float], radii: tuple[float, float], shape=(97, 130), seed=0):
+    """A speckle image (odd rows: pyradiomics' wavelet pads them by wrapping) with an elliptical ROI."""
+    rng = np.random.default_rng(seed)
+    image = rng.gamma(2.0, 30.0, size=shape).clip(0, 255).round()
+    rows, cols = np.mgrid[: shape[0], : shape[1]]
+    roi = ((rows - centre[0]) / radii[0]) ** 2 + ((cols - centre[1]) / radii[1]) ** 2 <= 1.0
+    image[roi] = np.clip(image[roi] * 0.6 + 20.0 + 0.4 * (cols[roi] - centre[1]), 0, 255)
+    image[0, :] = 255.0  # bright rows and columns at the borders: wrapping around would show
+    image[:, -1] = 0.0
+    return image, roi
+
+
+# (centre, radii, which axes the crop keeps whole): box + margin 5 inside the image, crossing the top
+# border while 3 rows away from it, and touching the left border (column 0)
+POSITIONS = {
+    "middle": ((48.0, 66.0), (9.0, 12.0), (False, False)),
+    "near_border": ((11.0, 66.0), (8.0, 12.0), (True, False)),
+    "touching_border": ((48.0, 10.0), (9.0, 10.5), (False, True)),
+}
+
+
+def _bare(params: dict, image: np.ndarray, roi: np.ndarray, spacing=(0.2, 0.1)) -> dict[str, float]:
+    """Bare pyradiomics on the whole image (one-slice float64 volume), as ALNM Predictor did before cropping."""
+    extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+    sitk_image = sitk.GetImageFromArray(image.astype(np.float64)[np.newaxis])
+    sitk_mask = sitk.GetImageFromArray(roi.astype(np.uint8)[np.newaxis])
+    for volume in (sitk_image, sitk_mask):
+        volume.SetSpacing((spacing[1], spacing[0], 1.0))
+    result = extractor.execute(sitk_image, sitk_mask)
+    return {k: float(v) for k, v in result.items() if not k.startswith("diagnostics_")}
+
+
+def _pyradiomics_sizes(extractor: handcrafted.HandcraftedExtractor, monkeypatch) -> list[tuple[int, ...]]:
+    """Record the (rows, cols) of every image the extractor hands to pyradiomics from now on."""
+    extractor.feature_names()  # its one-time synthetic extraction, done now
+    sizes: list[tuple[int, ...]] = []
+    for radiomics_extractor in {id(e): e for e in (extractor._extractor, extractor._crop_extractor)}.values():
+        original = radiomics_extractor.execute
+
+        def spy(image, mask, *args, _original=original, **kwargs):
+            sizes.append(tuple(reversed(image.GetSize()[:2])))
+            return _original(image, mask, *args, **kwargs)
+
+        monkeypatch.setattr(radiomics_extractor, "execute", spy)
+    return sizes
+
+
+def _assert_same(ours: dict[str, float], bare: dict[str, float]) -> None:
+    assert list(ours) == list(bare)
+    np.testing.assert_allclose(list(ours.values()), list(bare.values()), rtol=RTOL, atol=0, equal_nan=True)
+
+
+def test_crop_margins_cover_the_filters() -> None:
+    def margin(params: dict) -> int | None:
+        extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(params))
+        return handcrafted.crop_margin(extractor.settings, extractor.enabledImagetypes)
+
+    paper, us2d = handcrafted.load_params("paper"), handcrafted.load_params("us2d")
+    assert margin(paper) == margin(us2d) == 5  # coif1: 6 taps, one pass
+    assert margin({"imageType": {"Original": {}}}) == 0
+    assert margin({"imageType": {"Wavelet": {"wavelet": "coif1", "level": 2}}}) == 10
+    assert margin({"imageType": {"Wavelet": {"wavelet": "db2", "start_level": 1}}}) == 6  # 4 taps, 2 passes
+    assert margin({"imageType": {"Original": {}, "LoG": {"sigma": [1.0]}}}) is None  # recursive Gaussian
+    assert margin({"imageType": {"Square": {}}}) is None  # rescaled by the whole image's maximum
+    assert margin({"imageType": {"Original": {}}, "setting": {"resampledPixelSpacing": [1, 1, 1]}}) is None
+
+
+@pytest.mark.parametrize("position", list(POSITIONS))
+@pytest.mark.parametrize("preset", ["paper", "us2d"])
+def test_cropped_roi_gives_the_features_of_bare_pyradiomics_on_the_whole_image(
+    preset: str, position: str, one_thread, monkeypatch
+) -> None:
+    centre, radii, whole_axes = POSITIONS[position]
+    image, roi = _scene(centre, radii)
+    extractor = handcrafted.HandcraftedExtractor(preset, normalize=True)  # the project's default
+    sizes = _pyradiomics_sizes(extractor, monkeypatch)
+    ours = extractor.extract(image, roi.astype(np.uint8) * 255, (0.2, 0.1))
+
+    rows = np.flatnonzero(roi.any(axis=1))
+    cols = np.flatnonzero(roi.any(axis=0))
+    expected = (
+        image.shape[0] if whole_axes[0] else rows[-1] - rows[0] + 1 + 2 * 5,
+        image.shape[1] if whole_axes[1] else cols[-1] - cols[0] + 1 + 2 * 5,
+    )
+    assert sizes == [expected]  # pyradiomics saw the crop, not the image
+    bare = _bare(extractor.params, image, roi)
+    assert extractor.params["setting"]["normalize"] is True
+    _assert_same(ours, bare)
+
+
+@pytest.mark.parametrize("preset", ["paper", "us2d"])
+def test_cropped_roi_without_standardisation_and_a_colour_image(preset: str, one_thread) -> None:
+    image, roi = _scene((40.0, 80.0), (7.0, 15.0), shape=(90, 151), seed=4)
+    extractor = handcrafted.HandcraftedExtractor(preset)  # normalize off: the presets as written
+    _assert_same(extractor.extract(image, roi, (0.2, 0.1)), _bare(extractor.params, image, roi))
+    grey8 = image.astype(np.uint8)
+    rgb = np.repeat(grey8[..., None], 3, axis=2)  # grey saved as RGB: the grey values
+    _assert_same(extractor.extract(rgb, roi, (0.2, 0.1)), _bare(extractor.params, grey8, roi))
+
+
+def test_standardisation_with_outlier_removal_matches_pyradiomics(one_thread) -> None:
+    image, roi = _scene((50.0, 60.0), (10.0, 14.0), seed=5)
+    params = handcrafted.load_params("us2d")
+    params["setting"].update(normalize=True, normalizeScale=32, removeOutliers=1.5)
+    extractor = handcrafted.HandcraftedExtractor(params)
+    assert extractor._crop_margin == 5
+    _assert_same(extractor.extract(image, roi, (0.2, 0.1)), _bare(params, image, roi))
+
+
+def test_filters_reaching_further_get_the_whole_image(one_thread, monkeypatch) -> None:
+    image, roi = _scene((48.0, 66.0), (9.0, 12.0))
+    params = {
+        "imageType": {"Original": {}, "LoG": {"sigma": [1.5]}, "Square": {}},
+        "featureClass": {"firstorder": None},
+        "setting": {"binWidth": 25, "force2D": True, "normalize": True, "normalizeScale": 32},
+    }
+    extractor = handcrafted.HandcraftedExtractor(params)
+    sizes = _pyradiomics_sizes(extractor, monkeypatch)
+    ours = extractor.extract(image, roi, (0.2, 0.1))
+    assert sizes == [image.shape]
+    _assert_same(ours, _bare(params, image, roi))
+
+
+def test_the_equality_tests_would_see_a_too_small_margin_or_a_wrapped_border(one_thread, monkeypatch) -> None:
+    """Sensitivity: cropping closer than the wavelet reads, or clipping at a border instead of keeping the
+    axis whole, changes wavelet features far beyond the tolerance.
+
+    One coif1 pass reads 2 pixels before and 3 after each output pixel, so a margin of 3 is exactly enough
+    and 2 is not; the extractor uses dec_len - 1 = 5, a bound that holds for any alignment of the taps.
+    """
+    extractor = handcrafted.HandcraftedExtractor("us2d", normalize=True)
+    image, roi = _scene(*POSITIONS["middle"][:2])
+    bare = _bare(extractor.params, image, roi)
+    extractor._crop_margin = 3
+    _assert_same(extractor.extract(image, roi, (0.2, 0.1)), bare)
+    extractor._crop_margin = 2
+    narrow = extractor.extract(image, roi, (0.2, 0.1))
+    changed = [k for k in bare if not np.isclose(narrow[k], bare[k], rtol=1e-6, atol=0)]
+    assert any(k.startswith("wavelet") for k in changed)
+    assert not any(k.startswith("original") for k in changed)
+
+    extractor._crop_margin = 5
+    image, roi = _scene(*POSITIONS["touching_border"][:2])
+    bare = _bare(extractor.params, image, roi)
+
+    def clipped_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
+        rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
+        return (slice(max(0, rows[0] - margin), rows[-1] + 1 + margin),
+                slice(max(0, cols[0] - margin), cols[-1] + 1 + margin))
+
+    monkeypatch.setattr(handcrafted, "_crop_box", clipped_box)
+    wrapped = extractor.extract(image, roi, (0.2, 0.1))
+    assert any(not np.isclose(wrapped[k], bare[k], rtol=1e-6, atol=0) for k in bare if k.startswith("wavelet"))
+
+
+def test_shape_features_do_not_depend_on_the_crop(one_thread) -> None:
+    image, roi = _scene((48.0, 66.0), (9.0, 12.0))
+    for preset, prefix in (("paper", "original_shape_"), ("us2d", "original_shape2D_")):
+        extractor = handcrafted.HandcraftedExtractor(preset)
+        ours = extractor.extract(image, roi, (0.2, 0.1))
+        shifted = np.zeros((160, 200))  # the same ROI and pixels elsewhere in a bigger image
+        shifted_roi = np.zeros((160, 200), dtype=bool)
+        shifted[40:137, 50:180], shifted_roi[40:137, 50:180] = image, roi
+        moved = extractor.extract(shifted, shifted_roi, (0.2, 0.1))
+        shape = [k for k in ours if k.startswith(prefix)]
+        assert shape
+        np.testing.assert_allclose([moved[k] for k in shape], [ours[k] for k in shape], rtol=RTOL, atol=0)
 
 
 # ---------------------------------------------------------------------------------------------------

@@ -12,6 +12,22 @@ Any pyradiomics parameter file (YAML/JSON) or dict can be used instead. Images a
 float64 before pyradiomics sees them: with numpy 2, an 8-bit image and an integer binWidth overflow
 silently inside pyradiomics' binning (``maximum + 2 * binWidth`` wraps around at 256) and corrupt
 every first-order and texture feature of the original image.
+
+Memory and time follow the ROI, not the image: pyradiomics filters whole images (nine one-slice
+wavelet volumes of 2 x rows x cols float64 for ``paper``: about 11-17 GB and minutes for an
+8000 x 8000 image), so each ROI is cut out with a margin before pyradiomics sees it, with the same
+feature values (see :func:`crop_margin` and ``Testing/test_reliability_resources.py``):
+
+- The margin covers the filters' support: none for ``Original``; for ``Wavelet``, pyradiomics runs
+  ``start_level + level`` undilated stationary wavelet passes, each reading ``dec_len - 1`` neighbours
+  (5 for coif1), so the margin is ``(dec_len - 1) * (start_level + level)`` pixels.
+- The wavelet is periodic: at an image border it reads the opposite border. Along an axis where the
+  ROI's box plus the margin would leave the image, the image's full extent is kept.
+- Intensity standardisation (``normalize``) uses whole-image statistics: they are computed on the
+  whole image by the same ITK filter as pyradiomics' ``normalizeImage`` and applied to the crop
+  with the same arithmetic (shift, scale, outlier clipping, ``normalizeScale``).
+- Other filters (LoG, gradient, LBP, square, ...) and resampling read further or use whole-image
+  values: with those, pyradiomics gets the whole image as before.
 """
 
 from __future__ import annotations
@@ -29,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pywt
 import radiomics
 import SimpleITK as sitk
 import yaml
@@ -41,6 +58,7 @@ __all__ = [
     "PARAMETERS_DIR",
     "PRESETS",
     "HandcraftedExtractor",
+    "crop_margin",
     "extract_handcrafted",
     "load_params",
     "preset_path",
@@ -177,11 +195,14 @@ def _canonical_json(obj: Any) -> str:
 # Array preparation
 
 
-def to_grey(image: Any, *, case: str | None = None, column: str | None = None) -> np.ndarray:
+def to_grey(
+    image: Any, *, case: str | None = None, column: str | None = None, copy: bool = True
+) -> np.ndarray:
     """A 2D float64 grey-level copy of ``image`` (2D, RGB or RGBA; colour → BT.601 luma).
 
     RGB images whose three channels are equal (the usual grey ultrasound saved as RGB) keep their
-    values; truly coloured images (Doppler, annotations) are converted with a warning.
+    values; truly coloured images (Doppler, annotations) are converted with a warning. With
+    ``copy=False`` a 2D float64 ``image`` is returned as it is (no copy of a large image).
     """
     arr = np.asarray(image)
     if arr.dtype.kind not in "buif":
@@ -190,7 +211,7 @@ def to_grey(image: Any, *, case: str | None = None, column: str | None = None) -
     if arr.ndim == 3 and arr.shape[-1] in (3, 4):
         rgb = arr[..., :3]
         if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
-            grey = rgb[..., 0].astype(np.float64)
+            grey = rgb[..., 0].astype(np.float64, copy=copy)
         else:
             warnings.warn(
                 "colour image converted to grey (BT.601 luma); colour overlays alter texture features",
@@ -199,7 +220,7 @@ def to_grey(image: Any, *, case: str | None = None, column: str | None = None) -
             )
             grey = rgb.astype(np.float64) @ _LUMA
     elif arr.ndim == 2:
-        grey = arr.astype(np.float64)
+        grey = arr.astype(np.float64, copy=copy)
     else:
         raise InputError(
             f"image must be 2D grey or RGB(A), got an array of shape {arr.shape}", case=case, column=column
@@ -270,6 +291,76 @@ def _to_float(value: Any) -> float:
 
 
 # ---------------------------------------------------------------------------------------------------
+# Cropping to the ROI
+
+#: image types whose value at a pixel depends only on pixels within a known distance
+_LOCAL_IMAGE_TYPES = ("Original", "Wavelet")
+
+
+def crop_margin(settings: Mapping[str, Any], image_types: Mapping[str, Any]) -> int | None:
+    """Pixels around the ROI's box that pyradiomics' filters read, or None if the whole image is needed.
+
+    ``settings``: pyradiomics' effective settings; ``image_types``: enabled image type → custom settings.
+    ``Original`` needs none. ``Wavelet`` (pyradiomics' ``_swt3``) applies ``start_level + level``
+    stationary-wavelet passes with the undilated filter pair; an output pixel of one pass reads the
+    ``dec_len`` input pixels from ``dec_len // 2 - 1`` before it to ``dec_len // 2`` after it (coif1:
+    2 before, 3 after), so ``(dec_len - 1)`` per pass bounds the reach on either side. Resampling, and
+    every other filter (LoG's recursive Gaussian, gradient, LBP, and square / square root / logarithm /
+    exponential, which rescale by the whole image's maximum), give None.
+    """
+    if settings.get("resampledPixelSpacing") is not None:
+        return None
+    margin = 0
+    for name, custom in image_types.items():
+        if name not in _LOCAL_IMAGE_TYPES:
+            return None
+        if name == "Wavelet":
+            merged = {**settings, **(custom or {})}
+            wavelet = merged.get("wavelet", "coif1")
+            if not isinstance(wavelet, pywt.Wavelet):
+                wavelet = pywt.Wavelet(wavelet)
+            passes = int(merged.get("start_level", 0)) + int(merged.get("level", 1))
+            margin = max(margin, (wavelet.dec_len - 1) * passes)
+    return margin
+
+
+def _crop_box(roi: np.ndarray, margin: int) -> tuple[slice, slice]:
+    """(rows, cols) slices of the ROI's box grown by ``margin``; an axis where that leaves the image is
+    kept whole (the periodic wavelet would read the opposite border there)."""
+    box = []
+    for axis in (0, 1):
+        inside = np.flatnonzero(roi.any(axis=1 - axis))
+        size = roi.shape[axis]
+        start, stop = int(inside[0]) - margin, int(inside[-1]) + 1 + margin
+        box.append(slice(start, stop) if start >= 0 and stop <= size else slice(0, size))
+    return box[0], box[1]
+
+
+def _whole_image_statistics(grey: np.ndarray) -> tuple[float, float]:
+    """Mean and SD of the whole image by ITK's StatisticsImageFilter, the filter inside pyradiomics'
+    ``normalizeImage`` (``sitk.Normalize``), on the same one-slice volume: the same numbers."""
+    stats = sitk.StatisticsImageFilter()
+    stats.Execute(sitk.GetImageFromArray(grey[np.newaxis]))
+    return stats.GetMean(), stats.GetSigma()
+
+
+def _standardise(image: sitk.Image, mean: float, sigma: float, settings: Mapping[str, Any]) -> sitk.Image:
+    """pyradiomics' ``normalizeImage`` with given whole-image statistics: ``sitk.Normalize`` is ITK's
+    shift-scale ``(x - mean) * (1 / sigma)``, then outliers are clipped and ``normalizeScale`` applied."""
+    image = sitk.ShiftScale(image, -mean, 1.0 / sigma)
+    outliers = settings.get("removeOutliers")
+    if outliers is not None:
+        array = sitk.GetArrayFromImage(image)
+        array[array > outliers] = outliers
+        array[array < -outliers] = -outliers
+        clipped = sitk.GetImageFromArray(array)
+        clipped.CopyInformation(image)
+        image = clipped
+    image *= settings.get("normalizeScale", 1)
+    return image
+
+
+# ---------------------------------------------------------------------------------------------------
 # Extraction
 
 _WAVELET_NAME = re.compile(r"^wavelet\d*-([LH]+)$")
@@ -296,6 +387,14 @@ class HandcraftedExtractor:
             self._extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(self.params))
         # Diagnostics are dropped anyway: do not spend time computing them.
         self._extractor.settings["additionalInfo"] = False
+        # Each ROI is cropped with this margin before pyradiomics (None: the whole image is needed).
+        self._crop_margin: int | None = crop_margin(self._extractor.settings, self._extractor.enabledImagetypes)
+        # Crops get their whole-image standardisation here, so this extractor does not standardise again.
+        self._normalize = bool(self._extractor.settings.get("normalize", False))
+        self._crop_extractor = self._extractor
+        if self._normalize:
+            self._crop_extractor = copy.deepcopy(self._extractor)
+            self._crop_extractor.settings["normalize"] = False
         self._label = int((self.params.get("setting") or {}).get("label", 1))
         self._names: list[str] | None = None
         self._warned_spacing = False
@@ -346,18 +445,31 @@ class HandcraftedExtractor:
     def _extract(
         self, image: Any, mask: Any, spacing: Any, *, case: str | None, column: str | None
     ) -> dict[str, float]:
-        grey = to_grey(image, case=case, column=column)
+        grey = to_grey(image, case=case, column=column, copy=False)  # never modified: no copy needed
         roi = roi_mask(mask, grey.shape, case=case, column=column)
         row, col = _spacing(spacing, case=case, column=column)
-        sitk_spacing = (col, row, 1.0)
+        extractor = self._extractor
+        origin = (0.0, 0.0, 0.0)
+        statistics = None
+        if self._crop_margin is not None:
+            rows, cols = _crop_box(roi, self._crop_margin)
+            if (rows.stop - rows.start, cols.stop - cols.start) != grey.shape:
+                if self._normalize:
+                    statistics = _whole_image_statistics(grey)
+                extractor = self._crop_extractor
+                grey, roi = grey[rows, cols], roi[rows, cols]
+                origin = (cols.start * col, rows.start * row, 0.0)
 
         sitk_image = sitk.GetImageFromArray(grey[np.newaxis])
-        sitk_image.SetSpacing(sitk_spacing)
         label_type = np.uint8 if self._label <= 255 else np.uint32
         sitk_mask = sitk.GetImageFromArray(roi[np.newaxis].astype(label_type) * label_type(self._label))
-        sitk_mask.SetSpacing(sitk_spacing)
+        for volume in (sitk_image, sitk_mask):
+            volume.SetSpacing((col, row, 1.0))
+            volume.SetOrigin(origin)
+        if statistics is not None:
+            sitk_image = _standardise(sitk_image, *statistics, self._extractor.settings)
         try:
-            result = self._extractor.execute(sitk_image, sitk_mask)
+            result = extractor.execute(sitk_image, sitk_mask)
         except (ValueError, RuntimeError) as exc:  # pyradiomics' ROI checks, SimpleITK errors
             raise InputError(f"pyradiomics failed on this ROI: {exc}", case=case, column=column) from exc
         return {
