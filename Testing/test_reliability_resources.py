@@ -1,16 +1,20 @@
-"""Resources: ROI cropping keeps every feature, image size limits, and output permissions that follow
-the umask."""
+"""Resources and processes: ROI cropping keeps every feature, image size limits, workers that die with
+their parent, Ctrl+C, and output permissions that follow the umask."""
 
 from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import os
 import shutil
+import signal
 import stat
 import struct
+import subprocess
 import sys
+import textwrap
 import time
 import zlib
 from pathlib import Path
@@ -373,6 +377,161 @@ def test_extraction_fails_only_the_oversized_images_naming_case_column_and_file(
     assert result.table["tumor_original_firstorder_Mean"].notna().all()
     warned = [r.getMessage() for r in caplog.records if "large image" in r.getMessage()]
     assert sum(f"{os.sep}images{os.sep}" in m and "_tumor.png" in m for m in warned) == 3  # each tumour image once (and masks)
+
+
+# ---------------------------------------------------------------------------------------------------
+# 2. Worker processes die with their parent; Ctrl+C
+
+
+def _proc_state(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return None
+
+
+def _gone(pid: int) -> bool:
+    """No such process, or a zombie (exited; in a container nobody may reap an orphan)."""
+    if LINUX_PROC:
+        return _proc_state(pid) in (None, "Z")
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
+def _children(pid: int) -> list[tuple[int, str]]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if ppid == pid:
+                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
+def _wait_until(condition, timeout: float, step: float = 0.1) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(step)
+    return condition()
+
+
+def _start_extract(manifest: Path, out: Path) -> tuple[subprocess.Popen, list[int]]:
+    """`alnm extract` with two workers in its own session; returns once both workers run."""
+    command = [sys.executable, "-m", "ALNMPredictorLib", "extract", str(manifest), "--out", str(out), "--deep", "off",
+               "--workers", "2", "--preset", "us2d", "--no-progress"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    workers: list[int] = []
+
+    def started() -> bool:
+        workers[:] = [pid for pid, cmd in _children(process.pid) if "spawn_main" in cmd]
+        return len(workers) == 2 or process.poll() is not None
+
+    assert _wait_until(started, 120), "no worker process started"
+    assert process.poll() is None, process.stdout.read().decode()
+    return process, workers
+
+
+def _cleanup(process: subprocess.Popen, pids: list[int]) -> None:
+    for pid in [process.pid, *pids]:
+        if not _gone(pid):
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        process.wait(10)
+    process.stdout.close()
+
+
+def _cache_entries_are_whole(out: Path) -> int:
+    entries = list((out / "cache" / "handcrafted").glob("*.json"))
+    for entry in entries:
+        assert json.loads(entry.read_text())["format"] == "alnm-handcrafted-cache"
+    return len(entries)
+
+
+@pytest.mark.skipif(not LINUX_PROC, reason="finds the workers in /proc (Linux)")
+def test_workers_exit_when_the_main_process_is_killed(cohort_dir: Path, tmp_path: Path) -> None:
+    process, workers = _start_extract(cohort_dir / "manifest.csv", tmp_path / "out")
+    try:
+        time.sleep(1.0)  # let them work
+        process.kill()  # SIGKILL: no cleanup code of the main process runs
+        process.wait(10)
+        assert _wait_until(lambda: all(_gone(pid) for pid in workers), 5), [
+            (pid, _proc_state(pid)) for pid in workers
+        ]
+        _cache_entries_are_whole(tmp_path / "out")  # killed writers leave no partial cache entry
+    finally:
+        _cleanup(process, workers)
+
+
+@pytest.mark.skipif(not LINUX_PROC, reason="sends SIGINT to a process group and finds workers in /proc")
+def test_ctrl_c_exits_130_with_no_worker_left_and_nothing_half_written(cohort_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out"
+    process, workers = _start_extract(cohort_dir / "manifest.csv", out)
+    try:
+        time.sleep(1.5)
+        os.killpg(process.pid, signal.SIGINT)  # what Ctrl+C in a terminal does: the whole foreground group
+        try:
+            code = process.wait(60)
+        except subprocess.TimeoutExpired:
+            pytest.fail("alnm extract did not stop within 60 s of Ctrl+C")
+        output = process.stdout.read().decode()
+        assert code == 130, output
+        assert "interrupted" in output
+        assert _wait_until(lambda: all(_gone(pid) for pid in workers), 5)
+        assert not (out / "extraction.json").exists()  # the output set is never left half-written
+        assert not [p for p in out.rglob(".*") if p.is_file()]  # no temporary file of an atomic writer
+        _cache_entries_are_whole(out)
+    finally:
+        _cleanup(process, workers)
+
+
+WATCHDOG_SCRIPT = textwrap.dedent(
+    """
+    import multiprocessing, os, sys, time
+
+    from ALNMPredictorLib import extraction
+
+
+    def child(parent_pid, use_sentinel):
+        sentinel = multiprocessing.parent_process().sentinel if use_sentinel else None
+        extraction._watch_parent(parent_pid, sentinel)  # no prctl here: the portable fallback alone
+
+
+    if __name__ == "__main__":
+        worker = multiprocessing.get_context("spawn").Process(target=child, args=(os.getpid(), sys.argv[1] == "sentinel"))
+        worker.start()
+        print(worker.pid, flush=True)
+        time.sleep(120)
+    """
+)
+
+
+@pytest.mark.skipif(os.name != "posix", reason="SIGKILL of the parent")
+@pytest.mark.parametrize("mode", ["sentinel", "poll"])
+def test_portable_watchdog_ends_a_worker_whose_parent_died(tmp_path: Path, mode: str) -> None:
+    script = tmp_path / "parent.py"
+    script.write_text(WATCHDOG_SCRIPT)
+    parent = subprocess.Popen([sys.executable, str(script), mode], stdout=subprocess.PIPE, text=True)
+    worker = int(parent.stdout.readline())
+    try:
+        time.sleep(0.5)
+        assert not _gone(worker)  # alive while its parent is
+        parent.kill()
+        parent.wait(10)
+        assert _wait_until(lambda: _gone(worker), 5)  # one poll interval (1 s) plus start-up
+    finally:
+        _cleanup(parent, [worker])
 
 
 # ---------------------------------------------------------------------------------------------------

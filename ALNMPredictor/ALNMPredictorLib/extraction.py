@@ -36,7 +36,9 @@ import logging
 import math
 import os
 import platform
+import signal
 import sys
+import threading
 import time
 import warnings
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -185,11 +187,90 @@ def _input_hash(path: str, case_id: str, column: str) -> str:
 
 _WORKER_EXTRACTORS: dict[str, HandcraftedExtractor] = {}
 _WORKER_LIMITS: Any = None
+#: seconds between two checks of a worker's parent watchdog
+_PARENT_POLL_SECONDS = 1.0
+_PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
 
 
-def _init_worker() -> None:
-    """One thread per worker process: the pool is the parallelism."""
+def _set_parent_death_signal(sig: int) -> bool:
+    """Linux: have the kernel send ``sig`` to this process when its parent dies (``prctl(PR_SET_PDEATHSIG)``).
+
+    The "parent" is the thread that started this process: the pool's workers are started by the thread
+    that submits the tasks, which runs until the pool is shut down. False where unavailable.
+    """
+    if not sys.platform.startswith("linux"):
+        return False
+    import ctypes
+
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return False
+    prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong]
+    prctl.restype = ctypes.c_int
+    return prctl(_PR_SET_PDEATHSIG, int(sig), 0, 0, 0) == 0
+
+
+def _pid_exists(pid: int) -> bool:
+    """POSIX: whether a process ``pid`` exists (a zombie counts). Never called on Windows, where
+    ``os.kill(pid, 0)`` would terminate that process."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:  # EPERM: it exists, owned by someone else
+        return True
+    return True
+
+
+def _watch_parent(parent_pid: int, sentinel: Any) -> None:
+    """Block until the parent process is gone, then end this process at once (a watchdog thread's body).
+
+    ``sentinel``: multiprocessing's parent sentinel (POSIX: the read end of a pipe whose only write end the
+    parent holds, so it reads EOF when the parent dies, however it died; Windows: the parent's process
+    handle), or None. Each second, also: POSIX re-parents an orphan (``os.getppid()`` changes), and
+    ``parent_pid`` must still exist (POSIX; it need not be the direct parent, e.g. under a launcher).
+    """
+    from multiprocessing.connection import wait
+
+    first_ppid = os.getppid()
+    while True:
+        if sentinel is not None:
+            try:
+                if wait([sentinel], timeout=_PARENT_POLL_SECONDS):
+                    break
+            except (OSError, ValueError):  # a closed or invalid sentinel: poll only
+                sentinel = None
+        else:
+            time.sleep(_PARENT_POLL_SECONDS)
+        if os.getppid() != first_ppid or (os.name == "posix" and not _pid_exists(parent_pid)):
+            break
+    os._exit(1)  # the parent is gone: nobody will read a result; atomic writers leave no partial file
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """Make this worker exit when the process that started the pool (``parent_pid``) dies, even by SIGKILL.
+
+    Linux: ``PR_SET_PDEATHSIG`` with SIGKILL, immediate even while the worker is inside C code; if the parent
+    died before that call, the worker exits now. Everywhere (the fallback on macOS and Windows, and a second
+    line on Linux): a daemon thread waiting for the parent's end (:func:`_watch_parent`); it needs the
+    interpreter lock, so a worker deep in a long C call exits when that call returns.
+    """
+    _set_parent_death_signal(getattr(signal, "SIGKILL", signal.SIGTERM))
+    if os.name == "posix" and os.getppid() != parent_pid and not _pid_exists(parent_pid):
+        os._exit(1)
+    import multiprocessing
+
+    parent = multiprocessing.parent_process()
+    sentinel = parent.sentinel if parent is not None and parent.pid == parent_pid else None
+    threading.Thread(target=_watch_parent, args=(parent_pid, sentinel), name="alnm-parent-watchdog", daemon=True).start()
+
+
+def _init_worker(parent_pid: int | None = None) -> None:
+    """One thread per worker process: the pool is the parallelism. With ``parent_pid``, die with the parent."""
     global _WORKER_LIMITS
+    if parent_pid is not None:
+        _die_with_parent(parent_pid)
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         os.environ[var] = "1"
     with contextlib.suppress(ImportError):
@@ -370,9 +451,13 @@ class _Runner:
         if self._pool is None:
             import multiprocessing
 
-            # spawn: fork after torch/OpenMP initialisation in the parent can deadlock the children
+            # spawn: fork after torch/OpenMP initialisation in the parent can deadlock the children.
+            # The workers exit when this process dies, even by SIGKILL (see _die_with_parent).
             self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"), initializer=_init_worker
+                max_workers=self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_init_worker,
+                initargs=(os.getpid(),),
             )
         pending: set[Future] = set()
         queue = list(reversed(tasks))
@@ -395,9 +480,12 @@ class _Runner:
                         ) from exc
                     yield out
         finally:
-            for future in pending:
-                future.cancel()
-            wait(pending)
+            # Queued tasks are cancelled; running ones are waited for (they finish and cache their result, or
+            # fail with the pool when Ctrl+C in a terminal also interrupted the workers). A cancelled future
+            # is not "done" for wait() until the pool's manager thread notifies it, which a broken pool never
+            # does: waiting for it too hung Ctrl+C with several workers.
+            running = [future for future in pending if not future.cancel()]
+            wait(running)
 
 
 # ---------------------------------------------------------------------------------------------------
