@@ -279,9 +279,14 @@ def test_bad_counts_and_output_locations_are_refused_up_front(capsys, model, tmp
         alnm(["predict", str(manifest), "--model", str(model.model_dir), "--out", str(tmp_path / "p.csv"),
               "--workers", "0"])  # fmt: skip
     assert exited.value.code == 2 and "argument --workers: must be at least 1" in capsys.readouterr().err
+    with pytest.raises(SystemExit) as exited:
+        alnm(["extract", str(manifest), "--out", str(tmp_path / "x"), "--workers", "0"])
+    assert exited.value.code == 2 and "argument --workers: must be at least 1" in capsys.readouterr().err
     (tmp_path / "afile").write_text("keep me")
-    code, _, err = _run(capsys, "train", manifest, "--out", tmp_path / "afile", "--no-progress")
-    assert code == 2 and "is a file, not a folder" in err and (tmp_path / "afile").read_text() == "keep me"
+    for command in ("train", "extract", "evaluate"):
+        extra = ["--model", str(model.model_dir)] if command == "evaluate" else []
+        code, _, err = _run(capsys, command, manifest, "--out", tmp_path / "afile", "--no-progress", *extra)
+        assert code == 2 and "is a file, not a folder" in err and (tmp_path / "afile").read_text() == "keep me"
     code, _, err = _run(capsys, "run", manifest, "--out", "/proc/alnm-cannot-be-here", "--no-progress")
     assert code == 2 and "/proc/alnm-cannot-be-here" in err and "cannot" in err
     code, _, err = _run(capsys, "predict", manifest, "--model", model.model_dir, "--out", tmp_path, "--no-progress")

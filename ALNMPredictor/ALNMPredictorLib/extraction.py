@@ -1260,7 +1260,9 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
         "--normalize", action=argparse.BooleanOptionalAction, default=True,
         help="standardise each image's intensities first (pyradiomics normalize; deep crops zscore) (default: on)",
     )  # fmt: skip
-    parser.add_argument("--workers", type=int, default=None, help="worker processes (default: all cores)")
+    from ALNMPredictorLib.preflight import positive_int
+
+    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the deep head training (default: 0)")
     parser.add_argument("--epochs", type=int, default=None, help="deep head training epochs (default: 50)")
     parser.add_argument("--input-size", type=int, default=None, help="deep input crop size (default: 224)")
@@ -1271,6 +1273,9 @@ def run_extract(args: argparse.Namespace) -> int:
     """Run the extraction, print a summary; 1 if any ROI failed, 0 otherwise."""
     started = time.perf_counter()
     logging.getLogger("pykwalify").setLevel(logging.WARNING)  # pyradiomics' schema check logs at INFO
+    from ALNMPredictorLib.preflight import output_folder
+
+    output_folder(args.out)
     cohort = load_manifest(args.manifest, study=args.study)
     deep = None if str(args.deep).lower() == "off" else args.deep
     options: dict[str, Any] = {"seed": args.seed, "finetune": args.finetune}
