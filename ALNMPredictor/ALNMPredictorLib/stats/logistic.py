@@ -3,6 +3,9 @@
 * :func:`logistic_fit`: maximum-likelihood fit by iteratively reweighted least squares; coefficients,
   Wald standard errors, two-sided Wald p and odds ratios with Wald intervals
   ``exp(coef ± qnorm(0.975) * se)``, as ``summary(glm(...))`` and ``exp(confint.default(...))``.
+  As R's ``binomial()`` family, the fitted probabilities are kept inside (0, 1) (the logit link is
+  clamped at |eta| = 30), so data whose linear predictor reaches far beyond |eta| = 37 without being
+  separated get their maximum-likelihood fit, as in glm.
 * :func:`univariate_screen`: one model per candidate factor (Table 2, "Univariate analysis").
 * :func:`backward_stepwise`: backward elimination by Wald p (Table 2, "Multivariate analysis").
 
@@ -179,6 +182,7 @@ class _Fit:
     n_events: int
     iterations: int
     firth: bool = False
+    firth_reason: str | None = None
 
 
 def _outcome(y: ArrayLike | pd.Series, n: int | None = None) -> np.ndarray:
@@ -259,38 +263,72 @@ def _separation(X: np.ndarray, y: np.ndarray, terms: list[str]) -> list[str]:
     return [terms[j] for j in range(1, p) if abs(b[j]) > 1e-6 * scale] or terms[1:]
 
 
+# R's binomial() family (src/library/stats/src/family.c): the logit link's inverse and derivative clamp
+# eta at +-30, so mu stays within [eps/(1 + eps), 1/(1 + eps)] and d mu / d eta at least eps, with
+# eps = .Machine$double.eps. Without this a fitted eta beyond about 37 rounds mu to exactly 0 or 1, the
+# working weight mu(1 - mu) to 0 and the working response to 0/0.
+_EPS = float(np.finfo(float).eps)
+_THRESH = 30.0
+
+
+def _linkinv(eta: np.ndarray) -> np.ndarray:
+    """R ``binomial()$linkinv``: ``t / (1 + t)`` with ``t = exp(eta)``, ``eps`` below -30, ``1/eps`` above 30."""
+    t = np.exp(np.clip(eta, -_THRESH, _THRESH))
+    t = np.where(eta < -_THRESH, _EPS, np.where(eta > _THRESH, 1.0 / _EPS, t))
+    return t / (1.0 + t)
+
+
+def _mu_eta(eta: np.ndarray) -> np.ndarray:
+    """R ``binomial()$mu.eta``: ``exp(eta) / (1 + exp(eta))^2``, ``eps`` where ``|eta| > 30``."""
+    e = np.exp(np.clip(eta, -_THRESH, _THRESH))
+    return np.where(np.abs(eta) > _THRESH, _EPS, e / ((1.0 + e) * (1.0 + e)))
+
+
 def _deviance(y: np.ndarray, mu: np.ndarray) -> float:
+    """R ``binomial()$dev.resids`` summed: ``2 * (y log(y/mu) + (1-y) log((1-y)/(1-mu)))`` for 0/1 ``y``."""
     with np.errstate(divide="ignore", invalid="ignore"):
-        ll = np.where(y > 0, np.log(mu), np.log1p(-mu))
+        ll = np.where(y > 0, np.log(mu), np.log(1.0 - mu))
     return float(-2.0 * ll.sum())
 
 
 def _irls(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, int]:
+    """R ``glm.fit`` with ``binomial()``: Fisher scoring by weighted least squares on the working response.
+
+    As glm.fit: start from ``mu = (y + 1/2) / 2``, working response ``z = eta + (y - mu) / mu.eta(eta)``
+    and weights ``mu.eta^2 / (mu (1 - mu))``, with R's clamped link functions, and halve the step towards
+    the previous coefficients while the deviance is not finite; in addition (as R package glm2) while it
+    increases. Converges when the relative change of deviance is below 1e-13 (glm's 1e-8 is too loose for
+    the SEs to equal those at the MLE). The covariance is that at the final coefficients.
+    """
     mu = (y + 0.5) / 2.0  # glm's binomial start
     eta = np.log(mu / (1 - mu))
     beta = np.zeros(X.shape[1])
     dev_old = _deviance(y, mu)
     for it in range(1, _MAX_ITER + 1):
-        w = mu * (1 - mu)
-        z = eta + (y - mu) / w
-        sw = np.sqrt(w)
+        mu_eta = _mu_eta(eta)
+        z = eta + (y - mu) / mu_eta
+        sw = mu_eta / np.sqrt(mu * (1.0 - mu))
+        if not (np.all(np.isfinite(z)) and np.all(np.isfinite(sw))):  # pragma: no cover - the clamps prevent it
+            raise StatsError("logistic regression: non-finite working response")
         new_beta, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
         new_eta = X @ new_beta
-        dev = _deviance(y, expit(new_eta))
+        dev = _deviance(y, _linkinv(new_eta))
         halvings = 0
         while it > 1 and (not np.isfinite(dev) or dev > dev_old + 1e-12 * abs(dev_old)) and halvings < 30:
             new_beta = (beta + new_beta) / 2.0
             new_eta = X @ new_beta
-            dev = _deviance(y, expit(new_eta))
+            dev = _deviance(y, _linkinv(new_eta))
             halvings += 1
-        beta, eta, mu = new_beta, new_eta, expit(new_eta)
+        if not np.isfinite(dev):  # pragma: no cover - the clamped mu keeps every deviance finite
+            raise StatsError("logistic regression: the deviance is not finite")
+        beta, eta, mu = new_beta, new_eta, _linkinv(new_eta)
         if abs(dev - dev_old) / (abs(dev) + 0.1) < 1e-13:
             break
         dev_old = dev
     else:
         raise StatsError(f"logistic regression did not converge in {_MAX_ITER} iterations")
-    w = mu * (1 - mu)
-    r = linalg.qr(X * np.sqrt(w)[:, None], mode="r")[0][: X.shape[1]]
+    sw = _mu_eta(eta) / np.sqrt(mu * (1.0 - mu))
+    r = linalg.qr(X * sw[:, None], mode="r")[0][: X.shape[1]]
     rinv = linalg.solve_triangular(r, np.eye(X.shape[1]))
     cov = rinv @ rinv.T
     return beta, cov, dev, it
@@ -360,9 +398,10 @@ def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray, separation: str = "error")
     _check_design(X, terms)
     separated = _separation(X, y, terms)
     firth = False
+    reason = None
     if separated and separation == "firth":
         beta, cov, dev, iterations = _firth(X, y)
-        firth = True
+        firth, reason = True, "separation along " + ", ".join(separated)
     elif separated:
         raise SeparationError(
             "complete or quasi-complete separation: the outcome is perfectly predicted along "
@@ -378,11 +417,12 @@ def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray, separation: str = "error")
                 if isinstance(exc, StatsError):
                     raise
                 raise StatsError(f"logistic regression failed numerically ({exc}); terms: {', '.join(terms[1:])}") from exc
-            beta, cov, dev, iterations = _firth(X, y)  # near-separation: the ML fit diverges
-            firth = True
+            # The separation check found none, so the MLE exists: this is a numerical failure, not separation.
+            beta, cov, dev, iterations = _firth(X, y)
+            firth, reason = True, f"maximum-likelihood fit failed numerically ({exc})"
     ybar = y.mean()
     null_dev = float(-2.0 * len(y) * (ybar * np.log(ybar) + (1 - ybar) * np.log1p(-ybar)))
-    return _Fit(terms, beta, cov, dev, null_dev, len(y), int(y.sum()), iterations, firth)
+    return _Fit(terms, beta, cov, dev, null_dev, len(y), int(y.sum()), iterations, firth, reason)
 
 
 def _table(fit: _Fit, level: float) -> pd.DataFrame:
@@ -408,6 +448,7 @@ def _table(fit: _Fit, level: float) -> pd.DataFrame:
         n_events=fit.n_events,
         iterations=fit.iterations,
         firth=fit.firth,
+        firth_reason=fit.firth_reason,
     )
     return df
 
@@ -446,7 +487,9 @@ def logistic_fit(
     ``aic``, ``n``, ``n_events``, ``iterations`` and the ``encoding`` for :func:`logistic_predict`.
     Raises SeparationError under (quasi-)complete separation, StatsError on bad input.
     ``separation="firth"`` fits Firth's penalised likelihood (R ``logistf``, Wald intervals) where the data
-    are separated, instead of raising SeparationError; the table's ``attrs["firth"]`` says so.
+    are separated, instead of raising SeparationError; the table's ``attrs["firth"]`` says so and
+    ``attrs["firth_reason"]`` why (``"separation along ..."``, or the rare numerical failure of an ML fit
+    on data that are not separated), None when the ML fit was used.
     """
     terms_df, encoding = _as_terms(X)
     yy = _outcome(y, len(terms_df))
