@@ -10,6 +10,16 @@
   scores (:mod:`ALNMPredictorLib.selection`), the clinical model, the clinical-radiomics model and a
   model per single score, for comparison.
 
+Honest region scores (``score_fit="crossfit"``, the default): a LASSO score fitted and evaluated on the
+same training cases looks far stronger than it is, so a second stage fitted on those in-sample scores
+keeps it and weights it too heavily. With cross-fitting, each training case's score used by the second
+stage (univariate screen, stepwise model, nomogram, cut-off) is its out-of-fold value: the training cases
+are split into ``crossfit_folds`` stratified, seeded folds and, for each fold, the whole selection chain
+(ICC filter, redundancy, mutual information, LASSO) is refitted on the other folds and applied to it.
+New cases get the score refitted on all training cases, as before. This is stacking's cross-fitted
+first stage (Wolpert 1992; the super learner, van der Laan, Polley and Hubbard 2007; cross-fitting in
+Chernozhukov et al. 2018). ``score_fit="insample"`` is the reference study's way, kept for replication.
+
 Nomogram (as rms ``nomogram``): a predictor's contribution to the linear predictor, ``b·x`` or the
 coefficient of its level, is mapped linearly to points so that the predictor whose contribution spans
 the widest range over the training data gets 0-100 points, and every other predictor is scaled alike.
@@ -45,7 +55,7 @@ from ALNMPredictorLib.bundle import (
     text,
     texts,
 )
-from ALNMPredictorLib.errors import BundleError, InputError, SeparationError, StatsError
+from ALNMPredictorLib.errors import ALNMError, BundleError, InputError, SeparationError, StatsError
 from ALNMPredictorLib.stats import (
     INTERCEPT,
     StepwiseResult,
@@ -58,7 +68,10 @@ from ALNMPredictorLib.stats import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LogisticModel", "fit_logistic_model", "ALNMModel", "score_column"]
+__all__ = ["LogisticModel", "fit_logistic_model", "ALNMModel", "SCORE_FITS", "score_column"]
+
+#: how the second stage sees the training cases' region scores (see the module docstring)
+SCORE_FITS = ("crossfit", "insample")
 
 
 def score_column(region: str) -> str:
@@ -422,8 +435,13 @@ def fit_logistic_model(
         )
         selected, fit = list(step.selected), step.fit
     if fit.attrs.get("firth"):
-        notes.append(f"the {name} model was fitted by Firth's penalised likelihood: its predictors separate "
-                     "the training classes, so the ordinary maximum-likelihood estimates are infinite")  # fmt: skip
+        reason = str(fit.attrs.get("firth_reason") or "")
+        if reason.startswith("separation"):
+            why = f"its predictors separate the training classes ({reason}), so the ordinary maximum-likelihood " \
+                  "estimates are infinite"  # fmt: skip
+        else:
+            why = reason or "the ordinary maximum-likelihood fit could not be used"
+        notes.append(f"the {name} model was fitted by Firth's penalised likelihood: {why}")
         log.warning(notes[-1])
     encoding = fit.attrs["encoding"]
     ranges = {}
@@ -506,6 +524,8 @@ class ALNMModel:
         score_params: Mapping[str, Any] | None = None,
         random_state: int = 0,
         separation: str = "firth",
+        score_fit: str = "crossfit",
+        crossfit_folds: int = 5,
     ) -> None:
         self.regions = regions
         self.clinical = clinical
@@ -516,6 +536,8 @@ class ALNMModel:
         self.score_params = score_params
         self.random_state = random_state
         self.separation = separation
+        self.score_fit = score_fit
+        self.crossfit_folds = crossfit_folds
 
     # -- fitting -------------------------------------------------------------------------------
     def fit(
@@ -527,27 +549,93 @@ class ALNMModel:
         repeat: pd.DataFrame | None = None,
         degenerate: Sequence[str] = (),
     ) -> ALNMModel:
-        """Fit region scores and the three model families on training cases only."""
+        """Fit region scores and the three model families on training cases only.
+
+        The second stage sees the scores ``score_fit`` says: out-of-fold (``crossfit``) or in-sample.
+        """
+        if self.score_fit not in SCORE_FITS:
+            raise ALNMError(f"score_fit must be one of {', '.join(SCORE_FITS)}, got {self.score_fit!r}")
+        y = pd.Series(np.asarray(labels, dtype=int), index=table.index)
+        columns = {r: self._region_columns(table, r) for r in self.regions}
+        self.region_scores_ = {
+            r: self._fit_score(r, table[columns[r]], y, reader2, repeat, degenerate) for r in self.regions
+        }
+        if self.score_fit == "crossfit":
+            predictors = self._crossfit_predictors(table, y, columns, reader2, repeat, degenerate)
+        else:
+            predictors = self.predictor_table(table)
+            self.crossfit_ = None
+        self._fit_models(predictors, y)
+        self.training_predictors_ = predictors
+        return self
+
+    def _region_columns(self, table: pd.DataFrame, region: str) -> list[str]:
+        cols = [c for c in table.columns if c.startswith(f"{region}_") and c not in self.clinical]
+        if not cols:
+            raise InputError(f"no feature columns for region '{region}' (expected '{region}_...')")
+        return cols
+
+    def _fit_score(self, region: str, x: pd.DataFrame, y: pd.Series, reader2: pd.DataFrame | None,
+                   repeat: pd.DataFrame | None, degenerate: Sequence[str]) -> Any:  # fmt: skip
         from ALNMPredictorLib.selection import RegionScore
 
-        y = pd.Series(np.asarray(labels, dtype=int), index=table.index)
-        self.region_scores_ = {}
-        for region in self.regions:
-            cols = [c for c in table.columns if c.startswith(f"{region}_") and c not in self.clinical]
-            if not cols:
-                raise InputError(f"no feature columns for region '{region}' (expected '{region}_...')")
-            scorer = RegionScore(region, random_state=self.random_state, **dict(self.score_params or {}))
-            scorer.fit(
-                table[cols],
-                y,
-                X_reader2=None if reader2 is None else reader2.reindex(columns=cols),
-                X_repeat=None if repeat is None else repeat.reindex(columns=cols),
-                degenerate=[d for d in degenerate if d in cols],
-            )
-            self.region_scores_[region] = scorer
-        predictors = self.predictor_table(table)
-        self._fit_models(predictors, y)
-        return self
+        cols = list(x.columns)
+
+        def resegmented(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+            return None if frame is None else frame.loc[frame.index.isin(x.index)].reindex(columns=cols)
+
+        scorer = RegionScore(region, random_state=self.random_state, **dict(self.score_params or {}))
+        return scorer.fit(x, y.loc[x.index], X_reader2=resegmented(reader2), X_repeat=resegmented(repeat),
+                          degenerate=[d for d in degenerate if d in cols])  # fmt: skip
+
+    def _crossfit_predictors(self, table: pd.DataFrame, y: pd.Series, columns: Mapping[str, list[str]],
+                             reader2: pd.DataFrame | None, repeat: pd.DataFrame | None,
+                             degenerate: Sequence[str]) -> pd.DataFrame:  # fmt: skip
+        """Out-of-fold region scores of the training cases (the whole selection chain refitted per fold)."""
+        import warnings
+
+        from sklearn.model_selection import StratifiedKFold
+
+        folds = int(self.crossfit_folds)
+        if folds < 2 or np.bincount(y.to_numpy(), minlength=2).min() < folds:
+            raise ALNMError(f"cross-fitting needs at least {folds} training cases of each outcome "
+                            f"(crossfit_folds={folds}); use fewer folds or score_fit='insample'")  # fmt: skip
+        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+        scores = pd.DataFrame(index=table.index, columns=[score_column(r) for r in self.regions], dtype=float)
+        kept: dict[str, dict[str, int]] = {r: {} for r in self.regions}
+        notes: list[str] = []
+        for k, (fit_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y.to_numpy()), start=1):
+            fit_ids, held_ids = table.index[fit_rows], table.index[held_rows]
+            for region in self.regions:
+                with warnings.catch_warnings():  # the full fit has already said them once
+                    warnings.simplefilter("ignore", UserWarning)
+                    try:
+                        scorer = self._fit_score(region, table.loc[fit_ids, columns[region]], y, reader2, repeat,
+                                                 degenerate)  # fmt: skip
+                    except ALNMError as exc:
+                        prevalence = float(np.clip(y.loc[fit_ids].mean(), 1e-6, 1 - 1e-6))
+                        scores.loc[held_ids, score_column(region)] = math.log(prevalence / (1 - prevalence))
+                        notes.append(f"{region} score, fold {k} of {folds}: {exc}; its held-out cases got the "
+                                     "fold's log-odds of metastasis")  # fmt: skip
+                        continue
+                scores.loc[held_ids, score_column(region)] = scorer.score(table.loc[held_ids]).to_numpy()
+                for feature in scorer.selected_:
+                    kept[region][feature] = kept[region].get(feature, 0) + 1
+        self.crossfit_ = {
+            "folds": folds,
+            "seed": int(self.random_state),
+            "selected": {r: dict(sorted(v.items(), key=lambda kv: (-kv[1], kv[0]))) for r, v in kept.items()},
+            "final": {r: list(self.region_scores_[r].selected_) for r in self.regions},
+            "notes": notes,
+        }
+        for note in notes:
+            log.warning(note)
+        predictors = scores
+        for col in self.clinical:
+            if col not in table.columns:
+                raise InputError("clinical factor missing from the input", column=col)
+            predictors[col] = table[col]
+        return predictors
 
     def _fit_models(self, predictors: pd.DataFrame, y: pd.Series) -> None:
         clinical = list(self.clinical)
@@ -653,8 +741,11 @@ class ALNMModel:
                     "score_params": dict(self.score_params or {}),
                     "random_state": self.random_state,
                     "separation": self.separation,
+                    "score_fit": self.score_fit,
+                    "crossfit_folds": self.crossfit_folds,
                 }
             ),
+            "crossfit": _jsonable(getattr(self, "crossfit_", None)),
             "region_scores": {r: s.to_dict() for r, s in self.region_scores_.items()},
             "clinical_model": None if self.clinical_model_ is None else self.clinical_model_.to_dict(),
             "combined_model": self.combined_model_.to_dict(),
@@ -683,7 +774,9 @@ class ALNMModel:
             if params.get(key) is not None:
                 params[key] = dict(mapping(params[key], json_path(at, key)))
         params["regions"] = regions
+        params.setdefault("score_fit", "insample")  # a model saved before cross-fitting existed
         self = cls(**params)
+        self.crossfit_ = d.get("crossfit")
         at = json_path(where, "region_scores")
         scores = mapping(required(d, "region_scores", where), at)
         if sorted(scores) != sorted(regions):

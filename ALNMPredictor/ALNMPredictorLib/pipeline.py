@@ -66,6 +66,8 @@ class PipelineSettings:
     screen_p: float = 0.05
     stepwise_p: float = 0.05
     n_boot: int = 1000
+    score_fit: str = "crossfit"  # crossfit (honest second stage) | insample (the reference study's way)
+    crossfit_folds: int = 5
 
     def __post_init__(self) -> None:
         """Check every value's type and range (study.yaml is free text: ``mi_top_k: thirty``, ``normalize: 'no'``)."""
@@ -78,6 +80,8 @@ class PipelineSettings:
             raise ALNMError(f"setting lasso_rule: must be lambda.min or lambda.1se, got {self.lasso_rule!r}")
         if self.icc_form not in ("ICC1", "ICC2", "ICC3"):
             raise ALNMError(f"setting icc_form: must be ICC1, ICC2 or ICC3, got {self.icc_form!r}")
+        if self.score_fit not in ("crossfit", "insample"):
+            raise ALNMError(f"setting score_fit: must be crossfit or insample, got {self.score_fit!r}")
 
     @classmethod
     def from_sources(cls, *sources: Mapping[str, Any] | None) -> PipelineSettings:
@@ -112,7 +116,7 @@ _SETTING_RULES: dict[str, tuple[type, float | None, float | None]] = {
     "workers": (int, 1, None), "icc_threshold": (float, 0.0, 1.0), "icc_form": (str, None, None),
     "corr_threshold": (float, 0.0, 1.0), "mi_top_k": (int, 1, None), "lasso_folds": (int, 2, None),
     "lasso_rule": (str, None, None), "screen_p": (float, 0.0, 1.0), "stepwise_p": (float, 0.0, 1.0),
-    "n_boot": (int, 0, None),
+    "n_boot": (int, 0, None), "score_fit": (str, None, None), "crossfit_folds": (int, 2, None),
 }  # fmt: skip
 
 
@@ -175,13 +179,18 @@ def split_variants(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+def _check_deep(deep: str) -> None:
+    """ALNMError unless ``deep`` names a backbone choice or an existing weights file."""
+    if deep not in ("imagenet", "none", "auto", "off") and not Path(deep).expanduser().is_file():
+        raise ALNMError(f"setting deep: must be imagenet, none, auto, off or a VGG19 weights file, got {deep!r} "
+                        "(no such file)")  # fmt: skip
+
+
 def _resolve_deep(deep: str) -> str | None:
     """``auto`` → imagenet when its weights are on disk, else random (warned); ``off`` → no deep features."""
     if deep == "off":
         return None
-    if deep not in ("imagenet", "none", "auto") and not Path(deep).expanduser().is_file():
-        raise ALNMError(f"setting deep: must be imagenet, none, auto, off or a VGG19 weights file, got {deep!r} "
-                        "(no such file)")  # fmt: skip
+    _check_deep(deep)
     if deep == "auto":
         from ALNMPredictorLib.deep import find_imagenet_weights
 
@@ -458,6 +467,7 @@ def train(
 
         features, bad, warnings = training_features(cohort, feature_table)
     else:
+        _check_deep(settings.deep)
         bad, warnings = _usable_cohort(cohort, progress)
         _training_cases(cohort, _meta(cohort), bad)  # enough cases left? (before hours of extraction)
         features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress)
@@ -477,6 +487,8 @@ def train(
         stepwise_p=settings.stepwise_p,
         score_params=settings.score_params(),
         random_state=settings.seed,
+        score_fit=settings.score_fit,
+        crossfit_folds=settings.crossfit_folds,
     )
     train_rows = data.loc[train_ids]
     model.fit(
@@ -650,6 +662,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None)
     parser.add_argument("--mi-top-k", type=int, default=None, help="features kept by mutual information")
+    parser.add_argument("--score-fit", choices=["crossfit", "insample"], default=None,
+                        help="the training cases' region scores the second stage (screen, stepwise model, nomogram, "
+                        "cut-off) is fitted on: crossfit (out-of-fold, the default: honest) or insample (the reference "
+                        "study's way, for replication)")  # fmt: skip
     from ALNMPredictorLib.tablefeatures import add_feature_table_options
 
     add_feature_table_options(parser, training=True)
@@ -663,7 +679,8 @@ def pipeline_settings(cohort_settings: Mapping[str, Any] | None, overrides: Mapp
 
 
 def _settings(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
-    cli = {k: getattr(args, k, None) for k in ("handcrafted", "deep", "deep_epochs", "normalize", "seed", "workers", "lasso_rule", "mi_top_k")}
+    cli = {k: getattr(args, k, None) for k in ("handcrafted", "deep", "deep_epochs", "normalize", "seed", "workers",
+                                               "lasso_rule", "mi_top_k", "score_fit")}  # fmt: skip
     return pipeline_settings(cohort_settings, cli)
 
 
