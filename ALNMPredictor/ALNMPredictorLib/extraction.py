@@ -266,7 +266,7 @@ def _die_with_parent(parent_pid: int) -> None:
     threading.Thread(target=_watch_parent, args=(parent_pid, sentinel), name="alnm-parent-watchdog", daemon=True).start()
 
 
-def _init_worker(parent_pid: int | None = None) -> None:
+def init_worker(parent_pid: int | None = None) -> None:
     """One thread per worker process: the pool is the parallelism. With ``parent_pid``, die with the parent."""
     global _WORKER_LIMITS
     if parent_pid is not None:
@@ -288,8 +288,8 @@ def _init_worker(parent_pid: int | None = None) -> None:
 
 
 @contextlib.contextmanager
-def _single_threaded() -> Iterator[None]:
-    """In-process equivalent of :func:`_init_worker`, restored on exit."""
+def single_threaded() -> Iterator[None]:
+    """In-process equivalent of :func:`init_worker`, restored on exit."""
     import SimpleITK as sitk
 
     previous = sitk.ProcessObject.GetGlobalDefaultNumberOfThreads()
@@ -444,7 +444,7 @@ class _Runner:
         if self.workers <= 1:
             if meanwhile is not None:
                 meanwhile()
-            with _single_threaded():
+            with single_threaded():
                 for task in tasks:
                     yield fn(task)
             return
@@ -456,7 +456,7 @@ class _Runner:
             self._pool = ProcessPoolExecutor(
                 max_workers=self.workers,
                 mp_context=multiprocessing.get_context("spawn"),
-                initializer=_init_worker,
+                initializer=init_worker,
                 initargs=(os.getpid(),),
             )
         pending: set[Future] = set()

@@ -41,6 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.special import expit
+from sklearn.base import BaseEstimator
 
 from ALNMPredictorLib.bundle import (
     check_types,
@@ -502,8 +503,8 @@ def _stepwise_without_separation(
             log.warning(notes[-1])
 
 
-class ALNMModel:
-    """The clinical-radiomics model of the study, scikit-learn style.
+class ALNMModel(BaseEstimator):
+    """The clinical-radiomics model of the study, a scikit-learn estimator (``get_params``, ``fit``).
 
     ``fit(table, labels)`` takes one row per training case (index ``case_id``) holding the region
     feature columns (``tumor_...``, ``ln_...``) and the clinical columns; re-segmentation features for
@@ -548,10 +549,13 @@ class ALNMModel:
         reader2: pd.DataFrame | None = None,
         repeat: pd.DataFrame | None = None,
         degenerate: Sequence[str] = (),
+        groups: pd.Series | None = None,
     ) -> ALNMModel:
         """Fit region scores and the three model families on training cases only.
 
         The second stage sees the scores ``score_fit`` says: out-of-fold (``crossfit``) or in-sample.
+        ``groups`` (index case_id): rows with the same group stay in one cross-fitting fold (a bootstrap
+        resample's copies of one case).
         """
         if self.score_fit not in SCORE_FITS:
             raise ALNMError(f"score_fit must be one of {', '.join(SCORE_FITS)}, got {self.score_fit!r}")
@@ -561,7 +565,7 @@ class ALNMModel:
             r: self._fit_score(r, table[columns[r]], y, reader2, repeat, degenerate) for r in self.regions
         }
         if self.score_fit == "crossfit":
-            predictors = self._crossfit_predictors(table, y, columns, reader2, repeat, degenerate)
+            predictors = self._crossfit_predictors(table, y, columns, reader2, repeat, degenerate, groups)
         else:
             predictors = self.predictor_table(table)
             self.crossfit_ = None
@@ -590,21 +594,26 @@ class ALNMModel:
 
     def _crossfit_predictors(self, table: pd.DataFrame, y: pd.Series, columns: Mapping[str, list[str]],
                              reader2: pd.DataFrame | None, repeat: pd.DataFrame | None,
-                             degenerate: Sequence[str]) -> pd.DataFrame:  # fmt: skip
+                             degenerate: Sequence[str], groups: pd.Series | None = None) -> pd.DataFrame:  # fmt: skip
         """Out-of-fold region scores of the training cases (the whole selection chain refitted per fold)."""
         import warnings
 
-        from sklearn.model_selection import StratifiedKFold
+        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
         folds = int(self.crossfit_folds)
         if folds < 2 or np.bincount(y.to_numpy(), minlength=2).min() < folds:
             raise ALNMError(f"cross-fitting needs at least {folds} training cases of each outcome "
                             f"(crossfit_folds={folds}); use fewer folds or score_fit='insample'")  # fmt: skip
-        splitter = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state)
+        if groups is None:
+            splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state).split(
+                np.zeros(len(y)), y.to_numpy())
+        else:
+            splits = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=self.random_state).split(
+                np.zeros(len(y)), y.to_numpy(), groups.reindex(table.index).to_numpy())
         scores = pd.DataFrame(index=table.index, columns=[score_column(r) for r in self.regions], dtype=float)
         kept: dict[str, dict[str, int]] = {r: {} for r in self.regions}
         notes: list[str] = []
-        for k, (fit_rows, held_rows) in enumerate(splitter.split(np.zeros(len(y)), y.to_numpy()), start=1):
+        for k, (fit_rows, held_rows) in enumerate(splits, start=1):
             fit_ids, held_ids = table.index[fit_rows], table.index[held_rows]
             for region in self.regions:
                 with warnings.catch_warnings():  # the full fit has already said them once
@@ -683,6 +692,10 @@ class ALNMModel:
         out["clinical_radiomics"] = self.combined_model_
         return out
 
+    def selected_features(self) -> dict[str, list[str]]:
+        """The features each region score kept (fitted on all training cases)."""
+        return {r: list(s.selected_) for r, s in self.region_scores_.items()}
+
     def required_columns(self) -> dict[str, list[str]]:
         """Feature columns per region and the clinical factors the combined model needs."""
         need = {r: list(s.selected_) for r, s in self.region_scores_.items()}
@@ -692,6 +705,10 @@ class ALNMModel:
     def predict_proba(self, table: pd.DataFrame) -> pd.Series:
         """The clinical-radiomics model's probability (Nomo-score) per case."""
         return self.combined_model_.predict_proba(self._combined_inputs(table))
+
+    def linear_predictor(self, table: pd.DataFrame) -> pd.Series:
+        """The clinical-radiomics model's linear predictor (log-odds) per case."""
+        return self.combined_model_.linear_predictor(self._combined_inputs(table))
 
     def _combined_inputs(self, table: pd.DataFrame) -> pd.DataFrame:
         out = pd.DataFrame(index=table.index)
