@@ -1,0 +1,149 @@
+"""Cross-fitted region scores for the second stage (ALNMModel score_fit="crossfit", the default).
+
+Each training case's score that the univariate screen, the stepwise model and the nomogram see must come
+from a selection chain fitted without that case (and without any copy of it in a bootstrap resample);
+test cases get the score fitted on all training cases. ``score_fit="insample"`` is the reference
+study's way and must stay exactly what it was.
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from ALNMPredictorLib.errors import ALNMError
+from ALNMPredictorLib.modeling import ALNMModel
+
+pytestmark = pytest.mark.filterwarnings("ignore:.*the ICC reproducibility filter was skipped:UserWarning")
+
+
+def _table(seed: int, n: int, n_noise: int = 20, signal: float = 1.2) -> tuple[pd.DataFrame, pd.Series]:
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, 2, n)
+    cols = {}
+    for region in ("tumor", "ln"):
+        for j in range(2):
+            cols[f"{region}_original_signal{j}"] = rng.normal(0, 1, n) + signal * y
+        for j in range(n_noise):
+            cols[f"{region}_original_noise{j:02d}"] = rng.normal(0, 1, n)
+    table = pd.DataFrame(cols, index=pd.Index([f"C{i:03d}" for i in range(n)], name="case_id"))
+    table["age"] = rng.normal(54, 10, n) + 4 * y
+    return table, pd.Series(y, index=table.index)
+
+
+def _model(**kw) -> ALNMModel:
+    return ALNMModel(clinical=["age"], score_params={"lasso_folds": 5}, random_state=0, **kw)
+
+
+class _Recorder:
+    """Wraps ALNMModel._fit_score to record the training rows of every region-score fit."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.calls: list[tuple[str, pd.Index]] = []
+        original = ALNMModel._fit_score
+
+        def recording(model, region, x, *args, **kwargs):
+            self.calls.append((region, x.index))
+            return original(model, region, x, *args, **kwargs)
+
+        monkeypatch.setattr(ALNMModel, "_fit_score", recording)
+
+
+def test_training_scores_are_out_of_fold(monkeypatch):
+    table, y = _table(1, 160)
+    recorder = _Recorder(monkeypatch)
+    model = _model().fit(table, y)
+    assert [r for r, _ in recorder.calls[:2]] == ["tumor", "ln"]  # first the final scores, on every case
+    assert all(len(ix) == len(table) for _, ix in recorder.calls[:2])
+    folds = recorder.calls[2:]
+    assert len(folds) == 2 * 5
+    held_out_somewhere: dict[str, set[str]] = {"tumor": set(), "ln": set()}
+    for region, fitted_on in folds:
+        held = table.index.difference(fitted_on)
+        held_out_somewhere[region] |= set(held)
+    assert all(s == set(table.index) for s in held_out_somewhere.values())  # every case held out once
+    scores = model.training_predictors_[["tumor_score", "ln_score"]]
+    in_sample = model.predictor_table(table)[["tumor_score", "ln_score"]]
+    assert not np.allclose(scores.to_numpy(), in_sample.to_numpy())
+    # stratified: every fold's held-out cases hold both outcomes in about the cohort's share
+    for _, fitted_on in folds[:5]:
+        held = table.index.difference(fitted_on)
+        assert abs(y.loc[held].mean() - y.mean()) < 0.1
+    info = model.crossfit_
+    assert info["folds"] == 5 and info["seed"] == 0
+    assert set(info["final"]["tumor"]) == set(model.region_scores_["tumor"].selected_)
+    assert all(1 <= k <= 5 for k in info["selected"]["tumor"].values())
+
+
+def test_out_of_fold_score_is_the_fold_models_score(monkeypatch):
+    """Refit one fold by hand: its held-out cases' training scores equal that refit's scores."""
+    table, y = _table(2, 150)
+    fitted: list = []
+    original = ALNMModel._fit_score
+
+    def keep(model, region, x, *args, **kwargs):
+        scorer = original(model, region, x, *args, **kwargs)
+        fitted.append((region, x.index, scorer))
+        return scorer
+
+    monkeypatch.setattr(ALNMModel, "_fit_score", keep)
+    model = _model().fit(table, y)
+    for region, fitted_on, scorer in fitted[2:]:
+        held = table.index.difference(fitted_on)
+        np.testing.assert_allclose(model.training_predictors_.loc[held, f"{region}_score"],
+                                   scorer.score(table.loc[held]), rtol=1e-12)  # fmt: skip
+
+
+def test_copies_of_a_case_stay_in_one_fold(monkeypatch):
+    table, y = _table(3, 120)
+    rows = np.random.default_rng(0).integers(0, len(table), len(table))
+    source = table.index[rows]
+    resample = table.iloc[rows].copy()
+    resample.index = pd.Index([f"{c}#{k}" for k, c in enumerate(source)], name="case_id")
+    groups = pd.Series(list(source), index=resample.index)
+    recorder = _Recorder(monkeypatch)
+    _model().fit(resample, y.iloc[rows].set_axis(resample.index), groups=groups)
+    for _, fitted_on in recorder.calls[2:]:
+        held = resample.index.difference(fitted_on)
+        assert not set(groups.loc[held]) & set(groups.loc[fitted_on])
+    # without groups, copies are split across folds (which would let a case score itself)
+    recorder.calls.clear()
+    _model().fit(resample, y.iloc[rows].set_axis(resample.index))
+    shared = [bool(set(groups.loc[resample.index.difference(f)]) & set(groups.loc[f])) for _, f in recorder.calls[2:]]
+    assert any(shared)
+
+
+def test_insample_is_the_reference_studys_way():
+    table, y = _table(4, 160)
+    model = _model(score_fit="insample").fit(table, y)
+    pd.testing.assert_frame_equal(model.training_predictors_, model.predictor_table(table))
+    assert model.crossfit_ is None
+    again = ALNMModel.from_dict(json.loads(json.dumps(model.to_dict())))
+    assert again.score_fit == "insample"
+
+
+def test_crossfit_round_trips_and_old_models_read_as_insample():
+    table, y = _table(5, 160)
+    model = _model().fit(table, y)
+    body = json.loads(json.dumps(model.to_dict()))
+    again = ALNMModel.from_dict(body)
+    assert again.score_fit == "crossfit" and again.crossfit_ == model.crossfit_
+    np.testing.assert_allclose(again.predict_proba(table), model.predict_proba(table), rtol=1e-12)
+    body.pop("crossfit")  # as written before cross-fitting existed
+    for key in ("score_fit", "crossfit_folds"):
+        body["params"].pop(key)
+    old = ALNMModel.from_dict(body)
+    assert old.score_fit == "insample"
+
+
+def test_too_few_cases_for_the_folds_is_a_clear_error():
+    table, y = _table(6, 60)
+    y.iloc[:] = 0
+    y.iloc[:4] = 1
+    with pytest.raises(ALNMError, match="cross-fitting needs at least 5 training cases of each outcome"):
+        _model().fit(table, y)
+    with pytest.raises(ALNMError, match="score_fit must be one of"):
+        _model(score_fit="oof").fit(table, y)
