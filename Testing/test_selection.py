@@ -9,10 +9,12 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.feature_selection import mutual_info_classif
 
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
 from ALNMPredictorLib.selection import (
     RegionScore,
+    _mutual_info_classif,
     cv_lasso_logistic,
     fit_region_scores,
     glmnet_lambdas,
@@ -238,6 +240,64 @@ def test_icc_step_skipped_with_a_warning_without_resegmentations(data: dict) -> 
     assert row["n_in"] == row["n_out"] and row["warning"]
     assert model.icc_["kept"].all() and model.icc_["icc_reader2"].isna().all()
     assert "tumor_unstable_0" not in removed_at(model, "icc")
+
+
+# ------------------------------------------------------------------ mutual information = scikit-learn's
+
+
+def mi_case(kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    n, p = 150, 25
+    x = rng.standard_normal((n, p)) * rng.uniform(0.01, 100, p) + rng.uniform(-1e3, 1e3, p)
+    x[:, :3] += rng.standard_normal(3) * 20  # columns of very different location and scale
+    y = (rng.random(n) < 0.35).astype(int)
+    x[y == 1, 3:6] += 30.0  # related to the label
+    if kind == "bootstrap":  # rows drawn with replacement: duplicated cases
+        rows = rng.integers(0, n, n)
+        x, y = x[rows], y[rows]
+    elif kind == "ties":  # few distinct values per feature, and a constant feature
+        x = np.round(x / x.std(axis=0) * 2)
+        x[:, 7] = 5.0
+    elif kind.startswith("small_class_"):  # the minority class has 2..7 cases (k capped, brute force)
+        y = np.zeros(n, dtype=int)
+        y[rng.choice(n, int(kind.rsplit("_", 1)[1]), replace=False)] = 1
+    elif kind == "three_classes_and_a_singleton":
+        y = rng.integers(0, 3, n)
+        y[0] = 9  # a class of one case is left out of the estimate
+    elif kind == "heavy_tails":  # outliers: radii spanning many cases
+        x = rng.standard_t(1, (n, p))
+    return x, y
+
+
+@pytest.mark.parametrize(
+    "kind",
+    ["plain", "bootstrap", "ties", "small_class_2", "small_class_3", "small_class_7", "small_class_8",
+     "three_classes_and_a_singleton", "heavy_tails"],
+)
+def test_mutual_information_equals_scikit_learn(kind: str) -> None:
+    for seed in (0, 1) if kind in ("plain", "bootstrap") else (int(kind == "ties"),):
+        x, y = mi_case(kind, seed)
+        if seed:
+            x = np.asfortranarray(x)  # a DataFrame's values often come column-major
+        expected = mutual_info_classif(x, y, discrete_features=False, random_state=seed)
+        got = _mutual_info_classif(x, y, random_state=seed)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        np.testing.assert_array_equal(np.argsort(-got, kind="stable"), np.argsort(-expected, kind="stable"))
+    # random_state=None draws from numpy's global generator, as scikit-learn does
+    np.random.seed(4)
+    expected = mutual_info_classif(x, y, discrete_features=False, random_state=None)
+    np.random.seed(4)
+    np.testing.assert_allclose(_mutual_info_classif(x, y, random_state=None), expected, rtol=0, atol=1e-12)
+
+
+def test_mutual_information_step_equals_scikit_learn_on_the_fitted_table(fitted: RegionScore, data: dict) -> None:
+    # the MI step's input: the features left after the redundancy step, z-scored
+    inputs = [f for f in fitted.means_.index if f not in removed_at(fitted, "redundancy")]
+    z = ((data["X"][inputs] - fitted.means_[inputs]) / fitted.sds_[inputs]).to_numpy()
+    expected = mutual_info_classif(z, data["y"].to_numpy(), discrete_features=False, random_state=0)
+    order = np.argsort(-expected, kind="stable")
+    assert list(fitted.mi_.index) == [inputs[i] for i in order]
+    np.testing.assert_allclose(fitted.mi_.to_numpy(), expected[order], rtol=0, atol=1e-12)
 
 
 # ------------------------------------------------------------------ glmnet conventions
