@@ -27,7 +27,7 @@ from ALNMPredictorLib.pipeline import (
 )
 from ALNMPredictorLib.stats import auc_ci, classification_metrics
 
-SETTINGS = dict(handcrafted="us2d", deep="off", lasso_folds=5, workers=2, n_boot=50, seed=1)
+SETTINGS = dict(handcrafted="us2d", deep="off", lasso_folds=5, workers=2, n_boot=50, seed=1, optimism_boot=4)
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +69,38 @@ def test_run_writes_model_predictions_and_report(shared: dict) -> None:
     assert train["tumor_out_of_range"].eq(0).all() and train["ln_out_of_range"].eq(0).all()
     assert preds["tumor_out_of_range"].notna().all()
     assert info["training"]["n"] == int((preds["split"] == "train").sum())
+
+
+def test_internal_validation_is_in_the_model_the_tables_and_the_report(shared: dict) -> None:
+    """optimism_boot=4: the whole model refitted on 4 bootstrap resamples, saved, tabulated and reported."""
+    run = shared["root"] / "run"
+    info = json.loads((run / "model" / MODEL_FILE).read_text())
+    validation = info["internal_validation"]
+    assert validation["n_boot"] == 4 and validation["seed"] == SETTINGS["seed"]
+    for index in ("auc", "intercept", "slope", "brier"):
+        row = validation["table"][index]
+        if index in ("intercept", "slope") and None in (row["apparent"], row["optimism"]):
+            # the model separates its 40-odd training cases (Firth): no finite recalibration slope there
+            assert row["corrected"] is None
+            continue
+        assert 1 <= row["n"] <= 4
+        assert row["optimism"] == pytest.approx(row["training"] - row["test"], rel=1e-12)
+        assert row["corrected"] == pytest.approx(row["apparent"] - row["optimism"], rel=1e-12)
+    # the apparent AUC is the training AUC of the combined model in the report's Table 3
+    table3 = pd.read_csv(run / "report" / "tables" / "table3.csv")
+    train_auc = table3[(table3["split"] == "train") & (table3["model"] == "clinical_radiomics")]["auc"].iloc[0]
+    assert validation["table"]["auc"]["apparent"] == pytest.approx(train_auc, rel=1e-9)
+    written = pd.read_csv(run / "report" / "tables" / "internal_validation.csv").set_index("index")
+    assert written.loc["auc", "corrected"] == pytest.approx(validation["table"]["auc"]["corrected"], rel=1e-12)
+    stability = pd.read_csv(run / "report" / "tables" / "selection_stability.csv")
+    final = stability[stability["final"].astype(bool)]
+    model = shared["trained"].model
+    assert set(final["feature"]) == {f for s in model.region_scores_.values() for f in s.selected_}
+    assert stability["bootstrap"].between(0, 1).all() and stability["crossfit"].between(0, 1).all()
+    html = (run / "report" / "report.html").read_text()
+    assert 'id="optimism"' in html and 'id="optimism-table"' in html and 'id="optimism-auc"' in html
+    assert "How much of the training performance is optimism" in html and "cross-fitted" in html
+    assert (run / "report" / "figures" / "selection_stability.png").is_file()
 
 
 def test_report_numbers_equal_the_stats_api_on_the_written_predictions(shared: dict) -> None:
@@ -147,7 +179,7 @@ def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(shared: di
     manifest.to_csv(broken, index=False)
     _copy_cache(root / "run", root / "broken")
     status = alnm(["run", str(broken), "--out", str(root / "broken"), "--preset", "us2d", "--deep", "off",
-                   "--seed", "1", "--workers", "2", "--no-progress"])  # fmt: skip
+                   "--seed", "1", "--workers", "2", "--no-progress", "--optimism-boot", "0"])  # fmt: skip
     err = capsys.readouterr().err
     assert status == 1
     assert f"case {victim}" in err
@@ -159,7 +191,7 @@ def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(shared: di
 
 def test_demo_runs_every_stage_and_labels_simulated_readers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     status = alnm(["demo", "--out", str(tmp_path / "demo"), "--patients", "60", "--seed", "2", "--preset", "us2d",
-                   "--deep", "off", "--workers", "2"])  # fmt: skip
+                   "--deep", "off", "--workers", "2", "--optimism-boot", "2"])  # fmt: skip
     out = capsys.readouterr().out
     assert status == 0, out
     for stage in ("cohort", "validate", "train", "readers", "evaluate"):
@@ -200,7 +232,7 @@ def test_predict_applies_the_models_own_normalisation_not_the_current_default(tm
     from ALNMPredictorLib.synth import synth_cohort
 
     cohort = synth_cohort(tmp_path / "cohort", n_patients=48, seed=2)
-    settings = PipelineSettings(**{**SETTINGS, "deep": "none", "deep_input_size": 32, "deep_epochs": 2,
+    settings = PipelineSettings(**{**SETTINGS, "deep": "none", "deep_input_size": 32, "deep_epochs": 2, "optimism_boot": 0,
                                    "normalize": False})  # fmt: skip
     trained = train(cohort.manifest_path, tmp_path / "train", settings, progress=False)
     info = json.loads((trained.model_dir / MODEL_FILE).read_text())

@@ -35,7 +35,7 @@ PARAMS = {
     "featureClass": {"firstorder": None, "glcm": None, "shape2D": None},
     "setting": {"binWidth": 5, "force2D": True, "force2Ddimension": 0, "label": 1},
 }
-FAST = {"lasso_folds": 5, "n_boot": 20, "deep": "off"}
+FAST = {"lasso_folds": 5, "n_boot": 20, "deep": "off", "optimism_boot": 0}
 
 
 # --------------------------------------------------------------------------------------------------
@@ -361,7 +361,7 @@ def test_resegmentation_table_must_have_every_column(small) -> None:
 
 def test_cli_train_evaluate_predict_with_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest, features, table = _write_cohort(tmp_path, prefixes=("T_", "N_"))
-    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"settings": {"lasso_folds": 5, "n_boot": 20}}))
+    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"settings": {"lasso_folds": 5, "n_boot": 20, "optimism_boot": 0}}))
     out = tmp_path / "run"
     code = cli.main(["train", str(manifest), "--out", str(out), "--features", str(features), "--region", "tumor=T_",
                      "--region", "ln=N_", "--missing", "refuse", "--no-progress"])  # fmt: skip

@@ -41,6 +41,7 @@ class DemoRun:
     problems: list[Any] = field(default_factory=list)
     deep: str = "auto"
     preset: str = "paper"
+    optimism_boot: int = 200
     normalize: bool = True
     trained: Any = None  # pipeline.TrainResult
     reads: Any = None  # simulated reads (DataFrame)
@@ -92,7 +93,8 @@ def stage_train(run: DemoRun) -> None:
     from ALNMPredictorLib.pipeline import PipelineSettings, train
 
     settings = PipelineSettings(
-        handcrafted=run.preset, deep=run.deep, normalize=run.normalize, seed=run.seed, workers=run.workers
+        handcrafted=run.preset, deep=run.deep, normalize=run.normalize, seed=run.seed, workers=run.workers,
+        optimism_boot=run.optimism_boot,
     )
     run.trained = train(run.cohort or run.manifest_path, run.out_dir, settings)
     for scorer in run.trained.model.region_scores_.values():
@@ -158,6 +160,8 @@ def run_stages(run: DemoRun, stages: list[tuple[str, Callable[[DemoRun], None]]]
 
 def configure_demo(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm demo``."""
+    from ALNMPredictorLib.preflight import non_negative_int
+
     parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
                         help=f"folder for the demo's cohort and results (default ./{DEFAULT_OUT})")  # fmt: skip
     synth.add_cohort_arguments(parser)
@@ -167,6 +171,9 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
                         help="pyradiomics preset: paper (the study's 851 features, default) or us2d (faster, true 2D)")  # fmt: skip
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
                         help="standardise each image's intensities before extraction (default: on)")  # fmt: skip
+    parser.add_argument("--optimism-boot", type=non_negative_int, default=DemoRun.optimism_boot, metavar="B",
+                        help="bootstrap resamples of the internal validation corrected for optimism "
+                        f"(default {DemoRun.optimism_boot}; 0 skips it)")  # fmt: skip
     parser.add_argument("--stages", default=None,
                         help=f"comma-separated stages to run (default all: {', '.join(n for n, _ in STAGES)})")  # fmt: skip
 
@@ -188,7 +195,7 @@ def run_demo(args: argparse.Namespace) -> int:
             raise ALNMError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(n for n, _ in STAGES)}")
         stages = [(n, f) for n, f in STAGES if n in wanted]
     run = DemoRun(out_dir=out_dir, n_patients=n_patients, seed=args.seed, workers=args.workers, deep=args.deep,
-                  preset=args.preset, normalize=args.normalize)  # fmt: skip
+                  preset=args.preset, normalize=args.normalize, optimism_boot=args.optimism_boot)  # fmt: skip
     run = run_stages(run, stages)
     timings = ", ".join(f"{name} {sec:.1f} s" for name, sec in run.timings.items())
     print(f"stage times: {timings}")

@@ -692,6 +692,25 @@ class ALNMModel(BaseEstimator):
         out["clinical_radiomics"] = self.combined_model_
         return out
 
+    def notes(self) -> dict[str, list[str]]:
+        """Every note of the fit by the model it concerns (``models()`` names): Firth fits, variables left
+        out, screens without a significant candidate; a score model also gets its region score's selection
+        warnings (skipped ICC filter, fewer CV folds) and its cross-fitting notes."""
+        out: dict[str, list[str]] = {}
+        for name, fitted in self.models().items():
+            out[name] = list(fitted.notes)
+        for region, scorer in self.region_scores_.items():
+            log_ = getattr(scorer, "log_", None)
+            if log_ is None or "warning" not in getattr(log_, "columns", ()):
+                continue
+            out.setdefault(score_column(region), []).extend(
+                f"{region} score, step {r['step']}: {r['warning']}" for r in log_.to_dict(orient="records") if r.get("warning")
+            )
+        for note in (getattr(self, "crossfit_", None) or {}).get("notes") or []:
+            region = str(note).split(" score,", 1)[0]
+            out.setdefault(score_column(region) if region in self.region_scores_ else "clinical_radiomics", []).append(str(note))
+        return {name: notes for name, notes in out.items() if notes}
+
     def selected_features(self) -> dict[str, list[str]]:
         """The features each region score kept (fitted on all training cases)."""
         return {r: list(s.selected_) for r, s in self.region_scores_.items()}

@@ -34,7 +34,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import expit
 
-from ALNMPredictorLib.errors import ALNMError, StatsError
+from ALNMPredictorLib.errors import ALNMError, SeparationError, StatsError
 
 __all__ = ["INDICES", "OptimismResult", "bootstrap_validation", "performance"]
 
@@ -63,14 +63,21 @@ def _recalibration(y: np.ndarray, lp: np.ndarray) -> tuple[float, float]:
 
 
 def performance(y: Sequence[int] | np.ndarray, lp: Sequence[float] | np.ndarray) -> dict[str, float]:
-    """AUC, calibration intercept and slope, and Brier score of linear predictors ``lp`` for labels ``y``."""
+    """AUC, calibration intercept and slope, and Brier score of linear predictors ``lp`` for labels ``y``.
+
+    Where ``lp`` separates the outcomes, the recalibration has no finite maximum-likelihood estimate:
+    intercept and slope are NaN (the resample is left out of those two indices only).
+    """
     yy = np.asarray(y, dtype=float)
     xx = np.asarray(lp, dtype=float)
     if not np.isfinite(xx).all():
         raise StatsError("linear predictor has non-finite values")
     if yy.min() == yy.max():
         raise StatsError("one outcome class only")
-    intercept, slope = _recalibration(yy, xx)
+    try:
+        intercept, slope = _recalibration(yy, xx)
+    except SeparationError:
+        intercept = slope = math.nan
     return {"auc": _auc(yy, xx), "intercept": intercept, "slope": slope, "brier": float(np.mean((expit(xx) - yy) ** 2))}
 
 
@@ -93,15 +100,21 @@ class OptimismResult:
             "n_used": self.n_used,
             "seed": self.seed,
             "failures": list(self.failures),
-            "table": {idx: {c: float(self.table.loc[idx, c]) for c in _COLUMNS} for idx in self.table.index},
+            "table": {idx: {c: _number(self.table.loc[idx, c]) for c in (*_COLUMNS, "n")} for idx in self.table.index},
             "selection": self.selection.to_dict(orient="records"),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OptimismResult:
-        table = pd.DataFrame.from_dict(dict(d["table"]), orient="index").reindex(columns=list(_COLUMNS))
+        table = pd.DataFrame.from_dict(dict(d["table"]), orient="index").reindex(columns=[*_COLUMNS, "n"]).astype(float)
         return cls(table, int(d["n_boot"]), int(d["n_used"]), int(d["seed"]), list(d.get("failures") or []),
                    pd.DataFrame(list(d.get("selection") or [])))  # fmt: skip
+
+
+def _number(value: Any) -> float | None:
+    """A float for JSON, None for NaN (model.json holds no NaN)."""
+    value = float(value)
+    return value if math.isfinite(value) else None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -217,12 +230,14 @@ def bootstrap_validation(
     failures = [f"resample {r['b'] + 1}: {r['error']}" for r in results if r["error"] is not None]
     if not ok:
         raise ALNMError(f"bootstrap validation: every one of the {n_boot} refits failed, e.g. {failures[0]}")
-    training = pd.DataFrame([r["training"] for r in ok]).mean()
-    test = pd.DataFrame([r["test"] for r in ok]).mean()
-    table_out = pd.DataFrame(index=pd.Index(INDICES, name="index"), columns=list(_COLUMNS), dtype=float)
-    for idx in INDICES:
-        optimism = float(training[idx] - test[idx])
-        table_out.loc[idx] = [apparent[idx], training[idx], test[idx], optimism, apparent[idx] - optimism]
+    per_training = pd.DataFrame([r["training"] for r in ok])
+    per_test = pd.DataFrame([r["test"] for r in ok])
+    table_out = pd.DataFrame(index=pd.Index(INDICES, name="index"), columns=[*_COLUMNS, "n"], dtype=float)
+    for idx in INDICES:  # each index over the resamples where it exists on both sides (rms's "n")
+        both = np.isfinite(per_training[idx]) & np.isfinite(per_test[idx])
+        training, test = float(per_training.loc[both, idx].mean()), float(per_test.loc[both, idx].mean())
+        optimism = training - test
+        table_out.loc[idx] = [apparent[idx], training, test, optimism, apparent[idx] - optimism, int(both.sum())]
     return OptimismResult(table_out, n_boot, len(ok), int(seed), failures, _selection(model, ok))
 
 

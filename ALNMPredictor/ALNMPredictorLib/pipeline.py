@@ -68,6 +68,7 @@ class PipelineSettings:
     n_boot: int = 1000
     score_fit: str = "crossfit"  # crossfit (honest second stage) | insample (the reference study's way)
     crossfit_folds: int = 5
+    optimism_boot: int = 200  # bootstrap resamples of the optimism-corrected internal validation; 0 skips it
 
     def __post_init__(self) -> None:
         """Check every value's type and range (study.yaml is free text: ``mi_top_k: thirty``, ``normalize: 'no'``)."""
@@ -117,6 +118,7 @@ _SETTING_RULES: dict[str, tuple[type, float | None, float | None]] = {
     "corr_threshold": (float, 0.0, 1.0), "mi_top_k": (int, 1, None), "lasso_folds": (int, 2, None),
     "lasso_rule": (str, None, None), "screen_p": (float, 0.0, 1.0), "stepwise_p": (float, 0.0, 1.0),
     "n_boot": (int, 0, None), "score_fit": (str, None, None), "crossfit_folds": (int, 2, None),
+    "optimism_boot": (int, 0, None),
 }  # fmt: skip
 
 
@@ -517,9 +519,33 @@ def train(
         },
     }
     bundle_info["selection_curves"] = selection_curves(model)
+    if settings.optimism_boot:
+        bundle_info["internal_validation"] = internal_validation(model, train_rows, labels.astype(int), features,
+                                                                 settings, progress=progress).to_dict()  # fmt: skip
     model_dir = save_model(out_dir / MODEL_DIR, model, bundle_info, features.deep_models)
     write_table(out_dir / PREDICTIONS, predictions.reset_index())
     return TrainResult(model, model_dir, predictions, features, settings, bundle_info, warnings)
+
+
+def internal_validation(model: ALNMModel, train_rows: pd.DataFrame, labels: pd.Series, features: Features,
+                        settings: PipelineSettings, *, progress: bool = True) -> Any:  # fmt: skip
+    """Harrell's bootstrap of the whole model on its training cases (``settings.optimism_boot`` resamples)."""
+    from ALNMPredictorLib.optimism import bootstrap_validation
+
+    def training_only(frame: pd.DataFrame | None) -> pd.DataFrame | None:
+        return None if frame is None else frame.loc[frame.index.isin(train_rows.index)]
+
+    result = bootstrap_validation(
+        model, train_rows, labels.to_numpy(), reader2=training_only(features.reader2),
+        repeat=training_only(features.repeat), degenerate=features.degenerate, n_boot=settings.optimism_boot,
+        seed=settings.seed, workers=settings.workers, progress=progress,
+    )  # fmt: skip
+    for failure in result.failures[:3]:
+        log.warning("internal validation: %s", failure)
+    if result.failures:
+        log.warning("internal validation: %d of %d resamples could not be refitted and were left out",
+                    len(result.failures), result.n_boot)  # fmt: skip
+    return result
 
 
 def save_model(model_dir: Path, model: ALNMModel, info: Mapping[str, Any], deep_models: Mapping[str, Any]) -> Path:
@@ -652,6 +678,8 @@ def _common(parser: argparse.ArgumentParser) -> None:
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
+    from ALNMPredictorLib.preflight import non_negative_int
+
     parser.add_argument("--preset", dest="handcrafted", default=None, help="pyradiomics preset (paper, us2d) or YAML")
     parser.add_argument("--deep", default=None,
                         help="VGG19 weights: imagenet, none (random), auto, off, or a state-dict file")  # fmt: skip
@@ -666,6 +694,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                         help="the training cases' region scores the second stage (screen, stepwise model, nomogram, "
                         "cut-off) is fitted on: crossfit (out-of-fold, the default: honest) or insample (the reference "
                         "study's way, for replication)")  # fmt: skip
+    parser.add_argument("--optimism-boot", type=non_negative_int, default=None, metavar="B",
+                        help="bootstrap resamples of the internal validation corrected for optimism (Harrell; the whole "
+                        "model refitted in each; default 200; 0 skips it)")  # fmt: skip
     from ALNMPredictorLib.tablefeatures import add_feature_table_options
 
     add_feature_table_options(parser, training=True)
@@ -680,7 +711,7 @@ def pipeline_settings(cohort_settings: Mapping[str, Any] | None, overrides: Mapp
 
 def _settings(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
     cli = {k: getattr(args, k, None) for k in ("handcrafted", "deep", "deep_epochs", "normalize", "seed", "workers",
-                                               "lasso_rule", "mi_top_k", "score_fit")}  # fmt: skip
+                                               "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")}  # fmt: skip
     return pipeline_settings(cohort_settings, cli)
 
 
@@ -804,8 +835,47 @@ def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
         "settings": info.get("settings"),
         "seeds": {"seed": (info.get("settings") or {}).get("seed")},
         "versions": info.get("software"),
+        "score_fit": score_fit_text(model),
+        "model_notes": model.notes(),
+        "internal_validation": info.get("internal_validation"),
+        "selection_stability": selection_stability(model, info.get("internal_validation")),
     }
+    summary["warnings"] = [f"{_MODEL_NAMES.get(name, name)}: {note}" for name, notes in summary["model_notes"].items()
+                           for note in notes]  # fmt: skip
     return summary
+
+
+_MODEL_NAMES = {"clinical": "clinical model", "clinical_radiomics": "clinical-radiomics model",
+                "tumor_score": "tumour score model", "ln_score": "LN score model"}  # fmt: skip
+
+
+def score_fit_text(model: ALNMModel) -> str:
+    """How the second stage saw the training cases' region scores, in a sentence."""
+    if getattr(model, "score_fit", "insample") == "crossfit":
+        info = getattr(model, "crossfit_", None) or {}
+        folds = info.get("folds", getattr(model, "crossfit_folds", "?"))
+        return (f"cross-fitted: each training case's region scores, as the univariate screen, the stepwise model "
+                f"and the nomogram saw them, come from the whole selection chain refitted without it ({folds}-fold, "
+                f"stratified, seed {info.get('seed', getattr(model, 'random_state', 0))}); test cases get the scores "
+                "fitted on all training cases")  # fmt: skip
+    return ("in-sample (the reference study's way): the region scores were fitted on the training cases and the "
+            "second stage was fitted on those same in-sample scores, which overstates them")
+
+
+def selection_stability(model: ALNMModel, validation: Mapping[str, Any] | None) -> list[dict[str, Any]]:
+    """How often each region feature was kept: final score, cross-fitting folds, bootstrap resamples."""
+    if validation and validation.get("selection"):
+        return [dict(r) for r in validation["selection"]]
+    crossfit = getattr(model, "crossfit_", None) or {}
+    folds = int(crossfit.get("folds") or 0)
+    rows = []
+    for region, scorer in model.region_scores_.items():
+        in_folds = dict((crossfit.get("selected") or {}).get(region, {}))
+        final = set(scorer.selected_)
+        for feature in sorted(final | set(in_folds)):
+            rows.append({"region": region, "feature": feature, "final": feature in final,
+                         "crossfit": in_folds.get(feature, 0) / folds if folds else None, "bootstrap": None})  # fmt: skip
+    return rows
 
 
 def _table_source_text(info: Mapping[str, Any]) -> str:
@@ -869,6 +939,7 @@ def evaluate_and_report(
     for region, scorer in model.region_scores_.items():
         scorer.write_formula(out_dir / f"{region}_score_formula.csv", out_dir / f"{region}_score_formula.txt")
     summary = model_summary(model, info)
+    write_optimism_tables(out_dir / "tables", summary)
     bar = _tqdm(progress, "figures")
     figures = plots.save_all(
         evaluation, summary, out_dir / "figures", synthetic=synthetic, readers_simulated=reads_simulated,
@@ -898,6 +969,18 @@ def evaluate_and_report(
     )  # fmt: skip
     write_json(out_dir / "summary.json", _jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}))
     return EvaluateResult(evaluation, report, predictions)
+
+
+def write_optimism_tables(tables_dir: Path, summary: Mapping[str, Any]) -> None:
+    """tables/internal_validation.csv (apparent, optimism, corrected per index) and
+    tables/selection_stability.csv (how often each feature was kept), where the model has them."""
+    validation = summary.get("internal_validation") or {}
+    if validation.get("table"):
+        frame = pd.DataFrame.from_dict(validation["table"], orient="index").rename_axis("index").reset_index()
+        frame["n_boot"], frame["n_used"], frame["seed"] = validation.get("n_boot"), validation.get("n_used"), validation.get("seed")
+        write_table(tables_dir / "internal_validation.csv", frame)
+    if summary.get("selection_stability"):
+        write_table(tables_dir / "selection_stability.csv", pd.DataFrame(summary["selection_stability"]))
 
 
 def coverage_notes(predictions: pd.DataFrame, cohort: Any) -> list[str]:

@@ -797,6 +797,52 @@ def plot_selection_funnel(logs: Mapping[str, Any], *, synthetic: bool = False) -
     return fig
 
 
+@_styled
+def plot_selection_stability(stability: Any, *, top: int = 20, synthetic: bool = False) -> Figure:
+    """How often each region feature was kept, one panel per region (the ``top`` most often kept).
+
+    ``stability``: records or a DataFrame with ``region feature final crossfit bootstrap`` (shares 0..1,
+    None/NaN where that resampling was not done). Bars: bootstrap resamples (or folds when there was no
+    bootstrap); diamonds: cross-fitting folds; filled bars: features of the final score.
+    """
+    frame = stability if isinstance(stability, pd.DataFrame) else pd.DataFrame(list(stability))
+    missing = [c for c in ("region", "feature", "final", "crossfit", "bootstrap") if c not in frame.columns]
+    if missing or frame.empty:
+        raise ALNMError(f"selection stability: no rows, or columns {', '.join(missing)} missing")
+    frame = frame.assign(crossfit=pd.to_numeric(frame["crossfit"], errors="coerce"),
+                         bootstrap=pd.to_numeric(frame["bootstrap"], errors="coerce"))  # fmt: skip
+    regions = list(dict.fromkeys(frame["region"].astype(str)))
+    parts = {}
+    for region in regions:
+        part = frame[frame["region"].astype(str) == region]
+        key = part["bootstrap"].fillna(part["crossfit"]).fillna(0.0)
+        parts[region] = part.assign(_key=key).sort_values(["_key", "feature"], ascending=[False, True]).head(top)
+    rows = max(len(p) for p in parts.values())
+    fig = Figure(figsize=(6.2 * len(regions), 0.26 * rows + 1.6), layout="constrained")
+    axes = np.atleast_1d(fig.subplots(1, len(regions)))
+    for ax, region in zip(axes, regions, strict=True):
+        part = parts[region]
+        color = _model_color(f"{region}_score", [f"{r}_score" for r in regions])
+        y = np.arange(len(part))[::-1]
+        has_boot = part["bootstrap"].notna().any()
+        bars = part["bootstrap"] if has_boot else part["crossfit"]
+        final = part["final"].astype(bool).to_numpy()
+        ax.barh(y, bars.fillna(0.0), height=0.7, color=np.where(final, color, "white"), edgecolor=color,
+                label="bootstrap resamples" if has_boot else "cross-fitting folds")  # fmt: skip
+        if has_boot and part["crossfit"].notna().any():
+            ax.plot(part["crossfit"], y, "D", color="black", markersize=4, label="cross-fitting folds")
+        labels = [str(f).removeprefix(f"{region}_") for f in part["feature"]]
+        ax.set_yticks(y, [label if len(label) <= 42 else label[:40] + "…" for label in labels], fontsize=8)
+        ax.set_xlim(0, 1.02)
+        _percent_axis(ax, "x")
+        ax.set_xlabel("Share of refits that kept the feature")
+        ax.set_title(model_label(f"{region}_score"))
+        ax.grid(axis="y", visible=False)
+        ax.legend(loc="lower right", framealpha=0.95, fontsize=8)
+    _watermark(fig, synthetic)
+    return fig
+
+
 # --------------------------------------------------------------------------------------------
 # Reader study
 
@@ -943,7 +989,7 @@ def draw_all(
     """Every figure the inputs allow, by stable name.
 
     Names: ``roc calibration decision clinical_impact risk_groups nomogram selection_funnel
-    lasso_path_<region> lasso_cv_<region> readers``. ``evaluation`` has ``.tables`` and ``.curves``
+    lasso_path_<region> lasso_cv_<region> selection_stability readers``. ``evaluation`` has ``.tables`` and ``.curves``
     (see :mod:`ALNMPredictorLib.report`); ``model_summary`` the keys ``nomogram``,
     ``selection_logs``, ``lasso_path``, ``lasso_cv`` and ``lambdas`` as documented in
     :func:`ALNMPredictorLib.report.write_report`. Missing inputs just omit their figure; ``only``
@@ -998,6 +1044,9 @@ def draw_all(
             cv, region=region, lambda_=lam.get("lambda"), lambda_min=lam.get("lambda_min"),
             lambda_1se=lam.get("lambda_1se"), synthetic=synthetic,
         )  # fmt: skip
+    stability = summary.get("selection_stability")
+    if stability is not None and len(stability) and want("selection_stability"):
+        figures["selection_stability"] = plot_selection_stability(stability, synthetic=synthetic)
     readers = _table(tables, "reader_metrics")
     if readers is not None and want("readers"):
         if reader_split is None:

@@ -58,3 +58,14 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (leave the option out for all cores)")
     return value
+
+
+def non_negative_int(text: str) -> int:
+    """argparse type of a count that may be 0 (``--optimism-boot 0`` skips the step)."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be 0 or more, got {value}")
+    return value

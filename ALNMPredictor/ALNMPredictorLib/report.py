@@ -52,6 +52,7 @@ SECTIONS: dict[str, str] = {
     "decision": "Decision curves",
     "clinical_impact": "Clinical impact curves",
     "risk_groups": "Risk groups",
+    "optimism": "How much of the training performance is optimism",
     "selection": "Feature selection and region scores",
     "readers": "Reader study",
     "methods": "Methods, software and settings",
@@ -507,11 +508,11 @@ def _text(value: Any) -> str:
     return str(value)
 
 
-def _section_table2(ev: Any) -> str:
+def _section_table2(ev: Any, ms: Mapping[str, Any]) -> str:
     _, _, variable_label = _labels()
     t2 = _tables(ev).get("table2")
     if t2 is None or t2.empty:
-        return _note("Table 2 not available.")
+        return _note("Table 2 not available.") + _model_notes(ms)
     header = [
         [("", 1), ("Univariable", 2), ("Clinical model", 2), ("Clinical-radiomics model", 2)],
         [("Variable", 1), *([("OR (95% CI)", 1), ("p", 1)] * 3)],
@@ -528,7 +529,19 @@ def _section_table2(ev: Any) -> str:
             row.append(format_or(value, rec.get(f"{prefix}_low"), rec.get(f"{prefix}_high")))
             row.append(format_p(rec.get(f"{prefix}_p")) if _finite(value) else "—")
         rows.append(row)
-    return _table(header, rows, numeric=range(1, 7), caption="Odds ratios from logistic regression (training set), Wald 95% CIs; — = not in that model.")  # noqa: E501
+    table = _table(header, rows, numeric=range(1, 7), caption="Odds ratios from logistic regression (training set), Wald 95% CIs; — = not in that model.")  # noqa: E501
+    return table + _model_notes(ms)
+
+
+def _model_notes(ms: Mapping[str, Any]) -> str:
+    """The fit's notes (Firth, variables left out, skipped filters) by model, under Table 2."""
+    model_label, _, _ = _labels()
+    notes = ms.get("model_notes") or {}
+    items = [f"<li><strong>{_e(model_label(name))}</strong>: {_e(note)}</li>"
+             for name in _model_order(notes) for note in notes.get(name) or []]  # fmt: skip
+    if not items:
+        return ""
+    return f'<div class="note" id="model-notes"><p>Notes on the fitted models:</p><ul>{"".join(items)}</ul></div>'
 
 
 def _section_table3(ev: Any, study: bool) -> str:
@@ -683,6 +696,88 @@ def _records(value: Any) -> pd.DataFrame:
         return pd.DataFrame(list(value or []))
     except (TypeError, ValueError):
         return pd.DataFrame()
+
+
+_OPTIMISM_NAMES = {"auc": "AUC", "intercept": "Calibration intercept", "slope": "Calibration slope", "brier": "Brier score"}
+#: features per region shown in the selection-stability table (all of them are in tables/selection_stability.csv)
+STABILITY_ROWS = 20
+
+
+def _section_optimism(ev: Any, ms: Mapping[str, Any], figs: _Figures) -> str:
+    model_label, split_label, _ = _labels()
+    parts = []
+    if ms.get("score_fit"):
+        parts.append(f'<p id="score-fit"><strong>Region scores in the second stage:</strong> {_e(ms["score_fit"])}.</p>')
+    validation = ms.get("internal_validation") or {}
+    table = validation.get("table") or {}
+    if table:
+        n_boot, n_used = validation.get("n_boot"), validation.get("n_used")
+        used = f"{_num(n_used, 0)} of {_num(n_boot, 0)}" if n_used != n_boot else f"{_num(n_boot, 0)}"
+        parts.append(
+            f"<p>Harrell's bootstrap (as R rms <code>validate</code>): the whole fitting procedure (region scores "
+            f"with their selection chain, univariate screen, stepwise model) was repeated in {_e(used)} bootstrap "
+            f"resamples of the training cases (seed {_e(validation.get('seed'))}). Each refit's performance on its own "
+            "resample, less its performance on the original training cases, is that resample's optimism; the "
+            "corrected value is the apparent one less the mean optimism. A calibration slope below 1 means the "
+            "model's predictions are too extreme on new patients and should be shrunk.</p>"
+        )  # fmt: skip
+        rows = []
+        for key, name in _OPTIMISM_NAMES.items():
+            rec = table.get(key) or {}
+            values = [_num(rec.get(c), 3) for c in ("apparent", "training", "test", "optimism", "corrected")]
+            rows.append([name, *values, _num(rec.get("n"), 0) if _finite(rec.get("n")) else "—"])
+        parts.append(_table(
+            ["Index", "Apparent", "Bootstrap training", "Bootstrap test", "Optimism", "Corrected", "Resamples"], rows,
+            numeric=range(1, 7), table_id="optimism-table",
+            caption=f"{model_label('clinical_radiomics')}, training set: apparent and optimism-corrected performance. "
+            "Resamples: refits in which the index exists (a calibration slope does not where a refit separates its "
+            "cases completely).",
+        ))  # fmt: skip
+        failures = validation.get("failures") or []
+        if failures:
+            parts.append(_note(f"{len(failures)} resample(s) could not be refitted and were left out, e.g. {failures[0]}."))
+    else:
+        parts.append(_note("The internal validation corrected for optimism was not run for this model "
+                           "(setting optimism_boot = 0, or a model saved before it existed)."))  # fmt: skip
+    table3 = _tables(ev).get("table3")
+    if table3 is not None and not table3.empty:
+        train_split = str((getattr(ev, "summary", None) or {}).get("train_split") or "train")
+        splits = _split_order(table3["split"])
+        tests = [x for x in splits if x != train_split]
+        header = ["Model", f"{split_label(train_split)} (apparent)", f"{split_label(train_split)} (corrected)",
+                  *(split_label(x) for x in tests)]  # fmt: skip
+        corrected = (table.get("auc") or {}).get("corrected")
+        rows = []
+        for m in _model_order(table3["model"]):
+            def auc(split: str, model: str = m) -> str:
+                hit = table3[(table3["split"].astype(str) == split) & (table3["model"].astype(str) == model)]
+                return _num(hit.iloc[0].get("auc"), 3) if len(hit) else "—"
+
+            fixed = _num(corrected, 3) if m == "clinical_radiomics" and _finite(corrected) else "—"
+            rows.append([model_label(m), auc(train_split), fixed, *(auc(x) for x in tests)])
+        parts.append(_table(header, rows, numeric=range(1, len(header)), table_id="optimism-auc",
+                            caption="AUC of every model: on the training set as fitted (apparent), corrected for "
+                            "optimism (clinical-radiomics model), and on each test set."))  # fmt: skip
+    stability = _records(ms.get("selection_stability"))
+    if not stability.empty:
+        parts.append("<h3>Selection stability</h3>")
+        parts.append("<p>How often each region feature was kept by the selection chain (ICC filter, redundancy, mutual "
+                     "information, LASSO): in the cross-fitting folds and in the bootstrap resamples. Features kept "
+                     "rarely are chance findings of this training set.</p>")  # fmt: skip
+        parts.append(figs.html("selection_stability", "Selection stability of the region-score features",
+                               "Share of cross-fitting folds and bootstrap resamples whose selection kept each feature; "
+                               "filled: in the final score.", wide=True))  # fmt: skip
+        for region, part in stability.groupby(stability["region"].astype(str), sort=False):
+            rows = [[_text(r.get("feature")), "yes" if bool(r.get("final")) else "",
+                     format_percent(r.get("crossfit")) if _finite(r.get("crossfit")) else "—",
+                     format_percent(r.get("bootstrap")) if _finite(r.get("bootstrap")) else "—"]
+                    for r in part.head(STABILITY_ROWS).to_dict(orient="records")]  # fmt: skip
+            more = len(part) - STABILITY_ROWS
+            caption = f"{model_label(f'{region}_score')}: the {min(len(part), STABILITY_ROWS)} most often kept features"
+            caption += f" ({more} more in tables/selection_stability.csv)." if more > 0 else "."
+            parts.append(_table(["Feature", "In final score", "Cross-fitting folds", "Bootstrap resamples"], rows,
+                                numeric=[2, 3], caption=caption, table_id=f"stability-{region}"))  # fmt: skip
+    return "".join(parts)
 
 
 def _section_selection(ms: Mapping[str, Any], figs: _Figures) -> str:
@@ -890,7 +985,7 @@ def render_report(
     body: dict[str, str] = {}
     body["summary"] = ""  # filled last: it counts the warnings of every other section
     body["table1"] = _section_table1(evaluation)
-    body["table2"] = _section_table2(evaluation)
+    body["table2"] = _section_table2(evaluation, ms)
     body["table3"] = _section_table3(evaluation, study_comparison)
     body["roc"] = figs.html("roc", "ROC curves per set", "ROC curves per set; AUC (95% CI) in the legend.")
     body["table_s3"] = _section_table_s3(evaluation)
@@ -902,6 +997,7 @@ def render_report(
                                         "Of 1,000 patients: number classified high risk and number of those with ALNM, "
                                         "by threshold probability (clinical-radiomics model).")  # fmt: skip
     body["risk_groups"] = _section_risk_groups(evaluation, figs)
+    body["optimism"] = _section_optimism(evaluation, ms, figs)
     body["selection"] = _section_selection(ms, figs)
     if has_readers:
         body["readers"] = _section_readers(evaluation, figs, simulated)
@@ -945,7 +1041,7 @@ def _short(section_id: str) -> str:
         "summary": "Summary", "table1": "Table 1", "table2": "Table 2", "table3": "Table 3", "roc": "ROC",
         "table_s3": "Table S3", "table_s4": "Table S4", "calibration": "Calibration", "decision": "Decision curves",
         "clinical_impact": "Clinical impact", "risk_groups": "Risk groups", "selection": "Feature selection",
-        "readers": "Readers", "methods": "Methods", "warnings": "Warnings",
+        "readers": "Readers", "methods": "Methods", "warnings": "Warnings", "optimism": "Optimism",
     }.get(section_id, section_id)  # fmt: skip
 
 
