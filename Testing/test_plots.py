@@ -222,6 +222,26 @@ def test_readers_figure(evaluation) -> None:
     assert len([ax for ax in fig.axes if ax.get_title()]) == 2
 
 
+def test_selection_stability(summary) -> None:
+    fig = plots.plot_selection_stability(summary["selection_stability"], top=10, synthetic=True)
+    axes = _visible_axes(fig)
+    assert [ax.get_title() for ax in axes] == ["Tumor score", "LN score"]
+    labels = [t.get_text() for t in axes[0].get_yticklabels()]
+    assert len(labels) == 10 and labels[0] == "original_glcm_f0"  # the most often kept on top
+    bars = [p for p in axes[0].patches]
+    widths = sorted((round(b.get_y(), 3), b.get_width()) for b in bars)
+    assert widths[-1][1] == pytest.approx(0.95)  # the top bar: bootstrap share of f0
+    filled = [b for b in bars if b.get_facecolor()[:3] != (1.0, 1.0, 1.0)]
+    assert len(filled) == 3  # three features in the final score
+    assert SYNTHETIC_LABEL in _texts(fig)
+    # without a bootstrap, the bars show the cross-fitting folds
+    folds_only = [{**r, "bootstrap": None} for r in summary["selection_stability"]]
+    fig = plots.plot_selection_stability(folds_only, top=5)
+    assert _visible_axes(fig)[0].get_legend().get_texts()[0].get_text() == "cross-fitting folds"
+    with pytest.raises(ALNMError, match="selection stability"):
+        plots.plot_selection_stability([])
+
+
 def test_synthetic_watermark(evaluation) -> None:
     groups = evaluation.tables["risk_groups"]
     assert SYNTHETIC_LABEL in _texts(plots.plot_risk_groups(groups, synthetic=True))
@@ -232,7 +252,7 @@ def test_draw_all_names(evaluation, summary) -> None:
     names = set(plots.draw_all(evaluation, summary))
     assert names == {
         "roc", "calibration", "decision", "clinical_impact", "risk_groups", "nomogram", "selection_funnel",
-        "lasso_path_tumor", "lasso_path_ln", "lasso_cv_tumor", "lasso_cv_ln", "readers",
+        "lasso_path_tumor", "lasso_path_ln", "lasso_cv_tumor", "lasso_cv_ln", "selection_stability", "readers",
     }  # fmt: skip
     bare = make_evaluation(readers=False)
     assert "readers" not in plots.draw_all(bare, {})

@@ -30,7 +30,7 @@ from ALNMPredictorLib.report import (
 
 FIGURES = [
     "nomogram", "roc", "calibration", "decision", "clinical_impact", "risk_groups", "selection_funnel",
-    "lasso_path_tumor", "lasso_cv_tumor", "lasso_path_ln", "lasso_cv_ln", "readers",
+    "lasso_path_tumor", "lasso_cv_tumor", "lasso_path_ln", "lasso_cv_ln", "selection_stability", "readers",
 ]  # fmt: skip
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -264,7 +264,25 @@ def test_readers_methods_and_warnings(full_report, inputs) -> None:
     assert degenerate[0] == ["ln (3)", "ln_wavelet_x, ln_wavelet_y, ln_wavelet_z"]
     assert "alnm demo --out demo" in page.text("methods")
     assert "ln score: 3 degenerate features dropped" in page.text("warnings")
-    assert "1 warning(s) and 1 failed case(s)" in page.text("summary")
+    assert "2 warning(s) and 1 failed case(s)" in page.text("summary")
+
+
+def test_optimism_section_and_model_notes(full_report, inputs) -> None:
+    page = full_report[2]
+    text = page.text("optimism")
+    assert "cross-fitted: out-of-fold region scores" in text and "199 of 200 bootstrap" in text
+    rows = {row[0]: row[1:] for row in page.tables["optimism-table"][1:]}
+    assert rows["AUC"] == ["0.941", "0.953", "0.930", "0.023", "0.918", "199"]
+    assert rows["Calibration slope"][-2:] == ["0.871", "180"]
+    assert "1 resample(s) could not be refitted" in text
+    auc = {row[0]: row[1:] for row in page.tables["optimism-auc"][1:]}
+    assert auc["Clinical-radiomics model"][1] == "0.918" and auc["Clinical model"][1] == "—"
+    assert len(auc["Clinical model"]) == 2 + 3  # apparent, corrected, then the three test sets
+    stability = page.tables["stability-tumor"][1:]
+    assert len(stability) == report.STABILITY_ROWS and stability[0] == ["tumor_original_glcm_f0", "yes", "100.0%", "95.0%"]
+    assert "5 more in tables/selection_stability.csv" in text
+    note = "fitted by Firth's penalised likelihood: separation along ln_score"
+    assert note in page.text("table2") and f"Clinical-radiomics model: the clinical_radiomics model was {note}" in page.text("warnings")
 
 
 def test_selection_section(full_report, inputs) -> None:
@@ -316,6 +334,7 @@ def test_minimal_inputs_still_give_every_section(tmp_path) -> None:
     assert "Table 1 not available." in page.text("table1")
     assert "No case failed." in page.text("warnings") and "No warnings." in page.text("warnings")
     assert "no VGG19 weights used" in page.text("methods")
+    assert "internal validation corrected for optimism was not run" in page.text("optimism")
 
 
 def test_bad_evaluation_is_a_clear_error(tmp_path) -> None:

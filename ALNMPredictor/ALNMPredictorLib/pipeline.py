@@ -840,13 +840,7 @@ def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
         "internal_validation": info.get("internal_validation"),
         "selection_stability": selection_stability(model, info.get("internal_validation")),
     }
-    summary["warnings"] = [f"{_MODEL_NAMES.get(name, name)}: {note}" for name, notes in summary["model_notes"].items()
-                           for note in notes]  # fmt: skip
     return summary
-
-
-_MODEL_NAMES = {"clinical": "clinical model", "clinical_radiomics": "clinical-radiomics model",
-                "tumor_score": "tumour score model", "ln_score": "LN score model"}  # fmt: skip
 
 
 def score_fit_text(model: ALNMModel) -> str:

@@ -966,6 +966,9 @@ def render_report(
     warnings = [str(w) for w in (getattr(evaluation, "warnings", None) or [])]
     warnings += [str(w) for w in (ms.get("warnings") or []) if str(w) not in warnings]
     warnings += [str(w) for w in (meta.get("warnings") or []) if str(w) not in warnings]
+    label = _labels()[0]
+    notes = [f"{label(name)}: {note}" for name, items in (ms.get("model_notes") or {}).items() for note in items or []]
+    warnings += [w for w in notes if w not in warnings]
     figure_warnings: list[str] = []
     simulated = _readers_simulated(evaluation, meta)
     reader_split = meta.get("reader_split") or (getattr(evaluation, "summary", None) or {}).get("reader_split")
