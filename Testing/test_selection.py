@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.special import expit
 from sklearn.feature_selection import mutual_info_classif
 
+from ALNMPredictorLib import selection
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
 from ALNMPredictorLib.selection import (
     RegionScore,
@@ -320,6 +323,324 @@ def test_lasso_matches_glmnet_reference() -> None:
     assert cv["lambdas"][cv["i_min"]] == pytest.approx(ref["lambda_min"], rel=1e-12)
     assert cv["lambdas"][cv["i_1se"]] == pytest.approx(ref["lambda_1se"], rel=1e-12)
 
+
+# ------------------------------------------------------------------ LASSO = the coordinate-descent implementation
+#
+# The implementation before the active-set solver (selection.py up to commit 9dfae5f), verbatim but
+# for the names: pure-Python coordinate descent for each IRLS step's weighted lasso.
+
+
+def ref_logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))
+
+
+def ref_objective(xs: np.ndarray, y: np.ndarray, b0: float, b: np.ndarray, lam: float) -> float:
+    eta = b0 + xs @ b
+    # mean negative log-likelihood of the logistic model, computed stably
+    nll = np.mean(np.logaddexp(0.0, eta) - y * eta)
+    return float(nll + lam * np.abs(b).sum())
+
+
+def ref_exact_on_support(gram: np.ndarray, c: np.ndarray, beta: np.ndarray, lam: float) -> np.ndarray | None:
+    """The exact minimiser when ``beta`` has the right support and signs (KKT checked), else None."""
+    support = np.flatnonzero(beta != 0.0)
+    support = np.union1d([0], support)
+    signs = np.sign(beta[support])
+    signs[0] = 0.0
+    try:
+        solution = np.linalg.solve(gram[np.ix_(support, support)], c[support] - lam * signs)
+    except np.linalg.LinAlgError:
+        return None
+    if np.any(np.sign(solution[1:]) != signs[1:]):
+        return None
+    exact = np.zeros_like(beta)
+    exact[support] = solution
+    grad = c - gram @ exact
+    outside = np.setdiff1d(np.arange(len(beta)), support)
+    if np.any(np.abs(grad[outside]) > lam * (1 + 1e-10)):
+        return None
+    return exact
+
+
+def ref_weighted_lasso(
+    gram: np.ndarray, c: np.ndarray, beta: np.ndarray, lam: float, *, tol: float, max_sweeps: int
+) -> np.ndarray:
+    """Minimise ``b'Gb / 2 - c'b + lam * sum_{j >= 1} |b_j|`` (coordinate 0 unpenalised) from ``beta``.
+
+    Coordinate descent (active-set sweeps, a full sweep to confirm), finished by an exact solve on
+    the support once the support and signs have settled.
+    """
+    new = beta.copy()
+    grad = c - gram @ new
+    diag = np.diag(gram).copy()
+    everything = list(range(len(c)))
+    active = everything
+    full_sweep = True
+    for _ in range(max_sweeps):
+        max_change = 0.0
+        for j in active:
+            old = new[j]
+            g = grad[j] + diag[j] * old
+            if j == 0:
+                val = g / diag[0]
+            else:
+                val = (math.copysign(abs(g) - lam, g) if abs(g) > lam else 0.0) / diag[j]
+            delta = val - old
+            if delta != 0.0:
+                new[j] = val
+                grad -= gram[:, j] * delta
+                change = diag[j] * delta * delta
+                if change > max_change:
+                    max_change = change
+        if max_change < max(tol, 1e-6):
+            if full_sweep:
+                exact = ref_exact_on_support(gram, c, new, lam)
+                if exact is not None:
+                    return exact
+                if max_change < tol:
+                    return new
+            active = everything  # confirm on every coordinate
+            full_sweep = True
+        else:
+            if full_sweep:
+                active = [0] + [j for j in everything[1:] if new[j] != 0.0]
+            full_sweep = False
+    return new
+
+
+def ref_lasso_logistic_path(
+    x: np.ndarray,
+    y: np.ndarray,
+    lambdas: np.ndarray,
+    *,
+    tol: float = 1e-16,
+    max_outer: int = 100,
+    max_inner: int = 10_000,
+    early_stop: bool = False,
+) -> tuple[np.ndarray, np.ndarray]:
+    """L1 logistic regression along ``lambdas`` as glmnet (alpha = 1, standardize = TRUE) fits it.
+
+    Minimises ``-loglik / n + lambda * sum |beta_j|`` on internally standardised columns (1/n
+    variance), the intercept unpenalised, by proximal Newton steps (IRLS) with covariance-update
+    coordinate descent, warm-started along the path. Returns ``(intercepts (L,), coefs (L, p))``
+    on the scale of ``x``. Constant columns get zero coefficients. With ``early_stop`` the path
+    ends, as glmnet's does for its own lambda sequence, from the 5th lambda on once the deviance
+    ratio exceeds 0.999 or gains less than 1e-5 (the returned arrays are then shorter).
+    """
+    x = np.asarray(x, dtype=float)
+    y = np.asarray(y, dtype=float)
+    n, p = x.shape
+    mu = x.mean(axis=0)
+    sd = np.sqrt(((x - mu) ** 2).mean(axis=0))
+    usable = np.flatnonzero(sd > 0)
+    xs = (x[:, usable] - mu[usable]) / sd[usable]
+    q = len(usable)
+    design = np.hstack([np.ones((n, 1)), xs])  # column 0: intercept
+    ybar = float(y.mean())
+    beta = np.zeros(q + 1)
+    beta[0] = ref_logit(ybar)
+    intercepts = np.empty(len(lambdas))
+    coefs = np.zeros((len(lambdas), p))
+    null_nll = ref_objective(xs, y, beta[0], beta[1:], 0.0)
+    # at or above lambda_max every coefficient is exactly zero (CD could leave rounding residue)
+    lambda_max = float(np.max(np.abs(xs.T @ (y - y.mean())) / n)) if q else 0.0
+    dev_ratio = np.zeros(len(lambdas))
+    for li, lam in enumerate(lambdas):
+        lam = float(lam)
+        if lam >= lambda_max * (1 - 1e-12):
+            beta[1:] = 0.0
+            beta[0] = ref_logit(ybar)
+            intercepts[li] = beta[0]
+            continue
+        f_old = ref_objective(xs, y, beta[0], beta[1:], lam)
+        for _ in range(max_outer):
+            eta = design @ beta
+            prob = np.clip(expit(eta), 1e-9, 1 - 1e-9)
+            w = prob * (1 - prob)
+            z = eta + (y - prob) / w
+            v = w / n
+            gram = design.T @ (design * v[:, None])
+            new = ref_weighted_lasso(gram, design.T @ (v * z), beta, lam, tol=tol, max_sweeps=max_inner)
+            # step halving keeps every outer step a descent step
+            f_new = ref_objective(xs, y, new[0], new[1:], lam)
+            halvings = 0
+            while f_new > f_old and halvings < 30:
+                new = (beta + new) / 2
+                f_new = ref_objective(xs, y, new[0], new[1:], lam)
+                halvings += 1
+            step = float(np.max(np.abs(new - beta) * np.sqrt(np.maximum(np.diag(gram), 0))))
+            beta = new
+            f_old = f_new
+            if step < 1e-9 or halvings >= 30:
+                break
+        b = beta[1:] / sd[usable]
+        coefs[li, usable] = b
+        intercepts[li] = beta[0] - float(mu[usable] @ b)
+        if early_stop:
+            dev_ratio[li] = 1 - ref_objective(xs, y, beta[0], beta[1:], 0.0) / null_nll
+            if li >= 4 and (dev_ratio[li] > 0.999 or dev_ratio[li] - dev_ratio[li - 1] < 1e-5):
+                return intercepts[: li + 1], coefs[: li + 1]
+    return intercepts, coefs
+
+
+def ref_lasso_paths(problems: list, **kwargs: object) -> list:
+    """``selection._lasso_paths`` by the reference: each problem's path alone."""
+    return [ref_lasso_logistic_path(x, y, lam, early_stop=bool(kwargs.get("early_stop"))) for x, y, lam in problems]
+
+
+def lasso_case(kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """Inputs of the LASSO step: z-scored features of n cases, as RegionScore passes them."""
+    rng = np.random.default_rng(seed)
+    n, p = (150, 30) if kind != "small" else (60, 12)
+    x = rng.standard_normal((n, p))
+    y = (rng.random(n) < expit(0.9 * x[:, 0] - 0.6 * x[:, 1] + 0.4 * x[:, 2] - 0.3)).astype(float)
+    if kind == "bootstrap":  # duplicated cases: the near-separated fits of a bootstrap resample
+        rows = rng.integers(0, n, n)
+        x, y = x[rows], y[rows]
+    if kind == "constant_column":
+        x[:, 5] = 3.0  # gets no coefficient
+    return x, y
+
+
+def kkt_residual(x: np.ndarray, y: np.ndarray, lam: float, b0: float, b: np.ndarray) -> float:
+    """Largest violation of the lasso's optimality conditions, relative to lambda (IRLS's clipped probabilities)."""
+    mu, sd = x.mean(axis=0), x.std(axis=0)
+    ok = sd > 0
+    prob = np.clip(expit(b0 + x @ b), 1e-9, 1 - 1e-9)
+    grad = ((x[:, ok] - mu[ok]) / sd[ok]).T @ (y - prob) / len(y)
+    bs = b[ok] * sd[ok]
+    r = np.where(bs != 0, np.abs(grad - lam * np.sign(bs)), np.maximum(np.abs(grad) - lam, 0.0))
+    return float(max(r.max(initial=0.0), abs(np.mean(y - prob))) / lam)
+
+
+@pytest.mark.parametrize("kind", ["plain", "bootstrap", "small", "constant_column"])
+def test_lasso_path_equals_the_coordinate_descent_implementation(kind: str) -> None:
+    x, y = lasso_case(kind)
+    lam = glmnet_lambdas(x, y)
+    b0, b = lasso_logistic_path(x, y, lam)
+    r0, r = ref_lasso_logistic_path(x, y, lam)
+    # the old coordinate descent stopped within about 1e-8 of the minimiser; the new solver is exact
+    np.testing.assert_allclose(b, r, rtol=0, atol=1e-7)
+    np.testing.assert_allclose(b0, r0, rtol=0, atol=1e-7)
+    np.testing.assert_array_equal(b != 0, r != 0)
+    assert max(kkt_residual(x, y, lam[i], b0[i], b[i]) for i in range(len(lam))) < 1e-8
+
+
+@pytest.mark.parametrize("kind", ["plain", "bootstrap", "constant_column"])
+def test_lasso_cv_equals_the_coordinate_descent_implementation(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    x, y = lasso_case(kind)
+    new = cv_lasso_logistic(x, y, n_folds=10, random_state=0)
+    monkeypatch.setattr(selection, "_lasso_paths", ref_lasso_paths)
+    old = cv_lasso_logistic(x, y, n_folds=10, random_state=0)
+    np.testing.assert_array_equal(new["lambdas"], old["lambdas"])  # the same early end of the path
+    np.testing.assert_allclose(new["coefs"], old["coefs"], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(new["intercepts"], old["intercepts"], rtol=0, atol=1e-7)
+    np.testing.assert_allclose(new["cvm"], old["cvm"], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(new["cvsd"], old["cvsd"], rtol=0, atol=1e-8)
+    np.testing.assert_array_equal(new["n_nonzero"], old["n_nonzero"])
+    assert (new["i_min"], new["i_1se"]) == (old["i_min"], old["i_1se"])
+
+
+def test_paths_fitted_side_by_side_equal_each_path_alone() -> None:
+    # cross-validation fits the full-data path and the fold paths together: different numbers of
+    # cases, lambda sequences, early ends, and a column constant in one problem only
+    x, y = lasso_case("plain", seed=3)
+    x2 = x[:90].copy()
+    x2[:, 4] = 1.5
+    problems = [(x, y, glmnet_lambdas(x, y)), (x2, y[:90], glmnet_lambdas(x2, y[:90])), (x[40:], y[40:], glmnet_lambdas(x[40:], y[40:]))]
+    together = selection._lasso_paths(problems, early_stop=True)
+    for (xi, yi, lam), (b0, b) in zip(problems, together, strict=True):
+        a0, a = selection._lasso_paths([(xi, yi, lam)], early_stop=True)[0]
+        r0, r = ref_lasso_logistic_path(xi, yi, lam, early_stop=True)
+        assert len(b0) == len(a0) == len(r0) < len(lam)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b0, a0, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b, r, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(b0, r0, rtol=0, atol=1e-7)
+    assert (together[1][1][:, 4] == 0).all()
+
+
+def test_region_score_equals_the_coordinate_descent_implementation(
+    data: dict, fitted: RegionScore, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(selection, "_lasso_paths", ref_lasso_paths)
+    old = RegionScore("tumor", mi_top_k=10, random_state=0).fit(
+        data["X"], data["y"], data["reader2"], data["repeat"], degenerate=["tumor_degen"]
+    )
+    assert old.selected_ == fitted.selected_
+    assert (old.lambda_, old.lambda_min_, old.lambda_1se_) == (fitted.lambda_, fitted.lambda_min_, fitted.lambda_1se_)
+    np.testing.assert_allclose(fitted.coef_, old.coef_, rtol=0, atol=1e-8)
+    assert fitted.intercept_ == pytest.approx(old.intercept_, abs=1e-8)
+    np.testing.assert_allclose(fitted.lasso_cv_["mean_deviance"], old.lasso_cv_["mean_deviance"], rtol=0, atol=1e-8)
+
+
+def test_weighted_lasso_is_the_exact_minimiser() -> None:
+    rng = np.random.default_rng(2)
+    for trial in range(40):
+        q = int(rng.integers(2, 32))
+        n = q + int(rng.integers(5, 150))
+        design = np.hstack([np.ones((n, 1)), rng.standard_normal((n, q - 1))])
+        v = rng.uniform(1e-6, 0.25, n) / n
+        gram = design.T @ (design * v[:, None])
+        c = gram @ (rng.standard_normal(q) * rng.uniform(0, 2, q)) + rng.standard_normal(q) * 0.01
+        lam = float(np.max(np.abs(c[1:])) * rng.uniform(0.001, 0.9))
+        # warm starts with the wrong support and signs, as along a path
+        start = np.where(rng.random(q) < 0.5, rng.standard_normal(q), 0.0)
+        got = selection._weighted_lasso(gram, c, start, lam)
+        ref = ref_weighted_lasso(gram, c, start, lam, tol=1e-16, max_sweeps=100_000)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9 * max(1.0, np.abs(ref).max()), err_msg=str(trial))
+        np.testing.assert_array_equal(got[1:] != 0, ref[1:] != 0)
+        grad = c - gram @ got  # KKT: the gradient is lam * sign on the support, at most lam elsewhere
+        on = np.flatnonzero(got[1:] != 0) + 1
+        off = np.flatnonzero(got[1:] == 0) + 1
+        np.testing.assert_allclose(grad[on], lam * np.sign(got[on]), rtol=1e-9, atol=1e-12)
+        assert np.all(np.abs(grad[off]) <= lam * (1 + 1e-10))
+        assert abs(grad[0]) < 1e-12 * max(1.0, np.abs(c).max())
+    # a stack of problems is solved as each alone
+    stack = [(gram, c, start, lam)]
+    for _ in range(4):
+        g2 = gram + np.diag(rng.uniform(0, 0.01, q))
+        stack.append((g2, c + rng.standard_normal(q) * 0.001, np.zeros(q), lam * rng.uniform(0.5, 1)))
+    together = selection._weighted_lasso(
+        np.stack([s[0] for s in stack]), np.stack([s[1] for s in stack]), np.stack([s[2] for s in stack]),
+        np.array([s[3] for s in stack]),
+    )
+    for i, (g, cc, b, lm) in enumerate(stack):
+        np.testing.assert_allclose(together[i], selection._weighted_lasso(g, cc, b, lm), rtol=0, atol=1e-12)
+
+
+def test_weighted_lasso_falls_back_to_coordinate_descent_on_a_singular_support() -> None:
+    rng = np.random.default_rng(4)
+    n = 40
+    z = rng.standard_normal((n, 2))
+    design = np.column_stack([np.ones(n), z[:, 0], z[:, 0], z[:, 1]])  # two identical columns
+    gram = design.T @ design / n
+    c = gram @ np.array([0.2, 1.0, 1.0, -0.5])
+    start = np.array([0.0, 0.5, 0.5, 0.0])  # both copies in the support: a singular system
+    got = selection._weighted_lasso(gram, c, start, 0.05)
+    ref = ref_weighted_lasso(gram, c, start, 0.05, tol=1e-16, max_sweeps=100_000)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+def test_near_separated_lasso_converges_in_few_steps(monkeypatch: pytest.MonkeyPatch) -> None:
+    # duplicated cases (a bootstrap resample): at small lambdas fitted probabilities reach the 1e-9
+    # clip and coefficients grow large; IRLS converges there to the point where the (clipped)
+    # gradient meets the KKT conditions, in a few steps per lambda. The coordinate-descent
+    # implementation stopped short there (after 30 step halvings), about 1e-5 away.
+    x, y = lasso_case("bootstrap", seed=1)
+    lam = glmnet_lambdas(x, y)
+    steps = []
+    solve = selection._weighted_lasso
+    monkeypatch.setattr(selection, "_weighted_lasso", lambda *a, **k: steps.append(1) or solve(*a, **k))
+    b0, b = lasso_logistic_path(x, y, lam)
+    assert np.abs(b).max() > 100  # well into separation
+    assert max(kkt_residual(x, y, lam[i], b0[i], b[i]) for i in range(len(lam))) < 1e-8
+    assert len(steps) <= 6 * len(lam)
+    r0, r = ref_lasso_logistic_path(x, y, lam)
+    np.testing.assert_allclose(b, r, rtol=0, atol=1e-4)
+    np.testing.assert_allclose(b0, r0, rtol=0, atol=1e-4)
+    np.testing.assert_array_equal(b != 0, r != 0)
 
 # ------------------------------------------------------------------ apply, persist, report
 
