@@ -172,3 +172,32 @@ def test_firth_keeps_a_score_that_separates_a_small_training_set() -> None:
     assert np.isfinite(firth.coefficients["tumor_score"]) and firth.coefficients["tumor_score"] > 0
     assert any("Firth" in note for note in firth.notes)
     assert LogisticModel.from_dict(json.loads(json.dumps(firth.to_dict()))).coefficients == firth.coefficients
+
+
+def test_nomogram_axes_span_the_training_range() -> None:
+    """Every training value can be read off its axis (issue: axes stopped at the round ticks -2 and 2
+    while the demo's scores ran from -3.2 to 3.5), on the committed demo model and on a made-up range."""
+    from ALNMPredictorLib.casepredict import DEMO_MODEL_RESOURCE
+    from ALNMPredictorLib.pipeline import load_model
+    from ALNMPredictorLib.plots import plot_nomogram
+
+    combined = load_model(DEMO_MODEL_RESOURCE).model.combined_model_
+    rng = np.random.default_rng(3)
+    score = np.concatenate([[-3.2, 3.43], rng.normal(0, 1, 60)])
+    y = (rng.random(62) < expit(1.5 * score)).astype(int)
+    made_up = fit_logistic_model("m", pd.DataFrame({"ln_score": score}), y, ["ln_score"], screen_p=None, stepwise_p=None)
+    for model in (combined, made_up):
+        scale = model.nomogram_scale()
+        fig = plot_nomogram(scale)
+        lines = [line.get_xdata() for line in fig.axes[0].lines if len(line.get_xdata()) == 2]
+        for axis in scale["axes"]:
+            if axis["type"] == "categorical":
+                continue
+            values = [v for v, _ in axis["ticks"]]
+            lo, hi = model.ranges[axis["variable"]]
+            assert min(values) <= lo and max(values) >= hi, axis["variable"]
+            assert min(values) > lo - 0.1 * (hi - lo) and max(values) < hi + 0.1 * (hi - lo)  # not far beyond
+            points = [p for _, p in axis["ticks"]]
+            assert any(min(x) == pytest.approx(min(points)) and max(x) == pytest.approx(max(points)) for x in lines)
+    ticks = [v for v, _ in made_up.nomogram_scale()["axes"][0]["ticks"]]
+    assert ticks[0] == -3.2 and ticks[-1] == pytest.approx(3.5)  # 3.43 rounded outward to a tenth of the step 2

@@ -96,6 +96,19 @@ def _nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     return ticks or [lo, hi]
 
 
+def _axis_values(lo: float, hi: float) -> list[float]:
+    """Tick values of a nomogram axis over the whole training range [lo, hi] (as rms draws it): round
+    ticks inside, and both ends rounded outward to a tenth of the tick step, so every training value can
+    be read off the axis (the plot leaves out a label that would overlap its neighbour, not the tick)."""
+    inner = _nice_ticks(lo, hi)
+    if len(inner) < 2:
+        return inner
+    step = inner[1] - inner[0]
+    scale = 10.0 ** max(0, 1 - math.floor(math.log10(step)))
+    ends = [math.floor(lo * scale + 1e-9) / scale, math.ceil(hi * scale - 1e-9) / scale]
+    return sorted({round(v, 10) for v in [*inner, *ends]})
+
+
 @dataclass
 class LogisticModel:
     """A fitted logistic model with its nomogram; JSON round trip via :meth:`to_dict`/:meth:`from_dict`."""
@@ -173,7 +186,7 @@ class LogisticModel:
                 ]
             else:
                 rlo, rhi = self.ranges[var]
-                ticks = [(v, 100.0 * (self.coefficients[var] * v - lo) / width) for v in _nice_ticks(rlo, rhi)]
+                ticks = [(v, 100.0 * (self.coefficients[var] * v - lo) / width) for v in _axis_values(rlo, rhi)]
             axes.append({"variable": var, "type": spec["type"], "ticks": ticks})
         offset = self.coefficients[INTERCEPT] + sum(lo for lo, _ in extents.values())
         max_total = sum(100.0 * (hi - lo) / width for lo, hi in extents.values())
