@@ -159,12 +159,35 @@ def test_calibration_and_risk_groups(setup) -> None:
     assert (lo_b, hi_b) == pytest.approx((slope.low, slope.high), rel=1e-7)
     icpt = stats.bootstrap_ci(lambda yy, pp: stats.calibration_stats(yy, pp).intercept, y, p, n_boot=40, seed=7, stratify=y)
     assert (lo_a, hi_a) == pytest.approx((icpt.low, icpt.high), rel=1e-7, abs=1e-9)
-    assert cal[cal["model"] == "clinical"]["slope_low"].isna().all()  # bootstrap for the combined model only
+    # every model and set has its CIs, from the same resamples of the set
+    assert cal[["intercept_low", "intercept_high", "slope_low", "slope_high"]].notna().all().all()
+    clin = cal[(cal["split"] == "internal") & (cal["model"] == "clinical")].iloc[0]
+    p_clin = cases["prob_clinical"].to_numpy()
+    assert (clin["slope_low"], clin["slope_high"]) == pytest.approx(_calibration_boot(y == 1, p_clin, 200, 1 + 1)[2:], rel=1e-12)  # internal: 2nd set
     high = p >= models["clinical_radiomics"].cutoff
     got = rg[rg["split"] == "internal"].set_index("risk_group")
     assert got.loc["high", "n"] == high.sum() and got.loc["low", "n"] == (~high).sum()
     assert got.loc["high", "proportion"] == pytest.approx(y[high].mean())
     assert got.loc["high", "proportion"] > got.loc["low", "proportion"]
+
+
+def test_hosmer_lemeshow_says_when_it_is_unreliable() -> None:
+    """n < 100 and sparse groups (Cochran's rule) are named in the note; a large well-spread set has none."""
+    from ALNMPredictorLib.evaluation import hosmer_lemeshow_caveat
+
+    rng = np.random.default_rng(5)
+    p = rng.uniform(0.05, 0.95, 600)
+    y = (rng.random(600) < p).astype(int)
+    hl = stats.hosmer_lemeshow(y, p)
+    assert hl.share_expected_below_5 == 0 and hl.min_expected > 5 and hosmer_lemeshow_caveat(hl, 600) == ""
+    small = stats.hosmer_lemeshow(y[:40], p[:40])
+    assert hosmer_lemeshow_caveat(small, 40).startswith("unreliable: small set (n = 40 < 100)")
+    lp = np.where(y[:300] == 1, 6.0, -6.0) + rng.normal(0, 1, 300)  # predictions near 0 and 1: tiny expected counts
+    lp[:3] = -lp[:3]  # three confident errors
+    extreme = 1 / (1 + np.exp(-lp))
+    sparse = stats.hosmer_lemeshow(y[:300], extreme)
+    assert sparse.min_expected < 1 and sparse.share_expected_below_5 > 0.2
+    assert "sparse groups" in hosmer_lemeshow_caveat(sparse, 300) and "small set" not in hosmer_lemeshow_caveat(sparse, 300)
 
 
 def test_curves_are_long_format(setup) -> None:

@@ -134,6 +134,7 @@ def test_number_formats() -> None:
     assert format_or(2.2401, 1.1923, 4.2087) == "2.24 (1.19–4.21)" and format_or(float("nan")) == "—"
     assert format_or(float("inf"), 1.0, float("inf")) == "∞ (1.00–∞)"
     assert format_percent(0.8123) == "81.2%" and format_percent(81.23, fraction=False) == "81.2%"
+    assert report._num(-0.0001, 3) == "0.000" and report._num(-0.0006, 3) == "-0.001"  # never "-0.000"
 
 
 # ---------------------------------------------------------------------------------- structure

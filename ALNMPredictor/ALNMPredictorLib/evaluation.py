@@ -11,9 +11,10 @@ recomputed from ``predictions.csv`` with one stats call:
 * Table S3 (``table_s3``): paired DeLong test of the combined model against every other model.
 * Table S4 (``table_s4``): continuous NRI and IDI (Hmisc ``improveProb``) of the combined model over the
   reference (clinical) model, and the categorical NRI at the combined model's cut-off.
-* Calibration: Hosmer-Lemeshow (10 groups), rms ``val.prob`` intercept/slope/Brier, binned and lowess
-  calibration curves; for the combined model, seeded outcome-stratified percentile-bootstrap CIs of
-  intercept and slope (``n_boot`` resamples; the only bootstrap here).
+* Calibration: Hosmer-Lemeshow (10 groups, with a note where it is unreliable: see
+  :func:`hosmer_lemeshow_caveat`), rms ``val.prob`` intercept/slope/Brier, binned and lowess calibration
+  curves; for every model and set, seeded outcome-stratified percentile-bootstrap CIs of intercept and
+  slope (``n_boot`` resamples, the same rows for every model of a set; the only bootstrap here).
 * Decision curves (rmda net benefit) and clinical impact curves on thresholds 0, 0.01, ..., 0.99.
 * Table 1: baseline characteristics per split, with a test across splits named in its ``test`` column.
 * Table 2: univariate and multivariable odds ratios, read from the fitted models.
@@ -463,6 +464,29 @@ def _recalibration_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray, max_it
     return np.where(bad, np.nan, a), np.where(bad, np.nan, b)
 
 
+#: below this many cases a Hosmer-Lemeshow test with 10 groups is flagged as unreliable
+HL_SMALL_N = 100
+
+
+def hosmer_lemeshow_caveat(hl: Any, n: int) -> str:
+    """Why a Hosmer-Lemeshow result should not be trusted, or "".
+
+    Small sets (n < 100: about 10 cases per group, little power, a poor chi-square approximation; Hosmer,
+    Lemeshow and Sturdivant, *Applied Logistic Regression*, 3rd ed., 2013, sec. 5.2.2) and sparse groups
+    (Cochran's rule: more than 20 % of the expected counts below 5, or any below 1), where a few cases
+    with predictions near 0 or 1 make the statistic explode.
+    """
+    if hl is None:
+        return ""
+    reasons = []
+    if n < HL_SMALL_N:
+        reasons.append(f"small set (n = {n} < {HL_SMALL_N})")
+    share, smallest = getattr(hl, "share_expected_below_5", np.nan), getattr(hl, "min_expected", np.nan)
+    if np.isfinite(share) and (share > 0.2 or smallest < 1):
+        reasons.append(f"sparse groups ({share:.0%} of expected counts below 5, smallest {smallest:.2g})")
+    return "unreliable: " + "; ".join(reasons) if reasons else ""
+
+
 def _calibration_boot(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float, float]:
     """Percentile CIs (R type 7) of the val.prob intercept and slope from outcome-stratified resamples."""
     nan4 = (float("nan"),) * 4
@@ -517,7 +541,7 @@ def evaluate(
     ``clinical_kinds`` feed Table 1 (described over the evaluated cases, so its n equal Table 3's); ``reads`` (the reads CSV as a DataFrame) adds the reader study.
     ``splits`` defaults to the training split first, then the others in order of appearance (those
     without any evaluable case are left out with a warning).
-    ``n_boot`` resamples give the combined model's calibration intercept/slope CIs (0 skips them); ``seed`` makes
+    ``n_boot`` resamples give every model's calibration intercept/slope CIs (0 skips them); ``seed`` makes
     them and the Monte Carlo Fisher tests of Table 1 reproducible.
     """
     order = model_order(list(models), combined, reference_model)
@@ -603,14 +627,15 @@ def evaluate(
             hl, err = _try(stats.hosmer_lemeshow, y, p, groups=HL_GROUPS) if two_class else (None, "one class")
             rows["hosmer_lemeshow"].append(
                 {"split": split, "model": name, "statistic": hl.statistic if hl else np.nan, "df": hl.df if hl else np.nan,
-                 "p": hl.p if hl else np.nan, "groups": hl.groups if hl else np.nan, "note": err or ""}
+                 "p": hl.p if hl else np.nan, "groups": hl.groups if hl else np.nan,
+                 "note": err or hosmer_lemeshow_caveat(hl, len(y))}
             )
             info["hosmer_lemeshow_p"][name] = hl.p if hl else np.nan
             if err and two_class and name == combined:
                 warnings.append(f"split '{split}': Hosmer-Lemeshow test of the {name} model not computed: {err}")
 
             cal, err = _try(stats.calibration_stats, y, p) if two_class else (None, "one class")
-            boot = _calibration_boot(y, p, int(n_boot), seed + s_idx) if cal and name == combined else (np.nan,) * 4
+            boot = _calibration_boot(y, p, int(n_boot), seed + s_idx) if cal else (np.nan,) * 4
             rows["calibration"].append(
                 {"split": split, "model": name,
                  "intercept": cal.intercept if cal else np.nan, "slope": cal.slope if cal else np.nan,

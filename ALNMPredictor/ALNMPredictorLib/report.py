@@ -190,7 +190,8 @@ def _num(value: Any, digits: int = 2) -> str:
         return "—"
     if math.isinf(v):
         return "∞" if v > 0 else "−∞"
-    return f"{v:.{digits}f}"
+    text = f"{v:.{digits}f}"
+    return text[1:] if text.startswith("-") and float(text) == 0 else text  # no "-0.000"
 
 
 def format_or(value: Any, low: Any = None, high: Any = None) -> str:
@@ -634,7 +635,10 @@ def _section_calibration(ev: Any, figs: _Figures) -> str:
         ]  # fmt: skip
         parts.append("<h3>Hosmer-Lemeshow test</h3>")
         header = ["Set", "Model", "χ²", "df", "p", *(["Note"] if notes else [])]
-        parts.append(_table(header, rows, numeric=range(2, 5), table_id="hl-data", text=[5] if notes else ()))
+        parts.append(_table(header, rows, numeric=range(2, 5), table_id="hl-data", text=[5] if notes else (),
+                            caption="10 risk groups. A Hosmer-Lemeshow test is unreliable on small sets (n < 100) and "
+                            "with sparse groups (expected counts below 5): read the calibration curve and the "
+                            "intercept and slope instead."))  # fmt: skip
     if cal is not None and not cal.empty:
         rows = [
             [split_label(str(r["split"])), model_label(str(r["model"])), _value_ci(r, "intercept"),
@@ -642,7 +646,9 @@ def _section_calibration(ev: Any, figs: _Figures) -> str:
             for r in cal.to_dict(orient="records")
         ]  # fmt: skip
         parts.append("<h3>Calibration intercept, slope and Brier score</h3>")
-        parts.append(_table(["Set", "Model", "Intercept", "Slope", "Brier"], rows, numeric=range(2, 5)))
+        parts.append(_table(["Set", "Model", "Intercept", "Slope", "Brier"], rows, numeric=range(2, 5), table_id="calibration-stats",
+                            caption="Logistic recalibration y ~ a + b·logit(p) (ideal a = 0, b = 1), 95% outcome-stratified "
+                            "percentile-bootstrap CIs."))  # fmt: skip
     parts.append(figs.html("calibration", "Calibration curves per set",
                            "Grouped observed proportion (95% CI) against predicted probability, lowess smooth, "
                            "and the diagonal of perfect calibration."))  # fmt: skip

@@ -41,6 +41,10 @@ class HosmerLemeshow:
     df: int
     p: float
     groups: int
+    #: the smallest expected count (events or non-events) of any group, and the share of the 2 x groups
+    #: expected counts below 5 (Cochran's rule for a chi-square approximation: at most 20 %, none below 1)
+    min_expected: float = float("nan")
+    share_expected_below_5: float = float("nan")
 
 
 @dataclass(frozen=True)
@@ -142,7 +146,8 @@ def hosmer_lemeshow(y: ArrayLike, prob: ArrayLike, groups: int = 10) -> HosmerLe
             f"of prob; at least 3 are needed"
         )
     stat = float(np.sum((obs0 - exp0) ** 2 / exp0) + np.sum((obs1 - exp1) ** 2 / exp1))
-    return HosmerLemeshow(stat, df, float(chi2.sf(stat, df)), g_used)
+    expected = np.concatenate([exp0, exp1])
+    return HosmerLemeshow(stat, df, float(chi2.sf(stat, df)), g_used, float(expected.min()), float(np.mean(expected < 5)))
 
 
 def _logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
