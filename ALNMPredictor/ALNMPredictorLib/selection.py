@@ -705,7 +705,11 @@ def _numeric_frame(x: Any, what: str) -> pd.DataFrame:
     if x.index.has_duplicates:
         dup = x.index[x.index.duplicated()][0]
         raise InputError(f"{what}: the case appears more than once", case=str(dup))
-    bad = [c for c in x.columns if not (pd.api.types.is_numeric_dtype(x[c]) or x[c].isna().all())]
+    if x.columns.has_duplicates:
+        bad = [c for c in x.columns if not (pd.api.types.is_numeric_dtype(x[c]) or x[c].isna().all())]
+    else:  # the dtype check once per distinct dtype, not once per column
+        numeric = {dtype: pd.api.types.is_numeric_dtype(dtype) for dtype in set(x.dtypes)}
+        bad = [c for c, dtype in x.dtypes.items() if not numeric[dtype] and not x[c].isna().all()]
     if bad:
         raise InputError(f"{what}: feature column(s) are not numeric", column=", ".join(map(str, bad)))
     return x.astype(float)
@@ -900,13 +904,14 @@ class RegionScore:
         declared = {str(d) for d in degenerate}
         values = x.to_numpy()
         finite = np.isfinite(values)
+        all_finite = finite.all(axis=0)
         reasons: dict[str, str] = {}
         n_declared = n_nonfinite = 0
         for j, name in enumerate(x.columns):
             if name in declared:
                 reasons[name] = "declared degenerate"
                 n_declared += 1
-            elif not finite[:, j].all():
+            elif not all_finite[j]:
                 bad = np.flatnonzero(~finite[:, j])
                 reasons[name] = f"missing/non-finite in {len(bad)} training case(s), e.g. case {x.index[bad[0]]}"
                 n_nonfinite += 1
@@ -996,14 +1001,21 @@ class RegionScore:
         values = x[features].to_numpy()
         sd = values.std(axis=0, ddof=1)
         scale = np.abs(values).max(axis=0)
+        # the largest number of training cases sharing one value, per feature: the longest run of
+        # equal values in each sorted column
+        n = len(values)
+        ordered = np.sort(values, axis=0)
+        starts = np.ones(ordered.shape, dtype=bool)
+        starts[1:] = ordered[1:] != ordered[:-1]
+        rows = np.arange(n)[:, None]
+        run_start = np.maximum.accumulate(np.where(starts, rows, 0), axis=0)
+        mode_count = (rows - run_start + 1).max(axis=0, initial=0)
         reasons: dict[str, str] = {}
         for j, feature in enumerate(features):
-            column = values[:, j]
             if not sd[j] > self.near_constant_tol * scale[j]:
                 reasons[feature] = "constant in training"
                 continue
-            _, counts = np.unique(column, return_counts=True)
-            share = counts.max() / len(column)
+            share = mode_count[j] / n
             if share >= self.max_mode_fraction:
                 reasons[feature] = f"near-constant: {share:.1%} of training cases share one value"
         kept = [f for f in features if f not in reasons]
@@ -1054,8 +1066,9 @@ class RegionScore:
         self.mi_ = pd.Series(mi[order], index=[features[i] for i in order], name="mutual_information")
         k = int(self.mi_top_k)
         kept = list(self.mi_.index[:k])
+        ranked = mi[order]
         reasons = {
-            f: f"mutual information {self.mi_.iloc[rank]:.4f}, rank {rank + 1} > {k}"
+            f: f"mutual information {ranked[rank]:.4f}, rank {rank + 1} > {k}"
             for rank, f in enumerate(self.mi_.index)
             if rank >= k
         }
