@@ -153,6 +153,29 @@ def test_degenerate_and_constant_features_are_dropped(fitted: RegionScore) -> No
     assert len(fitted.means_) == fitted.log_.set_index("step").loc["icc", "n_out"]
 
 
+def test_near_constant_share_counts_the_commonest_value() -> None:
+    rng = np.random.default_rng(8)
+    n = 100
+    cols = {
+        "ln_96": np.r_[np.full(96, 2.5), rng.standard_normal(4)],
+        "ln_95_signed_zero": np.r_[np.full(50, 0.0), np.full(45, -0.0), rng.standard_normal(5)],
+        "ln_94": np.r_[np.full(94, -1.0), rng.standard_normal(6)],
+        "ln_two_modes": np.r_[np.full(48, 1.0), np.full(48, 3.0), rng.standard_normal(4)],
+    }
+    for i in range(8):
+        cols[f"ln_inf_{i}"] = rng.standard_normal(n)
+    x = pd.DataFrame({k: rng.permutation(v) for k, v in cols.items()})
+    y = (x["ln_inf_0"] + rng.standard_normal(n) > 0).astype(int).to_numpy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = RegionScore("ln", mi_top_k=5).fit(x, y)
+    reasons = model.dropped_.set_index("feature")["reason"]
+    for name in ("ln_96", "ln_95_signed_zero"):
+        share = np.unique(x[name], return_counts=True)[1].max() / n
+        assert reasons[name] == f"near-constant: {share:.1%} of training cases share one value"
+    assert removed_at(model, "near_constant") == {"ln_96", "ln_95_signed_zero"}
+
+
 def test_non_finite_training_values_drop_the_feature_with_a_warning(data: dict) -> None:
     x = data["X"].copy()
     x.loc["P007", "tumor_noise_03"] = np.nan
