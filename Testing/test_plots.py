@@ -124,7 +124,7 @@ def test_nomogram_rows_and_patient_mark() -> None:
     texts = _texts(fig)
     for row in ("Points", "US-reported ALNM", "Tumor score", "LN score", "Total Points", "Risk of ALNM"):
         assert row in texts
-    assert "absent" in texts and "present" in texts and "▲ cut-off 0.701" in texts
+    assert "Absent" in texts and "Present" in texts and "▲ cut-off 0.701" in texts
     patient = {"us_reported_alnm": 13.4, "tumor_score": 60.0, "ln_score": 75.0}
     fig = plots.plot_nomogram(scale, patient)
     total = sum(patient.values())
@@ -240,6 +240,14 @@ def test_selection_stability(summary) -> None:
     assert _visible_axes(fig)[0].get_legend().get_texts()[0].get_text() == "cross-fitting folds"
     with pytest.raises(ALNMError, match="selection stability"):
         plots.plot_selection_stability([])
+
+
+def test_labels_use_the_studys_wording() -> None:
+    assert [plots.variable_label(v) for v in ("er", "pr", "her2", "ki67", "tumor_size_cm")] == [
+        "ER status", "PR status", "HER2 status", "Ki-67 status", "Tumor size (cm)"]  # fmt: skip
+    assert [plots.level_label(v) for v in ("ge20", "lt20", "luminal_a", "non-circumscribed", "present")] == [
+        "≥ 20%", "< 20%", "Luminal A", "Non-circumscribed", "Present"]  # fmt: skip
+    assert plots.variable_label("my_own_factor") == "My own factor"
 
 
 def test_synthetic_watermark(evaluation) -> None:

@@ -79,11 +79,31 @@ _SPLIT_LABELS = {
     "prospective": "Prospective test set",
     "test": "Test set",
 }
+# The study's wording (Tables 1 and 2) for the synthetic cohort's and the manifest template's columns
 _VARIABLE_LABELS = {
     "us_reported_alnm": "US-reported ALNM",
     "tumor_size": "Tumor size",
+    "tumor_size_cm": "Tumor size (cm)",
+    "age": "Age (years)",
     "tumor_score": "Tumor score",
     "ln_score": "LN score",
+    "er": "ER status",
+    "pr": "PR status",
+    "her2": "HER2 status",
+    "ki67": "Ki-67 status",
+    "molecular_type": "Molecular type",
+    "histology": "Histologic type",
+    "adler_grade": "Adler grade",
+}
+_LEVEL_LABELS = {
+    "ge20": "≥ 20%",
+    "lt20": "< 20%",
+    "luminal_a": "Luminal A",
+    "luminal_b": "Luminal B",
+    "her2_positive": "HER2 positive",
+    "triple_negative": "Triple negative",
+    "nst": "NST",
+    "oval_round": "Oval or round",
 }
 _STEP_LABELS = {
     "input": "Extracted",
@@ -150,6 +170,16 @@ def variable_label(name: str) -> str:
     if name.endswith("_score"):
         return model_label(name)
     text = str(name).replace("_", " ")
+    return text[:1].upper() + text[1:]
+
+
+def level_label(level: Any) -> str:
+    """Display name of a categorical level: ``ge20`` → ``≥ 20%``, ``luminal_a`` → ``Luminal A``,
+    ``non-circumscribed`` → ``Non-circumscribed``."""
+    text = str(level)
+    if text in _LEVEL_LABELS:
+        return _LEVEL_LABELS[text]
+    text = text.replace("_", " ")
     return text[:1].upper() + text[1:]
 
 
@@ -517,7 +547,7 @@ def _nice_step(raw: float) -> float:
 
 def _tick_text(value: Any) -> str:
     if isinstance(value, str):
-        return value
+        return level_label(value)
     v = float(value)
     return f"{v:g}" if abs(v) >= 1e-3 or v == 0 else f"{v:.2g}"
 

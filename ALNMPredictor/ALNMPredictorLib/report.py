@@ -496,11 +496,19 @@ def _section_table1(ev: Any) -> str:
     for rec in t1.to_dict(orient="records"):
         name = str(rec.get("characteristic", ""))
         rows.append([
-            variable_label(name) if name != previous else "", _text(rec.get("level")), *(_text(rec.get(s)) for s in splits),
+            variable_label(name) if name != previous else "", _level(rec.get("level")), *(_text(rec.get(s)) for s in splits),
             format_p(rec.get("p_value")) if _finite(rec.get("p_value")) else "", _text(rec.get("statistical_test")),
         ])  # fmt: skip
         previous = name
     return _table(header, rows, numeric=[len(splits) + 2], caption="Mean ± SD or n (%). p across sets.")
+
+
+def _level(value: Any) -> str:
+    """A categorical level as the study writes it (see :func:`ALNMPredictorLib.plots.level_label`)."""
+    from ALNMPredictorLib.plots import level_label
+
+    text = _text(value)
+    return level_label(text) if text else ""
 
 
 def _text(value: Any) -> str:
@@ -521,7 +529,7 @@ def _section_table2(ev: Any, ms: Mapping[str, Any]) -> str:
     rows = []
     for rec in t2.to_dict(orient="records"):
         name = variable_label(str(rec.get("variable", "")))
-        level, reference = _text(rec.get("level")), _text(rec.get("reference"))
+        level, reference = _level(rec.get("level")), _level(rec.get("reference"))
         if level and reference:
             level = f"{level} vs {reference}"
         row = [f"{name}: {level}" if level else name]
