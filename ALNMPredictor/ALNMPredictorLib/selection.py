@@ -352,16 +352,18 @@ def _lasso_paths(
                 keep = np.sign(start) == np.sign(beta[ahead])
                 keep[:, 0] = True
                 beta[ahead] = np.where(keep, start, 0.0)
-                eta[ahead] = np.matmul(design[ahead], beta[ahead][:, :, None])[:, :, 0]
+                rows = design if ahead.size == count else design[ahead]
+                eta[ahead] = np.matmul(rows, beta[ahead][:, :, None])[:, :, 0]
             _irls_at_lambda(design, target, row_weight, beta, eta, lam, todo, tol=tol, max_outer=max_outer, max_inner=max_inner)
             previous[todo] = now
             lam_before[todo, 0] = lam_before[todo, 1]
             lam_before[todo, 1] = lam[todo]
             solved[todo] += 1
+        b = np.where(usable, beta[:, 1:], 0.0) / scale_sd  # back on the scale of x
+        b0 = beta[:, 0] - np.einsum("ij,ij->i", scale_mu, b)
         for i in np.flatnonzero(alive):
-            b = np.where(usable[i], beta[i, 1:], 0.0) / scale_sd[i]
-            coefs[i][li] = b
-            intercepts[i][li] = beta[i, 0] - float(scale_mu[i] @ b)
+            coefs[i][li] = b[i]
+            intercepts[i][li] = b0[i]
         if early_stop:
             grow = np.flatnonzero(alive & ~at_max)
             if grow.size:
