@@ -565,6 +565,19 @@ def test_lasso_cv_equals_the_coordinate_descent_implementation(kind: str, monkey
     assert (new["i_min"], new["i_1se"]) == (old["i_min"], old["i_1se"])
 
 
+def test_lasso_path_at_any_lambdas_equals_the_coordinate_descent_implementation() -> None:
+    # the path is warm-started (and extrapolated along decreasing lambdas): any order gives the same
+    x, y = lasso_case("plain", seed=2)
+    lam = glmnet_lambdas(x, y)
+    for order in (lam[[3, 10, 10, 40, 20, 60, 59, 5, 0, 80]], lam[::-1][:40]):
+        b0, b = lasso_logistic_path(x, y, order)
+        r0, r = ref_lasso_logistic_path(x, y, order)
+        np.testing.assert_allclose(b, r, rtol=0, atol=1e-7)
+        np.testing.assert_allclose(b0, r0, rtol=0, atol=1e-7)
+        for i in range(len(order)):
+            assert kkt_residual(x, y, order[i], b0[i], b[i]) < 1e-8
+
+
 def test_paths_fitted_side_by_side_equal_each_path_alone() -> None:
     # cross-validation fits the full-data path and the fold paths together: different numbers of
     # cases, lambda sequences, early ends, and a column constant in one problem only

@@ -342,12 +342,15 @@ def _lasso_paths(
         todo = np.flatnonzero(alive & ~at_max)
         if todo.size:
             now = beta[todo].copy()
-            ahead = todo[solved[todo] >= 2]
+            with np.errstate(divide="ignore", invalid="ignore"):
+                ratio = (lam_before[:, 1] - lam) / (lam_before[:, 0] - lam_before[:, 1])
+            # (a decreasing sequence, as glmnet's; any other order starts from the last solution)
+            ahead = todo[(solved[todo] >= 2) & (ratio[todo] > 0) & (ratio[todo] <= 2)]
             if ahead.size:
                 # linear extrapolation along the path (error O(dlambda^2) instead of O(dlambda)):
                 # one Newton step fewer per lambda; coefficients it would move to or across zero
                 # start at zero, as the active set prefers
-                ratio = (lam_before[ahead, 1] - lam[ahead]) / (lam_before[ahead, 0] - lam_before[ahead, 1])
+                ratio = ratio[ahead]
                 start = beta[ahead] + ratio[:, None] * (beta[ahead] - previous[ahead])
                 keep = np.sign(start) == np.sign(beta[ahead])
                 keep[:, 0] = True
