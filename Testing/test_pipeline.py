@@ -151,7 +151,8 @@ def test_alnm_predict_cli_equals_training_predictions(shared: dict, capsys: pyte
     assert status == 0, capsys.readouterr().err
     got = pd.read_csv(out).set_index("case_id")
     want = shared["trained"].predictions
-    np.testing.assert_allclose(got.loc[want.index, "prob_clinical_radiomics"], want["prob_clinical_radiomics"], rtol=1e-12)
+    # predictions.csv holds 6 decimals (PREDICTION_DECIMALS): equal to half a unit of the 6th
+    np.testing.assert_allclose(got.loc[want.index, "prob_clinical_radiomics"], want["prob_clinical_radiomics"], rtol=0, atol=5e-7)
 
 
 def test_no_leakage_shuffling_test_labels_changes_nothing_fitted(shared: dict) -> None:
@@ -183,7 +184,17 @@ def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(shared: di
     err = capsys.readouterr().err
     assert status == 1
     assert f"case {victim}" in err
-    preds = pd.read_csv(root / "broken" / "predictions.csv").set_index("case_id")
+    written = pd.read_csv(root / "broken" / "predictions.csv")
+    # the manifest's order with the failed case in its place; the Nomo-score and its rule first
+    assert written["case_id"].astype(str).tolist() == manifest["case_id"].tolist()
+    assert written.columns[:8].tolist() == ["case_id", "split", "center", "label", "status", "nomo_score", "risk_group",
+                                            "youden_cutoff"]  # fmt: skip
+    assert pd.api.types.is_integer_dtype(written["label"])
+    ok = written[written["status"] == "ok"]
+    assert (ok["nomo_score"] == ok["prob_clinical_radiomics"]).all()
+    assert ((ok["nomo_score"] >= ok["youden_cutoff"]) == (ok["risk_group"] == "high")).all()
+    assert (ok["nomo_score"].round(6) == ok["nomo_score"]).all() and (ok["total_points"].round(2) == ok["total_points"]).all()
+    preds = written.set_index("case_id")
     assert preds.loc[victim, "status"] == "failed" and "ln_image" in preds.loc[victim, "error"]
     assert (preds.drop(index=victim)["status"] == "ok").all()
     assert victim in (root / "broken" / "report" / "report.html").read_text()

@@ -305,6 +305,38 @@ def _unusable(lm: Any, frame: pd.DataFrame) -> dict[str, str]:
     return out
 
 
+#: decimals of the probabilities and scores in predictions.csv (far below any clinical difference) and
+#: of the nomogram points
+PREDICTION_DECIMALS = 6
+POINTS_DECIMALS = 2
+
+
+def predictions_for_writing(predictions: pd.DataFrame, model: ALNMModel, cohort: Any = None) -> pd.DataFrame:
+    """predictions.csv as a reader wants it: one row per case in the manifest's order (failed cases in
+    place), the Nomo-score and its rule first (``nomo_score`` = the clinical-radiomics model's probability,
+    ``risk_group`` high when ``nomo_score`` >= ``youden_cutoff``, the training set's Youden cut-off), labels
+    as integers, probabilities and scores rounded to ``PREDICTION_DECIMALS``, points to ``POINTS_DECIMALS``."""
+    out = predictions.copy()
+    if cohort is not None and hasattr(cohort, "case_ids"):
+        order = [str(c) for c in cohort.case_ids()]
+        present = [c for c in order if c in out.index] + [c for c in out.index if c not in set(order)]
+        out = out.loc[present]
+    if "label" in out.columns:
+        out["label"] = pd.to_numeric(out["label"], errors="coerce").round().astype("Int64")
+    combined = f"prob_{model.combined_model_.name}"
+    if combined in out.columns:
+        out.insert(0, "nomo_score", pd.to_numeric(out[combined], errors="coerce"))
+        out.insert(1, "youden_cutoff", float(model.combined_model_.cutoff))
+    for column in out.columns:
+        if not pd.api.types.is_float_dtype(out[column]):
+            continue
+        is_points = column == "total_points" or str(column).startswith("points_")
+        out[column] = out[column].round(POINTS_DECIMALS if is_points else PREDICTION_DECIMALS)
+    lead = [c for c in ("split", "center", "label", "status", "nomo_score", "risk_group", "youden_cutoff") if c in out.columns]
+    out = out[lead + [c for c in out.columns if c not in lead]]
+    return out.reset_index()
+
+
 def predict_cases(
     model: ALNMModel,
     data: pd.DataFrame,
@@ -523,7 +555,7 @@ def train(
         bundle_info["internal_validation"] = internal_validation(model, train_rows, labels.astype(int), features,
                                                                  settings, progress=progress).to_dict()  # fmt: skip
     model_dir = save_model(out_dir / MODEL_DIR, model, bundle_info, features.deep_models)
-    write_table(out_dir / PREDICTIONS, predictions.reset_index())
+    write_table(out_dir / PREDICTIONS, predictions_for_writing(predictions, model, cohort))
     return TrainResult(model, model_dir, predictions, features, settings, bundle_info, warnings)
 
 
@@ -782,9 +814,9 @@ def run_predict(args: argparse.Namespace) -> int:
     out = output_file(args.out, "predictions file (--out)")
     work = output_folder(Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work"), "work folder")
     settings = PipelineSettings(workers=args.workers)
-    predictions, _, _ = predict(args.manifest, args.model, work, settings=settings, progress=not args.no_progress,
-                                feature_table=args.features)  # fmt: skip
-    write_table(out, predictions.reset_index())
+    predictions, loaded, cohort = predict(args.manifest, args.model, work, settings=settings,
+                                          progress=not args.no_progress, feature_table=args.features)  # fmt: skip
+    write_table(out, predictions_for_writing(predictions, loaded.model, cohort))
     n_failed = _print_failures(predictions)
     print(f"{len(predictions) - n_failed} case(s) predicted, {n_failed} failed; written to {out}")
     return 1 if n_failed else 0
@@ -929,7 +961,7 @@ def evaluate_and_report(
         splits=present or None, train_split=cohort.train_split, reads=reads, n_boot=settings.n_boot, seed=settings.seed,
     )  # fmt: skip
     evaluation.save(out_dir / "tables")
-    write_table(out_dir / PREDICTIONS, predictions.reset_index())
+    write_table(out_dir / PREDICTIONS, predictions_for_writing(predictions, model, cohort))
     for region, scorer in model.region_scores_.items():
         scorer.write_formula(out_dir / f"{region}_score_formula.csv", out_dir / f"{region}_score_formula.txt")
     summary = model_summary(model, info)
