@@ -9,6 +9,8 @@ a GUI run has a main window stand-in (dialogs get a parent) and the three slice 
 
 from __future__ import annotations
 
+import atexit
+import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -86,7 +88,10 @@ class qSlicerApplication(QApplication):
         super().__init__()
         import slicer
 
-        root = Path(root or tempfile.mkdtemp(prefix="slicer-harness-"))
+        if root is None:  # a throwaway home, removed when the test process ends
+            root = Path(tempfile.mkdtemp(prefix="slicer-harness-"))
+            atexit.register(shutil.rmtree, root, ignore_errors=True)
+        root = Path(root)
         (root / "Temp").mkdir(parents=True, exist_ok=True)
         (root / "Scenes").mkdir(parents=True, exist_ok=True)
         self._props["temporaryPath"] = str(root / "Temp")
