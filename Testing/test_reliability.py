@@ -406,3 +406,24 @@ def test_too_few_training_cases_is_said_before_extraction_with_the_reasons(capsy
     assert code == 2 and "too few to fit a model (at least 20, both outcomes)" in err
     assert "were set aside, most often for:" in err and "column age: missing value ('not available')" in err
     assert not (tmp_path / "run" / "features").exists()  # said before any extraction
+
+
+def test_a_file_that_is_not_a_csv_manifest_is_named_as_such(capsys, tmp_path) -> None:
+    toml = tmp_path / "pyproject.csv"
+    toml.write_text("[project]\nname = 'x'\n" + "a, b, c, d\n" * 3)
+    code, _, err = _run(capsys, "validate", toml)
+    assert code == 2 and "line 3 has 4 comma-separated fields but the header row has 1: is this a CSV manifest" in err
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    code, _, err = _run(capsys, "validate", empty)
+    assert code == 2 and "the file is empty" in err
+
+
+def test_library_info_lines_stay_off_the_console(capsys, tmp_path) -> None:
+    import logging
+
+    from ALNMPredictorLib.cli import QUIET_LOGGERS
+
+    _run(capsys, "validate", tmp_path / "none.csv")
+    assert all(logging.getLogger(name).getEffectiveLevel() >= logging.WARNING for name in QUIET_LOGGERS)
+    assert "pykwalify" in QUIET_LOGGERS

@@ -65,6 +65,10 @@ def _os_error_message(exc: OSError) -> str:
     return text
 
 
+#: libraries whose INFO messages the CLI does not show (``--verbose`` does)
+QUIET_LOGGERS = ("pykwalify", "PIL", "matplotlib", "urllib3", "filelock")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the process exit status (0 ok, 1 some cases failed, 2 error, 130 interrupted).
 
@@ -83,6 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",
         )
+        for chatty in QUIET_LOGGERS:  # libraries' INFO lines (e.g. "pykwalify.core: validation.valid") are not ours
+            logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
         if args.command is None:
             parser.print_help()
             return 2

@@ -48,6 +48,7 @@ import csv
 import io
 import math
 import os
+import re
 import sys
 from collections import Counter
 from collections.abc import Iterable
@@ -555,7 +556,7 @@ def _read_csv(path: Path) -> pd.DataFrame:
     try:
         frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True)
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
-        raise InputError(f"cannot read the manifest CSV: {_first_line(str(exc))}", path=path) from None
+        raise InputError(_parser_message(str(exc)), path=path) from None
     frame = frame.apply(lambda col: col.str.strip())
     for position, column in enumerate(list(frame.columns)):
         if str(column).startswith("Unnamed:"):
@@ -569,6 +570,18 @@ def _read_csv(path: Path) -> pd.DataFrame:
     if dupes:
         raise InputError(f"duplicate column name(s): {', '.join(dupes)}", path=path)
     return frame
+
+
+def _parser_message(text: str) -> str:
+    """pandas' CSV parser error in a manifest author's words."""
+    fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
+    if fields:
+        header, line, seen = fields.groups()
+        return (f"line {line} has {seen} comma-separated fields but the header row has {header}: is this a CSV "
+                "manifest (one row per case, a header row of column names)? Quote any value that contains a comma")  # fmt: skip
+    if "No columns to parse" in text:
+        return "the file is empty: a manifest needs a header row of column names and one row per case"
+    return f"cannot read the manifest CSV: {_first_line(text)}"
 
 
 def _first_line(text: str) -> str:

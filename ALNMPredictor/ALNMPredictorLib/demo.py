@@ -81,7 +81,7 @@ def stage_validate(run: DemoRun) -> None:
     run.problems = list(run.cohort.validate(progress=True))
     errors = [p for p in run.problems if p.severity == "error"]
     warnings = [p for p in run.problems if p.severity != "error"]
-    for problem in errors:
+    for problem in [*errors, *warnings]:
         run.echo(str(problem))
     run.echo(f"validated {run.manifest_path}: {len(errors)} error(s), {len(warnings)} warning(s)")
     if errors:

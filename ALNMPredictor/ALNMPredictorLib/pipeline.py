@@ -720,7 +720,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                         help="standardise each image's intensities before extraction, so scanner gain and "
                         "dynamic range do not move the features (default: on)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
-    parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None)
+    parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None,
+                        help="the LASSO penalty chosen by cross-validation: lambda.min (least CV deviance, the "
+                        "default, as the study) or lambda.1se (the largest within one SE of it: fewer features)")  # fmt: skip
     parser.add_argument("--mi-top-k", type=int, default=None, help="features kept by mutual information")
     parser.add_argument("--score-fit", choices=["crossfit", "insample"], default=None,
                         help="the training cases' region scores the second stage (screen, stepwise model, nomogram, "
@@ -1049,7 +1051,7 @@ def _tqdm(enabled: bool, desc: str) -> Any:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(desc=desc, unit="figure", file=sys.stderr)
+    return tqdm(desc=desc, file=sys.stderr, bar_format="{desc}: {n} drawn [{elapsed}]")
 
 
 def _reads(path: str | None) -> pd.DataFrame | None:
