@@ -359,6 +359,20 @@ def test_resegmentation_table_must_have_every_column(small) -> None:
 # command line
 
 
+def test_cli_validate_a_feature_table_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A manifest without image columns (as --features prescribes) validates with --features TABLE."""
+    manifest, features, table = _write_cohort(tmp_path)
+    assert cli.main(["validate", str(manifest)]) == 1
+    assert "no <region>_image column" in capsys.readouterr().out  # without --features: images are expected
+    assert cli.main(["validate", str(manifest), "--features", str(features)]) == 0
+    out = capsys.readouterr().out
+    assert "no <region>_image column" not in out and "0 error(s)" in out
+    assert f"feature table {features.name}: {len(table)} case(s); regions: tumor (12 columns), ln (12 columns)" in out
+    table.drop(index=table.index[:3]).to_csv(tmp_path / "short.csv", index=False)
+    assert cli.main(["validate", str(manifest), "--features", str(tmp_path / "short.csv")]) == 1
+    assert "feature table" in capsys.readouterr().out
+
+
 def test_cli_train_evaluate_predict_with_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest, features, table = _write_cohort(tmp_path, prefixes=("T_", "N_"))
     (tmp_path / "study.yaml").write_text(yaml.safe_dump({"settings": {"lasso_folds": 5, "n_boot": 20, "optimism_boot": 0}}))

@@ -963,14 +963,24 @@ def configure_validate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-files", action="store_true", help="check the table only, without opening images and masks"
     )
+    parser.add_argument("--features", default=None, metavar="TABLE",
+                        help="the manifest goes with a precomputed feature table (as train --features): image "
+                        "columns are neither needed nor checked, and TABLE is checked against the manifest")  # fmt: skip
 
 
 def run_validate(args: argparse.Namespace) -> int:
     """Print every problem and a summary; 1 if any error, 0 otherwise (warnings do not fail)."""
     cohort = load_manifest(args.manifest, study=args.study)
-    problems = cohort.validate(check_files=not args.no_files, progress=True)
+    if getattr(args, "features", None):
+        from ALNMPredictorLib.tablefeatures import check_feature_table
+
+        problems, table_summary = check_feature_table(cohort, args.features)
+    else:
+        problems, table_summary = cohort.validate(check_files=not args.no_files, progress=True), ""
     for problem in sorted(problems, key=lambda p: not p.is_error):  # errors first, each group in order
         print(problem)
+    if table_summary:
+        print(table_summary)
     n_errors = sum(p.is_error for p in problems)
     n_warnings = len(problems) - n_errors
     split_counts = Counter(cohort.table[cohort.split_column].dropna())

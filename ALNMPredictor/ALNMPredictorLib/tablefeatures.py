@@ -650,6 +650,28 @@ def usable_cohort(cohort: Any) -> tuple[dict[str, str], list[str]]:
     return bad, warnings
 
 
+def check_feature_table(cohort: Any, table: str | Path) -> tuple[list[Any], str]:
+    """``alnm validate --features TABLE``: the manifest's problems without image checks (image columns are
+    not needed), the table's as errors or warnings naming it, and a one-line summary of what was found."""
+    from ALNMPredictorLib.cohort import NO_REGIONS, Problem
+
+    region_cols = {f"{r}{suffix}" for r in cohort.regions for suffix in _REGION_SUFFIXES}
+    problems = [p for p in cohort.validate(check_files=False) if p.code != NO_REGIONS and p.column not in region_cols]
+    bad = {str(p.case): p.message for p in problems if p.is_error and p.case is not None}
+    try:
+        features = load_feature_tables(table, cohort=cohort, exclude=bad)
+    except ALNMError as exc:
+        problems.append(Problem("error", None, None, f"feature table {table}: {exc}"))
+        return problems, ""
+    for case, reason in (features.failed or {}).items():
+        problems.append(Problem("error", str(case), None, f"feature table: {reason}"))
+    for warning in features.info.get("warnings") or []:
+        problems.append(Problem("warning", None, None, f"feature table: {warning}"))
+    mapping = (features.info.get("feature_table") or {}).get("regions") or {}
+    regions = ", ".join(f"{r} ({v.get('n_features', 0)} columns)" for r, v in mapping.items()) or "none"
+    return problems, f"feature table {Path(table).name}: {len(features.main)} case(s); regions: {regions}"
+
+
 def prediction_features(
     cohort: Any, table: str | Path | None, info: Mapping[str, Any], model: Any
 ) -> tuple[Any, dict[str, str]]:
