@@ -211,6 +211,8 @@ def test_demo_runs_every_stage_and_labels_simulated_readers(tmp_path: Path, caps
     html = (tmp_path / "demo" / "report" / "report.html").read_text()
     assert "SYNTHETIC" in html and "published study" in html
     assert "simulated" in html.lower() and 'id="readers"' in html
+    simulated = pd.read_csv(tmp_path / "demo" / "report" / "reads_simulated.csv")
+    assert set(simulated.columns) >= {"case_id", "reader", "session", "call"} and simulated["reader"].str.contains("simulated").all()
     reads = pd.read_csv(tmp_path / "demo" / "report" / "tables" / "reader_metrics.csv")
     assert set(reads["session"]) == {"unaided", "aided"}
     assert reads["reader"].str.contains("simulated").all()

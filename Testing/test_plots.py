@@ -217,6 +217,10 @@ def test_readers_figure(evaluation) -> None:
     texts = _texts(fig)
     assert any("SIMULATED" in t for t in texts)
     assert "0.71" in texts and "82.1%" in texts
+    roc_axis = fig.axes[0]
+    marks = {line.get_label(): (line.get_marker(), line.get_markersize()) for line in roc_axis.lines if line.get_marker() != "None"}
+    by_reader = {label.rsplit(" (", 1)[0]: m for label, m in marks.items()}
+    assert len(set(by_reader.values())) == len(by_reader) >= 2  # coinciding readers stay distinguishable
     fig = plots.plot_readers(metrics)
     assert not any("SIMULATED" in t for t in _texts(fig))
     assert len([ax for ax in fig.axes if ax.get_title()]) == 2

@@ -964,6 +964,8 @@ def evaluate_and_report(
     )  # fmt: skip
     evaluation.save(out_dir / "tables")
     write_table(out_dir / PREDICTIONS, predictions_for_writing(predictions, model, cohort))
+    if reads is not None:  # the reads behind the reader study, beside the report (simulated ones named so)
+        write_table(out_dir / ("reads_simulated.csv" if reads_simulated else "reads.csv"), reads)
     for region, scorer in model.region_scores_.items():
         scorer.write_formula(out_dir / f"{region}_score_formula.csv", out_dir / f"{region}_score_formula.txt")
     summary = model_summary(model, info)

@@ -882,6 +882,9 @@ def _as_fraction(values: np.ndarray) -> np.ndarray:
     return values / 100.0 if finite.size and finite.max() > 1.0 else values
 
 
+_READER_MARKERS = ("o", "s", "^", "D", "v", "P")
+
+
 @_styled
 def plot_readers(
     reader_metrics: pd.DataFrame,
@@ -926,9 +929,11 @@ def plot_readers(
                     spe = float(_as_fraction(np.array([rows.loc[s, "specificity"]], dtype=float))[0])
                     pts[s] = (1 - spe, sen)
                     filled = s != "unaided"
-                    ax.plot(*pts[s], marker="o", ms=8, color=colors[reader],
-                            mfc=colors[reader] if filled else "white", mew=1.8, ls="none",
-                            label=f"{reader} ({s})")  # fmt: skip
+                    # readers at the same point stay visible: own marker shape, later ones smaller and on top
+                    k = readers.index(reader)
+                    ax.plot(*pts[s], marker=_READER_MARKERS[k % len(_READER_MARKERS)], ms=max(11 - 2.5 * k, 5),
+                            color=colors[reader], mfc=colors[reader] if filled else "white", mew=1.8, ls="none",
+                            zorder=3 + k, label=f"{reader} ({s})")  # fmt: skip
             if "unaided" in pts and "aided" in pts:
                 ax.annotate("", xy=pts["aided"], xytext=pts["unaided"],
                             arrowprops={"arrowstyle": "->", "color": colors[reader], "lw": 1.2})  # fmt: skip
