@@ -489,3 +489,40 @@ def test_renders_offline_in_headless_chromium(full_report, tmp_path) -> None:
 
     pixels = np.asarray(Image.open(shot).convert("L"))
     assert pixels.shape == (4000, 1280) and pixels.std() > 10
+
+
+def _pdf_text(pdf: Path) -> tuple[str, list[tuple[float, float]]]:
+    pypdf = pytest.importorskip("pypdf")
+    reader = pypdf.PdfReader(str(pdf))
+    sizes = [(float(page.mediabox.width), float(page.mediabox.height)) for page in reader.pages]
+    return "".join("".join(page.extract_text().split()) for page in reader.pages), sizes
+
+
+def test_printed_to_pdf_every_table_cell_is_on_paper(full_report, tmp_path) -> None:
+    """Chromium's print to PDF keeps every cell of the widest tables (Table 2's combined-model ORs, Table 3's
+    metrics with CIs and cut-off) on landscape pages; without the print CSS the same report loses them
+    (the negative control)."""
+    binary = _chromium()
+    if binary is None:
+        pytest.skip("headless Chromium is not installed (Debian package 'chromium'; .ci/run installs it)")
+    path, text, page, _ = full_report
+    work = tmp_path / "chromium"
+    work.mkdir()
+    cells = [c for table in ("table2-data", "table3-data") for row in page.tables[table][1:] for c in row if c.strip()]
+    assert any("(" in c and "%" in c for c in cells)  # Table 3's metrics carry their CIs
+
+    def printed(html: Path) -> tuple[str, list[tuple[float, float]]]:
+        pdf = tmp_path / f"{html.stem}.pdf"
+        run = _run_chromium(binary, html, work, f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
+                            "--virtual-time-budget=5000")  # fmt: skip
+        assert run.returncode == 0 and pdf.is_file(), run.stderr[-2000:]
+        return _pdf_text(pdf)
+
+    words, sizes = printed(path)
+    assert sizes and all(w > h for w, h in sizes), "pages are not landscape"
+    missing = [c for c in cells if "".join(c.split()) not in words]
+    assert not missing, f"{len(missing)} table cells are not in the PDF, e.g. {missing[:5]}"
+    plain = tmp_path / "no-print-css.html"
+    plain.write_text(text.replace("@media print{", "@media not all{").replace("@page{", "@page-off{"), encoding="utf-8")
+    words, _ = printed(plain)
+    assert [c for c in cells if "".join(c.split()) not in words], "the negative control lost no cell: the check is blind"

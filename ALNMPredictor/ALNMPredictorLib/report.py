@@ -150,9 +150,14 @@ figure.wide img{max-width:min(100%,980px)}
 footer{margin:2.5em auto 1.5em;color:var(--muted);font-size:.85rem}
 @media (max-width:600px){body{font-size:15px}h1{font-size:1.3rem}h2{font-size:1.15rem}
 nav ul{flex-wrap:nowrap;overflow-x:auto;-webkit-overflow-scrolling:touch}
-figure.wide img{max-width:none;width:720px}
 th,td{padding:4px 6px}table{font-size:.84rem}main,header,footer,nav{padding:0 10px}}
-@media print{nav{display:none}h2{break-before:auto}figure{break-inside:avoid}}
+@page{size:A4 landscape;margin:10mm}
+@media print{body{font-size:10pt}nav{display:none}main,header,footer{max-width:none;padding:0}
+h2{break-before:auto;break-after:avoid}figure,tr{break-inside:avoid}
+.table-wrap{overflow:visible;border:none}table{font-size:7.5pt;min-width:0;width:100%}
+th,td{white-space:normal;padding:2px 4px}thead th{position:static}td.text{min-width:0}
+.grid2{display:block}figure img,figure.wide img{max-width:100%;width:auto;max-height:170mm}
+.fig-scroll{overflow:visible}}
 """
 
 
@@ -538,7 +543,8 @@ def _section_table2(ev: Any, ms: Mapping[str, Any]) -> str:
             row.append(format_or(value, rec.get(f"{prefix}_low"), rec.get(f"{prefix}_high")))
             row.append(format_p(rec.get(f"{prefix}_p")) if _finite(value) else "—")
         rows.append(row)
-    table = _table(header, rows, numeric=range(1, 7), caption="Odds ratios from logistic regression (training set), Wald 95% CIs; — = not in that model.")  # noqa: E501
+    table = _table(header, rows, numeric=range(1, 7), table_id="table2-data",
+                   caption="Odds ratios from logistic regression (training set), Wald 95% CIs; — = not in that model.")  # fmt: skip
     return table + _model_notes(ms)
 
 
@@ -574,19 +580,30 @@ def _section_table3(ev: Any, study: bool) -> str:
             if study:
                 ref = STUDY_TABLE3_AUC.get(s, {}).get(m)
                 row.append(format_auc(*ref) if ref else "—")
-            row += [format_percent(rec.get(c), fraction=fraction.get(c, True)) for c in _PERCENT_COLUMNS]
+            row += [_percent_ci(rec, c, fraction.get(c, True)) for c in _PERCENT_COLUMNS]
             row.append(_num(rec.get("cutoff"), 3))
             n, e = rec.get("n"), rec.get("n_events")
             row.append(f"{_num(n, 0)} ({_num(e, 0)})" if _finite(n) else "—")
             rows.append(row)
             classes.append("group" if k == 0 else "")
-    caption = "ACC accuracy, SEN sensitivity, SPE specificity, PPV/NPV positive/negative predictive value, at the training Youden cut-off."  # noqa: E501
+    caption = ("ACC accuracy, SEN sensitivity, SPE specificity, PPV/NPV positive/negative predictive value, at the "
+               "training Youden cut-off, with 95% Clopper-Pearson CIs.")  # fmt: skip
     if study:
         caption += f" Study AUC: {STUDY_CITATION}."
     return _table(
         header, rows, numeric=range(2, len(header)), caption=caption, table_id="table3-data",
         row_classes=classes,
     )  # fmt: skip
+
+
+def _percent_ci(rec: Mapping[str, Any], column: str, fraction: bool) -> str:
+    """``82.4% (75.1–88.2)``: a Table 3 metric with its CI (table3.csv's ``<metric>_low/_high``) where there is one."""
+    text = format_percent(rec.get(column), fraction=fraction)
+    low, high = rec.get(f"{column}_low"), rec.get(f"{column}_high")
+    if _finite(rec.get(column)) and _finite(low) and _finite(high):
+        scale = 100.0 if fraction else 1.0
+        text += f" ({float(low) * scale:.1f}–{float(high) * scale:.1f})"
+    return text
 
 
 def _section_table_s3(ev: Any) -> str:
