@@ -264,3 +264,13 @@ def test_predict_applies_the_models_own_normalisation_not_the_current_default(tm
         for col in ("tumor_score", "ln_score", "prob_clinical_radiomics"):
             np.testing.assert_allclose(again.loc[want.index, col].astype(float), want[col].astype(float),
                                        rtol=1e-9, atol=1e-12, err_msg=f"{name}: {col}")  # fmt: skip
+
+
+def test_random_backbone_regions_read_from_the_saved_extraction_info() -> None:
+    from ALNMPredictorLib.pipeline import random_backbone_regions
+
+    deep = {"weights": "imagenet", "regions": {"tumor": {"backbone": {"weights": "none"}},
+                                               "ln": {"backbone": {"weights": "imagenet"}}}}  # fmt: skip
+    assert random_backbone_regions(deep) == ["tumor"]
+    assert random_backbone_regions({"weights": "none", "regions": {"ln": {}}}) == ["ln"]
+    assert random_backbone_regions(None) == [] and random_backbone_regions({"weights": "imagenet", "regions": {"ln": {}}}) == []

@@ -305,6 +305,20 @@ def _tiny_png(tmp_path: Path, name: str) -> Path:
     return plots.save_figure(fig, tmp_path, name, dpi=20)[0]
 
 
+def test_a_random_backbone_is_flagged_in_the_summary_warnings_and_formulas(tmp_path, inputs) -> None:
+    evaluation, summary, meta = inputs
+    text = "Deep features of tumor come from a RANDOM VGG19 backbone (no ImageNet weights were available)"
+    flagged = {**summary, "random_backbone": text, "warnings": [text],
+               "region_formulas": {"tumor": "tumor score = 0.1 + 0.5 × tumor_deep_007 - 0.2 × tumor_original_glcm_f0"}}
+    page = _parse(report.write_report(tmp_path, evaluation=evaluation, model_summary=flagged, meta=meta).read_text())
+    assert text in page.text("summary") and text in page.text("warnings")
+    assert "tumor_deep_007 [RANDOM backbone]" in page.text("summary")
+    assert "tumor_original_glcm_f0 [RANDOM" not in page.text("summary")
+    assert "tumor_deep_007 [RANDOM backbone]" in page.text("selection")
+    plain = _parse(report.write_report(tmp_path / "plain", evaluation=evaluation, model_summary=summary, meta=meta).read_text())
+    assert "RANDOM" not in plain.text("summary")
+
+
 def test_given_figures_are_embedded_and_missing_ones_reported(tmp_path, inputs) -> None:
     evaluation, summary, meta = inputs
     given = {name: _tiny_png(tmp_path / "figs", name) for name in FIGURES}

@@ -874,7 +874,25 @@ def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
         "internal_validation": info.get("internal_validation"),
         "selection_stability": selection_stability(model, info.get("internal_validation")),
     }
+    random = random_backbone_regions(deep) if info.get("feature_source") != "table" else []
+    if random:
+        in_scores = {r: [f for f in s.selected_ if f.startswith(f"{r}_deep_")] for r, s in model.region_scores_.items()}
+        used = ", ".join(f"{r} score: {len(v)} deep feature(s)" for r, v in in_scores.items() if v) or "no score kept one"
+        summary["random_backbone"] = (
+            f"Deep features of {', '.join(random)} come from a RANDOM VGG19 backbone (no ImageNet weights were "
+            f"available): they carry no ImageNet knowledge ({used}). Train with --deep imagenet (or a weights file) "
+            "for a model to use, or --deep off for handcrafted features only."
+        )  # fmt: skip
+        summary["warnings"] = [summary["random_backbone"]]
     return summary
+
+
+def random_backbone_regions(deep: Mapping[str, Any] | None) -> list[str]:
+    """Regions whose deep features came from a random VGG19 backbone (weights ``none``)."""
+    if not deep:
+        return []
+    regions = deep.get("regions") or {}
+    return [r for r, spec in regions.items() if ((spec.get("backbone") or {}).get("weights") or deep.get("weights")) == "none"]
 
 
 def score_fit_text(model: ALNMModel) -> str:

@@ -469,10 +469,12 @@ def _section_summary(ev: Any, ms: Mapping[str, Any], figs: _Figures, study: bool
     parts.append(f'<div class="formula" id="combined-formula">{_e(formula)}</div>' if formula else _note("No model formula given."))
     if _finite(ms.get("cutoff")):
         parts.append(f"<p>Youden cut-off of the Nomo-score on the training set: <strong>{_num(ms['cutoff'], 3)}</strong>, applied unchanged to every test set.</p>")  # noqa: E501
+    if ms.get("random_backbone"):
+        parts.insert(0, f'<div class="simulated" id="random-backbone" role="note">{_e(ms["random_backbone"])}</div>')
     region_formulas = ms.get("region_formulas") or {}
     if region_formulas:
         parts.append("<h3>Region scores</h3>")
-        parts.extend(f'<div class="formula">{_e(text)}</div>' for text in region_formulas.values())
+        parts.extend(f'<div class="formula">{_e(_mark_random_deep(text, ms))}</div>' for text in region_formulas.values())
     table3 = _tables(ev).get("table3")
     parts.append("<h3>Discrimination (AUC)</h3>")
     parts.append(_auc_matrix(table3, study) if table3 is not None and not table3.empty else _note("Table 3 not available."))
@@ -487,6 +489,15 @@ def _section_summary(ev: Any, ms: Mapping[str, Any], figs: _Figures, study: bool
                            "Nomogram: read each predictor's points, add them up, and read the risk of ALNM "
                            "under the total; the triangle marks the training cut-off.", wide=True))  # fmt: skip
     return "".join(parts)
+
+
+def _mark_random_deep(formula: str, ms: Mapping[str, Any]) -> str:
+    """A score formula with each deep feature marked when the backbone was random."""
+    if not ms.get("random_backbone"):
+        return formula
+    import re
+
+    return re.sub(r"\b(\w+_deep_\d{3})\b", r"\1 [RANDOM backbone]", formula)
 
 
 def _section_table1(ev: Any) -> str:
@@ -824,7 +835,7 @@ def _section_selection(ms: Mapping[str, Any], figs: _Figures) -> str:
         parts.append(f'<h3 id="selection-{_e(region)}">{_e(title)}</h3>')
         formula = (ms.get("region_formulas") or {}).get(region)
         if formula:
-            parts.append(f'<div class="formula">{_e(formula)}</div>')
+            parts.append(f'<div class="formula">{_e(_mark_random_deep(formula, ms))}</div>')
         log = _records(logs.get(region))
         if not log.empty:
             cols = [c for c in ("step", "n_in", "n_out", "removed", "why", "warning") if c in log.columns]
