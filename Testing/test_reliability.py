@@ -27,6 +27,7 @@ from PIL import Image
 
 from ALNMPredictorLib import casepredict as cp
 from ALNMPredictorLib.cli import main as alnm
+from ALNMPredictorLib.errors import ALNMError
 
 PATH_COLUMNS = ("_image", "_mask", "_reader2", "_repeat")
 
@@ -427,3 +428,38 @@ def test_library_info_lines_stay_off_the_console(capsys, tmp_path) -> None:
     _run(capsys, "validate", tmp_path / "none.csv")
     assert all(logging.getLogger(name).getEffectiveLevel() >= logging.WARNING for name in QUIET_LOGGERS)
     assert "pykwalify" in QUIET_LOGGERS
+
+
+def test_without_pytorch_the_handcrafted_path_works_and_deep_asks_say_how_to_install(capsys, monkeypatch, model, tmp_path) -> None:
+    """PyTorch is the [deep] extra: without it (sys.modules['torch'] = None makes it unimportable and
+    unfindable) --deep imagenet stops before any work naming how to install it, and auto goes on
+    handcrafted only."""
+    import logging
+    import sys
+
+    from ALNMPredictorLib import pipeline
+
+    monkeypatch.setitem(sys.modules, "torch", None)
+    assert not pipeline.torch_available()
+    manifest = _manifest(model, tmp_path / "m")
+    code, _, err = _run(capsys, "train", manifest, "--out", tmp_path / "run", "--deep", "imagenet", "--no-progress")
+    assert code == 2 and "--deep imagenet: deep features need PyTorch, which is not installed" in err
+    assert not (tmp_path / "run" / "features").exists()  # before any work
+    with pytest.raises(ALNMError, match=r"--deep none: deep features need PyTorch.*alnm-predictor\[deep\].*--deep off"):
+        pipeline._check_deep("none")
+    pipeline._check_deep("auto")
+    pipeline._check_deep("off")
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append
+    logging.getLogger("ALNMPredictorLib.pipeline").addHandler(handler)
+    try:
+        assert pipeline._resolve_deep("auto") is None
+    finally:
+        logging.getLogger("ALNMPredictorLib.pipeline").removeHandler(handler)
+    assert any("PyTorch is not installed: no deep features" in r.getMessage() for r in records)
+    code, _, err = _run(capsys, "extract", manifest, "--out", tmp_path / "x", "--deep", "imagenet", "--no-progress")
+    assert code == 2 and "deep features need PyTorch" in err
+    # a handcrafted-only model predicts without PyTorch
+    code, _, err = _predict(capsys, model, manifest, tmp_path / "p.csv", tmp_path / "w")
+    assert code == 0, err

@@ -1278,6 +1278,10 @@ def run_extract(args: argparse.Namespace) -> int:
     output_folder(args.out)
     cohort = load_manifest(args.manifest, study=args.study)
     deep = None if str(args.deep).lower() == "off" else args.deep
+    from ALNMPredictorLib.pipeline import TORCH_INSTALL, torch_available
+
+    if deep is not None and not torch_available():
+        raise ALNMError(f"--deep {deep}: deep features need PyTorch, which is not installed: {TORCH_INSTALL}")
     options: dict[str, Any] = {"seed": args.seed, "finetune": args.finetune}
     if args.epochs is not None:
         options["epochs"] = args.epochs

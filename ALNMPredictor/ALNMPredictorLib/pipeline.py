@@ -181,11 +181,29 @@ def split_variants(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
     return out
 
 
+#: how to get PyTorch, in a user's words (the handcrafted path needs none)
+TORCH_INSTALL = (
+    "install it with pip install 'alnm-predictor[deep]' (on a computer without an NVIDIA GPU first pip install torch "
+    "torchvision --index-url https://download.pytorch.org/whl/cpu, which skips about 4 GB of CUDA libraries; in 3D "
+    "Slicer, the PyTorch extension installs it), or run with --deep off for handcrafted features only"
+)
+
+
+def torch_available() -> bool:
+    """Whether PyTorch can be imported (without importing it)."""
+    import importlib.util
+
+    return importlib.util.find_spec("torch") is not None
+
+
 def _check_deep(deep: str) -> None:
-    """ALNMError unless ``deep`` names a backbone choice or an existing weights file."""
+    """ALNMError unless ``deep`` names a backbone choice or an existing weights file, and PyTorch is there
+    when deep features are asked for (``auto`` goes without them, see :func:`_resolve_deep`)."""
     if deep not in ("imagenet", "none", "auto", "off") and not Path(deep).expanduser().is_file():
         raise ALNMError(f"setting deep: must be imagenet, none, auto, off or a VGG19 weights file, got {deep!r} "
                         "(no such file)")  # fmt: skip
+    if deep not in ("auto", "off") and not torch_available():
+        raise ALNMError(f"--deep {deep}: deep features need PyTorch, which is not installed: {TORCH_INSTALL}")
 
 
 def _resolve_deep(deep: str) -> str | None:
@@ -193,6 +211,10 @@ def _resolve_deep(deep: str) -> str | None:
     if deep == "off":
         return None
     _check_deep(deep)
+    if deep == "auto" and not torch_available():
+        log.warning("PyTorch is not installed: no deep features, handcrafted only (for deep features, %s)",
+                    TORCH_INSTALL.removesuffix(", or run with --deep off for handcrafted features only"))  # fmt: skip
+        return None
     if deep == "auto":
         from ALNMPredictorLib.deep import find_imagenet_weights
 
@@ -647,6 +669,9 @@ def load_model(model_dir: str | os.PathLike[str], *, deep_heads: bool = True) ->
             bundle.file(f"{name}.safetensors")
         deep_models = {}
         if deep_heads and heads:
+            if not torch_available():
+                raise ALNMError(f"{model_dir}: this model has deep features ({', '.join(heads)}), which need PyTorch; "
+                                f"{TORCH_INSTALL}")  # fmt: skip
             from ALNMPredictorLib.deep import DeepFeatureExtractor
 
             for region, name in heads.items():
