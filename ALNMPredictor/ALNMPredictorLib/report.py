@@ -158,6 +158,7 @@ h2{break-before:auto;break-after:avoid}figure,tr{break-inside:avoid}
 th,td{white-space:normal;padding:2px 4px}thead th{position:static}td.text{min-width:0}
 .grid2{display:block}figure img,figure.wide img{max-width:100%;width:auto;max-height:170mm}
 .fig-scroll{overflow:visible}}
+details{margin:.4em 0}summary{cursor:pointer;color:var(--accent)}
 """
 
 
@@ -941,9 +942,12 @@ def _section_methods(ms: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     degenerate = ms.get("degenerate_features") or meta.get("degenerate_features") or {}
     parts.append("<h3>Degenerate features dropped</h3>")
     if isinstance(degenerate, Mapping) and any(degenerate.values()):
-        parts.append(_kv_table([(f"{r} ({len(v)})", ", ".join(map(str, v))) for r, v in degenerate.items() if v], "degenerate"))
+        total = sum(len(v) for v in degenerate.values())
+        parts.append(_collapsed(f"{total} features ({', '.join(f'{r}: {len(v)}' for r, v in degenerate.items() if v)}): show the names",
+                                _kv_table([(f"{r} ({len(v)})", ", ".join(map(str, v))) for r, v in degenerate.items() if v], "degenerate")))  # fmt: skip
     elif isinstance(degenerate, list | tuple) and degenerate:
-        parts.append(_kv_table([(f"all regions ({len(degenerate)})", ", ".join(map(str, degenerate)))], "degenerate"))
+        parts.append(_collapsed(f"{len(degenerate)} features: show the names",
+                                _kv_table([(f"all regions ({len(degenerate)})", ", ".join(map(str, degenerate)))], "degenerate")))  # fmt: skip
     else:
         parts.append('<p id="degenerate" class="note">None.</p>')
     skip = {"versions", "deep_weights", "seeds", "settings", "warnings", "failed_cases", "degenerate_features", "readers_simulated"}
@@ -952,6 +956,11 @@ def _section_methods(ms: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
         parts.append("<h3>Run</h3>")
         parts.append(_kv_table(run, "run"))
     return "".join(parts)
+
+
+def _collapsed(summary: str, body: str) -> str:
+    """A long list folded away (``<details>``), opened by a click."""
+    return f"<details><summary>{_e(summary)}</summary>{body}</details>"
 
 
 def _failed_cases(ev: Any, meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
