@@ -633,8 +633,8 @@ def ensure_demo_model(work_dir: str | os.PathLike[str] | None = None, *, progres
         try:
             load_model(built)
             return built
-        except ALNMError:
-            pass
+        except ALNMError as exc:
+            log.warning("the demo model trained earlier in %s is not usable (%s); training it again", built, exc)
     return build_demo_model(work_dir, progress=progress)
 
 

@@ -60,7 +60,7 @@ SECTIONS: dict[str, str] = {
 }
 
 # Zhang et al., ultrasound deep-learning radiomics for ALNM, multicentre study: Table 3, AUC (95% CI)
-# per set and model (copied from reference/paper_tables.json, key "table3"; the package never reads it).
+# per set and model (Testing/fixtures/study_table3.json holds the study's table; a test keeps the two equal).
 STUDY_TABLE3_AUC: dict[str, dict[str, tuple[float, float, float]]] = {
     "train": {
         "clinical": (0.78, 0.74, 0.82),

@@ -1,7 +1,8 @@
 """Statistics that give the same numbers as the R packages radiomics papers report from.
 
 Every function takes array-likes and returns a small frozen dataclass, or a DataFrame for curves.
-The names and fields are a public contract (see DESIGN.md, "Statistics API").
+The names and fields are a public contract: renaming one breaks users' scripts (Testing/test_stats_*.py pin
+them, with the R outputs they equal in Testing/R and Testing/fixtures).
 """
 
 from ALNMPredictorLib.stats.agreement import *  # noqa: F403
