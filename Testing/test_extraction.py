@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import shutil
 from pathlib import Path
 
@@ -292,3 +293,42 @@ def test_nothing_to_extract_is_refused(serial, tmp_path):
     cohort, _, _ = serial
     with pytest.raises(ValueError, match="nothing to extract"):
         extract_cohort(cohort, tmp_path, handcrafted=None, deep=None, progress=False)
+
+
+def test_extract_resolves_its_settings_as_train_does(cohort_dir, serial, tmp_path, caplog):
+    """One settings source: study.yaml's ``settings:`` applies to ``alnm extract`` as to ``alnm train``; an
+    option overrides it with a warning; a parameter file's own ``normalize`` yields to the run's, warned."""
+    _, _, first = serial
+    copy = tmp_path / "cohort"
+    shutil.copytree(cohort_dir, copy)
+    preset = copy / "params.yaml"
+    preset.write_text(yaml.safe_dump(PARAMS))
+    study = yaml.safe_load((copy / "study.yaml").read_text())
+    study["settings"] = {**(study.get("settings") or {}), "handcrafted": str(preset), "deep": "off", "normalize": False}
+    (copy / "study.yaml").write_text(yaml.safe_dump(study))
+
+    out = tmp_path / "from_study"
+    assert cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    info = json.loads((out / "extraction.json").read_text())
+    assert info["settings"]["handcrafted"] == str(preset) and info["settings"]["normalize"] is False
+    assert info["deep"] is None and "normalize" not in info["handcrafted"]["params"]["setting"]
+    # the same features as the library call with those parameters (same process, same inputs: equal)
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "features.parquet"), first.table, check_dtype=False)
+
+    caplog.clear()
+    out = tmp_path / "cli_wins"
+    with caplog.at_level(logging.WARNING, logger="ALNMPredictorLib.pipeline"):
+        cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--workers", "1", "--no-progress", "--normalize"])
+    assert "setting normalize: the command line gives True, study.yaml False; True is used" in caplog.text
+    info = json.loads((out / "extraction.json").read_text())
+    assert info["settings"]["normalize"] is True and info["handcrafted"]["params"]["setting"]["normalize"] is True
+
+    caplog.clear()
+    preset.write_text(yaml.safe_dump({**PARAMS, "setting": {**PARAMS["setting"], "normalize": True}}))
+    out = tmp_path / "file_yields"
+    with caplog.at_level(logging.WARNING, logger="ALNMPredictorLib.pipeline"):
+        cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--workers", "1", "--no-progress"])
+    assert f"{preset} sets normalize: true, but the run's setting normalize is false" in caplog.text
+    info = json.loads((out / "extraction.json").read_text())
+    assert "normalize" not in info["handcrafted"]["params"]["setting"]
+    pd.testing.assert_frame_equal(pd.read_parquet(out / "features.parquet"), first.table, check_dtype=False)

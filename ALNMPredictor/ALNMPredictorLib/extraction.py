@@ -912,6 +912,7 @@ def extract_cohort(
     fitted_deep: Mapping[str, DeepFeatureExtractor] | None = None,
     callback: Callback | None = None,
     normalize: bool = False,
+    settings: Mapping[str, Any] | None = None,
 ) -> ExtractionResult:
     """Extract the feature table of ``cohort`` into ``out_dir`` (cache in ``out_dir/cache``).
 
@@ -925,6 +926,7 @@ def extract_cohort(
     ``normalize``: standardise each whole image's intensities before both extractors (pyradiomics
     ``normalize``; deep crops ``intensity="zscore"``), so that scanner gain and dynamic range do not move
     the features; a fitted deep model keeps its own setting.
+    ``settings``: the run's resolved settings, recorded in ``extraction.json`` as they are.
     A failing item is recorded in ``status`` / ``failed`` and the run goes on.
     """
     started = time.perf_counter()
@@ -1010,6 +1012,8 @@ def extract_cohort(
         cohort, table, items, failures, counts, hc_extractor, deep, deep_options, models, origin,
         degenerate_groups, columns_by_region, n_workers, time.perf_counter() - started,
     )
+    if settings is not None:
+        info["settings"] = dict(settings)
     _write_outputs(out_dir, table, status, info)
     return ExtractionResult(
         table=table,
@@ -1245,57 +1249,60 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm extract``."""
     parser.add_argument("manifest", help="manifest CSV (paths relative to it)")
     parser.add_argument("--out", required=True, metavar="DIR", help="output folder (features, status, cache)")
-    parser.add_argument("--study", help="study.yaml (default: study.yaml beside the manifest, if any)")
     parser.add_argument(
-        "--preset", default="paper", metavar="paper|us2d|FILE.yaml",
+        "--study",
+        help="study.yaml (default: study.yaml beside the manifest, if any); its settings: section applies as in "
+        "alnm train, and the options below override it",
+    )
+    parser.add_argument(
+        "--preset", dest="handcrafted", default=None, metavar="paper|us2d|FILE.yaml",
         help="handcrafted pyradiomics parameters: a preset or a parameter file (default: paper)",
     )
     parser.add_argument(
-        "--deep", default="imagenet", metavar="imagenet|none|PATH|off",
+        "--deep", default=None, metavar="imagenet|none|auto|PATH|off",
         help="VGG19 backbone weights: imagenet (torchvision's file, never downloaded), none (random: tests "
-        "only), a state-dict file, or off for no deep features (default: imagenet)",
+        "only), auto (imagenet if on disk, else random), a state-dict file, or off for no deep features "
+        "(default: imagenet)",
     )
-    parser.add_argument("--finetune", choices=("frozen", "full"), default="frozen", help="deep head training mode")
+    parser.add_argument("--finetune", dest="deep_finetune", choices=("frozen", "full"), default=None,
+                        help="deep head training mode (default: frozen)")  # fmt: skip
     parser.add_argument(
-        "--normalize", action=argparse.BooleanOptionalAction, default=True,
+        "--normalize", action=argparse.BooleanOptionalAction, default=None,
         help="standardise each image's intensities first (pyradiomics normalize; deep crops zscore) (default: on)",
     )  # fmt: skip
     from ALNMPredictorLib.preflight import positive_int
 
     parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the deep head training (default: 0)")
-    parser.add_argument("--epochs", type=int, default=None, help="deep head training epochs (default: 50)")
-    parser.add_argument("--input-size", type=int, default=None, help="deep input crop size (default: 224)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the deep head training (default: 0)")
+    parser.add_argument("--epochs", dest="deep_epochs", type=int, default=None,
+                        help="deep head training epochs (default: 50)")  # fmt: skip
+    parser.add_argument("--input-size", dest="deep_input_size", type=int, default=None,
+                        help="deep input crop size (default: 224)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
 def run_extract(args: argparse.Namespace) -> int:
-    """Run the extraction, print a summary; 1 if any ROI failed, 0 otherwise."""
+    """Run the extraction with the settings ``alnm train`` would use (defaults, study.yaml, options), print
+    a summary; 1 if any ROI failed, 0 otherwise."""
     started = time.perf_counter()
     logging.getLogger("pykwalify").setLevel(logging.WARNING)  # pyradiomics' schema check logs at INFO
+    from ALNMPredictorLib.pipeline import _resolve_deep, _settings, handcrafted_params
     from ALNMPredictorLib.preflight import output_folder
 
     output_folder(args.out)
     cohort = load_manifest(args.manifest, study=args.study)
-    deep = None if str(args.deep).lower() == "off" else args.deep
-    from ALNMPredictorLib.pipeline import TORCH_INSTALL, torch_available
-
-    if deep is not None and not torch_available():
-        raise ALNMError(f"--deep {deep}: deep features need PyTorch, which is not installed: {TORCH_INSTALL}")
-    options: dict[str, Any] = {"seed": args.seed, "finetune": args.finetune}
-    if args.epochs is not None:
-        options["epochs"] = args.epochs
-    if args.input_size is not None:
-        options["input_size"] = args.input_size
+    settings = _settings(args, cohort.settings)
+    deep = _resolve_deep(settings.deep)
     result = extract_cohort(
         cohort,
         args.out,
-        handcrafted=args.preset,
+        handcrafted=handcrafted_params(settings.handcrafted, settings.normalize),
         deep=deep,
-        deep_options=options,
-        workers=args.workers,
+        deep_options=settings.deep_options(),
+        workers=settings.workers,
         progress=not args.no_progress,
-        normalize=args.normalize,
+        normalize=settings.normalize,
+        settings=settings.record(),
     )
     for case_id, region, variant, error in result.failed[:20]:
         print(f"failed: {case_id} {region} ({variant}): {error}", file=sys.stderr)

@@ -55,6 +55,7 @@ class PipelineSettings:
     normalize: bool = True  # standardise each image's intensities before extraction (scanner gain, range)
     deep_epochs: int = 50
     deep_input_size: int = 224
+    deep_finetune: str = "frozen"  # frozen (heads on the ImageNet trunk, the study) | full (the trunk too)
     seed: int = 0
     workers: int | None = None
     icc_threshold: float = 0.80
@@ -83,6 +84,17 @@ class PipelineSettings:
             raise ALNMError(f"setting icc_form: must be ICC1, ICC2 or ICC3, got {self.icc_form!r}")
         if self.score_fit not in ("crossfit", "insample"):
             raise ALNMError(f"setting score_fit: must be crossfit or insample, got {self.score_fit!r}")
+        if self.deep_finetune not in ("frozen", "full"):
+            raise ALNMError(f"setting deep_finetune: must be frozen or full, got {self.deep_finetune!r}")
+
+    def record(self) -> dict[str, Any]:
+        """Every setting by name, as written into outputs (model, extraction.json, report)."""
+        return asdict(self)
+
+    def deep_options(self) -> dict[str, Any]:
+        """The :class:`~ALNMPredictorLib.deep.DeepFeatureExtractor` arguments these settings fix."""
+        return {"epochs": self.deep_epochs, "seed": self.seed, "input_size": self.deep_input_size,
+                "finetune": self.deep_finetune}  # fmt: skip
 
     @classmethod
     def from_sources(cls, *sources: Mapping[str, Any] | None) -> PipelineSettings:
@@ -113,7 +125,8 @@ class PipelineSettings:
 #: setting -> (type, lowest, highest allowed value; None = unbounded)
 _SETTING_RULES: dict[str, tuple[type, float | None, float | None]] = {
     "handcrafted": (str, None, None), "deep": (str, None, None), "normalize": (bool, None, None),
-    "deep_epochs": (int, 1, None), "deep_input_size": (int, 32, None), "seed": (int, 0, None),
+    "deep_epochs": (int, 1, None), "deep_input_size": (int, 32, None), "deep_finetune": (str, None, None),
+    "seed": (int, 0, None),
     "workers": (int, 1, None), "icc_threshold": (float, 0.0, 1.0), "icc_form": (str, None, None),
     "corr_threshold": (float, 0.0, 1.0), "mi_top_k": (int, 1, None), "lasso_folds": (int, 2, None),
     "lasso_rule": (str, None, None), "screen_p": (float, 0.0, 1.0), "stepwise_p": (float, 0.0, 1.0),
@@ -250,13 +263,14 @@ def extract_features(
     result = extract_cohort(
         cohort,
         out_dir,
-        handcrafted=settings.handcrafted if handcrafted is None else handcrafted,
+        handcrafted=handcrafted_params(settings.handcrafted, settings.normalize) if handcrafted is None else handcrafted,
         deep=deep_spec,
-        deep_options={"epochs": settings.deep_epochs, "seed": settings.seed, "input_size": settings.deep_input_size},
+        deep_options=settings.deep_options(),
         workers=settings.workers,
         progress=progress,
         fitted_deep=dict(fitted_deep) if fitted_deep else None,
         normalize=settings.normalize if normalize is None else normalize,
+        settings=settings.record(),
     )
     variants = split_variants(result.table)
     failed: dict[str, str] = {}
@@ -741,6 +755,8 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deep", default=None,
                         help="VGG19 weights: imagenet, none (random), auto, off, or a state-dict file")  # fmt: skip
     parser.add_argument("--epochs", dest="deep_epochs", type=int, default=None, help="deep head training epochs")
+    parser.add_argument("--finetune", dest="deep_finetune", choices=("frozen", "full"), default=None,
+                        help="deep head training: frozen (heads on the fixed ImageNet trunk, the default) or full")  # fmt: skip
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                         help="standardise each image's intensities before extraction, so scanner gain and "
                         "dynamic range do not move the features (default: on)")  # fmt: skip
@@ -761,17 +777,53 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     add_feature_table_options(parser, training=True)
 
 
-def pipeline_settings(cohort_settings: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None) -> PipelineSettings:
-    """Settings from a study.yaml ``settings:`` section (keys that are not pipeline settings, such as
-    ``synthetic`` or ``description``, are ignored) and then ``overrides``."""
+def pipeline_settings(
+    cohort_settings: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None, *, source: str = "the command line"
+) -> PipelineSettings:
+    """The one resolved settings object of a run: defaults, then a study.yaml ``settings:`` section (keys
+    that are not pipeline settings, such as ``synthetic`` or ``description``, are ignored), then
+    ``overrides`` (``source`` names them: the command line, the Slicer panel). An override that changes a
+    value study.yaml set is logged as a warning naming both."""
     known = {f.name for f in fields(PipelineSettings)}
-    return PipelineSettings.from_sources({k: v for k, v in (cohort_settings or {}).items() if k in known}, overrides)
+    study = {k: v for k, v in (cohort_settings or {}).items() if k in known}
+    for key, value in (overrides or {}).items():
+        if value is not None and key in study and study[key] is not None and study[key] != value:
+            log.warning("setting %s: %s gives %r, study.yaml %r; %r is used", key, source, value, study[key], value)
+    return PipelineSettings.from_sources(study, overrides)
+
+
+#: PipelineSettings fields that ``alnm train`` / ``run`` / ``extract`` take from the command line
+CLI_SETTINGS = ("handcrafted", "deep", "deep_epochs", "deep_input_size", "deep_finetune", "normalize", "seed",
+                "workers", "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")  # fmt: skip
 
 
 def _settings(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
-    cli = {k: getattr(args, k, None) for k in ("handcrafted", "deep", "deep_epochs", "normalize", "seed", "workers",
-                                               "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")}  # fmt: skip
-    return pipeline_settings(cohort_settings, cli)
+    return pipeline_settings(cohort_settings, {k: getattr(args, k, None) for k in CLI_SETTINGS})
+
+
+def handcrafted_params(spec: Any, normalize: bool) -> Any:
+    """The run's pyradiomics parameters with the run's one ``normalize`` setting.
+
+    A parameter file that sets ``setting: normalize`` itself would otherwise standardise the handcrafted
+    features one way and the deep crops the other: the run's setting (default, study.yaml, then the command
+    line) wins, with a warning naming the file. Presets and files without ``normalize`` pass unchanged.
+    """
+    from ALNMPredictorLib.handcrafted import PRESETS, load_params
+
+    if spec is None or (isinstance(spec, str) and spec in PRESETS):
+        return spec
+    params = load_params(spec)
+    setting = dict(params.get("setting") or {})
+    if "normalize" not in setting or bool(setting["normalize"]) == bool(normalize):
+        return spec
+    log.warning("%s sets normalize: %s, but the run's setting normalize is %s (study.yaml settings or "
+                "--normalize/--no-normalize); %s is used for the handcrafted and the deep features alike",
+                spec if isinstance(spec, (str, os.PathLike)) else "the pyradiomics parameters",
+                str(bool(setting["normalize"])).lower(), str(bool(normalize)).lower(), str(bool(normalize)).lower())  # fmt: skip
+    for key in ("normalize", "normalizeScale", "removeOutliers"):
+        setting.pop(key, None)
+    params["setting"] = setting
+    return params
 
 
 def configure_train(parser: argparse.ArgumentParser) -> None:
