@@ -340,8 +340,8 @@ def _firth(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float,
     Newton steps on the modified score ``X'(y - mu + h(1/2 - mu))`` with step halving on the penalised
     log-likelihood, as R ``logistf``; where those steps cycle (sparse cells), a quasi-Newton search on the
     same penalised likelihood, whose gradient is that score, finishes. Always finite, also under
-    separation. Returns the coefficients, the inverse information (Wald covariance), the unpenalised
-    deviance and the iterations used.
+    separation. Returns the coefficients, the Wald covariance (logistf's ``var``), the unpenalised deviance
+    and the iterations used; equal to R logistf 1.26 (Testing/R/stats_firth_logistf.R).
     """
 
     def penalised(beta: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
@@ -387,7 +387,14 @@ def _firth(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float,
         if np.max(np.abs(score(beta)[0])) > 1e-6:
             raise StatsError("Firth-penalised logistic regression did not converge")
     _, mu, info = penalised(beta)
-    return beta, np.linalg.inv(info), _deviance(y, mu), iterations
+    # Wald covariance as logistf's ``var``: the inverse information of the augmented data, whose rows weigh
+    # (1 + h_i) mu_i (1 - mu_i) (the plain inverse information at the estimate is 5-33 % wider on
+    # Testing/fixtures/stats_firth_logistf.json's cases)
+    w = mu * (1 - mu)
+    xs = X * np.sqrt(w)[:, None]
+    h = np.einsum("ij,jk,ik->i", xs, np.linalg.inv(info), xs)
+    cov = np.linalg.inv(X.T @ (X * (w * (1.0 + h))[:, None]))
+    return beta, cov, _deviance(y, mu), iterations
 
 
 def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray, separation: str = "error") -> _Fit:
