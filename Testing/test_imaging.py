@@ -88,7 +88,7 @@ def write_dicom(
             items.append(region)
         ds.SequenceOfUltrasoundRegions = Sequence(items)
     ds.PixelData = np.ascontiguousarray(pixels).tobytes()
-    ds.save_as(path, enforce_file_format=True)
+    _save_dicom(ds, path)
     return path
 
 
@@ -427,3 +427,13 @@ def test_busbra_images_and_masks_load():
         assert 0 < mask.sum() < mask.size
         assert mask_labels(mask_path) == [1]
         assert image_info(image_path).shape == img.shape
+
+
+def _save_dicom(ds, path) -> None:
+    """Write a conformant DICOM file with pydicom 3 (``enforce_file_format``) or 2.4 (``write_like_original``)."""
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, write_like_original=False)

@@ -313,7 +313,7 @@ def test_limit_applies_to_itk_and_dicom_files(tmp_path: Path, monkeypatch) -> No
     ds.Rows, ds.Columns, ds.SamplesPerPixel, ds.PhotometricInterpretation = 30, 40, 1, "MONOCHROME2"
     ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
     ds.PixelData = np.zeros((30, 40), dtype=np.uint8).tobytes()
-    ds.save_as(dcm, enforce_file_format=True)
+    _save_dicom(ds, dcm)
     assert imaging.load_image(nrrd).shape == imaging.load_image(dcm).shape == (30, 40)
     monkeypatch.setattr(imaging, "MAX_IMAGE_PIXELS", 1000)
     for path in (nrrd, dcm):
@@ -592,3 +592,13 @@ def test_saved_model_and_extraction_outputs_follow_the_umask(cohort_dir: Path, t
     assert len(written) > 8
     assert {p.name: _mode(p) for p in written} == {p.name: 0o666 & ~mask for p in written}
     assert {_mode(p) for p in out.rglob("*") if p.is_dir()} == {0o777 & ~mask}
+
+
+def _save_dicom(ds, path) -> None:
+    """Write a conformant DICOM file with pydicom 3 (``enforce_file_format``) or 2.4 (``write_like_original``)."""
+    import pydicom
+
+    if int(pydicom.__version__.split(".")[0]) >= 3:
+        ds.save_as(path, enforce_file_format=True)
+    else:
+        ds.save_as(path, write_like_original=False)

@@ -403,7 +403,8 @@ def test_report_from_a_real_evaluation(tmp_path) -> None:
     rows = page.tables["table3-data"]
     start = next(i for i, r in enumerate(rows) if r[0] == "Prospective test set")  # the set is named once
     shown = next(r for r in rows[start:] if r[1] == "Clinical-radiomics model")
-    assert shown[2] == format_auc(rec.auc, rec.auc_low, rec.auc_high) and shown[3] == f"{100 * rec.accuracy:.1f}%"
+    assert shown[2] == format_auc(rec.auc, rec.auc_low, rec.auc_high)
+    assert shown[3] == f"{100 * rec.accuracy:.1f}% ({100 * rec.accuracy_low:.1f}–{100 * rec.accuracy_high:.1f})"
     s4 = page.tables["table-s4-data"]
     assert s4[0][-2] == "NRI at cut-off (95% CI)" and len(s4) == 1 + len(result.tables["table_s4"])
     assert "Us alnm: Present vs Absent" in page.text("table2")

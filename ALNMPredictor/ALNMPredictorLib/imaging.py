@@ -281,6 +281,9 @@ def _read_pil(path: str, fmt: str) -> _Raw:
     if len({a.shape for a in frames}) > 1:
         raise InputError("multi-page image whose pages differ in size", path=path)
     stack = np.stack(frames)
+    if fmt == "png" and stack.dtype == np.int32:
+        # Pillow < 10.1 opens 16-bit grey PNGs as 32-bit "I"; a PNG sample has at most 16 bits
+        stack = stack.astype(np.uint16)
     return _Raw(stack, None, fmt, str(stack.dtype))
 
 
@@ -652,7 +655,7 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
         except (OSError, SyntaxError, ValueError) as exc:
             raise InputError(f"cannot read {fmt.upper()} image: {exc}", path=path) from None
         dtype = {"1": "bool", "L": "uint8", "P": "uint8", "I": "int32", "F": "float32"}.get(mode, "uint8")
-        if mode.startswith("I;16"):
+        if mode.startswith("I;16") or (fmt == "png" and mode == "I"):  # Pillow < 10.1: 16-bit grey PNG as "I"
             dtype = "uint16"
         return ImageInfo(path, fmt, (rows, cols), n_frames, channels, dtype, None)
     if fmt in _SITK_FORMATS:
