@@ -173,3 +173,22 @@ def test_slicer_requirements_match_the_package_dependencies() -> None:
     slicer = {r.text for r in dependencies.read_requirements()}
     assert slicer == pip
     assert {dependencies.Requirement.parse(t).name for t in dependencies.PYTORCH} == {"torch", "torchvision"}
+
+
+def test_lowest_versions_file_pins_every_declared_lower_bound() -> None:
+    """Testing/lowest_versions.txt (the CI's lowest-versions job) pins each dependency at its declared lower
+    bound: the same version, or the first release after it where the bound names none (pyradiomics-bhklab 3.1)."""
+    text = (REPO / "pyproject.toml").read_text()
+    deps = re.findall(r'"([^"]+)"', re.search(r"(?s)\ndependencies = \[(.*?)\]", text).group(1))
+    test_deps = re.findall(r'"([^"]+)"', re.search(r"(?s)\ntest = \[(.*?)\n\]", text).group(1))
+    declared = {}
+    for spec in deps + [d for d in test_deps if d.split(">=")[0] in ("pytest", "pypdf")]:
+        name, bound = re.fullmatch(r"([A-Za-z0-9_.\-]+)>=([0-9.]+)", spec).groups()
+        declared[name.lower()] = bound
+    lines = (REPO / "Testing" / "lowest_versions.txt").read_text().splitlines()
+    pinned = dict(line.lower().split("==") for line in lines if line and not line.startswith("#"))
+    assert pinned.keys() == declared.keys()
+    for name, bound in declared.items():
+        release = [int(p) for p in pinned[name].split(".")]
+        wanted = [int(p) for p in bound.split(".")]
+        assert release[: len(wanted)] == wanted, (name, bound, pinned[name])

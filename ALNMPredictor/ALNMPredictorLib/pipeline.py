@@ -537,6 +537,9 @@ def train(
 
         features, bad, warnings = training_features(cohort, feature_table)
     else:
+        if not cohort.regions:  # a feature-table manifest without --features: say that, not what deep needs
+            raise InputError("no <region>_image column (e.g. tumor_image, ln_image): nothing to extract; "
+                             "for features in a table, give --features TABLE", path=cohort.path)  # fmt: skip
         _check_deep(settings.deep)
         bad, warnings = _usable_cohort(cohort, progress)
         _training_cases(cohort, _meta(cohort), bad)  # enough cases left? (before hours of extraction)

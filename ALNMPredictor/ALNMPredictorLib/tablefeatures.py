@@ -298,7 +298,7 @@ def read_feature_table(path: str | Path, *, case_column: str = "case_id") -> pd.
                 raise InputError(f"duplicate column name(s): {_few(dupes)}", path=path)
             frame = pd.read_csv(path, sep=sep, dtype={k: str for k in keys}, encoding="utf-8-sig", low_memory=False,
                                 na_values=["#N/A", "N/A", "NA", "NaN", "nan", "null", "NULL", ""],
-                                keep_default_na=False)  # fmt: skip
+                                keep_default_na=False, float_precision="round_trip")  # fmt: skip
             frame.columns = [str(c).strip() for c in frame.columns]
         else:
             raise InputError("unsupported feature table format: use .csv, .tsv or .parquet", path=path)
@@ -339,6 +339,14 @@ def _split_variants(frame: pd.DataFrame, path: Path) -> dict[str, pd.DataFrame]:
     return parts
 
 
+def _to_float(text: str) -> float:
+    """The number a text holds (NaN when it holds none)."""
+    try:
+        return float(text)
+    except ValueError:
+        return float("nan")
+
+
 def _numeric(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> pd.DataFrame:
     """The columns as float64; a non-numeric or non-finite value is an error naming case and column."""
     columns = list(columns)
@@ -352,7 +360,8 @@ def _numeric(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> pd.Data
         column = columns[j]
         text = frame[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
         is_na = text.map(lambda v: v is None or v.lower() in _NA_TEXT).to_numpy()
-        values = pd.to_numeric(text.where(~is_na, None), errors="coerce").astype("float64").to_numpy()
+        # Python's float() is correctly rounded: a value written as text reads back as the same double
+        values = np.array([np.nan if na else _to_float(v) for v, na in zip(text, is_na, strict=True)], dtype=np.float64)
         bad = np.flatnonzero(np.isnan(values) & ~is_na)
         if len(bad):
             raise InputError(f"not numeric: value '{text.iloc[bad[0]]}' ({len(bad)} such value(s) in the column); "
