@@ -545,3 +545,25 @@ def test_printed_to_pdf_every_table_cell_is_on_paper(full_report, tmp_path) -> N
     plain.write_text(text.replace("@media print{", "@media not all{").replace("@page{", "@page-off{"), encoding="utf-8")
     words, _ = printed(plain)
     assert [c for c in cells if "".join(c.split()) not in words], "the negative control lost no cell: the check is blind"
+
+
+def test_a_reader_worse_with_ai_is_explained_beside_the_models_results() -> None:
+    tests = pd.DataFrame([
+        {"reader": "junior (simulated)", "auc_unaided": 0.74, "auc_aided": 0.66, "delong_p": 0.03, "acc_unaided": 0.76,
+         "acc_aided": 0.68, "mcnemar_p": 0.25},
+        {"reader": "senior (simulated)", "auc_unaided": 0.75, "auc_aided": 0.80, "delong_p": 0.4, "acc_unaided": 0.76,
+         "acc_aided": 0.80, "mcnemar_p": 0.5},
+    ])  # fmt: skip
+    table3 = pd.DataFrame([
+        {"split": "prospective", "model": "clinical_radiomics", "auc": 0.712, "accuracy": 0.64, "n": 25},
+        {"split": "external", "model": "clinical_radiomics", "auc": 0.9, "accuracy": 0.85, "n": 52},
+    ])  # fmt: skip
+    text = report._readers_worse_with_ai({"reader_tests": tests, "table3": table3}, True, "prospective")
+    assert 'id="readers-worse"' in text and "Worse with AI here: junior (simulated)." in text
+    assert "senior" not in text.split("In the study")[0]  # the senior improved: not listed
+    # the model on the cases read, beside the reader without AI
+    assert "(25 patients) the clinical-radiomics model had AUC 0.71 and accuracy 64.0% at its cut-off" in text
+    assert "junior (simulated) without AI: AUC 0.74, accuracy 76.0%" in text and "blend" in text
+    assert "With 25 patients" in text and "AUC 0.71 junior, 0.75 senior" in text
+    better = tests.assign(auc_aided=[0.8, 0.8], acc_aided=[0.8, 0.8])
+    assert report._readers_worse_with_ai({"reader_tests": better, "table3": table3}, True, "prospective") == ""

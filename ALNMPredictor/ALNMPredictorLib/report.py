@@ -861,12 +861,13 @@ def _section_selection(ms: Mapping[str, Any], figs: _Figures) -> str:
     return "".join(parts)
 
 
-def _section_readers(ev: Any, figs: _Figures, simulated: bool) -> str:
+def _section_readers(ev: Any, figs: _Figures, simulated: bool, reader_split: str | None = None) -> str:
     tables = _tables(ev)
     parts = []
     if simulated:
         parts.append('<div class="simulated" id="readers-simulated">SIMULATED READS: these reader results come from '
                      "simulated radiologists, not from a real reader study.</div>")  # fmt: skip
+    parts.append(_readers_worse_with_ai(tables, simulated, reader_split))
     metrics = tables.get("reader_metrics")
     if metrics is not None and not metrics.empty:
         fraction = {c: _is_fraction_column(metrics[c]) for c in _PERCENT_COLUMNS if c in metrics}
@@ -903,6 +904,56 @@ def _section_readers(ev: Any, figs: _Figures, simulated: bool) -> str:
                            "As the study's Figure 3: reader operating points on the model's ROC curve, AUC and accuracy "
                            "without and with AI assistance." + (" Simulated reads." if simulated else "")))  # fmt: skip
     return "".join(parts)
+
+
+def _readers_worse_with_ai(tables: Mapping[str, pd.DataFrame], simulated: bool, reader_split: str | None) -> str:
+    """Why a reader's AUC or accuracy fell with AI, beside the model's own results on the cases read."""
+    tests = tables.get("reader_tests")
+    if tests is None or tests.empty:
+        return ""
+    worse = [r for r in tests.to_dict(orient="records")
+             if (_finite(r.get("auc_aided")) and _finite(r.get("auc_unaided")) and r["auc_aided"] < r["auc_unaided"])
+             or (_finite(r.get("acc_aided")) and _finite(r.get("acc_unaided")) and r["acc_aided"] < r["acc_unaided"])]  # fmt: skip
+    if not worse:
+        return ""
+    model_label, split_label, _ = _labels()
+    t3 = tables.get("table3")
+    model = None
+    if t3 is not None and not t3.empty and reader_split is not None:
+        rows = t3[(t3["split"].astype(str) == str(reader_split)) & (t3["model"].astype(str) == "clinical_radiomics")]
+        model = rows.iloc[0].to_dict() if len(rows) else None
+    names = ", ".join(_text(r.get("reader")) for r in worse)
+    text = [f"<strong>Worse with AI here: {names}.</strong>"]
+    if simulated:
+        text.append("Simulated aided calls blend each reader's own evidence with the model's (trust weight; see Methods), "
+                    "so they move toward the model's calls: they improve only where the model is right more often "
+                    "than the reader on the cases read.")  # fmt: skip
+    else:
+        text.append("Aided readers follow the model's output to some degree, so their calls move toward the model's.")
+    if model is not None:
+        fraction = _is_fraction_column(pd.Series([model.get("accuracy")]))
+        text.append(f"On the {html.escape(split_label(str(reader_split)).lower())} ({_num(model.get('n'), 0)} patients) the "
+                    f"{html.escape(model_label('clinical_radiomics')[:1].lower() + model_label('clinical_radiomics')[1:])} had AUC {_num(model.get('auc'))} and accuracy "
+                    f"{format_percent(model.get('accuracy'), fraction=fraction)} at its cut-off;")  # fmt: skip
+        details = []
+        for r in worse:
+            frac = _is_fraction_column(pd.Series([r.get("acc_unaided")]))
+            details.append(f"{_text(r.get('reader'))} without AI: AUC {_num(r.get('auc_unaided'))}, accuracy "
+                           f"{format_percent(r.get('acc_unaided'), fraction=frac)} (DeLong p {format_p(r.get('delong_p'))}, "
+                           f"McNemar p {format_p(r.get('mcnemar_p'))})")  # fmt: skip
+        text.append("; ".join(details) + ".")
+        small = _finite(model.get("n")) and float(model["n"]) < 100
+        if small:
+            text.append(f"With {_num(model.get('n'), 0)} patients a few calls move these numbers by several points: "
+                        "read the CIs and p-values, not the direction alone.")  # fmt: skip
+    from ALNMPredictorLib.readers import STUDY_READER_RESULTS
+
+    study_auc = [v["clinical_radiomics"][0] for k, v in STUDY_TABLE3_AUC.items() if k != "train" and "clinical_radiomics" in v]
+    text.append(f"In the study, the model (AUC {min(study_auc):.2f}-{max(study_auc):.2f} on its test sets) outperformed "
+                f"both radiologists (AUC {STUDY_READER_RESULTS['junior']['auc_unaided']:.2f} junior, "
+                f"{STUDY_READER_RESULTS['senior']['auc_unaided']:.2f} senior without AI), and both improved with it; a "
+                "model no better than the reader on the cases read cannot do that.")  # fmt: skip
+    return f'<p class="note" id="readers-worse">{" ".join(text)}</p>'
 
 
 def _ci3(value: Any, low: Any, high: Any) -> str:
@@ -1054,7 +1105,7 @@ def render_report(
     body["optimism"] = _section_optimism(evaluation, ms, figs)
     body["selection"] = _section_selection(ms, figs)
     if has_readers:
-        body["readers"] = _section_readers(evaluation, figs, simulated)
+        body["readers"] = _section_readers(evaluation, figs, simulated, reader_split)
     body["methods"] = _section_methods(ms, meta)
     all_warnings = warnings + figure_warnings
     body["summary"] = _section_summary(evaluation, ms, figs, study_comparison, len(all_warnings), len(failed))
