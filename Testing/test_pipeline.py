@@ -145,10 +145,15 @@ def test_tampered_bundle_is_refused(shared: dict, tmp_path: Path) -> None:
 def test_alnm_predict_cli_equals_training_predictions(shared: dict, capsys: pytest.CaptureFixture) -> None:
     run = shared["root"] / "run"
     out = shared["root"] / "predicted.csv"
-    # --work-dir on the run folder: the feature cache is reused, nothing is extracted again
-    status = alnm(["predict", str(shared["manifest"]), "--model", str(run / "model"), "--out", str(out),
-                   "--work-dir", str(run), "--no-progress"])  # fmt: skip
+    status = alnm(["predict", str(shared["manifest"]), "--model", str(run / "model"), "--out", str(out), "--no-progress"])
     assert status == 0, capsys.readouterr().err
+    # the training run's feature cache is reused by key: nothing is extracted again, no re-segmentation read
+    work = shared["root"] / "predicted-work" / "features"
+    info = json.loads((work / "extraction.json").read_text())
+    n_rois = len(shared["trained"].predictions) * 2
+    assert info["counts"]["handcrafted"] == {"computed": 0, "cached": n_rois, "failed": 0}
+    assert set(pd.read_parquet(work / "features.parquet")["variant"]) == {"main"}
+    assert not (work / "cache").exists()
     got = pd.read_csv(out).set_index("case_id")
     want = shared["trained"].predictions
     # predictions.csv holds 6 decimals (PREDICTION_DECIMALS): equal to half a unit of the 6th

@@ -130,9 +130,12 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
-def plan_items(cohort: Cohort) -> tuple[list[WorkItem], list[tuple[str, str, str, str]]]:
+def plan_items(
+    cohort: Cohort, variants: Sequence[str] | None = None
+) -> tuple[list[WorkItem], list[tuple[str, str, str, str]]]:
     """Every (case, region, variant) ROI of ``cohort`` with its content key, and the ones that cannot run.
 
+    ``variants``: only these mask variants (e.g. ``["main"]`` to apply a model); default all.
     A missing main image/mask, or a file that cannot be read, is returned as a failure
     ``(case_id, region, variant, error)``; an absent re-segmentation is simply not an item.
     """
@@ -141,6 +144,8 @@ def plan_items(cohort: Cohort) -> tuple[list[WorkItem], list[tuple[str, str, str
     for case_id in cohort.case_ids():
         for region in cohort.regions:
             for variant in cohort.variants(region):
+                if variants is not None and variant not in variants:
+                    continue
                 column = f"{region}_mask" if variant == "main" else f"{region}_mask_{variant}"
                 try:
                     inputs = cohort.region_inputs(case_id, region, variant)
@@ -913,6 +918,8 @@ def extract_cohort(
     callback: Callback | None = None,
     normalize: bool = False,
     settings: Mapping[str, Any] | None = None,
+    variants: Sequence[str] | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
 ) -> ExtractionResult:
     """Extract the feature table of ``cohort`` into ``out_dir`` (cache in ``out_dir/cache``).
 
@@ -927,6 +934,8 @@ def extract_cohort(
     ``normalize``; deep crops ``intensity="zscore"``), so that scanner gain and dynamic range do not move
     the features; a fitted deep model keeps its own setting.
     ``settings``: the run's resolved settings, recorded in ``extraction.json`` as they are.
+    ``variants``: only these mask variants (``["main"]`` when applying a model: no re-segmentations).
+    ``cache_dir``: the feature cache (default ``out_dir/cache``), e.g. a training run's, shared by key.
     A failing item is recorded in ``status`` / ``failed`` and the run goes on.
     """
     started = time.perf_counter()
@@ -943,7 +952,7 @@ def extract_cohort(
     n_workers = int(workers) if workers else (os.cpu_count() or 1)
     if n_workers < 1:
         raise ALNMError(f"workers must be at least 1, got {workers}")
-    cache_dir = out_dir / "cache"
+    cache_dir = out_dir / "cache" if cache_dir is None else Path(cache_dir)
 
     from ALNMPredictorLib.handcrafted import HandcraftedExtractor
 
@@ -956,7 +965,7 @@ def extract_cohort(
 
         base = DeepFeatureExtractor(weights=deep, **dict(deep_options or {}))
         base.backbone_info  # noqa: B018 - load the backbone first: a missing weights file stops the run now
-    items, plan_failures = plan_items(cohort)
+    items, plan_failures = plan_items(cohort, variants)
     failures = [_Failure(None, c, r, v, "input", e) for c, r, v, e in plan_failures]
     counts: dict[str, dict[str, int]] = {}
     seconds: dict[tuple[str, Any], float] = {}

@@ -249,6 +249,7 @@ def extract_features(
     handcrafted: Any = None,
     progress: bool = True,
     normalize: bool | None = None,
+    cache_dir: Path | None = None,
 ) -> Features:
     """Extract (or reuse cached) features of every case.
 
@@ -256,6 +257,8 @@ def extract_features(
     backbone); with it (prediction), the saved heads are applied and nothing is trained.
     ``normalize`` (default ``settings.normalize``): False when applying a saved model, whose recorded
     handcrafted parameters and deep settings already say how its images were normalised.
+    When applying (``fitted_deep`` or ``handcrafted`` given), only the main masks are extracted; ``cache_dir``
+    (default ``out_dir/cache``) may be the training run's cache, whose entries are reused by key.
     """
     from ALNMPredictorLib.extraction import extract_cohort
 
@@ -271,6 +274,8 @@ def extract_features(
         fitted_deep=dict(fitted_deep) if fitted_deep else None,
         normalize=settings.normalize if normalize is None else normalize,
         settings=settings.record(),
+        variants=["main"] if (fitted_deep or handcrafted is not None) else None,
+        cache_dir=cache_dir,
     )
     variants = split_variants(result.table)
     failed: dict[str, str] = {}
@@ -699,6 +704,18 @@ def load_model(model_dir: str | os.PathLike[str], *, deep_heads: bool = True) ->
     return LoadedModel(model, info, deep_models)
 
 
+def _training_cache(model_dir: Any) -> Path | None:
+    """The feature cache of the run that trained ``model_dir`` (``RUN/model`` → ``RUN/features/cache``) when
+    it is there and writable: applying the model to cases it has seen reuses their features by key."""
+    if not isinstance(model_dir, str | os.PathLike) or not Path(model_dir).is_dir():
+        return None
+    cache = Path(model_dir).resolve().parent / FEATURES_DIR / "cache"
+    if not (cache.is_dir() and os.access(cache, os.W_OK)):
+        return None
+    log.info("reusing the feature cache of the training run: %s", cache)
+    return cache
+
+
 def predict(
     manifest: str | os.PathLike[str] | Any,
     model_dir: str | os.PathLike[str] | LoadedModel,
@@ -732,7 +749,7 @@ def predict(
         features = extract_features(
             cohort, Path(out_dir) / FEATURES_DIR, saved, fitted_deep=loaded.deep_models or None,
             handcrafted=((loaded.info.get("extraction") or {}).get("handcrafted") or {}).get("params", saved.handcrafted),
-            progress=progress, normalize=False,
+            progress=progress, normalize=False, cache_dir=_training_cache(model_dir),
         )  # fmt: skip
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     data = features.main.join(clinical_frame(cohort), how="outer")
