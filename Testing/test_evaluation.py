@@ -14,8 +14,6 @@ from ALNMPredictorLib import stats
 from ALNMPredictorLib.errors import InputError
 from ALNMPredictorLib.evaluation import (
     EvaluationResult,
-    _calibration_boot,
-    _recalibration_fit,
     baseline_table,
     evaluate,
 )
@@ -151,10 +149,10 @@ def test_calibration_and_risk_groups(setup) -> None:
     assert row["slope_low"] < row["slope"] < row["slope_high"]
     assert row["intercept_low"] < row["intercept"] < row["intercept_high"]
     # the vectorised recalibration fit used by the bootstrap equals calibration_stats on the full sample
-    a, b = _recalibration_fit(logit(p), y == 1, np.ones((1, y.size)))
+    a, b = stats.recalibration_fits(logit(p), y == 1, np.ones((1, y.size)))
     assert (a[0], b[0]) == pytest.approx((cs.intercept, cs.slope), rel=1e-8)
     # ... and its percentile CIs equal stats.bootstrap_ci over calibration_stats with the same resamples
-    lo_a, hi_a, lo_b, hi_b = _calibration_boot(y == 1, p, 40, 7)
+    lo_a, hi_a, lo_b, hi_b = stats.calibration_bootstrap_ci(y == 1, p, 40, 7)
     slope = stats.bootstrap_ci(lambda yy, pp: stats.calibration_stats(yy, pp).slope, y, p, n_boot=40, seed=7, stratify=y)
     assert (lo_b, hi_b) == pytest.approx((slope.low, slope.high), rel=1e-7)
     icpt = stats.bootstrap_ci(lambda yy, pp: stats.calibration_stats(yy, pp).intercept, y, p, n_boot=40, seed=7, stratify=y)
@@ -163,7 +161,7 @@ def test_calibration_and_risk_groups(setup) -> None:
     assert cal[["intercept_low", "intercept_high", "slope_low", "slope_high"]].notna().all().all()
     clin = cal[(cal["split"] == "internal") & (cal["model"] == "clinical")].iloc[0]
     p_clin = cases["prob_clinical"].to_numpy()
-    assert (clin["slope_low"], clin["slope_high"]) == pytest.approx(_calibration_boot(y == 1, p_clin, 200, 1 + 1)[2:], rel=1e-12)  # internal: 2nd set
+    assert (clin["slope_low"], clin["slope_high"]) == pytest.approx(stats.calibration_bootstrap_ci(y == 1, p_clin, 200, 1 + 1)[2:], rel=1e-12)  # internal: 2nd set
     high = p >= models["clinical_radiomics"].cutoff
     got = rg[rg["split"] == "internal"].set_index("risk_group")
     assert got.loc["high", "n"] == high.sum() and got.loc["low", "n"] == (~high).sum()

@@ -94,9 +94,9 @@ def test_unchanged_predictions_give_nan_p():
 @pytest.mark.parametrize(
     ("args", "kwargs", "message"),
     [
-        (([1, 1, 1], [0.1, 0.2, 0.3], [0.2, 0.3, 0.4]), {}, "only one class"),
-        (([0, 1, 2], [0.1, 0.2, 0.3], [0.2, 0.3, 0.4]), {}, "coded 0/1"),
-        (([0, 1, 1], [0.1, 0.2], [0.2, 0.3, 0.4]), {}, "p_old: length 2"),
+        (([1, 1, 1], [0.1, 0.2, 0.3], [0.2, 0.3, 0.4]), {}, "argument y: only events"),
+        (([0, 1, 2], [0.1, 0.2, 0.3], [0.2, 0.3, 0.4]), {}, "must be 0/1, found 2"),
+        (([0, 1, 1], [0.1, 0.2], [0.2, 0.3, 0.4]), {}, "p_old: has 2 values but y has 3"),
         (([0, 1, 1], [0.1, 0.2, 0.3], [0.2, float("nan"), 0.4]), {}, "p_new: 1 missing"),
         (([0, 1, 1], [0.1, 0.2, 1.3], [0.2, 0.3, 0.4]), {}, "p_old: probabilities"),
         (([0, 1, 1], [0.1, 0.2, 0.3], [0.2, 0.3, 0.4]), {"cutoffs": [0.5, 0.2]}, "strictly increasing"),

@@ -14,7 +14,8 @@ recomputed from ``predictions.csv`` with one stats call:
 * Calibration: Hosmer-Lemeshow (10 groups, with a note where it is unreliable: see
   :func:`hosmer_lemeshow_caveat`), rms ``val.prob`` intercept/slope/Brier, binned and lowess calibration
   curves; for every model and set, seeded outcome-stratified percentile-bootstrap CIs of intercept and
-  slope (``n_boot`` resamples, the same rows for every model of a set; the only bootstrap here).
+  slope (:func:`~ALNMPredictorLib.stats.calibration_bootstrap_ci`: ``n_boot`` resamples, the same rows for every
+  model of a set).
 * Decision curves (rmda net benefit) and clinical impact curves on thresholds 0, 0.01, ..., 0.99.
 * Table 1: baseline characteristics per split, with a test across splits named in its ``test`` column.
 * Table 2: univariate and multivariable odds ratios, read from the fitted models.
@@ -36,7 +37,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy import stats as sps
-from scipy.special import expit, logit
 
 from ALNMPredictorLib import stats
 from ALNMPredictorLib.errors import InputError, StatsError
@@ -423,45 +423,7 @@ def odds_ratio_table(
 
 
 # --------------------------------------------------------------------------------------------------
-# Calibration bootstrap (intercept and slope of rms val.prob, vectorised over resamples)
-
-
-def _recalibration_fit(x: np.ndarray, y: np.ndarray, weights: np.ndarray, max_iter: int = 50) -> tuple[np.ndarray, np.ndarray]:
-    """ML intercept/slope of ``logit P(y) = a + b x`` for each row of case ``weights`` (Newton, from (0, 1)).
-
-    Rows that separate the classes or do not converge give NaN.
-    """
-    nb = weights.shape[0]
-    a, b = np.zeros(nb), np.ones(nb)
-    done = np.zeros(nb, dtype=bool)
-    yf = y.astype(float)
-    for _ in range(max_iter):
-        with np.errstate(invalid="ignore", over="ignore"):  # diverging (separated) rows end as NaN
-            eta = a[:, None] + b[:, None] * x[None, :]
-        mu = expit(eta)
-        r = weights * (yf[None, :] - mu)
-        g0, g1 = r.sum(axis=1), (r * x).sum(axis=1)
-        v = weights * mu * (1.0 - mu)
-        h00, h01, h11 = v.sum(axis=1), (v * x).sum(axis=1), (v * x * x).sum(axis=1)
-        det = h00 * h11 - h01**2
-        with np.errstate(divide="ignore", invalid="ignore"):
-            da = (h11 * g0 - h01 * g1) / det
-            db = (h00 * g1 - h01 * g0) / det
-        da, db = np.where(done, 0.0, da), np.where(done, 0.0, db)
-        a, b = a + da, b + db
-        done |= (np.abs(da) < 1e-11 * (1 + np.abs(a))) & (np.abs(db) < 1e-11 * (1 + np.abs(b)))
-        if done.all():
-            break
-    present = weights > 0
-    ev, ne = present & y[None, :], present & ~y[None, :]
-    xs = np.broadcast_to(x, weights.shape)
-    ev_min = np.where(ev, xs, np.inf).min(axis=1)
-    ev_max = np.where(ev, xs, -np.inf).max(axis=1)
-    ne_min = np.where(ne, xs, np.inf).min(axis=1)
-    ne_max = np.where(ne, xs, -np.inf).max(axis=1)
-    separated = (ev_min >= ne_max) | (ev_max <= ne_min)
-    bad = separated | ~done | ~np.isfinite(a) | ~np.isfinite(b)
-    return np.where(bad, np.nan, a), np.where(bad, np.nan, b)
+# Hosmer-Lemeshow caveat
 
 
 #: below this many cases a Hosmer-Lemeshow test with 10 groups is flagged as unreliable
@@ -485,27 +447,6 @@ def hosmer_lemeshow_caveat(hl: Any, n: int) -> str:
     if np.isfinite(share) and (share > 0.2 or smallest < 1):
         reasons.append(f"sparse groups ({share:.0%} of expected counts below 5, smallest {smallest:.2g})")
     return "unreliable: " + "; ".join(reasons) if reasons else ""
-
-
-def _calibration_boot(y: np.ndarray, p: np.ndarray, n_boot: int, seed: int) -> tuple[float, float, float, float]:
-    """Percentile CIs (R type 7) of the val.prob intercept and slope from outcome-stratified resamples."""
-    nan4 = (float("nan"),) * 4
-    keep = (p > 0) & (p < 1)
-    if n_boot < 2 or keep.sum() < 4 or np.unique(p[keep]).size < 2:
-        return nan4
-    x, yk = logit(p[keep]), y[keep]
-    if yk.all() or not yk.any():
-        return nan4
-    idx = stats.bootstrap_indices(x.size, n_boot, seed, stratify=yk)
-    weights = np.zeros((n_boot, x.size))
-    np.add.at(weights, (np.repeat(np.arange(n_boot), x.size), idx.ravel()), 1.0)
-    a, b = _recalibration_fit(x, yk, weights)
-    ok = np.isfinite(a)
-    if ok.sum() < max(2, n_boot / 2):
-        return nan4
-    qa = np.quantile(a[ok], [0.025, 0.975], method="linear")
-    qb = np.quantile(b[ok], [0.025, 0.975], method="linear")
-    return float(qa[0]), float(qa[1]), float(qb[0]), float(qb[1])
 
 
 # --------------------------------------------------------------------------------------------------
@@ -635,7 +576,7 @@ def evaluate(
                 warnings.append(f"split '{split}': Hosmer-Lemeshow test of the {name} model not computed: {err}")
 
             cal, err = _try(stats.calibration_stats, y, p) if two_class else (None, "one class")
-            boot = _calibration_boot(y, p, int(n_boot), seed + s_idx) if cal else (np.nan,) * 4
+            boot = stats.calibration_bootstrap_ci(y, p, int(n_boot), seed + s_idx) if cal else (np.nan,) * 4
             rows["calibration"].append(
                 {"split": split, "model": name,
                  "intercept": cal.intercept if cal else np.nan, "slope": cal.slope if cal else np.nan,

@@ -27,6 +27,8 @@ __all__ = [
     "CalibrationStats",
     "hosmer_lemeshow",
     "calibration_stats",
+    "calibration_bootstrap_ci",
+    "recalibration_fits",
     "calibration_curve",
     "calibration_smooth",
     "lowess",
@@ -151,36 +153,96 @@ def hosmer_lemeshow(y: ArrayLike, prob: ArrayLike, groups: int = 10) -> HosmerLe
 
 
 def _logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
-    """Maximum-likelihood intercept and slope of ``logit P(y = 1) = a + b x`` (Newton, step halving)."""
-    X = np.column_stack((np.ones_like(x), x))
-    beta = np.array([0.0, 1.0])  # rms val.prob's starting values
+    """Maximum-likelihood intercept and slope of ``logit P(y = 1) = a + b x`` (the one-row case of
+    :func:`recalibration_fits`)."""
+    a, b = recalibration_fits(x, y.astype(bool), np.ones((1, x.size)))
+    if not (np.isfinite(a[0]) and np.isfinite(b[0])):
+        raise StatsError("calibration: the logistic recalibration did not converge")
+    return float(a[0]), float(b[0])
 
-    def loglik(b: np.ndarray) -> float:
-        eta = X @ b
-        return float(np.sum(y * eta - np.logaddexp(0.0, eta)))
 
-    ll = loglik(beta)
-    for _ in range(100):
-        eta = X @ beta
-        mu = 1.0 / (1.0 + np.exp(-eta))
-        grad = X.T @ (y - mu)
-        info = (X * (mu * (1.0 - mu))[:, None]).T @ X
-        try:
-            step = np.linalg.solve(info, grad)
-        except np.linalg.LinAlgError:
-            raise StatsError("calibration: the logistic recalibration model is singular") from None
-        new = beta + step
-        new_ll = loglik(new)
-        halvings = 0
-        while new_ll < ll - 1e-12 * abs(ll) and halvings < 30:
-            step /= 2.0
-            new = beta + step
-            new_ll = loglik(new)
-            halvings += 1
-        beta, ll = new, new_ll
-        if np.max(np.abs(step)) < 1e-11 * (1.0 + np.max(np.abs(beta))):
-            return float(beta[0]), float(beta[1])
-    raise StatsError("calibration: the logistic recalibration did not converge")
+def recalibration_fits(
+    x: np.ndarray, y: np.ndarray, weights: np.ndarray, max_iter: int = 100
+) -> tuple[np.ndarray, np.ndarray]:
+    """ML intercept and slope of ``logit P(y) = a + b x`` for each row of case ``weights`` (a bootstrap
+    resample's case counts, or one row of ones): Newton from rms ``val.prob``'s start (0, 1) with step
+    halving on each row's likelihood, all rows at once. Rows that separate the classes or do not converge
+    give NaN."""
+    nb = weights.shape[0]
+    a, b = np.zeros(nb), np.ones(nb)
+    done = np.zeros(nb, dtype=bool)
+    yf = y.astype(float)
+
+    def loglik(a_: np.ndarray, b_: np.ndarray) -> np.ndarray:
+        with np.errstate(invalid="ignore", over="ignore"):
+            eta = a_[:, None] + b_[:, None] * x[None, :]
+            return np.sum(weights * (yf[None, :] * eta - np.logaddexp(0.0, eta)), axis=1)
+
+    ll = loglik(a, b)
+    for _ in range(max_iter):
+        with np.errstate(invalid="ignore", over="ignore"):  # diverging (separated) rows end as NaN
+            eta = a[:, None] + b[:, None] * x[None, :]
+            mu = 1.0 / (1.0 + np.exp(-eta))
+        r = weights * (yf[None, :] - mu)
+        g0, g1 = r.sum(axis=1), (r * x).sum(axis=1)
+        v = weights * mu * (1.0 - mu)
+        h00, h01, h11 = v.sum(axis=1), (v * x).sum(axis=1), (v * x * x).sum(axis=1)
+        det = h00 * h11 - h01**2
+        with np.errstate(divide="ignore", invalid="ignore"):
+            da = (h11 * g0 - h01 * g1) / det
+            db = (h00 * g1 - h01 * g0) / det
+        da, db = np.where(done, 0.0, da), np.where(done, 0.0, db)
+        new_ll = loglik(a + da, b + db)
+        for _ in range(30):  # halve the steps of rows whose likelihood fell
+            worse = new_ll < ll - 1e-12 * np.abs(ll)
+            if not worse.any():
+                break
+            da, db = np.where(worse, da / 2.0, da), np.where(worse, db / 2.0, db)
+            new_ll = np.where(worse, loglik(a + da, b + db), new_ll)
+        a, b, ll = a + da, b + db, np.where(np.isfinite(new_ll), new_ll, ll)
+        done |= (np.abs(da) < 1e-11 * (1 + np.abs(a))) & (np.abs(db) < 1e-11 * (1 + np.abs(b)))
+        if done.all():
+            break
+    present = weights > 0
+    ev, ne = present & y[None, :], present & ~y[None, :]
+    xs = np.broadcast_to(x, weights.shape)
+    ev_min = np.where(ev, xs, np.inf).min(axis=1)
+    ev_max = np.where(ev, xs, -np.inf).max(axis=1)
+    ne_min = np.where(ne, xs, np.inf).min(axis=1)
+    ne_max = np.where(ne, xs, -np.inf).max(axis=1)
+    separated = (ev_min >= ne_max) | (ev_max <= ne_min)
+    bad = separated | ~done | ~np.isfinite(a) | ~np.isfinite(b)
+    return np.where(bad, np.nan, a), np.where(bad, np.nan, b)
+
+
+def calibration_bootstrap_ci(
+    y: ArrayLike, prob: ArrayLike, n_boot: int, seed: int, level: float = 0.95
+) -> tuple[float, float, float, float]:
+    """Percentile CIs (R type 7) of the ``val.prob`` intercept and slope from ``n_boot`` outcome-stratified
+    resamples (:func:`~ALNMPredictorLib.stats.bootstrap_indices`, as :func:`~ALNMPredictorLib.stats.bootstrap_ci`
+    over :func:`calibration_stats`): ``(intercept_low, intercept_high, slope_low, slope_high)``, NaN where too
+    few resamples give a fit."""
+    from ALNMPredictorLib.stats.bootstrap import bootstrap_indices
+
+    nan4 = (float("nan"),) * 4
+    events, p = as_binary(y, "y"), as_probability(prob, "prob", np.size(y))
+    keep = (p > 0) & (p < 1)
+    if n_boot < 2 or keep.sum() < 4 or np.unique(p[keep]).size < 2:
+        return nan4
+    x, yk = np.log(p[keep] / (1.0 - p[keep])), events[keep]
+    if yk.all() or not yk.any():
+        return nan4
+    idx = bootstrap_indices(x.size, n_boot, seed, stratify=yk)
+    weights = np.zeros((n_boot, x.size))
+    np.add.at(weights, (np.repeat(np.arange(n_boot), x.size), idx.ravel()), 1.0)
+    a, b = recalibration_fits(x, yk, weights)
+    ok = np.isfinite(a)
+    if ok.sum() < max(2, n_boot / 2):
+        return nan4
+    tail = (1.0 - check_level(level)) / 2.0
+    qa = np.quantile(a[ok], [tail, 1.0 - tail], method="linear")
+    qb = np.quantile(b[ok], [tail, 1.0 - tail], method="linear")
+    return float(qa[0]), float(qa[1]), float(qb[0]), float(qb[1])
 
 
 def calibration_stats(y: ArrayLike, prob: ArrayLike) -> CalibrationStats:

@@ -35,6 +35,7 @@ from scipy import stats as sps
 from scipy.special import expit
 
 from ALNMPredictorLib.errors import SeparationError, StatsError, format_location
+from ALNMPredictorLib.stats._checks import as_binary, require_both_classes
 
 __all__ = [
     "INTERCEPT",
@@ -186,25 +187,12 @@ class _Fit:
 
 
 def _outcome(y: ArrayLike | pd.Series, n: int | None = None) -> np.ndarray:
-    try:
-        arr = np.asarray(y, dtype=float)
-    except (TypeError, ValueError):
-        raise StatsError("y: outcome must be numeric 0/1") from None
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise StatsError(f"y: expected a 1-D outcome, got shape {arr.shape}")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise StatsError(f"y: {bad.size} missing value(s) (first at position {int(bad[0])})")
+    """The 0/1 outcome as floats, both classes present, ``n`` values when given (the predictors' rows)."""
+    arr = as_binary(y, "y")
     if n is not None and arr.size != n:
-        raise StatsError(f"y: length {arr.size} does not match the predictors ({n} rows)")
-    levels = np.unique(arr)
-    if not np.all(np.isin(levels, (0.0, 1.0))):
-        raise StatsError(f"y: outcome must be coded 0/1, found values {levels[:5].tolist()}")
-    if levels.size < 2:
-        raise StatsError(f"y: only one class ({int(levels[0]) if levels.size else 'none'}) present")
-    return arr
+        raise StatsError(f"argument y: length {arr.size} does not match the predictors ({n} rows)")
+    require_both_classes(arr, "y")
+    return arr.astype(float)
 
 
 def _check_design(X: np.ndarray, terms: list[str]) -> None:

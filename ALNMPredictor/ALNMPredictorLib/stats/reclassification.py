@@ -17,6 +17,7 @@ from numpy.typing import ArrayLike
 from scipy import stats as sps
 
 from ALNMPredictorLib.errors import StatsError
+from ALNMPredictorLib.stats._checks import as_binary, as_probability, require_both_classes
 
 __all__ = ["NRIResult", "IDIResult", "nri", "idi"]
 
@@ -50,45 +51,12 @@ class IDIResult:
     high: float
 
 
-def _as_vector(values: ArrayLike, name: str) -> np.ndarray:
-    try:
-        arr = np.asarray(values, dtype=float)
-    except (TypeError, ValueError) as exc:
-        raise StatsError(f"{name}: values must be numeric ({exc})") from None
-    if arr.ndim == 2 and 1 in arr.shape:
-        arr = arr.reshape(-1)
-    if arr.ndim != 1:
-        raise StatsError(f"{name}: expected a 1-D array, got shape {np.shape(values)}")
-    bad = np.flatnonzero(~np.isfinite(arr))
-    if bad.size:
-        raise StatsError(
-            f"{name}: {bad.size} missing or non-finite value(s) (first at position {int(bad[0])})"
-        )
-    return arr
-
-
-def _outcome(y: ArrayLike) -> np.ndarray:
-    arr = _as_vector(y, "y")
-    levels = np.unique(arr)
-    if not np.all(np.isin(levels, (0.0, 1.0))):
-        raise StatsError(f"y: outcome must be coded 0/1, found values {levels[:5].tolist()}")
-    if levels.size < 2:
-        raise StatsError(f"y: only one class ({int(levels[0]) if levels.size else 'none'}) present")
-    return arr.astype(bool)
-
-
 def _paired_probs(
     y: ArrayLike, p_old: ArrayLike, p_new: ArrayLike
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    yy = _outcome(y)
-    old = _as_vector(p_old, "p_old")
-    new = _as_vector(p_new, "p_new")
-    for name, arr in (("p_old", old), ("p_new", new)):
-        if arr.shape != yy.shape:
-            raise StatsError(f"{name}: length {arr.size} does not match y (length {yy.size})")
-        if arr.min() < 0 or arr.max() > 1:
-            raise StatsError(f"{name}: probabilities must lie in [0, 1]")
-    return yy, old, new
+    yy = as_binary(y, "y")
+    require_both_classes(yy, "y")
+    return yy, as_probability(p_old, "p_old", yy.size), as_probability(p_new, "p_new", yy.size)
 
 
 def _two_sided_p(est: float, se: float) -> float:
