@@ -454,7 +454,7 @@ def test_without_pytorch_the_handcrafted_path_works_and_deep_asks_say_how_to_ins
     handler.emit = records.append
     logging.getLogger("ALNMPredictorLib.pipeline").addHandler(handler)
     try:
-        assert pipeline._resolve_deep("auto") is None
+        assert pipeline.resolve_deep("auto") is None
     finally:
         logging.getLogger("ALNMPredictorLib.pipeline").removeHandler(handler)
     assert any("PyTorch is not installed: no deep features" in r.getMessage() for r in records)

@@ -51,7 +51,7 @@ import os
 import re
 import sys
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -59,7 +59,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from ALNMPredictorLib.errors import InputError
+from ALNMPredictorLib.errors import ALNMError, InputError
 from ALNMPredictorLib.imaging import image_info, inspect_mask, parse_spacing
 
 __all__ = [
@@ -993,3 +993,15 @@ def run_validate(args: argparse.Namespace) -> int:
     )
     return 1 if n_errors else 0
 
+
+def sort_problems(problems: Sequence[Any]) -> tuple[dict[str, str], list[str]]:
+    """(cases with an error → reason, warnings); an error that is not about one case stops the run."""
+    global_errors = [p for p in problems if p.is_error and p.case is None]
+    if global_errors:
+        raise ALNMError("the manifest has errors:\n" + "\n".join(str(p) for p in global_errors))
+    bad: dict[str, str] = {}
+    for p in problems:
+        if p.is_error and p.case is not None:
+            bad.setdefault(str(p.case), f"column {p.column}: {p.message}" if p.column else p.message)
+    warnings = [str(p) for p in problems if not p.is_error]
+    return bad, warnings

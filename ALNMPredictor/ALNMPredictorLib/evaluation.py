@@ -40,8 +40,7 @@ from scipy import stats as sps
 
 from ALNMPredictorLib import stats
 from ALNMPredictorLib.errors import InputError, StatsError
-from ALNMPredictorLib.fileio import write_json, write_table
-from ALNMPredictorLib.stats._checks import clopper_pearson
+from ALNMPredictorLib.fileio import jsonable, write_json, write_table
 
 __all__ = [
     "EvaluationResult",
@@ -106,7 +105,7 @@ class EvaluationResult:
         written = [write_table(out / f"{key}.csv", table) for key, table in self.tables.items()]
         written += [write_table(out / f"curve_{key}.csv", curve) for key, curve in self.curves.items()]
         payload = {
-            "summary": _jsonable(self.summary),
+            "summary": jsonable(self.summary),
             "warnings": list(self.warnings),
             "tables": {key: _records(table) for key, table in self.tables.items()},
         }
@@ -135,22 +134,8 @@ def _read_csv(path: Path) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, Mapping):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if obj is pd.NA or obj is pd.NaT:
-        return None
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
-
-
 def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
-    return [_jsonable(row) for row in table.to_dict(orient="records")]
+    return [jsonable(row) for row in table.to_dict(orient="records")]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -643,7 +628,7 @@ def evaluate(
                 p_diff = float(sps.fisher_exact(counts).pvalue)
             for group, mask in (("high", high), ("low", ~high)):
                 k, ev = int(mask.sum()), int(np.sum(mask & y))
-                low_ci, high_ci = clopper_pearson(ev, k, 0.95)
+                low_ci, high_ci = stats.clopper_pearson(ev, k, 0.95)
                 rows["risk_groups"].append(
                     {"split": split, "risk_group": group, "n": k, "n_events": ev, "proportion": ev / k if k else np.nan,
                      "low": low_ci, "high": high_ci, "p_fisher": p_diff}
@@ -697,4 +682,4 @@ def evaluate(
         }
     summary["n_evaluated"] = int(len(evaluable))
     summary["n_warnings"] = len(warnings)
-    return EvaluationResult(tables=tables, curves=curve_frames, summary=_jsonable(summary), warnings=warnings)
+    return EvaluationResult(tables=tables, curves=curve_frames, summary=jsonable(summary), warnings=warnings)

@@ -130,6 +130,29 @@ def _sha(obj: Any) -> str:
     return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
 
 
+@dataclass
+class Features:
+    """Per-variant feature tables indexed by case_id, with where they came from."""
+
+    main: pd.DataFrame
+    reader2: pd.DataFrame | None
+    repeat: pd.DataFrame | None
+    failed: dict[str, str]  # case_id -> error (a region could not be extracted)
+    degenerate: list[str]
+    info: dict[str, Any]
+    deep_models: dict[str, Any] = field(default_factory=dict)
+
+
+def split_variants(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Rows of a (case_id, variant) feature table per variant, indexed by case_id."""
+    out = {}
+    for variant, part in table.groupby("variant", sort=False):
+        frame = part.drop(columns=["variant"]).set_index("case_id")
+        frame.index = frame.index.astype(str)
+        out[str(variant)] = frame
+    return out
+
+
 def plan_items(
     cohort: Cohort, variants: Sequence[str] | None = None
 ) -> tuple[list[WorkItem], list[tuple[str, str, str, str]]]:
@@ -1295,13 +1318,13 @@ def run_extract(args: argparse.Namespace) -> int:
     a summary; 1 if any ROI failed, 0 otherwise."""
     started = time.perf_counter()
     logging.getLogger("pykwalify").setLevel(logging.WARNING)  # pyradiomics' schema check logs at INFO
-    from ALNMPredictorLib.pipeline import _resolve_deep, _settings, handcrafted_params
+    from ALNMPredictorLib.pipeline import handcrafted_params, resolve_deep, settings_from_args
     from ALNMPredictorLib.preflight import output_folder
 
     output_folder(args.out)
     cohort = load_manifest(args.manifest, study=args.study)
-    settings = _settings(args, cohort.settings)
-    deep = _resolve_deep(settings.deep)
+    settings = settings_from_args(args, cohort.settings)
+    deep = resolve_deep(settings.deep)
     result = extract_cohort(
         cohort,
         args.out,

@@ -20,6 +20,27 @@ import pandas as pd
 _NAME_CHARS = "abcdefghijklmnopqrstuvwxyz0123456789_"
 
 
+def jsonable(obj: Any) -> Any:
+    """``obj`` with numpy scalars as Python numbers, tuples as lists, keys as text, and NaN, inf, pd.NA
+    and pd.NaT as None: what ``json.dumps`` writes as strict JSON."""
+    import math
+    from collections.abc import Mapping
+
+    import numpy as np
+
+    if isinstance(obj, Mapping):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        obj = obj.item()
+    if obj is pd.NA or obj is pd.NaT:
+        return None
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    return obj
+
+
 def _temporary_name(folder: Path, prefix: str, suffix: str) -> Path:
     return folder / f"{prefix}{''.join(secrets.choice(_NAME_CHARS) for _ in range(8))}{suffix}"
 

@@ -57,6 +57,7 @@ from ALNMPredictorLib.bundle import (
     texts,
 )
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError, SeparationError, StatsError
+from ALNMPredictorLib.fileio import jsonable
 from ALNMPredictorLib.stats import (
     INTERCEPT,
     StepwiseResult,
@@ -222,13 +223,13 @@ class LogisticModel:
         return {
             "name": self.name,
             "variables": list(self.variables),
-            "encoding": _jsonable(self.encoding),
+            "encoding": jsonable(self.encoding),
             "coefficients": {k: float(v) for k, v in self.coefficients.items()},
             "cutoff": float(self.cutoff),
             "ranges": {k: [float(a), float(b)] for k, (a, b) in self.ranges.items()},
-            "fit_table": _jsonable(self.fit_table),
-            "univariate": _jsonable(self.univariate),
-            "steps": _jsonable(self.steps),
+            "fit_table": jsonable(self.fit_table),
+            "univariate": jsonable(self.univariate),
+            "steps": jsonable(self.steps),
             "notes": list(self.notes),
         }
 
@@ -356,18 +357,6 @@ def _check_region_score(value: Any, region: str, where: str) -> Mapping[str, Any
         if lo > hi:
             raise BundleError(f"{json_path(where, 'mins')}[{i}] is above {json_path(where, 'maxs')}[{i}] ({lo} > {hi})")
     return d
-
-
-def _jsonable(obj: Any) -> Any:
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, list | tuple):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.generic):
-        obj = obj.item()
-    if isinstance(obj, float) and not math.isfinite(obj):
-        return None
-    return obj
 
 
 def fit_logistic_model(
@@ -779,7 +768,7 @@ class ALNMModel(BaseEstimator):
     def to_dict(self) -> dict[str, Any]:
         """Plain-JSON form of every fitted quantity."""
         return {
-            "params": _jsonable(
+            "params": jsonable(
                 {
                     "regions": list(self.regions),
                     "clinical": list(self.clinical),
@@ -794,7 +783,7 @@ class ALNMModel(BaseEstimator):
                     "crossfit_folds": self.crossfit_folds,
                 }
             ),
-            "crossfit": _jsonable(getattr(self, "crossfit_", None)),
+            "crossfit": jsonable(getattr(self, "crossfit_", None)),
             "region_scores": {r: s.to_dict() for r, s in self.region_scores_.items()},
             "clinical_model": None if self.clinical_model_ is None else self.clinical_model_.to_dict(),
             "combined_model": self.combined_model_.to_dict(),

@@ -16,7 +16,7 @@ import os
 import platform
 import sys
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, fields
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -26,9 +26,11 @@ import pandas as pd
 
 from ALNMPredictorLib import SYNTHETIC_LABEL, __version__
 from ALNMPredictorLib.bundle import open_bundle, write_bundle
+from ALNMPredictorLib.cohort import sort_problems
 from ALNMPredictorLib.errors import ALNMError, InputError
-from ALNMPredictorLib.fileio import write_json, write_table
-from ALNMPredictorLib.modeling import ALNMModel, _jsonable, score_column
+from ALNMPredictorLib.extraction import Features, split_variants
+from ALNMPredictorLib.fileio import jsonable, write_json, write_table
+from ALNMPredictorLib.modeling import ALNMModel, score_column
 
 log = logging.getLogger(__name__)
 
@@ -171,29 +173,6 @@ def software_versions() -> dict[str, str]:
 # Features
 
 
-@dataclass
-class Features:
-    """Per-variant feature tables indexed by case_id, with where they came from."""
-
-    main: pd.DataFrame
-    reader2: pd.DataFrame | None
-    repeat: pd.DataFrame | None
-    failed: dict[str, str]  # case_id -> error (a region could not be extracted)
-    degenerate: list[str]
-    info: dict[str, Any]
-    deep_models: dict[str, Any] = field(default_factory=dict)
-
-
-def split_variants(table: pd.DataFrame) -> dict[str, pd.DataFrame]:
-    """Rows of a (case_id, variant) feature table per variant, indexed by case_id."""
-    out = {}
-    for variant, part in table.groupby("variant", sort=False):
-        frame = part.drop(columns=["variant"]).set_index("case_id")
-        frame.index = frame.index.astype(str)
-        out[str(variant)] = frame
-    return out
-
-
 #: how to get PyTorch, in a user's words (the handcrafted path needs none)
 TORCH_INSTALL = (
     "install it with pip install 'alnm-predictor[deep]' (on a computer without an NVIDIA GPU first pip install torch "
@@ -219,7 +198,7 @@ def _check_deep(deep: str) -> None:
         raise ALNMError(f"--deep {deep}: deep features need PyTorch, which is not installed: {TORCH_INSTALL}")
 
 
-def _resolve_deep(deep: str) -> str | None:
+def resolve_deep(deep: str) -> str | None:
     """``auto`` → imagenet when its weights are on disk, else random (warned); ``off`` → no deep features."""
     if deep == "off":
         return None
@@ -262,7 +241,7 @@ def extract_features(
     """
     from ALNMPredictorLib.extraction import extract_cohort
 
-    deep_spec = None if fitted_deep else _resolve_deep(settings.deep)
+    deep_spec = None if fitted_deep else resolve_deep(settings.deep)
     result = extract_cohort(
         cohort,
         out_dir,
@@ -481,19 +460,6 @@ def _meta(cohort: Any) -> pd.DataFrame:
 def _usable_cohort(cohort: Any, progress: bool) -> tuple[dict[str, str], list[str]]:
     """Validate; cases with errors are set aside (case → reason); global errors stop the run."""
     return sort_problems(cohort.validate(progress=progress))
-
-
-def sort_problems(problems: Sequence[Any]) -> tuple[dict[str, str], list[str]]:
-    """(cases with an error → reason, warnings); an error that is not about one case stops the run."""
-    global_errors = [p for p in problems if p.is_error and p.case is None]
-    if global_errors:
-        raise ALNMError("the manifest has errors:\n" + "\n".join(str(p) for p in global_errors))
-    bad: dict[str, str] = {}
-    for p in problems:
-        if p.is_error and p.case is not None:
-            bad.setdefault(str(p.case), f"column {p.column}: {p.message}" if p.column else p.message)
-    warnings = [str(p) for p in problems if not p.is_error]
-    return bad, warnings
 
 
 #: fewest usable training cases a model is fitted on
@@ -817,7 +783,8 @@ CLI_SETTINGS = ("handcrafted", "deep", "deep_epochs", "deep_input_size", "deep_f
                 "workers", "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")  # fmt: skip
 
 
-def _settings(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
+def settings_from_args(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
+    """The run's settings: defaults, then study.yaml's ``settings:``, then the options in ``args`` (:data:`CLI_SETTINGS`)."""
     return pipeline_settings(cohort_settings, {k: getattr(args, k, None) for k in CLI_SETTINGS})
 
 
@@ -862,7 +829,7 @@ def run_train(args: argparse.Namespace) -> int:
 
     output_folder(args.out)
     cohort = load_manifest(args.manifest)
-    result = train(cohort, args.out, _settings(args, cohort.settings), progress=not args.no_progress,
+    result = train(cohort, args.out, settings_from_args(args, cohort.settings), progress=not args.no_progress,
                    feature_table=table_spec_from_args(args))  # fmt: skip
     _print_training(result)
     return 1 if (result.predictions["status"] != "ok").any() else 0
@@ -1112,7 +1079,7 @@ def evaluate_and_report(
         title="ALNM Predictor report" + (" - SYNTHETIC demo cohort" if synthetic else ""),
         synthetic=synthetic, study_comparison=study_comparison, meta=meta,
     )  # fmt: skip
-    write_json(out_dir / "summary.json", _jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}))
+    write_json(out_dir / "summary.json", jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}))
     return EvaluateResult(evaluation, report, predictions)
 
 
@@ -1265,7 +1232,7 @@ def run_run(args: argparse.Namespace) -> int:
     output_folder(args.out)
     cohort = load_manifest(args.manifest)
     trained, evaluated = run_pipeline(
-        cohort, args.out, _settings(args, cohort.settings), reads=_reads(args.readers),
+        cohort, args.out, settings_from_args(args, cohort.settings), reads=_reads(args.readers),
         progress=not args.no_progress, command="alnm run " + " ".join(sys.argv[2:]),
         feature_table=table_spec_from_args(args),
     )  # fmt: skip

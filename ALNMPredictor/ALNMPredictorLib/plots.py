@@ -197,11 +197,11 @@ def _ordered(values: Iterable[Any], preferred: Sequence[str]) -> list[str]:
     return first + [v for v in seen if v not in first]
 
 
-def _split_order(values: Iterable[Any]) -> list[str]:
+def split_order(values: Iterable[Any]) -> list[str]:
     return _ordered(values, ["train", "training", "internal", "external", "prospective", "test"])
 
 
-def _model_order(values: Iterable[Any]) -> list[str]:
+def model_order(values: Iterable[Any]) -> list[str]:
     seen = list(dict.fromkeys(str(v) for v in values))
     scores = sorted(m for m in seen if m.endswith("_score") and m not in ("tumor_score", "ln_score"))
     return _ordered(seen, ["clinical", "tumor_score", "ln_score", *scores, COMBINED_MODEL])
@@ -222,7 +222,7 @@ def _require(frame: Any, columns: Sequence[str], what: str) -> pd.DataFrame:
 
 
 def _pick_splits(frame: pd.DataFrame, splits: Sequence[str] | None, what: str) -> list[str]:
-    available = _split_order(frame["split"])
+    available = split_order(frame["split"])
     if splits is None:
         return available
     unknown = [s for s in splits if s not in available]
@@ -304,7 +304,7 @@ def plot_roc(
     fig, axes = _panels(len(chosen))
     for ax, split in zip(axes, chosen, strict=True):
         part = roc[roc["split"].astype(str) == split]
-        names = _model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
+        names = model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
         for name in names:
             curve = part[part["model"].astype(str) == name]
             fpr = 1.0 - curve["specificity"].to_numpy(dtype=float)
@@ -415,7 +415,7 @@ def plot_decision(
     fig, axes = _panels(len(chosen))
     for ax, split in zip(axes, chosen, strict=True):
         part = decision[decision["split"].astype(str) == split]
-        names = _model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
+        names = model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
         top = 0.0
         for name in names:
             curve = part[part["model"].astype(str) == name].sort_values("threshold")

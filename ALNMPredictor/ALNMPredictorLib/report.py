@@ -410,13 +410,13 @@ def _tables(evaluation: Any) -> dict[str, pd.DataFrame]:
 
 
 def _split_order(values: Iterable[Any]) -> list[str]:
-    from ALNMPredictorLib.plots import _split_order as order
+    from ALNMPredictorLib.plots import split_order as order
 
     return order(values)
 
 
 def _model_order(values: Iterable[Any]) -> list[str]:
-    from ALNMPredictorLib.plots import _model_order as order
+    from ALNMPredictorLib.plots import model_order as order
 
     return order(values)
 

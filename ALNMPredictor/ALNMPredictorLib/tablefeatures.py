@@ -451,14 +451,14 @@ def load_feature_tables(
     missing: str = "median",
     exclude: Mapping[str, str] | None = None,
 ) -> Any:
-    """Training features from tables, as :class:`~ALNMPredictorLib.pipeline.Features`.
+    """Training features from tables, as :class:`~ALNMPredictorLib.extraction.Features`.
 
     ``regions``: name → prefix or regex (or RegionRule objects); default: see the module docstring.
     ``exclude``: cases set aside already (manifest errors: case → reason); they are neither training
     cases for the medians nor reported again. The fitted :class:`FeatureMapping` is in
     ``info["feature_table"]``; warnings (unmapped columns, imputed values, ...) in ``info["warnings"]``.
     """
-    from ALNMPredictorLib.pipeline import Features
+    from ALNMPredictorLib.extraction import Features
 
     spec = FeatureTableSpec(Path(main), None if reader2 is None else Path(reader2), None if repeat is None else Path(repeat),
                             _rules(regions), missing)  # fmt: skip
@@ -650,7 +650,7 @@ def usable_cohort(cohort: Any) -> tuple[dict[str, str], list[str]]:
         if p.column in region_cols:
             continue
         problems.append(p)
-    from ALNMPredictorLib.pipeline import sort_problems
+    from ALNMPredictorLib.cohort import sort_problems
 
     bad, warnings = sort_problems(problems)
     if cohort.regions:
@@ -690,7 +690,7 @@ def prediction_features(
     a model trained on images reads ``<region>_...`` columns as they are (no imputation). A column the
     model uses that the table lacks is an error naming it.
     """
-    from ALNMPredictorLib.pipeline import Features
+    from ALNMPredictorLib.extraction import Features
 
     recorded = ((info.get("extraction") or {}).get("feature_table")) or info.get("feature_table")
     if table is None:

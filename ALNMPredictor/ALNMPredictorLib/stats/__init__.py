@@ -5,6 +5,7 @@ The names and fields are a public contract: renaming one breaks users' scripts (
 them, with the R outputs they equal in Testing/R and Testing/fixtures).
 """
 
+from ALNMPredictorLib.stats._checks import clopper_pearson  # noqa: F401 - the exact binomial CI, public
 from ALNMPredictorLib.stats.agreement import *  # noqa: F403
 from ALNMPredictorLib.stats.bootstrap import *  # noqa: F403
 from ALNMPredictorLib.stats.calibration import *  # noqa: F403
