@@ -446,6 +446,172 @@ def _try(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, str | 
         return None, str(exc)
 
 
+@dataclass
+class _SplitContext:
+    """One split's evaluable cases while its rows are computed."""
+
+    split: str
+    y: np.ndarray
+    two_class: bool
+    n: int
+    n_events: int
+    warnings: list[str]
+
+    def attempt(self, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, str | None]:
+        """``fn`` on both classes; (None, "one class") without them."""
+        return _try(fn, *args, **kwargs) if self.two_class else (None, "one class")
+
+
+def _model_rows(
+    ctx: _SplitContext, name: str, p: np.ndarray, cutoff: float, combined: str, info: dict[str, Any],
+    rows: dict[str, list[dict[str, Any]]], curves: dict[str, list[pd.DataFrame]], n_boot: int, seed: int,
+) -> None:  # fmt: skip
+    """One model on one split: its Table 3, Hosmer-Lemeshow and calibration rows and its curves."""
+    split, y = ctx.split, ctx.y
+    row: dict[str, Any] = {"split": split, "model": name, "cutoff": cutoff, "n": ctx.n, "n_events": ctx.n_events}
+    auc, err = ctx.attempt(stats.auc_ci, y, p)
+    if err and ctx.two_class:
+        ctx.warnings.append(f"split '{split}', model {name}: AUC not computed: {err}")
+    row.update(auc=auc.auc if auc else np.nan, auc_low=auc.low if auc else np.nan, auc_high=auc.high if auc else np.nan)
+    m = stats.classification_metrics(y, p, cutoff)
+    for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
+        row[key] = getattr(m, key)
+        row[f"{key}_low"], row[f"{key}_high"] = getattr(m, f"{key}_ci")
+    row.update(tp=m.tp, fp=m.fp, tn=m.tn, fn=m.fn)
+    rows["table3"].append(row)
+    for key in ("auc", "auc_low", "auc_high"):
+        info[key][name] = row[key]
+
+    hl, err = ctx.attempt(stats.hosmer_lemeshow, y, p, groups=HL_GROUPS)
+    rows["hosmer_lemeshow"].append(
+        {"split": split, "model": name, "statistic": hl.statistic if hl else np.nan, "df": hl.df if hl else np.nan,
+         "p": hl.p if hl else np.nan, "groups": hl.groups if hl else np.nan,
+         "note": err or hosmer_lemeshow_caveat(hl, len(y))}
+    )  # fmt: skip
+    info["hosmer_lemeshow_p"][name] = hl.p if hl else np.nan
+    if err and ctx.two_class and name == combined:
+        ctx.warnings.append(f"split '{split}': Hosmer-Lemeshow test of the {name} model not computed: {err}")
+
+    cal, err = ctx.attempt(stats.calibration_stats, y, p)
+    boot = stats.calibration_bootstrap_ci(y, p, n_boot, seed) if cal else (np.nan,) * 4
+    rows["calibration"].append(
+        {"split": split, "model": name,
+         "intercept": cal.intercept if cal else np.nan, "slope": cal.slope if cal else np.nan,
+         "brier": cal.brier if cal else float(np.mean((p - y) ** 2)),
+         "intercept_low": boot[0], "intercept_high": boot[1], "slope_low": boot[2], "slope_high": boot[3],
+         "eavg": cal.eavg if cal else np.nan, "emax": cal.emax if cal else np.nan, "note": err or ""}
+    )  # fmt: skip
+    info["calibration_slope"][name] = cal.slope if cal else np.nan
+    if not ctx.two_class:
+        return
+    key = {"split": split, "model": name}
+    curves["roc"].append(stats.roc_curve(y, p).assign(**key, auc=row["auc"]))
+    cc = stats.calibration_curve(y, p, bins=HL_GROUPS, method="quantile")
+    curves["calibration_binned"].append(
+        cc.rename(columns={"low": "bin_low", "high": "bin_high", "observed_low": "low", "observed_high": "high"}).assign(**key)
+    )
+    curves["calibration_smooth"].append(stats.calibration_smooth(y, p).assign(**key))
+    curves["decision"].append(stats.net_benefit(y, p).assign(**key))
+    curves["clinical_impact"].append(stats.clinical_impact(y, p).assign(**key, population=1000.0))
+
+
+def _delong_rows(ctx: _SplitContext, probs: Mapping[str, np.ndarray], order: Sequence[str], combined: str) -> list[dict[str, Any]]:
+    """Table S3: DeLong test of the combined model against each other model."""
+    out = []
+    for other in order:
+        if other == combined:
+            continue
+        res, err = ctx.attempt(stats.delong_test, ctx.y, probs[combined], probs[other])
+        if err and ctx.two_class:
+            ctx.warnings.append(f"split '{ctx.split}': DeLong test {combined} vs {other} not computed: {err}")
+        out.append({"split": ctx.split, "model_a": combined, "model_b": other,
+                    "auc_a": res.auc_a if res else np.nan, "auc_b": res.auc_b if res else np.nan,
+                    "z": res.z if res else np.nan, "p": res.p if res else np.nan})  # fmt: skip
+    return out
+
+
+def _reclassification_row(
+    ctx: _SplitContext, probs: Mapping[str, np.ndarray], combined: str, reference_model: str, cutoff: float
+) -> dict[str, Any]:
+    """Table S4: continuous NRI, IDI and the categorical NRI at ``cutoff`` of the combined over the reference model."""
+    y, old, new = ctx.y, probs[reference_model], probs[combined]
+    r_nri, e1 = ctx.attempt(stats.nri, y, old, new)
+    r_idi, e2 = ctx.attempt(stats.idi, y, old, new)
+    r_cat, e3 = ctx.attempt(stats.nri, y, old, new, cutoffs=[cutoff])
+    for err in (e1, e2, e3):
+        if err and ctx.two_class:
+            ctx.warnings.append(f"split '{ctx.split}': NRI/IDI of {combined} over {reference_model}: {err}")
+    def value(res: Any, field_name: str) -> float:
+        return getattr(res, field_name) if res else np.nan
+
+    row = {"split": ctx.split, "model_new": combined, "model_old": reference_model}
+    row.update(nri=value(r_nri, "nri"), nri_low=value(r_nri, "low"), nri_high=value(r_nri, "high"), nri_p=value(r_nri, "p"),
+               nri_events=value(r_nri, "nri_events"), nri_nonevents=value(r_nri, "nri_nonevents"))  # fmt: skip
+    row.update(idi=value(r_idi, "idi"), idi_low=value(r_idi, "low"), idi_high=value(r_idi, "high"), idi_p=value(r_idi, "p"))
+    row.update(nri_cat=value(r_cat, "nri"), nri_cat_low=value(r_cat, "low"), nri_cat_high=value(r_cat, "high"),
+               nri_cat_p=value(r_cat, "p"))  # fmt: skip
+    row["nri_cat_cutoff"] = cutoff
+    return row
+
+
+def _risk_group_rows(ctx: _SplitContext, high: np.ndarray) -> list[dict[str, Any]]:
+    """Observed ALNM rate (exact CI) in the high- and low-risk groups, with Fisher's test between them."""
+    y = ctx.y
+    counts = np.array([[int(np.sum(high & y)), int(np.sum(high & ~y))], [int(np.sum(~high & y)), int(np.sum(~high & ~y))]])
+    p_diff = float("nan")
+    if counts.sum(axis=1).all() and counts.sum(axis=0).all():
+        p_diff = float(sps.fisher_exact(counts).pvalue)
+    out = []
+    for group, mask in (("high", high), ("low", ~high)):
+        k, ev = int(mask.sum()), int(np.sum(mask & y))
+        low_ci, high_ci = stats.clopper_pearson(ev, k, 0.95)
+        out.append({"split": ctx.split, "risk_group": group, "n": k, "n_events": ev,
+                    "proportion": ev / k if k else np.nan, "low": low_ci, "high": high_ci, "p_fisher": p_diff})  # fmt: skip
+    return out
+
+
+def _add_reader_study(
+    reads: pd.DataFrame, pred: pd.DataFrame, tables: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame],
+    summary: dict[str, Any],
+) -> None:  # fmt: skip
+    """The reader study's tables, ROC points and summary from validated ``reads``."""
+    from ALNMPredictorLib.readers import reader_study, validate_reads
+
+    reads = validate_reads(reads)
+    study = reader_study(reads, pred["label"])
+    tables.update({k: study[k] for k in ("reader_metrics", "reader_tests", "reader_kappa")})
+    curves["reader_roc"] = study["reader_roc"]
+    readers = list(dict.fromkeys(reads["reader"]))
+    read_splits = list(dict.fromkeys(pred.loc[reads["case_id"].unique(), "split"]))
+    summary["reader_split"] = read_splits[0] if len(read_splits) == 1 else None
+    summary["reader_study"] = {
+        "readers": readers,
+        "simulated": any("simulated" in r for r in readers) or bool(reads.attrs.get("simulated", False)),
+        "n_cases": int(reads["case_id"].nunique()),
+        "splits": read_splits,
+    }
+
+
+#: columns of the tables built from per-split rows
+_ROW_TABLE_COLUMNS: dict[str, list[str]] = {
+    "table3": _TABLE3_COLUMNS,
+    "table_s3": ["split", "model_a", "model_b", "auc_a", "auc_b", "z", "p"],
+    "table_s4": ["split", "model_new", "model_old", "nri", "nri_low", "nri_high", "nri_p", "nri_events", "nri_nonevents",
+                 "idi", "idi_low", "idi_high", "idi_p", "nri_cat", "nri_cat_low", "nri_cat_high", "nri_cat_p", "nri_cat_cutoff"],
+    "hosmer_lemeshow": ["split", "model", "statistic", "df", "p", "groups", "note"],
+    "calibration": ["split", "model", "intercept", "slope", "brier", "intercept_low", "intercept_high", "slope_low",
+                    "slope_high", "eavg", "emax", "note"],
+    "risk_groups": ["split", "risk_group", "n", "n_events", "proportion", "low", "high", "p_fisher"],
+}  # fmt: skip
+_CURVE_COLUMNS: dict[str, list[str]] = {
+    "roc": ["split", "model", "threshold", "sensitivity", "specificity", "auc"],
+    "calibration_binned": ["split", "model", "bin", "n", "events", "predicted", "observed", "low", "high", "bin_low", "bin_high"],
+    "calibration_smooth": ["split", "model", "predicted", "observed"],
+    "decision": ["split", "model", "threshold", "net_benefit", "net_benefit_all", "net_benefit_none", "standardized_net_benefit"],
+    "clinical_impact": ["split", "model", "threshold", "high_risk", "high_risk_events", "population"],
+}  # fmt: skip
+
+
 def evaluate(
     predictions: pd.DataFrame,
     models: Mapping[str, Any],
@@ -530,156 +696,27 @@ def evaluate(
             )
         probs = {name: cases[f"prob_{name}"].to_numpy(dtype=float) for name in order}
 
-        # Table 3 and curves per model
+        ctx = _SplitContext(split, y, two_class, n, n_ev, warnings)
         for name in order:
-            p = probs[name]
-            row: dict[str, Any] = {"split": split, "model": name, "cutoff": cutoffs[name], "n": n, "n_events": n_ev}
-            auc = None
-            if two_class:
-                auc, err = _try(stats.auc_ci, y, p)
-                if err:
-                    warnings.append(f"split '{split}', model {name}: AUC not computed: {err}")
-            row.update(auc=auc.auc if auc else np.nan, auc_low=auc.low if auc else np.nan, auc_high=auc.high if auc else np.nan)
-            m = stats.classification_metrics(y, p, cutoffs[name])
-            for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
-                row[key] = getattr(m, key)
-                row[f"{key}_low"], row[f"{key}_high"] = getattr(m, f"{key}_ci")
-            row.update(tp=m.tp, fp=m.fp, tn=m.tn, fn=m.fn)
-            rows["table3"].append(row)
-            info["auc"][name] = row["auc"]
-            info["auc_low"][name] = row["auc_low"]
-            info["auc_high"][name] = row["auc_high"]
-
-            hl, err = _try(stats.hosmer_lemeshow, y, p, groups=HL_GROUPS) if two_class else (None, "one class")
-            rows["hosmer_lemeshow"].append(
-                {"split": split, "model": name, "statistic": hl.statistic if hl else np.nan, "df": hl.df if hl else np.nan,
-                 "p": hl.p if hl else np.nan, "groups": hl.groups if hl else np.nan,
-                 "note": err or hosmer_lemeshow_caveat(hl, len(y))}
-            )
-            info["hosmer_lemeshow_p"][name] = hl.p if hl else np.nan
-            if err and two_class and name == combined:
-                warnings.append(f"split '{split}': Hosmer-Lemeshow test of the {name} model not computed: {err}")
-
-            cal, err = _try(stats.calibration_stats, y, p) if two_class else (None, "one class")
-            boot = stats.calibration_bootstrap_ci(y, p, int(n_boot), seed + s_idx) if cal else (np.nan,) * 4
-            rows["calibration"].append(
-                {"split": split, "model": name,
-                 "intercept": cal.intercept if cal else np.nan, "slope": cal.slope if cal else np.nan,
-                 "brier": cal.brier if cal else float(np.mean((p - y) ** 2)),
-                 "intercept_low": boot[0], "intercept_high": boot[1], "slope_low": boot[2], "slope_high": boot[3],
-                 "eavg": cal.eavg if cal else np.nan, "emax": cal.emax if cal else np.nan, "note": err or ""}
-            )
-            info["calibration_slope"][name] = cal.slope if cal else np.nan
-            if not two_class:
-                continue
-            key = {"split": split, "model": name}
-            roc = stats.roc_curve(y, p)
-            curves["roc"].append(roc.assign(**key, auc=row["auc"]))
-            cc = stats.calibration_curve(y, p, bins=HL_GROUPS, method="quantile")
-            curves["calibration_binned"].append(
-                cc.rename(columns={"low": "bin_low", "high": "bin_high", "observed_low": "low", "observed_high": "high"}).assign(**key)
-            )
-            curves["calibration_smooth"].append(stats.calibration_smooth(y, p).assign(**key))
-            curves["decision"].append(stats.net_benefit(y, p).assign(**key))
-            curves["clinical_impact"].append(stats.clinical_impact(y, p).assign(**key, population=1000.0))
-
-        # Table S3: DeLong of the combined model against each other model
+            _model_rows(ctx, name, probs[name], cutoffs[name], combined, info, rows, curves, int(n_boot), seed + s_idx)
         if combined in probs:
-            for other in order:
-                if other == combined:
-                    continue
-                res, err = _try(stats.delong_test, y, probs[combined], probs[other]) if two_class else (None, "one class")
-                if err and two_class:
-                    warnings.append(f"split '{split}': DeLong test {combined} vs {other} not computed: {err}")
-                rows["table_s3"].append(
-                    {"split": split, "model_a": combined, "model_b": other,
-                     "auc_a": res.auc_a if res else np.nan, "auc_b": res.auc_b if res else np.nan,
-                     "z": res.z if res else np.nan, "p": res.p if res else np.nan}
-                )
+            rows["table_s3"] += _delong_rows(ctx, probs, order, combined)
+            rows["risk_groups"] += _risk_group_rows(ctx, probs[combined] >= cutoffs[combined])
+            if reference_model in probs:
+                rows["table_s4"].append(_reclassification_row(ctx, probs, combined, reference_model, cutoffs[combined]))
 
-        # Table S4: NRI and IDI of combined over the reference model
-        if combined in probs and reference_model in probs:
-            old, new = probs[reference_model], probs[combined]
-            row = {"split": split, "model_new": combined, "model_old": reference_model}
-            r_nri, e1 = _try(stats.nri, y, old, new) if two_class else (None, "one class")
-            r_idi, e2 = _try(stats.idi, y, old, new) if two_class else (None, "one class")
-            r_cat, e3 = _try(stats.nri, y, old, new, cutoffs=[cutoffs[combined]]) if two_class else (None, "one class")
-            for err in (e1, e2, e3):
-                if err and two_class:
-                    warnings.append(f"split '{split}': NRI/IDI of {combined} over {reference_model}: {err}")
-            row.update(
-                nri=r_nri.nri if r_nri else np.nan, nri_low=r_nri.low if r_nri else np.nan,
-                nri_high=r_nri.high if r_nri else np.nan, nri_p=r_nri.p if r_nri else np.nan,
-                nri_events=r_nri.nri_events if r_nri else np.nan, nri_nonevents=r_nri.nri_nonevents if r_nri else np.nan,
-                idi=r_idi.idi if r_idi else np.nan, idi_low=r_idi.low if r_idi else np.nan,
-                idi_high=r_idi.high if r_idi else np.nan, idi_p=r_idi.p if r_idi else np.nan,
-                nri_cat=r_cat.nri if r_cat else np.nan, nri_cat_low=r_cat.low if r_cat else np.nan,
-                nri_cat_high=r_cat.high if r_cat else np.nan, nri_cat_p=r_cat.p if r_cat else np.nan,
-                nri_cat_cutoff=cutoffs[combined],
-            )
-            rows["table_s4"].append(row)
-
-        # Risk groups at the combined model's cut-off
-        if combined in probs:
-            high = probs[combined] >= cutoffs[combined]
-            counts = np.array([[int(np.sum(high & y)), int(np.sum(high & ~y))], [int(np.sum(~high & y)), int(np.sum(~high & ~y))]])
-            p_diff = float("nan")
-            if counts.sum(axis=1).all() and counts.sum(axis=0).all():
-                p_diff = float(sps.fisher_exact(counts).pvalue)
-            for group, mask in (("high", high), ("low", ~high)):
-                k, ev = int(mask.sum()), int(np.sum(mask & y))
-                low_ci, high_ci = stats.clopper_pearson(ev, k, 0.95)
-                rows["risk_groups"].append(
-                    {"split": split, "risk_group": group, "n": k, "n_events": ev, "proportion": ev / k if k else np.nan,
-                     "low": low_ci, "high": high_ci, "p_fisher": p_diff}
-                )
-
-    tables: dict[str, pd.DataFrame] = {
+    tables = {
         "table1": baseline_table(clinical, evaluable["label"], evaluable["split"], split_list, clinical_kinds, seed=seed),
         "table2": odds_ratio_table(models, combined, reference_model),
-        "table3": pd.DataFrame(rows["table3"]).reindex(columns=_TABLE3_COLUMNS),
-        "table_s3": pd.DataFrame(rows["table_s3"], columns=["split", "model_a", "model_b", "auc_a", "auc_b", "z", "p"]),
-        "table_s4": pd.DataFrame(
-            rows["table_s4"],
-            columns=["split", "model_new", "model_old", "nri", "nri_low", "nri_high", "nri_p", "nri_events", "nri_nonevents",
-                     "idi", "idi_low", "idi_high", "idi_p", "nri_cat", "nri_cat_low", "nri_cat_high", "nri_cat_p", "nri_cat_cutoff"],
-        ),
-        "hosmer_lemeshow": pd.DataFrame(rows["hosmer_lemeshow"], columns=["split", "model", "statistic", "df", "p", "groups", "note"]),
-        "calibration": pd.DataFrame(
-            rows["calibration"],
-            columns=["split", "model", "intercept", "slope", "brier", "intercept_low", "intercept_high", "slope_low",
-                     "slope_high", "eavg", "emax", "note"],
-        ),
-        "risk_groups": pd.DataFrame(rows["risk_groups"], columns=["split", "risk_group", "n", "n_events", "proportion", "low", "high", "p_fisher"]),
-    }
-    curve_columns = {
-        "roc": ["split", "model", "threshold", "sensitivity", "specificity", "auc"],
-        "calibration_binned": ["split", "model", "bin", "n", "events", "predicted", "observed", "low", "high", "bin_low", "bin_high"],
-        "calibration_smooth": ["split", "model", "predicted", "observed"],
-        "decision": ["split", "model", "threshold", "net_benefit", "net_benefit_all", "net_benefit_none", "standardized_net_benefit"],
-        "clinical_impact": ["split", "model", "threshold", "high_risk", "high_risk_events", "population"],
+        **{key: pd.DataFrame(rows[key]).reindex(columns=columns) for key, columns in _ROW_TABLE_COLUMNS.items()},
     }
     curve_frames = {
-        key: (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()).reindex(columns=curve_columns[key])
+        key: (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()).reindex(columns=_CURVE_COLUMNS[key])
         for key, parts in curves.items()
     }
 
     if reads is not None:
-        from ALNMPredictorLib.readers import reader_study, validate_reads
-
-        reads = validate_reads(reads)
-        study = reader_study(reads, pred["label"])
-        tables.update({k: study[k] for k in ("reader_metrics", "reader_tests", "reader_kappa")})
-        curve_frames["reader_roc"] = study["reader_roc"]
-        readers = list(dict.fromkeys(reads["reader"]))
-        read_splits = list(dict.fromkeys(pred.loc[reads["case_id"].unique(), "split"]))
-        summary["reader_split"] = read_splits[0] if len(read_splits) == 1 else None
-        summary["reader_study"] = {
-            "readers": readers,
-            "simulated": any("simulated" in r for r in readers) or bool(reads.attrs.get("simulated", False)),
-            "n_cases": int(reads["case_id"].nunique()),
-            "splits": read_splits,
-        }
+        _add_reader_study(reads, pred, tables, curve_frames, summary)
     summary["n_evaluated"] = int(len(evaluable))
     summary["n_warnings"] = len(warnings)
     return EvaluationResult(tables=tables, curves=curve_frames, summary=jsonable(summary), warnings=warnings)
