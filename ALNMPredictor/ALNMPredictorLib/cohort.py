@@ -607,14 +607,23 @@ def load_manifest(path: str | os.PathLike[str], study: str | os.PathLike[str] | 
     return _build(path, raw, spec, study_path)
 
 
+@dataclass
+class _Parse:
+    """A manifest being read: the raw cells, the typed table being built, and the problems found."""
+
+    raw: pd.DataFrame
+    table: pd.DataFrame
+    ids: list[str]  # how problems name a case: its id, or its line when the id is empty
+    problems: list[Problem]
+
+    def add(self, severity: str, case: str | None, column: str | None, message: str, code: str = "") -> None:
+        self.problems.append(Problem(severity, case, column, message, code))
+
+
 def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path | None) -> Cohort:
     problems: list[Problem] = []
-
-    def add(severity: str, case: str | None, column: str | None, message: str, code: str = "") -> None:
-        problems.append(Problem(severity, case, column, message, code))
-
     for key in sorted(set(spec) - _STUDY_KEYS):
-        add("warning", None, None, f"unknown key '{key}' in {study_path} (ignored)")
+        problems.append(Problem("warning", None, None, f"unknown key '{key}' in {study_path} (ignored)"))
 
     case_col = spec.get("case_id") or "case_id"
     label_col = spec.get("label") or "label"
@@ -624,162 +633,27 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
     allowed = list(dict.fromkeys([train_split, *DEFAULT_SPLITS, *map(str, spec.get("test_splits") or [])]))
 
     if case_col not in raw.columns:
-        raise InputError(
-            f"no '{case_col}' column (columns: {', '.join(raw.columns) or 'none'})", path=path
-        )
-    if raw.empty:
-        add("error", None, None, "the manifest has no cases")
-    lines = np.arange(len(raw)) + 2  # header is line 1
-    case_ids = raw[case_col].astype(str)
-    for i in np.flatnonzero(case_ids.map(_is_na).to_numpy()):
-        add("error", None, case_col, f"line {lines[i]}: case_id is empty")
-    counts = Counter(case_ids[~case_ids.map(_is_na)])
-    for case_id, n in counts.items():
-        if n > 1:
-            where = ", ".join(str(x) for x in lines[(case_ids == case_id).to_numpy()])
-            add("error", case_id, case_col, f"duplicate case_id (lines {where})")
+        raise InputError(f"no '{case_col}' column (columns: {', '.join(raw.columns) or 'none'})", path=path)
+    parse = _case_ids(raw, case_col, problems)
 
-    table = pd.DataFrame(index=pd.Index(case_ids.to_list(), name=case_col, dtype=object))
-    # how problems name a case: its id, or its line when the id is empty
-    ids = [f"(line {lines[i]})" if _is_na(c) else str(c) for i, c in enumerate(case_ids)]
-
-    # ---- regions
     columns = list(raw.columns)
-    regions = [c[: -len("_image")] for c in columns if c.endswith("_image") and len(c) > len("_image")]
-    if not regions:
-        add("error", None, None, "no <region>_image column (e.g. tumor_image, ln_image)", NO_REGIONS)
-    region_cols = {f"{r}{s}" for r in regions for s in _REGION_SUFFIXES}
-    for column in columns:
-        if column in region_cols or column in (case_col, label_col, split_col, center_col):
-            continue
-        for suffix in _REGION_SUFFIXES[1:]:
-            if column.endswith(suffix) and len(column) > len(suffix):
-                region = column[: -len(suffix)]
-                add("error", None, column, f"column without a matching {region}_image column")
-                region_cols.add(column)
-                break
-
-    root = path.parent
+    regions, region_cols = _region_columns(parse, columns, (case_col, label_col, split_col, center_col))
     variant_columns: dict[str, dict[str, str]] = {}
     spacing: dict[tuple[str, str], tuple[float, float] | None] = {}
     for region in regions:
-        image_col, mask_col = f"{region}_image", f"{region}_mask"
-        table[image_col] = _resolve_paths(raw[image_col], root)
-        for i in np.flatnonzero(table[image_col].isna().to_numpy()):
-            add("error", ids[i], image_col, "image path is empty")
-        variant_columns[region] = {}
-        if mask_col not in raw.columns:
-            add("error", None, mask_col, f"column is missing: every {region}_image needs a {mask_col}")
-        else:
-            variant_columns[region]["main"] = mask_col
-            table[mask_col] = _resolve_paths(raw[mask_col], root)
-            for i in np.flatnonzero(table[mask_col].isna().to_numpy()):
-                add("error", ids[i], mask_col, "mask path is empty")
-        for variant in VARIANTS[1:]:
-            column = f"{region}_mask_{variant}"
-            if column in raw.columns:
-                variant_columns[region][variant] = column
-                table[column] = _resolve_paths(raw[column], root)
-        label_field = f"{region}_mask_label"
-        if label_field in raw.columns:
-            values: list[Any] = []
-            for i, text in enumerate(raw[label_field]):
-                number = None if _is_na(text) else _as_number(text)
-                if _is_na(text):
-                    values.append(pd.NA)
-                elif number is None or not number.is_integer() or number < 1:
-                    add("error", ids[i], label_field, f"mask label must be a positive integer, got '{text}'")
-                    values.append(pd.NA)
-                else:
-                    values.append(int(number))
-            table[label_field] = pd.array(values, dtype="Int64")
-        spacing_field = f"{region}_spacing"
-        if spacing_field in raw.columns:
-            table[spacing_field] = raw[spacing_field].to_numpy()
-            for i, text in enumerate(raw[spacing_field]):
-                try:
-                    spacing[(ids[i], region)] = parse_spacing(text)
-                except ValueError as exc:
-                    add("error", ids[i], spacing_field, str(exc))
+        variant_columns[region] = _region_fields(parse, region, path.parent, spacing)
 
-    # ---- label
-    invalid_label = np.zeros(len(raw), dtype=bool)
-    if label_col in raw.columns:
-        values = []
-        for i, text in enumerate(raw[label_col]):
-            number = None if _is_na(text) else _as_number(text)
-            if _is_na(text):
-                values.append(pd.NA)
-            elif number in (0.0, 1.0):
-                values.append(int(number))
-            else:
-                add("error", ids[i], label_col, f"label must be 0 or 1 (or empty if unknown), got '{text}'")
-                invalid_label[i] = True
-                values.append(pd.NA)
-        table[label_col] = pd.array(values, dtype="Int64")
-    else:
-        table[label_col] = pd.array([pd.NA] * len(raw), dtype="Int64")
-        add("warning", None, label_col, "no label column: the cohort can only be used for prediction")
-
-    # ---- split
-    if split_col in raw.columns:
-        splits = raw[split_col].to_numpy(dtype=object)
-        for i, text in enumerate(splits):
-            if _is_na(text):
-                add("error", ids[i], split_col, "split is empty")
-            elif text not in allowed:
-                add(
-                    "error",
-                    ids[i],
-                    split_col,
-                    f"unknown split '{text}' (allowed: {', '.join(allowed)}; declare others in study.yaml "
-                    "test_splits)",
-                )
-            elif text in TABLE1_COLUMNS:
-                add("error", ids[i], split_col, f"split name '{text}' is one of Table 1's column names "
-                    f"({', '.join(TABLE1_COLUMNS)}): rename the split")  # fmt: skip
-        table[split_col] = [None if _is_na(s) else s for s in splits]
-    else:
-        table[split_col] = train_split
-        add("warning", None, split_col, f"no split column: every case is in '{train_split}'")
-
+    invalid_label = _labels(parse, label_col)
+    _splits(parse, split_col, train_split, allowed)
     if center_col in raw.columns:
-        table[center_col] = [None if _is_na(s) else s for s in raw[center_col]]
-
-    _check_labels_by_split(table, label_col, split_col, train_split, invalid_label, add)
-
-    # ---- clinical
-    excluded = {str(c) for c in spec.get("exclude") or []}
-    for column in sorted(excluded - set(columns)):
-        add("warning", None, column, "listed in study.yaml exclude but not in the manifest")
-    declared = {str(k): v for k, v in (spec.get("variables") or {}).items()}
+        parse.table[center_col] = [None if _is_na(s) else s for s in raw[center_col]]
+    _check_labels_by_split(parse.table, label_col, split_col, train_split, invalid_label, parse.add)
     reserved = region_cols | {case_col, label_col, split_col, center_col}
-    for name in declared:
-        if name not in columns:
-            add("error", None, name, "declared in study.yaml variables but not in the manifest")
-        elif name in reserved or name in excluded:
-            add("error", None, name, "declared in study.yaml variables but is not a clinical column")
-    train_rows = (table[split_col] == train_split).to_numpy()
-    tokens = NA_TOKENS | {str(v).strip().lower() for v in spec.get("na_values") or []}
-    clinical: dict[str, ClinicalVariable] = {}
-    for column in columns:
-        if column in reserved or column in excluded:
-            continue
-        if raw[column].map(lambda v: _is_na(v, tokens)).all() and len(raw):
-            if column in declared:
-                add("error", None, column, "declared in study.yaml variables but empty in every case")
-            else:
-                add("warning", None, column, "empty in every case: ignored (list it in study.yaml exclude to "
-                    "silence this)")  # fmt: skip
-            continue
-        variable, cells = _classify(column, raw[column], declared.get(column), ids, train_rows, add, tokens)
-        if variable is not None:
-            clinical[column] = variable
-            table[column] = cells
+    clinical = _clinical(parse, spec, reserved, (parse.table[split_col] == train_split).to_numpy())
 
     return Cohort(
         path=path,
-        table=table,
+        table=parse.table,
         regions=regions,
         clinical=clinical,
         label_column=label_col,
@@ -793,8 +667,166 @@ def _build(path: Path, raw: pd.DataFrame, spec: dict[str, Any], study_path: Path
         variant_columns=variant_columns,
         spacing=spacing,
         problems=problems,
-        display_ids=ids,
+        display_ids=parse.ids,
     )
+
+
+def _case_ids(raw: pd.DataFrame, case_col: str, problems: list[Problem]) -> _Parse:
+    """The table indexed by case id; empty and duplicate ids are problems naming their lines."""
+    lines = np.arange(len(raw)) + 2  # header is line 1
+    case_ids = raw[case_col].astype(str)
+    table = pd.DataFrame(index=pd.Index(case_ids.to_list(), name=case_col, dtype=object))
+    ids = [f"(line {lines[i]})" if _is_na(c) else str(c) for i, c in enumerate(case_ids)]
+    parse = _Parse(raw, table, ids, problems)
+    if raw.empty:
+        parse.add("error", None, None, "the manifest has no cases")
+    for i in np.flatnonzero(case_ids.map(_is_na).to_numpy()):
+        parse.add("error", None, case_col, f"line {lines[i]}: case_id is empty")
+    for case_id, n in Counter(case_ids[~case_ids.map(_is_na)]).items():
+        if n > 1:
+            where = ", ".join(str(x) for x in lines[(case_ids == case_id).to_numpy()])
+            parse.add("error", case_id, case_col, f"duplicate case_id (lines {where})")
+    return parse
+
+
+def _region_columns(parse: _Parse, columns: list[str], reserved: tuple[str, ...]) -> tuple[list[str], set[str]]:
+    """The regions (one per ``<region>_image`` column) and every column that belongs to a region."""
+    regions = [c[: -len("_image")] for c in columns if c.endswith("_image") and len(c) > len("_image")]
+    if not regions:
+        parse.add("error", None, None, "no <region>_image column (e.g. tumor_image, ln_image)", NO_REGIONS)
+    region_cols = {f"{r}{s}" for r in regions for s in _REGION_SUFFIXES}
+    for column in columns:
+        if column in region_cols or column in reserved:
+            continue
+        for suffix in _REGION_SUFFIXES[1:]:
+            if column.endswith(suffix) and len(column) > len(suffix):
+                parse.add("error", None, column, f"column without a matching {column[: -len(suffix)]}_image column")
+                region_cols.add(column)
+                break
+    return regions, region_cols
+
+
+def _region_fields(
+    parse: _Parse, region: str, root: Path, spacing: dict[tuple[str, str], tuple[float, float] | None]
+) -> dict[str, str]:
+    """A region's image, mask and re-segmentation paths, mask label and spacing; returns variant → column."""
+    raw, table, ids, add = parse.raw, parse.table, parse.ids, parse.add
+    image_col, mask_col = f"{region}_image", f"{region}_mask"
+    table[image_col] = _resolve_paths(raw[image_col], root)
+    for i in np.flatnonzero(table[image_col].isna().to_numpy()):
+        add("error", ids[i], image_col, "image path is empty")
+    variants: dict[str, str] = {}
+    if mask_col not in raw.columns:
+        add("error", None, mask_col, f"column is missing: every {region}_image needs a {mask_col}")
+    else:
+        variants["main"] = mask_col
+        table[mask_col] = _resolve_paths(raw[mask_col], root)
+        for i in np.flatnonzero(table[mask_col].isna().to_numpy()):
+            add("error", ids[i], mask_col, "mask path is empty")
+    for variant in VARIANTS[1:]:
+        column = f"{region}_mask_{variant}"
+        if column in raw.columns:
+            variants[variant] = column
+            table[column] = _resolve_paths(raw[column], root)
+    label_field = f"{region}_mask_label"
+    if label_field in raw.columns:
+        values: list[Any] = []
+        for i, text in enumerate(raw[label_field]):
+            number = None if _is_na(text) else _as_number(text)
+            if _is_na(text):
+                values.append(pd.NA)
+            elif number is None or not number.is_integer() or number < 1:
+                add("error", ids[i], label_field, f"mask label must be a positive integer, got '{text}'")
+                values.append(pd.NA)
+            else:
+                values.append(int(number))
+        table[label_field] = pd.array(values, dtype="Int64")
+    spacing_field = f"{region}_spacing"
+    if spacing_field in raw.columns:
+        table[spacing_field] = raw[spacing_field].to_numpy()
+        for i, text in enumerate(raw[spacing_field]):
+            try:
+                spacing[(ids[i], region)] = parse_spacing(text)
+            except ValueError as exc:
+                add("error", ids[i], spacing_field, str(exc))
+    return variants
+
+
+def _labels(parse: _Parse, label_col: str) -> np.ndarray:
+    """The 0/1 label column (Int64, empty = unknown); returns which rows had an invalid label."""
+    raw = parse.raw
+    invalid = np.zeros(len(raw), dtype=bool)
+    if label_col not in raw.columns:
+        parse.table[label_col] = pd.array([pd.NA] * len(raw), dtype="Int64")
+        parse.add("warning", None, label_col, "no label column: the cohort can only be used for prediction")
+        return invalid
+    values: list[Any] = []
+    for i, text in enumerate(raw[label_col]):
+        number = None if _is_na(text) else _as_number(text)
+        if _is_na(text):
+            values.append(pd.NA)
+        elif number in (0.0, 1.0):
+            values.append(int(number))
+        else:
+            parse.add("error", parse.ids[i], label_col, f"label must be 0 or 1 (or empty if unknown), got '{text}'")
+            invalid[i] = True
+            values.append(pd.NA)
+    parse.table[label_col] = pd.array(values, dtype="Int64")
+    return invalid
+
+
+def _splits(parse: _Parse, split_col: str, train_split: str, allowed: list[str]) -> None:
+    """The split column: every value one of ``allowed`` and none a Table 1 column name."""
+    raw = parse.raw
+    if split_col not in raw.columns:
+        parse.table[split_col] = train_split
+        parse.add("warning", None, split_col, f"no split column: every case is in '{train_split}'")
+        return
+    splits = raw[split_col].to_numpy(dtype=object)
+    for i, text in enumerate(splits):
+        if _is_na(text):
+            parse.add("error", parse.ids[i], split_col, "split is empty")
+        elif text not in allowed:
+            parse.add("error", parse.ids[i], split_col, f"unknown split '{text}' (allowed: {', '.join(allowed)}; "
+                      "declare others in study.yaml test_splits)")  # fmt: skip
+        elif text in TABLE1_COLUMNS:
+            parse.add("error", parse.ids[i], split_col, f"split name '{text}' is one of Table 1's column names "
+                      f"({', '.join(TABLE1_COLUMNS)}): rename the split")  # fmt: skip
+    parse.table[split_col] = [None if _is_na(s) else s for s in splits]
+
+
+def _clinical(
+    parse: _Parse, spec: dict[str, Any], reserved: set[str], train_rows: np.ndarray
+) -> dict[str, ClinicalVariable]:
+    """Every other column as a clinical variable (typed as study.yaml declares, or inferred on training rows)."""
+    raw, add = parse.raw, parse.add
+    columns = list(raw.columns)
+    excluded = {str(c) for c in spec.get("exclude") or []}
+    for column in sorted(excluded - set(columns)):
+        add("warning", None, column, "listed in study.yaml exclude but not in the manifest")
+    declared = {str(k): v for k, v in (spec.get("variables") or {}).items()}
+    for name in declared:
+        if name not in columns:
+            add("error", None, name, "declared in study.yaml variables but not in the manifest")
+        elif name in reserved or name in excluded:
+            add("error", None, name, "declared in study.yaml variables but is not a clinical column")
+    tokens = NA_TOKENS | {str(v).strip().lower() for v in spec.get("na_values") or []}
+    clinical: dict[str, ClinicalVariable] = {}
+    for column in columns:
+        if column in reserved or column in excluded:
+            continue
+        if raw[column].map(lambda v: _is_na(v, tokens)).all() and len(raw):
+            if column in declared:
+                add("error", None, column, "declared in study.yaml variables but empty in every case")
+            else:
+                add("warning", None, column, "empty in every case: ignored (list it in study.yaml exclude to "
+                    "silence this)")  # fmt: skip
+            continue
+        variable, cells = _classify(column, raw[column], declared.get(column), parse.ids, train_rows, add, tokens)
+        if variable is not None:
+            clinical[column] = variable
+            parse.table[column] = cells
+    return clinical
 
 
 def _resolve_paths(column: pd.Series, root: Path) -> np.ndarray:
