@@ -597,6 +597,35 @@ def test_paths_fitted_side_by_side_equal_each_path_alone() -> None:
     assert (together[1][1][:, 4] == 0).all()
 
 
+def test_duplicated_cases_fitted_as_weighted_rows_equal_the_expanded_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+    # a bootstrap resample's copies of a case are one row weighted by their number: every sum of the
+    # likelihood, gradient and gram is the same sum in another order, so the paths agree to rounding
+    x, y = lasso_case("bootstrap", seed=4)
+    assert len(np.unique(x, axis=0)) < 0.7 * len(x)
+    problems = [(x, y, glmnet_lambdas(x, y)), (x[30:], y[30:], glmnet_lambdas(x[30:], y[30:]))]
+    collapsed = selection._lasso_paths(problems, early_stop=True)
+    monkeypatch.setattr(selection, "_distinct_rows", lambda xi, yi: (np.arange(len(yi)), np.ones(len(yi))))
+    expanded = selection._lasso_paths(problems, early_stop=True)
+    for (c0, c), (e0, e) in zip(collapsed, expanded, strict=True):
+        assert len(c0) == len(e0)  # the same early end
+        np.testing.assert_array_equal(c != 0, e != 0)
+        # the solver stops when its next Newton step is predicted below 1e-13: 1e-10 leaves room for
+        # the rounding of sums taken in another order, and is far below any difference that matters
+        np.testing.assert_allclose(c, e, rtol=0, atol=1e-10)
+        np.testing.assert_allclose(c0, e0, rtol=0, atol=1e-10)
+
+
+def test_distinct_rows_counts_copies_in_order_of_first_appearance() -> None:
+    x = np.array([[1.0, 0.0], [2.0, 1.0], [1.0, -0.0], [2.0, 1.0], [2.0, 1.0], [1.0, 0.0]])
+    y = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
+    first, copies = selection._distinct_rows(x, y)
+    np.testing.assert_array_equal(first, [0, 1, 4, 5])  # -0.0 is 0.0; the same x with another label is another row
+    np.testing.assert_array_equal(copies, [2, 2, 1, 1])
+    first, copies = selection._distinct_rows(x[:2], y[:2])
+    np.testing.assert_array_equal(first, [0, 1])
+    np.testing.assert_array_equal(copies, [1, 1])
+
+
 def test_region_score_equals_the_coordinate_descent_implementation(
     data: dict, fitted: RegionScore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

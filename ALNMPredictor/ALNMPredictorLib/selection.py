@@ -293,10 +293,12 @@ def _lasso_paths(
     """
     count = len(problems)
     p = np.asarray(problems[0][0]).shape[1]
-    n_max = max(len(pr[1]) for pr in problems)
+    # identical cases (a bootstrap resample's copies) become one row weighted by their number
+    rows_of = [_distinct_rows(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y, _ in problems]
+    n_max = max(len(first) for first, _ in rows_of)
     design = np.zeros((count, n_max, p + 1))  # column 0: intercept
     target = np.zeros((count, n_max))
-    row_weight = np.zeros((count, n_max))  # 1/n on the problem's rows, 0 on padding
+    row_weight = np.zeros((count, n_max))  # (copies of the row)/n on the problem's rows, 0 on padding
     scale_mu = np.zeros((count, p))
     scale_sd = np.ones((count, p))
     usable = np.zeros((count, p), dtype=bool)
@@ -312,13 +314,15 @@ def _lasso_paths(
         ok = sd > 0
         xs = (x[:, ok] - mu[ok]) / sd[ok]
         usable[i], scale_mu[i, ok], scale_sd[i, ok] = ok, mu[ok], sd[ok]
-        design[i, :n, 0] = 1.0
-        design[i, :n, 1:][:, ok] = xs
-        target[i, :n] = y
-        row_weight[i, :n] = 1.0 / n
         beta[i, 0] = _logit(float(y.mean()))
         # at or above lambda_max every coefficient is exactly zero
         lambda_max[i] = float(np.max(np.abs(xs.T @ (y - y.mean())) / n)) if ok.any() else 0.0
+        first, copies = rows_of[i]
+        m = len(first)
+        design[i, :m, 0] = 1.0
+        design[i, :m, 1:][:, ok] = xs[first]
+        target[i, :m] = y[first]
+        row_weight[i, :m] = copies / n
     null_beta0 = beta[:, 0].copy()
     eta = np.matmul(design, beta[:, :, None])[:, :, 0]
     null_nll = _stacked_nll(eta, target, row_weight)
@@ -378,6 +382,25 @@ def _lasso_paths(
     return [(intercepts[i][: length[i]], coefs[i][: length[i]]) for i in range(count)]
 
 
+def _distinct_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The first row of each distinct ``(x_i, y_i)`` (in order) and how many rows equal it.
+
+    Every term of the logistic likelihood, its gradient and its weighted gram is a sum over rows,
+    so equal rows can be summed as one row with their count as weight; all rows when none repeat.
+    """
+    n = len(y)
+    if n == 0:
+        return np.arange(0), np.ones(0)
+    rows = np.ascontiguousarray(np.column_stack([x, y]))
+    rows[rows == 0.0] = 0.0  # -0.0 and 0.0 are one value
+    key = rows.view(np.dtype((np.void, rows.dtype.itemsize * rows.shape[1]))).ravel()
+    _, first, copies = np.unique(key, return_index=True, return_counts=True)
+    if len(first) == n:
+        return np.arange(n), np.ones(n)
+    order = np.argsort(first)
+    return first[order], copies[order].astype(float)
+
+
 def _stacked_nll(eta: np.ndarray, y: np.ndarray, row_weight: np.ndarray) -> np.ndarray:
     """Mean negative log-likelihood of the logistic model at linear predictors ``eta``, computed
     stably, for each row of stacked problems (``row_weight``: 1/n, 0 on padding)."""
@@ -435,7 +458,9 @@ def _irls_at_lambda(
         np.minimum(np.maximum(prob, _PROB_MIN, out=prob), 1 - _PROB_MIN, out=prob)
         v = prob * (1 - prob) * w
         dt = d.transpose(0, 2, 1)
-        gram = np.matmul(dt, d * v[:, :, None])
+        # X'VX as S'S with S = sqrt(V) X: one symmetric rank-k update (BLAS syrk), half the work
+        root = d * np.sqrt(v)[:, :, None]
+        gram = np.matmul(root.transpose(0, 2, 1), root)
         # the weighted lasso's linear term X'Vz, working response z = eta + (y - prob) / w
         c = np.matmul(dt, (v * e + w * (yt - prob))[:, :, None])[:, :, 0]
         new = _weighted_lasso(gram, c, b, lam[todo], tol=tol, max_sweeps=max_inner)
