@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 from ALNMPredictorLib.errors import StatsError
-from ALNMPredictorLib.stats import ICC_FORMS, cohen_kappa, icc, icc_many
+from ALNMPredictorLib.stats import ICC_FORMS, cohen_kappa, icc, icc_many, icc_values
 
 REFERENCE = json.loads((Path(__file__).parent / "fixtures" / "stats_reference_b.json").read_text())
 ICC_CASES = REFERENCE["icc"]
@@ -80,6 +80,19 @@ def test_icc_many_equals_loop_and_flags_degenerate_features(method):
         single = icc(x[:, :, j], "ICC3", method=method)
         for field in FIELDS:
             assert table.loc[names[j], field] == pytest.approx(getattr(single, field), rel=1e-12)
+
+
+@pytest.mark.parametrize("method", ["anova", "reml"])
+@pytest.mark.parametrize("form", ICC_FORMS)
+def test_icc_values_are_icc_many_point_estimates(form, method):
+    # the reproducibility filter's shortcut: the same computation, so the same numbers to the bit
+    rng = np.random.default_rng(11)
+    x = rng.normal(size=(25, 1, 9)) + rng.normal(size=(1, 2, 9)) * 0.4 + rng.normal(size=(25, 2, 9)) * 0.5
+    x[:, :, 2] = -1.5  # constant: NaN
+    x[:, 1, 5] = x[:, 0, 5]  # perfect agreement
+    values = icc_values(x, form, method=method)
+    np.testing.assert_array_equal(values, icc_many(x, form, method=method)["icc"].to_numpy())
+    assert np.isnan(values[2]) and values[5] == 1.0
 
 
 def test_perfect_agreement():

@@ -45,7 +45,7 @@ from sklearn.utils import check_random_state
 
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
 from ALNMPredictorLib.fileio import write_table, write_text
-from ALNMPredictorLib.stats.agreement import ICC_FORMS, icc_many
+from ALNMPredictorLib.stats.agreement import ICC_FORMS, icc_values
 
 __all__ = ["RegionScore", "fit_region_scores", "VARIANTS", "ICC_FORMS", "LASSO_RULES"]
 
@@ -1001,11 +1001,15 @@ class RegionScore:
                     f"the ICC needs at least {_ICC_MIN_CASES}"
                 )
             self.icc_cases_[name] = [str(c) for c in cases]
-            ratings = np.stack([x.loc[cases, features].to_numpy(), other.loc[cases, features].to_numpy()], axis=1)
+            # by position: the same values as .loc, without label look-ups of every case and feature
+            rows = x.index.get_indexer(cases)
+            ratings = np.stack([x.to_numpy()[rows][:, x.columns.get_indexer(features)],
+                                other.to_numpy()[other.index.get_indexer(cases)][:, other.columns.get_indexer(features)]],
+                               axis=1)  # fmt: skip
             nonfinite = ~np.isfinite(ratings).all(axis=(0, 1))
             icc = np.full(len(features), np.nan)
             if (~nonfinite).any():
-                icc[~nonfinite] = icc_many(ratings[:, :, ~nonfinite], form)["icc"].to_numpy()
+                icc[~nonfinite] = icc_values(ratings[:, :, ~nonfinite], form)
             table[f"icc_{name}"] = np.where(nonfinite, np.nan, icc)
             for j, feature in enumerate(features):
                 if feature in reasons:

@@ -33,7 +33,7 @@ from scipy import stats as sps
 
 from ALNMPredictorLib.errors import StatsError
 
-__all__ = ["ICCResult", "KappaResult", "ICC_FORMS", "icc", "icc_many", "cohen_kappa"]
+__all__ = ["ICCResult", "KappaResult", "ICC_FORMS", "icc", "icc_many", "icc_values", "cohen_kappa"]
 
 ICC_FORMS = ("ICC1", "ICC2", "ICC3")
 ICCForm = Literal["ICC1", "ICC2", "ICC3"]
@@ -110,23 +110,42 @@ def _mean_squares(x: np.ndarray, method: str) -> dict[str, np.ndarray]:
     return {"msb": msb, "msj": msj, "mse": mse, "msw": msw, "constant": constant}
 
 
+def _icc_value(ms: dict[str, np.ndarray], form: str, n: int, k: int) -> np.ndarray:
+    """The single-rater ICC of ``form`` from the mean squares (no NaN for constant features yet)."""
+    msb, msj, mse, msw = ms["msb"], ms["msj"], ms["mse"], ms["msw"]
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        if form == "ICC1":
+            return (msb - msw) / (msb + (k - 1) * msw)
+        if form == "ICC3":
+            return (msb - mse) / (msb + (k - 1) * mse)
+        return (msb - mse) / (msb + (k - 1) * mse + k * (msj - mse) / n)
+
+
+def icc_values(ratings: ArrayLike, form: ICCForm = "ICC2", *, method: ICCMethod = "anova") -> np.ndarray:
+    """The ``icc`` column of :func:`icc_many` alone (the same numbers), without the F tests and bounds.
+
+    For filters that need only the point estimates: the bounds' F quantiles cost far more than the ICCs.
+    Ratings must be finite (checked by :func:`icc_many`, not here); constant features get NaN.
+    """
+    _check_form(form, method)
+    x = _as_ratings(ratings, 3)
+    ms = _mean_squares(x, method)
+    return np.where(ms["constant"], np.nan, _icc_value(ms, form, x.shape[0], x.shape[1]))
+
+
 def _icc_arrays(x: np.ndarray, form: str, level: float, method: str) -> dict[str, np.ndarray]:
     n, k, _ = x.shape
     ms = _mean_squares(x, method)
     msb, msj, mse, msw = ms["msb"], ms["msj"], ms["mse"], ms["msw"]
     alpha = 1.0 - level
+    value = _icc_value(ms, form, n, k)
     with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
         if form == "ICC1":
-            value = (msb - msw) / (msb + (k - 1) * msw)
             f = msb / msw
             df1, df2 = n - 1.0, n * (k - 1.0)
         else:
             f = msb / mse
             df1, df2 = n - 1.0, (n - 1.0) * (k - 1.0)
-            if form == "ICC3":
-                value = (msb - mse) / (msb + (k - 1) * mse)
-            else:
-                value = (msb - mse) / (msb + (k - 1) * mse + k * (msj - mse) / n)
         p = sps.f.sf(f, df1, df2)
         if form in ("ICC1", "ICC3"):
             f_low = f / sps.f.ppf(1 - alpha / 2, df1, df2)
