@@ -16,6 +16,7 @@ from sklearn.feature_selection import mutual_info_classif
 from ALNMPredictorLib import selection
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
 from ALNMPredictorLib.selection import (
+    LassoBatch,
     RegionScore,
     _mutual_info_classif,
     cv_lasso_logistic,
@@ -638,6 +639,38 @@ def test_region_score_equals_the_coordinate_descent_implementation(
     np.testing.assert_allclose(fitted.coef_, old.coef_, rtol=0, atol=1e-8)
     assert fitted.intercept_ == pytest.approx(old.intercept_, abs=1e-8)
     np.testing.assert_allclose(fitted.lasso_cv_["mean_deviance"], old.lasso_cv_["mean_deviance"], rtol=0, atol=1e-8)
+
+
+def test_fits_in_a_lasso_batch_equal_each_fit_alone(data: dict, fitted: RegionScore) -> None:
+    other = make_region("ln", n=120, seed=5)
+    yo = other["y"]
+    small = yo.index[yo == 0][:30].append(yo.index[yo == 1][:8])  # 8 positives: 8-fold CV, with a warning
+    batch = LassoBatch()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a quiet fit's LASSO warning would be an error here
+        tumor = batch.fit(RegionScore("tumor", mi_top_k=10, random_state=0), data["X"], data["y"], data["reader2"],
+                          data["repeat"], degenerate=["tumor_degen"])  # fmt: skip
+        few = batch.fit(RegionScore("ln", mi_top_k=10, lasso_folds=10, random_state=0), other["X"].loc[small],
+                        yo.loc[small], other["reader2"], other["repeat"], quiet=True)  # fmt: skip
+        with pytest.raises(InputError, match="too few"):  # an error before the LASSO: at once, nothing queued
+            batch.fit(RegionScore("ln"), other["X"].iloc[:5], other["y"].iloc[:5])
+        ln = batch.fit(RegionScore("ln", mi_top_k=10, random_state=0), other["X"], other["y"], other["reader2"],
+                       other["repeat"])  # fmt: skip
+        assert len(batch) == 3 and not hasattr(tumor, "coef_")
+        assert batch.run() == [None, None, None]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)
+        alone = [RegionScore("ln", mi_top_k=10, lasso_folds=10, random_state=0).fit(other["X"].loc[small], yo.loc[small],
+                                                                                      other["reader2"], other["repeat"]),
+                 RegionScore("ln", mi_top_k=10, random_state=0).fit(other["X"], other["y"], other["reader2"], other["repeat"])]  # fmt: skip
+    for together, one in zip([tumor, few, ln], [fitted, *alone], strict=True):
+        assert together.selected_ == one.selected_
+        assert (together.lambda_, together.lambda_min_, together.lambda_1se_) == (one.lambda_, one.lambda_min_, one.lambda_1se_)
+        pd.testing.assert_frame_equal(together.log_, one.log_)
+        # paths fitted side by side equal each path alone to rounding (see the test of side-by-side paths)
+        np.testing.assert_allclose(together.coef_, one.coef_, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(together.lasso_cv_["mean_deviance"], one.lasso_cv_["mean_deviance"], rtol=0, atol=1e-12)
+    assert "8-fold" in few.log_.set_index("step").loc["lasso", "warning"]  # the warning was recorded, not shown
 
 
 def test_weighted_lasso_is_the_exact_minimiser() -> None:

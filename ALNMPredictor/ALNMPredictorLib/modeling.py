@@ -561,14 +561,22 @@ class ALNMModel(BaseEstimator):
         """
         if self.score_fit not in SCORE_FITS:
             raise ALNMError(f"score_fit must be one of {', '.join(SCORE_FITS)}, got {self.score_fit!r}")
+        from ALNMPredictorLib.selection import LassoBatch
+
         y = pd.Series(np.asarray(labels, dtype=int), index=table.index)
         columns = {r: self._region_columns(table, r) for r in self.regions}
+        # every region score (final and cross-fitting folds) is queued, and their LASSO
+        # cross-validations are fitted together: the same fits, in fewer array operations
+        batch = LassoBatch()
         self.region_scores_ = {
-            r: self._fit_score(r, table[columns[r]], y, reader2, repeat, degenerate) for r in self.regions
+            r: self._fit_score(r, table[columns[r]], y, reader2, repeat, degenerate, batch=batch) for r in self.regions
         }
         if self.score_fit == "crossfit":
-            predictors = self._crossfit_predictors(table, y, columns, reader2, repeat, degenerate, groups)
+            predictors = self._crossfit_predictors(table, y, columns, reader2, repeat, degenerate, groups, batch)
         else:
+            for error in batch.run():
+                if error is not None:
+                    raise error
             predictors = self.predictor_table(table)
             self.crossfit_ = None
         self._fit_models(predictors, y)
@@ -582,7 +590,10 @@ class ALNMModel(BaseEstimator):
         return cols
 
     def _fit_score(self, region: str, x: pd.DataFrame, y: pd.Series, reader2: pd.DataFrame | None,
-                   repeat: pd.DataFrame | None, degenerate: Sequence[str]) -> Any:  # fmt: skip
+                   repeat: pd.DataFrame | None, degenerate: Sequence[str], *, batch: Any = None,
+                   quiet: bool = False) -> Any:  # fmt: skip
+        """One region score fitted on the cases of ``x``; with ``batch`` (a ``LassoBatch``) only
+        started, and fitted when the batch runs."""
         from ALNMPredictorLib.selection import RegionScore
 
         cols = list(x.columns)
@@ -591,19 +602,31 @@ class ALNMModel(BaseEstimator):
             return None if frame is None else frame.loc[frame.index.isin(x.index)].reindex(columns=cols)
 
         scorer = RegionScore(region, random_state=self.random_state, **dict(self.score_params or {}))
-        return scorer.fit(x, y.loc[x.index], X_reader2=resegmented(reader2), X_repeat=resegmented(repeat),
-                          degenerate=[d for d in degenerate if d in cols])  # fmt: skip
+        args = (x, y.loc[x.index], resegmented(reader2), resegmented(repeat), [d for d in degenerate if d in cols])
+        return scorer.fit(*args) if batch is None else batch.fit(scorer, *args, quiet=quiet)
 
     def _crossfit_predictors(self, table: pd.DataFrame, y: pd.Series, columns: Mapping[str, list[str]],
                              reader2: pd.DataFrame | None, repeat: pd.DataFrame | None,
-                             degenerate: Sequence[str], groups: pd.Series | None = None) -> pd.DataFrame:  # fmt: skip
-        """Out-of-fold region scores of the training cases (the whole selection chain refitted per fold)."""
+                             degenerate: Sequence[str], groups: pd.Series | None = None,
+                             batch: Any = None) -> pd.DataFrame:  # fmt: skip
+        """Out-of-fold region scores of the training cases (the whole selection chain refitted per fold).
+
+        ``batch``: the ``LassoBatch`` holding the final scores' fits, run here with the folds' (their
+        errors raised first, as if they had been fitted before)."""
         import warnings
 
         from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
 
+        from ALNMPredictorLib.selection import LassoBatch
+
+        if batch is None:
+            batch = LassoBatch()
+        n_final = len(batch)
         folds = int(self.crossfit_folds)
         if folds < 2 or np.bincount(y.to_numpy(), minlength=2).min() < folds:
+            for error in batch.run():
+                if error is not None:
+                    raise error
             raise ALNMError(f"cross-fitting needs at least {folds} training cases of each outcome "
                             f"(crossfit_folds={folds}); use fewer folds or score_fit='insample'")  # fmt: skip
         if groups is None:
@@ -615,6 +638,7 @@ class ALNMModel(BaseEstimator):
         scores = pd.DataFrame(index=table.index, columns=[score_column(r) for r in self.regions], dtype=float)
         kept: dict[str, dict[str, int]] = {r: {} for r in self.regions}
         notes: list[str] = []
+        started: list[tuple[int, str, pd.Index, pd.Index, Any]] = []  # each fold's scores, fitted by the batch
         for k, (fit_rows, held_rows) in enumerate(splits, start=1):
             fit_ids, held_ids = table.index[fit_rows], table.index[held_rows]
             for region in self.regions:
@@ -622,16 +646,28 @@ class ALNMModel(BaseEstimator):
                     warnings.simplefilter("ignore", UserWarning)
                     try:
                         scorer = self._fit_score(region, table.loc[fit_ids, columns[region]], y, reader2, repeat,
-                                                 degenerate)  # fmt: skip
+                                                 degenerate, batch=batch, quiet=True)  # fmt: skip
                     except ALNMError as exc:
-                        prevalence = float(np.clip(y.loc[fit_ids].mean(), 1e-6, 1 - 1e-6))
-                        scores.loc[held_ids, score_column(region)] = math.log(prevalence / (1 - prevalence))
-                        notes.append(f"{region} score, fold {k} of {folds}: {exc}; its held-out cases got the "
-                                     "fold's log-odds of metastasis")  # fmt: skip
-                        continue
-                scores.loc[held_ids, score_column(region)] = scorer.score(table.loc[held_ids]).to_numpy()
-                for feature in scorer.selected_:
-                    kept[region][feature] = kept[region].get(feature, 0) + 1
+                        scorer = exc
+                started.append((k, region, fit_ids, held_ids, scorer))
+        errors = batch.run()
+        for error in errors[:n_final]:  # the final scores' errors come first, as they were fitted first
+            if error is not None:
+                raise error
+        errors_of = iter(errors[n_final:])
+        for k, region, fit_ids, held_ids, scorer in started:
+            error = scorer if isinstance(scorer, ALNMError) else next(errors_of)
+            if error is not None and not isinstance(error, ALNMError):
+                raise error
+            if error is not None:
+                prevalence = float(np.clip(y.loc[fit_ids].mean(), 1e-6, 1 - 1e-6))
+                scores.loc[held_ids, score_column(region)] = math.log(prevalence / (1 - prevalence))
+                notes.append(f"{region} score, fold {k} of {folds}: {error}; its held-out cases got the "
+                             "fold's log-odds of metastasis")  # fmt: skip
+                continue
+            scores.loc[held_ids, score_column(region)] = scorer.score(table.loc[held_ids]).to_numpy()
+            for feature in scorer.selected_:
+                kept[region][feature] = kept[region].get(feature, 0) + 1
         self.crossfit_ = {
             "folds": folds,
             "seed": int(self.random_state),

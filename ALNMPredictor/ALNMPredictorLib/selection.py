@@ -47,7 +47,7 @@ from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
 from ALNMPredictorLib.fileio import write_table, write_text
 from ALNMPredictorLib.stats.agreement import ICC_FORMS, icc_values
 
-__all__ = ["RegionScore", "fit_region_scores", "VARIANTS", "ICC_FORMS", "LASSO_RULES"]
+__all__ = ["RegionScore", "LassoBatch", "fit_region_scores", "VARIANTS", "ICC_FORMS", "LASSO_RULES"]
 
 #: Row variants of the feature table: the main segmentation and the two re-segmentations.
 VARIANTS = ("main", "reader2", "repeat")
@@ -250,6 +250,7 @@ def _coordinate_descent(
     return new
 
 
+_GRAM_CHUNK = 8  # problems whose IRLS gram is formed at once (8 x 400 cases x 31 columns: 0.8 MB)
 _PROB_MIN = 1e-9  # IRLS clips fitted probabilities to [1e-9, 1 - 1e-9], as glmnet does (pmin)
 _ETA_MAX = math.log((1 - _PROB_MIN) / _PROB_MIN)  # the linear predictor where the clipping starts
 
@@ -458,9 +459,13 @@ def _irls_at_lambda(
         np.minimum(np.maximum(prob, _PROB_MIN, out=prob), 1 - _PROB_MIN, out=prob)
         v = prob * (1 - prob) * w
         dt = d.transpose(0, 2, 1)
-        # X'VX as S'S with S = sqrt(V) X: one symmetric rank-k update (BLAS syrk), half the work
-        root = d * np.sqrt(v)[:, :, None]
-        gram = np.matmul(root.transpose(0, 2, 1), root)
+        # X'VX as S'S with S = sqrt(V) X: one symmetric rank-k update (BLAS syrk) per problem, half
+        # the work; a few problems at a time, so that S stays in the CPU's cache
+        root_v = np.sqrt(v)
+        gram = np.empty((len(d), d.shape[2], d.shape[2]))
+        for s in range(0, len(d), _GRAM_CHUNK):
+            root = d[s : s + _GRAM_CHUNK] * root_v[s : s + _GRAM_CHUNK, :, None]
+            np.matmul(root.transpose(0, 2, 1), root, out=gram[s : s + _GRAM_CHUNK])
         # the weighted lasso's linear term X'Vz, working response z = eta + (y - prob) / w
         c = np.matmul(dt, (v * e + w * (yt - prob))[:, :, None])[:, :, 0]
         new = _weighted_lasso(gram, c, b, lam[todo], tol=tol, max_sweeps=max_inner)
@@ -525,6 +530,14 @@ def cv_lasso_logistic(
     one SE of the minimum) and ``foldid``. ``foldid`` (1..K per case) overrides the seeded
     stratified folds.
     """
+    plan = _cv_plan(x, y, n_folds=n_folds, n_lambdas=n_lambdas, random_state=random_state, foldid=foldid)
+    return _cv_result(plan, _lasso_paths(plan["problems"], early_stop=True))
+
+
+def _cv_plan(
+    x: np.ndarray, y: np.ndarray, *, n_folds: int, n_lambdas: int, random_state: int | None, foldid: np.ndarray | None
+) -> dict[str, Any]:
+    """:func:`cv_lasso_logistic` up to its paths: the folds, lambdas and the path problems to fit."""
     x = np.asarray(x, dtype=float)
     y = np.asarray(y, dtype=float)
     n = len(y)
@@ -544,9 +557,15 @@ def cv_lasso_logistic(
     tests = [foldid == k for k in fold_ids]
     fold_lambdas = [glmnet_lambdas(x[~test], y[~test], n_lambdas) for test in tests]
     fitted = [r for r, lam in enumerate(fold_lambdas) if len(lam)]
-    paths = _lasso_paths(
-        [(x, y, lambdas)] + [(x[~tests[r]], y[~tests[r]], fold_lambdas[r]) for r in fitted], early_stop=True
-    )
+    problems = [(x, y, lambdas)] + [(x[~tests[r]], y[~tests[r]], fold_lambdas[r]) for r in fitted]
+    return {"x": x, "y": y, "lambdas": lambdas, "foldid": foldid, "fold_ids": fold_ids, "tests": tests,
+            "fold_lambdas": fold_lambdas, "fitted": fitted, "problems": problems}  # fmt: skip
+
+
+def _cv_result(plan: dict[str, Any], paths: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
+    """:func:`cv_lasso_logistic`'s result from its plan (:func:`_cv_plan`) and the fitted paths of the plan's problems."""
+    x, y, lambdas, foldid, fold_ids = plan["x"], plan["y"], plan["lambdas"], plan["foldid"], plan["fold_ids"]
+    tests, fold_lambdas, fitted = plan["tests"], plan["fold_lambdas"], plan["fitted"]
     intercepts, coefs = paths[0]
     fold_paths = dict(zip(fitted, paths[1:], strict=True))
     lambdas = lambdas[: len(intercepts)]
@@ -879,6 +898,20 @@ class RegionScore:
         features from re-segmentations of some training cases (index case_id), for the ICC filter.
         ``degenerate``: feature names to drop up front.
         """
+        x, z, yv, features = self._select(X, y, X_reader2, X_repeat, degenerate)
+        self._step_lasso(z, yv, features)
+        self._finish(x)
+        return self
+
+    def _select(
+        self,
+        X: pd.DataFrame,
+        y: Any,
+        X_reader2: pd.DataFrame | None,
+        X_repeat: pd.DataFrame | None,
+        degenerate: Sequence[str],
+    ) -> tuple[pd.DataFrame, pd.DataFrame, np.ndarray, list[str]]:
+        """:meth:`fit`'s steps before the LASSO: the training features, their z-scores, labels and survivors."""
         self._check_params()
         for name in [a for a in vars(self) if a.endswith("_")]:
             delattr(self, name)  # a failed refit must not leave a half-old, half-new model behind
@@ -902,14 +935,15 @@ class RegionScore:
         z = (x[features] - self.means_) / self.sds_
         features = self._step_redundancy(z, yv, features)
         features = self._step_mutual_information(z, yv, features)
-        self._step_lasso(z, yv, features)
+        return x, z, yv, features
+
+    def _finish(self, x: pd.DataFrame) -> None:
+        """:meth:`fit` after the LASSO: the training ranges of the selected features, the log."""
         self.lower_ = x[self.selected_].min(axis=0)
         self.upper_ = x[self.selected_].max(axis=0)
-
         self.log_ = pd.DataFrame(self._log, columns=_LOG_COLUMNS)
         self.dropped_ = pd.DataFrame(self._dropped, columns=["feature", "step", "reason"])
         del self._log, self._dropped
-        return self
 
     def _record(
         self, step: str, n_in: int, kept: Sequence[str], reasons: Mapping[str, str], why: str, warning: str = ""
@@ -926,7 +960,7 @@ class RegionScore:
         )
         self._dropped.extend({"feature": f, "step": step, "reason": r} for f, r in reasons.items())
         if warning:
-            warnings.warn(f"{self.region} score, step {step}: {warning}", UserWarning, stacklevel=4)
+            warnings.warn(f"{self.region} score, step {step}: {warning}", UserWarning, stacklevel=5)
         if not kept:
             raise ALNMError(f"{self.region} score: no feature is left after step {step} ({why})")
 
@@ -1116,6 +1150,11 @@ class RegionScore:
         return kept
 
     def _step_lasso(self, z: pd.DataFrame, y: np.ndarray, features: list[str]) -> None:
+        plan = self._lasso_plan(z, y, features)
+        self._lasso_done(plan, _lasso_paths(plan["problems"], early_stop=True))
+
+    def _lasso_plan(self, z: pd.DataFrame, y: np.ndarray, features: list[str]) -> dict[str, Any]:
+        """The LASSO step's cross-validation up to its paths (:func:`_cv_plan`), and what the step reports."""
         n_min = int(min(y.sum(), len(y) - y.sum()))
         folds = min(int(self.lasso_folds), n_min)
         warning = ""
@@ -1124,9 +1163,15 @@ class RegionScore:
         if folds < int(self.lasso_folds):
             warning = f"only {n_min} cases in the smaller class: {folds}-fold instead of {self.lasso_folds}-fold CV"
         values = z[features].to_numpy()
-        cv = cv_lasso_logistic(
-            values, y, n_folds=folds, n_lambdas=int(self.n_lambdas), random_state=self.random_state
-        )
+        plan = _cv_plan(values, y, n_folds=folds, n_lambdas=int(self.n_lambdas), random_state=self.random_state,
+                        foldid=None)  # fmt: skip
+        plan.update(features=features, folds=folds, warning=warning)
+        return plan
+
+    def _lasso_done(self, plan: dict[str, Any], paths: Sequence[tuple[np.ndarray, np.ndarray]]) -> None:
+        """The LASSO step from its plan (:meth:`_lasso_plan`) and the plan's fitted paths."""
+        cv = _cv_result(plan, paths)
+        features, folds, warning = plan["features"], plan["folds"], plan["warning"]
         lambdas = cv["lambdas"]
         self.lasso_path_ = pd.DataFrame(cv["coefs"], index=pd.Index(lambdas, name="lambda"), columns=features)
         self.lasso_path_.insert(0, "(Intercept)", cv["intercepts"])
@@ -1348,6 +1393,62 @@ class RegionScore:
 
 # --------------------------------------------------------------------------------------------
 # Convenience: a whole feature table
+
+
+class LassoBatch:
+    """Several :class:`RegionScore` fits whose LASSO cross-validations are fitted side by side.
+
+    :meth:`fit` runs a fit's steps up to the LASSO (raising their errors at once) and queues its
+    cross-validation; :meth:`run` fits the queued paths of all of them together (the same paths as
+    one by one: IRLS steps stacked into fewer, larger array operations) and completes each fit. A
+    model refitted many times (cross-fitting, bootstrap validation) fits its scores this way.
+    """
+
+    def __init__(self) -> None:
+        self._queue: list[tuple[RegionScore, pd.DataFrame, dict[str, Any], bool]] = []
+
+    def __len__(self) -> int:
+        """The number of queued fits."""
+        return len(self._queue)
+
+    def fit(
+        self,
+        scorer: RegionScore,
+        X: pd.DataFrame,
+        y: Any,
+        X_reader2: pd.DataFrame | None = None,
+        X_repeat: pd.DataFrame | None = None,
+        degenerate: Sequence[str] = (),
+        *,
+        quiet: bool = False,
+    ) -> RegionScore:
+        """Start ``scorer.fit(...)`` (the arguments are :meth:`RegionScore.fit`'s); it is fitted when
+        :meth:`run` returns without an error for it. ``quiet``: its LASSO step's warnings are not shown."""
+        x, z, yv, features = scorer._select(X, y, X_reader2, X_repeat, degenerate)
+        self._queue.append((scorer, x, scorer._lasso_plan(z, yv, features), quiet))
+        return scorer
+
+    def run(self) -> list[Exception | None]:
+        """Complete the queued fits; the error each raised in its LASSO step (None when fitted), in order."""
+        queue, self._queue = self._queue, []
+        problems = [problem for _, _, plan, _ in queue for problem in plan["problems"]]
+        paths = _lasso_paths(problems, early_stop=True) if problems else []
+        errors: list[Exception | None] = []
+        start = 0
+        for scorer, x, plan, quiet in queue:
+            mine = paths[start : start + len(plan["problems"])]
+            start += len(plan["problems"])
+            try:
+                with warnings.catch_warnings():
+                    if quiet:
+                        warnings.simplefilter("ignore", UserWarning)
+                    scorer._lasso_done(plan, mine)
+                    scorer._finish(x)
+            except Exception as exc:  # noqa: BLE001 - handed to the caller, which re-raises what it does not handle
+                errors.append(exc)
+            else:
+                errors.append(None)
+        return errors
 
 
 def fit_region_scores(
