@@ -415,6 +415,8 @@ def _stacked_irls_loss(eta: np.ndarray, y: np.ndarray, row_weight: np.ndarray) -
     log-likelihood unless a fitted probability is below 1e-9, i.e. near separation), so that step
     halving on it leads to the point IRLS (and glmnet) converges to.
     """
+    if eta.size and max(-eta.min(), eta.max()) <= _ETA_MAX:  # the usual case: nothing to clip
+        return np.sum(row_weight * (np.logaddexp(0.0, eta) - y * eta), axis=1)
     clipped = np.clip(eta, -_ETA_MAX, _ETA_MAX)
     loss = np.logaddexp(0.0, clipped) - y * clipped
     out = clipped != eta
@@ -658,18 +660,24 @@ def _settle(flat: np.ndarray, pos: np.ndarray, x: np.ndarray, r: np.ndarray, upp
     pos = pos.ravel()
     x = x.ravel()
     r = r.ravel()
-    active = np.arange(len(pos))
-    while active.size:
-        at, xa, ra = pos[active], x[active], r[active]
+    at, xa, ra = pos, x, r  # the first pass looks at every boundary: the arrays themselves, no copies
+    active = None
+    while True:
         if upper:
             up = (flat[at] - xa) <= ra
             down = (flat[at - 1] - xa) > ra
         else:
             up = (xa - flat[at]) > ra
             down = (xa - flat[at - 1]) <= ra
-        pos[active] = at + up - down
-        active = active[up | down]
-    return pos
+        moved = at + up - down
+        if active is None:
+            pos, active = moved, np.flatnonzero(up | down)
+        else:
+            pos[active] = moved
+            active = active[up | down]
+        if not active.size:
+            return pos
+        at, xa, ra = pos[active], x[active], r[active]
 
 
 def _count_within(values: np.ndarray, radius: np.ndarray) -> np.ndarray:
