@@ -627,6 +627,22 @@ def test_distinct_rows_counts_copies_in_order_of_first_appearance() -> None:
     np.testing.assert_array_equal(copies, [1, 1])
 
 
+def test_paths_of_different_widths_fitted_side_by_side_equal_each_path_alone() -> None:
+    # a batch of region-score fits stacks LASSO problems whose mutual-information step kept different
+    # numbers of features: the narrower ones are padded with zero columns, cut off again
+    x, y = lasso_case("plain", seed=6)
+    problems = [(x, y, glmnet_lambdas(x, y)), (x[:100, :9], y[:100], glmnet_lambdas(x[:100, :9], y[:100])),
+                (x[50:, :20], y[50:], glmnet_lambdas(x[50:, :20], y[50:]))]  # fmt: skip
+    together = selection._lasso_paths(problems, early_stop=True)
+    for (xi, yi, lam), (b0, b) in zip(problems, together, strict=True):
+        a0, a = selection._lasso_paths([(xi, yi, lam)], early_stop=True)[0]
+        assert b.shape == a.shape and b.shape[1] == xi.shape[1]
+        np.testing.assert_array_equal(b != 0, a != 0)
+        # the same IRLS iterates; the padded columns only change how BLAS blocks its sums (rounding)
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-12)
+        np.testing.assert_allclose(b0, a0, rtol=0, atol=1e-12)
+
+
 def test_region_score_equals_the_coordinate_descent_implementation(
     data: dict, fitted: RegionScore, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -286,14 +286,16 @@ def _lasso_paths(
     max_inner: int = 10_000,
     early_stop: bool = False,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`lasso_logistic_path` for several ``(x, y, lambdas)`` with the same columns, side by side.
+    """:func:`lasso_logistic_path` for several ``(x, y, lambdas)``, side by side.
 
     Each problem follows its own path exactly as alone; their IRLS steps are computed together
-    (stacked arrays: rows padded with zero weight, constant columns zero), which is what makes
-    cross-validation's 1 + K paths cheap.
+    (stacked arrays: rows padded with zero weight, constant columns zero, a problem with fewer
+    columns than the widest padded with zero columns, which get no coefficient and are cut off
+    again), which is what makes cross-validation's 1 + K paths cheap.
     """
     count = len(problems)
-    p = np.asarray(problems[0][0]).shape[1]
+    widths = [np.asarray(pr[0]).shape[1] for pr in problems]
+    p = max(widths)
     # identical cases (a bootstrap resample's copies) become one row weighted by their number
     rows_of = [_distinct_rows(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y, _ in problems]
     n_max = max(len(first) for first, _ in rows_of)
@@ -308,6 +310,8 @@ def _lasso_paths(
     all_lambdas = [np.asarray(pr[2], dtype=float) for pr in problems]
     for i, (x, y, _) in enumerate(problems):
         x = np.asarray(x, dtype=float)
+        if x.shape[1] < p:
+            x = np.hstack([x, np.zeros((len(x), p - x.shape[1]))])
         y = np.asarray(y, dtype=float)
         n = len(y)
         mu = x.mean(axis=0)
@@ -380,7 +384,7 @@ def _lasso_paths(
                 for i in grow:
                     if dev_ratio[i, li] > 0.999 or dev_ratio[i, li] - dev_ratio[i, li - 1] < 1e-5:
                         length[i] = li + 1
-    return [(intercepts[i][: length[i]], coefs[i][: length[i]]) for i in range(count)]
+    return [(intercepts[i][: length[i]], coefs[i][: length[i], : widths[i]]) for i in range(count)]
 
 
 def _distinct_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
