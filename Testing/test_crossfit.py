@@ -94,7 +94,7 @@ def test_out_of_fold_score_is_the_fold_models_score(monkeypatch):
     for region, fitted_on, scorer in fitted[2:]:
         held = table.index.difference(fitted_on)
         np.testing.assert_allclose(model.training_predictors_.loc[held, f"{region}_score"],
-                                   scorer.score(table.loc[held]), rtol=1e-12)  # fmt: skip
+                                   scorer.decision_function(table.loc[held]), rtol=1e-12)  # fmt: skip
 
 
 def test_copies_of_a_case_stay_in_one_fold(monkeypatch):

@@ -214,7 +214,7 @@ def test_informative_features_selected_and_noise_mostly_not(fitted: RegionScore,
     assert len(noise) <= 5, fitted.formula()  # of 30 noise features; lambda.min lets a few in...
     assert fitted.coef_[noise].abs().max() < fitted.coef_[informative].abs().min() / 2  # ...with small weights
     assert (fitted.coef_[informative] > 0).all()
-    score = fitted.score(data["X"])
+    score = fitted.decision_function(data["X"])
     assert score.name == "tumor_score"
     assert auc(data["y"].to_numpy(), score.to_numpy()) > 0.85
 
@@ -765,7 +765,7 @@ def test_to_dict_from_dict_round_trip_is_exact(fitted: RegionScore, data: dict) 
     restored = RegionScore.from_dict(json.loads(text))
     new = make_region(seed=11)["X"]
     for frame in (data["X"], new):
-        np.testing.assert_allclose(restored.score(frame), fitted.score(frame), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(restored.decision_function(frame), fitted.decision_function(frame), rtol=0, atol=1e-12)
     assert restored.formula() == fitted.formula()
     assert restored.selected_ == fitted.selected_
     assert restored.get_params() == fitted.get_params()
@@ -781,7 +781,7 @@ def test_score_is_intercept_plus_coefficients_times_z(fitted: RegionScore, data:
     assert list(z.columns) == fitted.selected_
     manual = (data["X"][fitted.selected_] - data["X"][fitted.selected_].mean()) / data["X"][fitted.selected_].std()
     np.testing.assert_allclose(z, manual, atol=1e-10)
-    np.testing.assert_allclose(fitted.score(data["X"]), fitted.intercept_ + manual @ fitted.coef_, atol=1e-10)
+    np.testing.assert_allclose(fitted.decision_function(data["X"]), fitted.intercept_ + manual @ fitted.coef_, atol=1e-10)
 
 
 def test_formula_text_and_table(fitted: RegionScore, tmp_path: Path) -> None:
@@ -812,20 +812,20 @@ def test_determinism_for_a_seed(data: dict, fitted: RegionScore) -> None:
 def test_missing_column_and_nan_errors_name_them(fitted: RegionScore, data: dict) -> None:
     first = fitted.selected_[0]
     with pytest.raises(InputError, match=first) as err:
-        fitted.score(data["X"].drop(columns=[first]))
+        fitted.decision_function(data["X"].drop(columns=[first]))
     assert "missing feature column" in str(err.value)
     x = data["X"].copy()
     x.loc["P005", first] = np.nan
     with pytest.raises(InputError) as err:
-        fitted.score(x)
+        fitted.decision_function(x)
     assert err.value.case == "P005" and err.value.column == first
     # a NaN in a feature the score does not use is fine
     unused = next(c for c in data["X"].columns if c not in fitted.selected_)
     x = data["X"].copy()
     x.loc["P005", unused] = np.nan
-    assert np.isfinite(fitted.score(x)).all()
+    assert np.isfinite(fitted.decision_function(x)).all()
     with pytest.raises(ALNMError, match="not fitted"):
-        RegionScore("tumor").score(data["X"])
+        RegionScore("tumor").decision_function(data["X"])
 
 
 def test_bad_training_input_is_reported(data: dict) -> None:
@@ -932,7 +932,7 @@ def test_out_of_range_values_are_clipped_to_the_training_range(fitted: RegionSco
     np.testing.assert_array_equal(fitted.upper_[fitted.selected_], x[fitted.selected_].max())
     unclipped = RegionScore.from_dict({**fitted.to_dict(), "params": {**fitted.get_params(), "clip": False}})
     # training cases are inside their own range: clipping changes nothing there
-    np.testing.assert_array_equal(fitted.score(x), unclipped.score(x))
+    np.testing.assert_array_equal(fitted.decision_function(x), unclipped.decision_function(x))
     assert fitted.out_of_range(x).eq(0).all()
 
     cases = x.iloc[[0, 0, 0]].copy()
@@ -941,13 +941,13 @@ def test_out_of_range_values_are_clipped_to_the_training_range(fitted: RegionSco
     cases.loc["far_high", feature] = hi + 1000 * span
     cases.loc["far_low", feature] = lo - 1000 * span
     cases.loc["at_max", feature] = hi
-    scores = fitted.score(cases)
+    scores = fitted.decision_function(cases)
     assert scores["far_high"] == pytest.approx(scores["at_max"], abs=1e-12)
     at_min = cases.loc[["at_max"]].copy()
     at_min.loc["at_max", feature] = lo
-    assert scores["far_low"] == pytest.approx(fitted.score(at_min).iloc[0], abs=1e-12)
+    assert scores["far_low"] == pytest.approx(fitted.decision_function(at_min).iloc[0], abs=1e-12)
     # without clipping the far case moves the score by about 1000 training ranges
-    moved = unclipped.score(cases)["far_high"] - scores["far_high"]
+    moved = unclipped.decision_function(cases)["far_high"] - scores["far_high"]
     assert abs(moved) == pytest.approx(abs(fitted.coef_[feature]) * 1000 * span / fitted.sds_[feature], rel=1e-9)
     assert fitted.out_of_range(cases).to_dict() == {"far_high": 1, "far_low": 1, "at_max": 0}
     _, text = fitted.write_formula(tmp_path / "tumor_score.csv")
@@ -964,10 +964,22 @@ def test_score_saved_without_training_ranges_does_not_clip(fitted: RegionScore, 
     case[feature] = data["X"][feature].max() + 50 * data["X"][feature].std()
     sel = fitted.selected_
     expected = fitted.intercept_ + float(((case[sel] - fitted.means_[sel]) / fitted.sds_[sel]).iloc[0] @ fitted.coef_[sel])
-    assert old.score(case).iloc[0] == pytest.approx(expected, abs=1e-10)
+    assert old.decision_function(case).iloc[0] == pytest.approx(expected, abs=1e-10)
     assert old.out_of_range(case).iloc[0] == 0
-    assert fitted.score(case).iloc[0] != pytest.approx(expected, abs=1e-3)
+    assert fitted.decision_function(case).iloc[0] != pytest.approx(expected, abs=1e-3)
     with pytest.raises(BundleError, match="minimums and maximums"):
         RegionScore.from_dict({**d, "maxs": d["maxs"][:-1]})
     with pytest.raises(BundleError, match="minimums and maximums"):
         RegionScore.from_dict({k: v for k, v in d.items() if k != "maxs"})
+
+
+def test_region_score_is_a_scikit_learn_estimator() -> None:
+    from sklearn.base import clone
+
+    score = RegionScore("ln", mi_top_k=12, lasso_rule="lambda.1se", clip=False)
+    assert score.get_params() == {**RegionScore("x").get_params(), "region": "ln", "mi_top_k": 12,
+                                  "lasso_rule": "lambda.1se", "clip": False}  # fmt: skip
+    copy = clone(score)
+    assert copy is not score and copy.get_params() == score.get_params()
+    assert copy.set_params(mi_top_k=5).mi_top_k == 5 and score.mi_top_k == 12
+    assert not hasattr(RegionScore, "score")  # the region score is decision_function: score() means fit quality

@@ -665,7 +665,7 @@ class ALNMModel(BaseEstimator):
                 notes.append(f"{region} score, fold {k} of {folds}: {error}; its held-out cases got the "
                              "fold's log-odds of metastasis")  # fmt: skip
                 continue
-            scores.loc[held_ids, score_column(region)] = scorer.score(table.loc[held_ids]).to_numpy()
+            scores.loc[held_ids, score_column(region)] = scorer.decision_function(table.loc[held_ids]).to_numpy()
             for feature in scorer.selected_:
                 kept[region][feature] = kept[region].get(feature, 0) + 1
         self.crossfit_ = {
@@ -713,7 +713,7 @@ class ALNMModel(BaseEstimator):
         """Region scores plus the clinical columns, one row per case."""
         out = pd.DataFrame(index=table.index)
         for region, scorer in self.region_scores_.items():
-            out[score_column(region)] = scorer.score(table)
+            out[score_column(region)] = scorer.decision_function(table)
         for col in self.clinical:
             if col not in table.columns:
                 raise InputError("clinical factor missing from the input", column=col)
@@ -772,7 +772,7 @@ class ALNMModel(BaseEstimator):
         for var in self.combined_model_.variables:
             region = next((r for r in self.regions if var == score_column(r)), None)
             if region is not None:
-                out[var] = self.region_scores_[region].score(table)
+                out[var] = self.region_scores_[region].decision_function(table)
             elif var in table.columns:
                 out[var] = table[var]
             else:

@@ -397,7 +397,7 @@ def predict_cases(
     good = data.loc[ok]
     if len(good):
         for region, scorer in model.region_scores_.items():
-            out.loc[ok, score_column(region)] = scorer.score(good).to_numpy()
+            out.loc[ok, score_column(region)] = scorer.decision_function(good).to_numpy()
             out.loc[ok, f"{region}_out_of_range"] = scorer.out_of_range(good).to_numpy()
         predictors = pd.DataFrame(index=good.index)
         for region in model.region_scores_:

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit
 from scipy.stats import rankdata
+from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import scale
 from sklearn.utils import check_random_state
@@ -820,7 +821,7 @@ def _plain(value: Any) -> Any:
 # The estimator
 
 
-class RegionScore:
+class RegionScore(BaseEstimator):
     """Feature selection and LASSO score for one region, fitted on training cases only.
 
     Parameters: ``region`` (name used in the score's name and formula), ``icc_threshold`` and
@@ -863,6 +864,7 @@ class RegionScore:
         self.random_state = random_state
         self.clip = clip
 
+    #: the constructor parameters, in order (scikit-learn's get_params reads them from __init__)
     _PARAMS = (
         "region",
         "icc_threshold",
@@ -877,10 +879,6 @@ class RegionScore:
         "random_state",
         "clip",
     )
-
-    def get_params(self) -> dict[str, Any]:
-        """The constructor parameters."""
-        return {name: getattr(self, name) for name in self._PARAMS}
 
     def __repr__(self) -> str:
         return f"RegionScore(region={self.region!r}, lasso_rule={self.lasso_rule!r})"
@@ -1273,8 +1271,9 @@ class RegionScore:
         outside = values.lt(self.lower_) | values.gt(self.upper_)
         return outside.sum(axis=1).astype(int).rename(name)
 
-    def score(self, X: pd.DataFrame) -> pd.Series:
-        """The region score ``intercept + sum(coef × z)`` of each case of ``X`` (a log-odds)."""
+    def decision_function(self, X: pd.DataFrame) -> pd.Series:
+        """The region score ``intercept + sum(coef × z)`` of each case of ``X`` (a log-odds, as scikit-learn's
+        ``decision_function`` of a linear classifier)."""
         z = self.transform(X)
         total = np.full(len(z), self.intercept_)
         for f in self.selected_:
