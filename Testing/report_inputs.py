@@ -227,6 +227,7 @@ def make_model_summary(seed: int = 1) -> dict[str, Any]:
              "bootstrap": max(0.0, 0.95 - 0.04 * j)}
             for region in ("tumor", "ln") for j in range(25)
         ],  # fmt: skip
+        "not_computed_features": {"tumor": [f"tumor_wavelet-LLH_f{i}" for i in range(372)], "ln": []},
     }
 
 

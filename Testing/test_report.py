@@ -267,6 +267,8 @@ def test_readers_methods_and_warnings(full_report, inputs) -> None:
     assert dict((row[0], row[1]) for row in page.tables["seeds"]) == {"random_state": "0"}
     degenerate = page.tables["degenerate"]
     assert degenerate[0] == ["ln (3)", "ln_wavelet_x, ln_wavelet_y, ln_wavelet_z"]
+    assert "Not computed (tumor 372): the z-high-pass wavelet features" in page.text("methods")
+    assert "--full-table computes them" in page.text("methods")
     assert "alnm demo --out demo" in page.text("methods")
     assert "ln score: 3 degenerate features dropped" in page.text("warnings")
     assert "2 warning(s) and 1 failed case(s)" in page.text("summary")

@@ -369,7 +369,8 @@ def _handcrafted_task(task: dict[str, Any]) -> dict[str, Any]:
 
         extractor = _WORKER_EXTRACTORS.get(task["settings_hash"])
         if extractor is None:
-            extractor = _WORKER_EXTRACTORS[task["settings_hash"]] = HandcraftedExtractor(task["params"])
+            extractor = HandcraftedExtractor(task["params"], full_table=task["full_table"])
+            _WORKER_EXTRACTORS[task["settings_hash"]] = extractor
         image, mask = _load_roi(task)
         out["no_spacing"] = image.spacing is None
         features = extractor.extract(
@@ -611,7 +612,8 @@ def _run_handcrafted(
                     callback("handcrafted", done, len(items))
                 continue
             task = _task_base(item)
-            task.update(key=key, cache_path=str(path), params=extractor.params, settings_hash=settings_hash)
+            task.update(key=key, cache_path=str(path), params=extractor.params, full_table=extractor.full_table,
+                        settings_hash=settings_hash)
             tasks.append(task)
         by_index = {item.index: item for item in items}
         no_spacing = 0
@@ -943,6 +945,7 @@ def extract_cohort(
     settings: Mapping[str, Any] | None = None,
     variants: Sequence[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    full_table: bool = False,
 ) -> ExtractionResult:
     """Extract the feature table of ``cohort`` into ``out_dir`` (cache in ``out_dir/cache``).
 
@@ -959,6 +962,9 @@ def extract_cohort(
     ``settings``: the run's resolved settings, recorded in ``extraction.json`` as they are.
     ``variants``: only these mask variants (``["main"]`` when applying a model: no re-segmentations).
     ``cache_dir``: the feature cache (default ``out_dir/cache``), e.g. a training run's, shared by key.
+    ``full_table``: also compute the handcrafted features that are rounding noise on a 2D image (the
+    ``paper`` preset's 372 z-high-pass wavelet features, for the study's whole 851-column table); by
+    default they are left out and listed in ``info["handcrafted"]["not_computed"]``.
     A failing item is recorded in ``status`` / ``failed`` and the run goes on.
     """
     started = time.perf_counter()
@@ -979,7 +985,9 @@ def extract_cohort(
 
     from ALNMPredictorLib.handcrafted import HandcraftedExtractor
 
-    hc_extractor = None if handcrafted is None else HandcraftedExtractor(handcrafted, normalize=normalize)
+    hc_extractor = (
+        None if handcrafted is None else HandcraftedExtractor(handcrafted, normalize=normalize, full_table=full_table)
+    )
     base = None
     if normalize:
         deep_options = {"intensity": "zscore", **dict(deep_options or {})}
@@ -1238,6 +1246,8 @@ def _info(
             "params": hc_extractor.params,
             "settings_hash": hc_extractor.settings_hash,
             "features_per_region": len(hc_extractor.feature_names()),
+            "full_table": hc_extractor.full_table,
+            "not_computed": hc_extractor.not_computed_features(),
         },
         "deep": deep_info,
         "versions": _versions(),
@@ -1299,6 +1309,11 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--finetune", dest="deep_finetune", choices=("frozen", "full"), default=None,
                         help="deep head training mode (default: frozen)")  # fmt: skip
     parser.add_argument(
+        "--full-table", action="store_true", default=None,
+        help="also compute the features that are rounding noise on a 2D image (the paper preset's 372 z-high-pass "
+        "wavelet features), for the study's whole 851-column table (default: left out, listed in extraction.json)",
+    )  # fmt: skip
+    parser.add_argument(
         "--normalize", action=argparse.BooleanOptionalAction, default=None,
         help="standardise each image's intensities first (pyradiomics normalize; deep crops zscore) (default: on)",
     )  # fmt: skip
@@ -1335,6 +1350,7 @@ def run_extract(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         normalize=settings.normalize,
         settings=settings.record(),
+        full_table=settings.full_table,
     )
     for case_id, region, variant, error in result.failed[:20]:
         print(f"failed: {case_id} {region} ({variant}): {error}", file=sys.stderr)
@@ -1351,6 +1367,13 @@ def _summary(result: ExtractionResult, counts: Mapping[str, Any], seconds: float
     )
     return (
         f"{counts['cases']} cases, {counts['rows']} rows, {counts['features']} features "
-        f"({len(result.degenerate)} flagged degenerate), {len(result.failed)} failure(s); {stages}; "
+        f"({len(result.degenerate)} flagged degenerate{_not_computed_text(result)}), {len(result.failed)} failure(s); "
+        f"{stages}; "
         f"{seconds:.1f} s -> {result.out_dir}"
     )
+
+
+def _not_computed_text(result: ExtractionResult) -> str:
+    handcrafted = result.info.get("handcrafted") or {}
+    count = len(handcrafted.get("not_computed") or []) * len(result.info.get("regions") or [])
+    return f"; {count} rounding-noise features not computed" if count else ""

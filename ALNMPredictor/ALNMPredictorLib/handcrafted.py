@@ -4,9 +4,12 @@ Two presets ship in ``Resources/Parameters``:
 
 - ``paper``: the reference study's 851 features per ROI (the 2D image as a one-slice volume, default
   feature classes on Original + coif1 level-1 Wavelet, binWidth 25, force2D off). Its four z-high-pass
-  wavelet images are rounding noise on a single slice; their features are kept (the study counted
-  them) and listed by :meth:`HandcraftedExtractor.degenerate_features` so that selection drops them.
-- ``us2d``: a true 2D configuration (force2D, shape2D, in-plane wavelets, binWidth 5 for 8-bit images).
+  wavelet images are rounding noise on a single slice: their 372 features are not computed unless
+  ``full_table=True`` asks for the study's whole 851-column table, and then they are flagged by
+  :meth:`HandcraftedExtractor.degenerate_features` so that selection drops them. The 3D shape's
+  LeastAxisLength and Flatness are 0 on one slice: they are computed, and always flagged.
+- ``us2d``: a true 2D configuration (force2D, shape2D, in-plane wavelets, binWidth 5 for 8-bit images),
+  474 features.
 
 Any pyradiomics parameter file (YAML/JSON) or dict can be used instead. Images are always cast to
 float64 before pyradiomics sees them: with numpy 2, an 8-bit image and an integer binWidth overflow
@@ -28,10 +31,15 @@ feature values (see :func:`crop_margin` and ``Testing/test_reliability_resources
   with the same arithmetic (shift, scale, outlier clipping, ``normalizeScale``).
 - Other filters (LoG, gradient, LBP, square, ...) and resampling read further or use whole-image
   values: with those, pyradiomics gets the whole image as before.
+
+pyradiomics' 3D shape class (``paper``) searches every pair of mesh vertices for its diameters, which
+on a one-slice volume costs the square of the ROI's pixel count; :mod:`ALNMPredictorLib.shape3d`
+gives the same diameters (bit for bit) and mesh area and volume (to 1e-11 relative) without it.
 """
 
 from __future__ import annotations
 
+import collections
 import contextlib
 import copy
 import hashlib
@@ -49,10 +57,11 @@ import pywt
 import radiomics
 import SimpleITK as sitk
 import yaml
-from radiomics import featureextractor
+from radiomics import featureextractor, imageoperations
 
 from ALNMPredictorLib.errors import InputError
 from ALNMPredictorLib.imaging import NORMALIZE_SCALE
+from ALNMPredictorLib.shape3d import OneSliceShape
 
 __all__ = [
     "PARAMETERS_DIR",
@@ -71,6 +80,10 @@ PARAMETERS_DIR = Path(__file__).resolve().parent.parent / "Resources" / "Paramet
 
 # Bumped whenever this module changes how it turns arrays into pyradiomics input (part of settings_hash).
 _PIPELINE_VERSION = 1
+# The 3D shape class's coefficients (shape3d), part of settings_hash of parameters that use that class.
+_SHAPE3D_VERSION = 1
+#: 3D shape features that are 0 on a one-slice volume (its smallest principal axis has no extent)
+ZERO_ON_ONE_SLICE = ("LeastAxisLength", "Flatness")
 # ITU-R BT.601 luma weights (those of Pillow's "L" conversion), for colour images.
 _LUMA = np.array([0.299, 0.587, 0.114])
 
@@ -366,27 +379,93 @@ def _standardise(image: sitk.Image, mean: float, sigma: float, settings: Mapping
 _WAVELET_NAME = re.compile(r"^wavelet\d*-([LH]+)$")
 
 
+def _z_position(params: Mapping[str, Any]) -> int | None:
+    """Position of the z axis in pyradiomics' wavelet image names (``wavelet-LLH``: the last letter for a
+    3D wavelet), or None when the wavelet does not filter along z (force2D on axis 0) or is not used."""
+    image_types = params.get("imageType") or {}
+    if "Wavelet" not in image_types:
+        return None
+    merged = {**(params.get("setting") or {}), **(image_types["Wavelet"] or {})}
+    axes = [2, 1, 0]  # pyradiomics' wavelet axes (x, y, z) for a 3D volume
+    if merged.get("force2D", False):
+        axes.remove(merged.get("force2Ddimension", 0))
+    return axes.index(0) if 0 in axes else None
+
+
+def _is_z_high_pass(image_type: str, z_position: int | None) -> bool:
+    match = _WAVELET_NAME.match(image_type)
+    return z_position is not None and match is not None and match.group(1)[z_position] == "H"
+
+
+class _Extractor(featureextractor.RadiomicsFeatureExtractor):
+    """pyradiomics' extractor with two shortcuts that leave every value it returns as pyradiomics gives it.
+
+    - ``skip_z_position``: wavelet images high-pass along z (whose name has an ``H`` at that position) are
+      filtered as before but their features are not computed (they are rounding noise on one slice).
+    - The 3D ``shape`` class is :class:`~ALNMPredictorLib.shape3d.OneSliceShape`: pyradiomics' class with
+      the one-slice coefficients of :mod:`ALNMPredictorLib.shape3d`.
+    """
+
+    skip_z_position: int | None = None
+
+    def computeFeatures(self, image: Any, mask: Any, imageTypeName: str, **kwargs: Any) -> Any:  # noqa: N802, N803
+        if _is_z_high_pass(imageTypeName, self.skip_z_position):
+            return collections.OrderedDict()
+        return super().computeFeatures(image, mask, imageTypeName, **kwargs)
+
+    def computeShape(self, image: Any, mask: Any, boundingBox: Any, **kwargs: Any) -> Any:  # noqa: N802, N803
+        enabled = self.enabledFeatures
+        if "shape" not in enabled or mask.GetDimension() != 3:
+            return super().computeShape(image, mask, boundingBox, **kwargs)
+        features: collections.OrderedDict[str, Any] = collections.OrderedDict()
+        cropped_image, cropped_mask = imageoperations.cropToTumorMask(image, mask, boundingBox)
+        shape = OneSliceShape(cropped_image, cropped_mask, **kwargs)
+        for name in enabled["shape"] or ():
+            shape.enableFeatureByName(name)
+        for name, value in shape.execute().items():
+            features[f"original_shape_{name}"] = value
+        if len(enabled) > 1:  # shape2D too: pyradiomics' own code, without the 3D class
+            self.enabledFeatures = {k: v for k, v in enabled.items() if k != "shape"}
+            try:
+                features.update(super().computeShape(image, mask, boundingBox, **kwargs))
+            finally:
+                self.enabledFeatures = enabled
+        return features
+
+
 class HandcraftedExtractor:
     """pyradiomics feature extraction for 2D ROIs with a fixed parameter set.
 
     ``params`` is a preset name (:data:`PRESETS`), a pyradiomics YAML/JSON file, or a parameter dict.
     ``normalize`` adds pyradiomics' whole-image standardisation (``normalize: true``,
     ``normalizeScale: 32``, so one SD of the image is 32 grey levels and ``binWidth`` keeps its
-    8-bit meaning) unless the parameters already set ``normalize``. The pyradiomics extractor is
-    built once here and reused for every ROI.
+    8-bit meaning) unless the parameters already set ``normalize``. ``full_table`` also computes the
+    features that are rounding noise on a single slice (the ``paper`` preset's 372 z-high-pass wavelet
+    features, for the study's whole 851-column table); without it they are left out and listed by
+    :meth:`not_computed_features`. The pyradiomics extractor is built once here and reused for every ROI.
     """
 
-    def __init__(self, params: str | PathLike[str] | Mapping[str, Any] = "paper", *, normalize: bool = False) -> None:
+    def __init__(
+        self,
+        params: str | PathLike[str] | Mapping[str, Any] = "paper",
+        *,
+        normalize: bool = False,
+        full_table: bool = False,
+    ) -> None:
         self.preset: str | None = params if isinstance(params, str) and params in PRESETS else None
         self.params: dict[str, Any] = load_params(params)
+        self.full_table = bool(full_table)
         setting = dict(self.params.get("setting") or {})
         if normalize and "normalize" not in setting:
             setting.update(normalize=True, normalizeScale=NORMALIZE_SCALE)
             self.params["setting"] = setting
         with _quiet_extension_loading():
-            self._extractor = featureextractor.RadiomicsFeatureExtractor(copy.deepcopy(self.params))
+            self._extractor = _Extractor(copy.deepcopy(self.params))
         # Diagnostics are dropped anyway: do not spend time computing them.
         self._extractor.settings["additionalInfo"] = False
+        self._z_position = _z_position(self.params)
+        if not self.full_table:
+            self._extractor.skip_z_position = self._z_position
         # Each ROI is cropped with this margin before pyradiomics (None: the whole image is needed).
         self._crop_margin: int | None = crop_margin(self._extractor.settings, self._extractor.enabledImagetypes)
         # Crops get their whole-image standardisation here, so this extractor does not standardise again.
@@ -397,17 +476,23 @@ class HandcraftedExtractor:
             self._crop_extractor.settings["normalize"] = False
         self._label = int((self.params.get("setting") or {}).get("label", 1))
         self._names: list[str] | None = None
+        self._all_names: list[str] | None = None
         self._warned_spacing = False
         self._noted_degenerate = False
 
     @property
     def settings_hash(self) -> str:
-        """sha256 of the canonical parameters, the pyradiomics version and this module's input pipeline."""
-        payload = {
+        """sha256 of the canonical parameters, the pyradiomics version and this module's input pipeline
+        (with the 3D shape code's version and the features left out, where these apply)."""
+        payload: dict[str, Any] = {
             "params": self.params,
             "pyradiomics": radiomics.__version__,
             "pipeline": _PIPELINE_VERSION,
         }
+        if "shape" in (self.params.get("featureClass") or {}):
+            payload["shape3d"] = _SHAPE3D_VERSION
+        if self.not_computed_image_types():
+            payload["not_computed"] = self.not_computed_image_types()
         return hashlib.sha256(_canonical_json(payload).encode("utf-8")).hexdigest()
 
     def extract(
@@ -443,7 +528,7 @@ class HandcraftedExtractor:
         return {prefix + name: value for name, value in features.items()}
 
     def _extract(
-        self, image: Any, mask: Any, spacing: Any, *, case: str | None, column: str | None
+        self, image: Any, mask: Any, spacing: Any, *, case: str | None, column: str | None, full: bool = False
     ) -> dict[str, float]:
         grey = to_grey(image, case=case, column=column, copy=False)  # never modified: no copy needed
         roi = roi_mask(mask, grey.shape, case=case, column=column)
@@ -459,6 +544,9 @@ class HandcraftedExtractor:
                 extractor = self._crop_extractor
                 grey, roi = grey[rows, cols], roi[rows, cols]
                 origin = (cols.start * col, rows.start * row, 0.0)
+        if full and extractor.skip_z_position is not None:
+            extractor = copy.copy(extractor)  # shallow: the same settings, every feature computed
+            extractor.skip_z_position = None
 
         sitk_image = sitk.GetImageFromArray(grey[np.newaxis])
         label_type = np.uint8 if self._label <= 255 else np.uint32
@@ -476,17 +564,25 @@ class HandcraftedExtractor:
             name: _to_float(value) for name, value in result.items() if not name.startswith("diagnostics_")
         }
 
-    def feature_names(self, prefix: str = "") -> list[str]:
-        """Names of the features this parameter set gives, in output order (from a synthetic ROI)."""
-        if self._names is None:
+    def all_feature_names(self, prefix: str = "") -> list[str]:
+        """Names of every feature of the parameter set, those not computed included (the full table), in
+        pyradiomics' order (from one synthetic ROI, computed once)."""
+        if self._all_names is None:
             rng = np.random.default_rng(0)
             rows, cols = np.mgrid[:48, :56]
             image = rng.uniform(0.0, 255.0, size=rows.shape)
             mask = ((rows - 24) / 15.0) ** 2 + ((cols - 28) / 19.0) ** 2 <= 1.0
-            self._names = list(self._extract(image, mask, (1.0, 1.0), case=None, column=None))
+            self._all_names = list(self._extract(image, mask, (1.0, 1.0), case=None, column=None, full=True))
+        return [prefix + name for name in self._all_names]
+
+    def feature_names(self, prefix: str = "") -> list[str]:
+        """Names of the features this extractor gives, in output order."""
+        if self._names is None:
+            skip = set(self.not_computed_image_types())
+            self._names = [n for n in self.all_feature_names() if n.split("_", 1)[0] not in skip]
         return [prefix + name for name in self._names]
 
-    def degenerate_image_types(self) -> list[str]:
+    def noise_image_types(self) -> list[str]:
         """Filtered images of this parameter set that carry only numerical noise on a single slice.
 
         With force2D off, pyradiomics' wavelet also filters along z. A 2D image is a one-slice
@@ -495,46 +591,69 @@ class HandcraftedExtractor:
         one level) is about ±1e-13: its first-order and texture features encode rounding error.
         Low-pass along z (``...L``) is the 2D decomposition scaled by √2 and is sound.
         """
-        image_types = self.params.get("imageType") or {}
-        if "Wavelet" not in image_types:
-            return []
-        merged = {**(self.params.get("setting") or {}), **(image_types["Wavelet"] or {})}
-        axes = [2, 1, 0]  # pyradiomics' wavelet axes (x, y, z) for a 3D volume
-        if merged.get("force2D", False):
-            axes.remove(merged.get("force2Ddimension", 0))
-        if 0 not in axes:
-            return []
-        z_pos = axes.index(0)
         found: list[str] = []
-        for name in self.feature_names():
+        for name in self.all_feature_names():
             image_type = name.split("_", 1)[0]
-            match = _WAVELET_NAME.match(image_type)
-            if match and match.group(1)[z_pos] == "H" and image_type not in found:
+            if _is_z_high_pass(image_type, self._z_position) and image_type not in found:
                 found.append(image_type)
         return found
 
-    def degenerate_features(self, prefix: str = "") -> list[str]:
-        """Features that are numerical noise on a single slice (see :meth:`degenerate_image_types`).
+    def noise_features(self, prefix: str = "") -> list[str]:
+        """Features of :meth:`noise_image_types` (``paper``: 4 x 93 = 372), computed or not."""
+        bad = set(self.noise_image_types())
+        return [prefix + name for name in self.all_feature_names() if name.split("_", 1)[0] in bad]
 
-        For the ``paper`` preset: the 4 × 93 = 372 features of wavelet-LLH, -LHH, -HLH and -HHH,
-        kept in the table because the study counted them, and to be dropped by feature selection.
-        The ``us2d`` preset (in-plane wavelets only) has none.
-        """
-        bad = set(self.degenerate_image_types())
-        return [prefix + name for name in self.feature_names() if name.split("_", 1)[0] in bad]
+    def not_computed_image_types(self) -> list[str]:
+        """The noise images whose features this extractor leaves out (none with ``full_table``)."""
+        return [] if self.full_table else self.noise_image_types()
+
+    def not_computed_features(self, prefix: str = "") -> list[str]:
+        """Features of the parameter set left out of the table (``paper``: the 372 noise features)."""
+        return [] if self.full_table else self.noise_features(prefix)
+
+    def zero_shape_features(self, prefix: str = "") -> list[str]:
+        """3D shape features that are 0 on a one-slice volume (:data:`ZERO_ON_ONE_SLICE`) and computed."""
+        names = [f"original_shape_{name}" for name in ZERO_ON_ONE_SLICE]
+        return [prefix + name for name in self.feature_names() if name in names]
+
+    def degenerate_image_types(self) -> list[str]:
+        """The noise images whose features are in the table (flagged): :meth:`noise_image_types` with
+        ``full_table``, else none."""
+        return self.noise_image_types() if self.full_table else []
+
+    def degenerate_features(self, prefix: str = "") -> list[str]:
+        """Features in the table that selection must drop: the 3D shape features that are 0 on one slice
+        (``paper``: 2), and with ``full_table`` the noise features too (``paper``: 372 + 2 = 374).
+        The ``us2d`` preset (shape2D, in-plane wavelets only) has none."""
+        zero = set(self.zero_shape_features())
+        noise = set(self.degenerate_image_types())
+        return [prefix + n for n in self.feature_names() if n in zero or n.split("_", 1)[0] in noise]
 
     def degenerate_reason(self) -> str | None:
-        """A one-paragraph note for logs and reports, or None when no feature is degenerate."""
-        bad = self.degenerate_image_types()
-        if not bad:
+        """A one-paragraph note for logs and reports, or None when no feature is flagged or left out."""
+        parts = []
+        zero = self.zero_shape_features()
+        noise = self.noise_image_types()
+        if noise and not self.full_table:
+            parts.append(
+                f"{len(self.noise_features())} handcrafted features of the z-high-pass wavelet images "
+                f"({', '.join(noise)}) are not computed: they are rounding noise on a single 2D slice (force2D off, "
+                "as in the reference study); full_table / --full-table computes them for the study's whole table"
+            )
+        elif noise:
+            parts.append(
+                f"{len(self.noise_features())} handcrafted features of the z-high-pass wavelet images "
+                f"({', '.join(noise)}) are rounding noise on a single 2D slice (force2D off, as in the reference "
+                "study); they are kept in the feature table but flagged as degenerate and dropped by feature selection"
+            )
+        if zero:
+            parts.append(
+                f"{len(zero)} 3D shape features ({', '.join(n.split('_')[-1] for n in zero)}) are 0 on a one-slice "
+                "volume and are flagged as degenerate"
+            )
+        if not parts:
             return None
-        count = len(self.degenerate_features())
-        return (
-            f"{count} handcrafted features of the z-high-pass wavelet images ({', '.join(bad)}) are "
-            "rounding noise on a single 2D slice (force2D off, as in the reference study); they are kept "
-            "in the feature table but flagged as degenerate and dropped by feature selection. "
-            "Use the 'us2d' preset for sound 2D features."
-        )
+        return "; ".join(parts) + ". Use the 'us2d' preset for sound 2D features."
 
 
 _PRESET_EXTRACTORS: dict[str, HandcraftedExtractor] = {}

@@ -55,6 +55,7 @@ class PipelineSettings:
     handcrafted: str = "paper"
     deep: str = "imagenet"  # imagenet | none | auto | off | path to a VGG19 state dict
     normalize: bool = True  # standardise each image's intensities before extraction (scanner gain, range)
+    full_table: bool = False  # also compute the features that are rounding noise on a 2D image (paper: 372)
     deep_epochs: int = 50
     deep_input_size: int = 224
     deep_finetune: str = "frozen"  # frozen (heads on the ImageNet trunk, the study) | full (the trunk too)
@@ -129,6 +130,7 @@ _SETTING_RULES: dict[str, tuple[type, float | None, float | None]] = {
     "handcrafted": (str, None, None), "deep": (str, None, None), "normalize": (bool, None, None),
     "deep_epochs": (int, 1, None), "deep_input_size": (int, 32, None), "deep_finetune": (str, None, None),
     "seed": (int, 0, None),
+    "full_table": (bool, None, None),
     "workers": (int, 1, None), "icc_threshold": (float, 0.0, 1.0), "icc_form": (str, None, None),
     "corr_threshold": (float, 0.0, 1.0), "mi_top_k": (int, 1, None), "lasso_folds": (int, 2, None),
     "lasso_rule": (str, None, None), "screen_p": (float, 0.0, 1.0), "stepwise_p": (float, 0.0, 1.0),
@@ -255,6 +257,7 @@ def extract_features(
         settings=settings.record(),
         variants=["main"] if (fitted_deep or handcrafted is not None) else None,
         cache_dir=cache_dir,
+        full_table=settings.full_table,
     )
     variants = split_variants(result.table)
     failed: dict[str, str] = {}
@@ -746,6 +749,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
                         help="standardise each image's intensities before extraction, so scanner gain and "
                         "dynamic range do not move the features (default: on)")  # fmt: skip
+    parser.add_argument("--full-table", action="store_true", default=None,
+                        help="also compute the features that are rounding noise on a 2D image (the paper preset's "
+                        "372 z-high-pass wavelet features), for the study's whole 851-column table (default: left "
+                        "out; selection would drop them anyway)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None,
                         help="the LASSO penalty chosen by cross-validation: lambda.min (least CV deviance, the "
@@ -779,8 +786,8 @@ def pipeline_settings(
 
 
 #: PipelineSettings fields that ``alnm train`` / ``run`` / ``extract`` take from the command line
-CLI_SETTINGS = ("handcrafted", "deep", "deep_epochs", "deep_input_size", "deep_finetune", "normalize", "seed",
-                "workers", "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")  # fmt: skip
+CLI_SETTINGS = ("handcrafted", "deep", "deep_epochs", "deep_input_size", "deep_finetune", "normalize", "full_table",
+                "seed", "workers", "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
@@ -929,6 +936,8 @@ def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
             for r, s in model.region_scores_.items()
         },
         "degenerate_features": {r: [d for d in degenerate if str(d).startswith(f"{r}_")] for r in model.region_scores_},
+        "not_computed_features": {r: [f"{r}_{n}" for n in (extraction.get("handcrafted") or {}).get("not_computed") or []]
+                                  for r in model.region_scores_},  # fmt: skip
         "deep_weights": _deep_weights_text(deep) if info.get("feature_source") != "table" else _table_source_text(info),
         "settings": info.get("settings"),
         "seeds": {"seed": (info.get("settings") or {}).get("seed")},

@@ -1001,6 +1001,12 @@ def _section_methods(ms: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
                                 _kv_table([(f"all regions ({len(degenerate)})", ", ".join(map(str, degenerate)))], "degenerate")))  # fmt: skip
     else:
         parts.append('<p id="degenerate" class="note">None.</p>')
+    not_computed = {r: len(v) for r, v in (ms.get("not_computed_features") or {}).items() if v}
+    if not_computed:
+        counts = ", ".join(f"{r} {n}" for r, n in not_computed.items())
+        parts.append(f'<p id="not-computed" class="note">Not computed ({_e(counts)}): the z-high-pass wavelet features, '
+                     "rounding noise on a 2D image (a one-slice volume); <code>--full-table</code> computes them, and "
+                     "they are then listed above.</p>")  # fmt: skip
     skip = {"versions", "deep_weights", "seeds", "settings", "warnings", "failed_cases", "degenerate_features", "readers_simulated"}
     run = [(k, v) for k, v in meta.items() if k not in skip and not isinstance(v, Mapping)]
     if run:
