@@ -65,6 +65,7 @@ __all__ = [
     "TRUNK_BATCH",
     "ExtractionResult",
     "WorkItem",
+    "add_scheduler_option",
     "configure_extract",
     "extract_cohort",
     "file_sha256",
@@ -379,23 +380,29 @@ def _handcrafted_task(task: dict[str, Any]) -> dict[str, Any]:
         out["names"] = list(features)
         out["values"] = [None if not math.isfinite(v) else float(v) for v in features.values()]
         out["seconds"] = time.perf_counter() - started
-        record = {
-            "format": _HC_FORMAT,
-            "version": CACHE_VERSION,
-            "key": task["key"],
-            "settings_hash": task["settings_hash"],
-            "case_id": task["case_id"],
-            "image": task["image_path"],
-            "mask": task["mask_path"],
-            "seconds": out["seconds"],
-            "names": out["names"],
-            "values": out["values"],
-        }
-        write_text(task["cache_path"], json.dumps(record, separators=(",", ":")) + "\n")
+        if task["cache_path"] is not None:  # else the caller writes it (Dask: the cache is where the client runs)
+            _write_handcrafted_cache(task, out)
     except Exception as exc:  # one bad ROI must not stop the cohort
         out["error"] = _error_text(exc)
     out["seconds"] = time.perf_counter() - started
     return out
+
+
+def _write_handcrafted_cache(task: Mapping[str, Any], out: Mapping[str, Any], path: str | None = None) -> None:
+    """Write one ROI's cache entry (atomically) from its task and its successful result."""
+    record = {
+        "format": _HC_FORMAT,
+        "version": CACHE_VERSION,
+        "key": task["key"],
+        "settings_hash": task["settings_hash"],
+        "case_id": task["case_id"],
+        "image": task["image_path"],
+        "mask": task["mask_path"],
+        "seconds": out["seconds"],
+        "names": out["names"],
+        "values": out["values"],
+    }
+    write_text(path or task["cache_path"], json.dumps(record, separators=(",", ":")) + "\n")
 
 
 def _crop_task(task: dict[str, Any]) -> dict[str, Any]:
@@ -441,6 +448,8 @@ def _task_base(item: WorkItem) -> dict[str, Any]:
 
 class _Runner:
     """Runs task functions over items: in-process (1 worker) or in a spawned process pool."""
+
+    writes_cache = False  # the workers write the handcrafted cache entries
 
     def __init__(self, workers: int) -> None:
         self.workers = workers
@@ -517,6 +526,117 @@ class _Runner:
             wait(running)
 
 
+_DASK_READY = False
+#: how long to try to reach a Dask scheduler before giving up
+DASK_CONNECT_SECONDS = 30
+
+
+def _dask_call(fn: Callable[[dict[str, Any]], dict[str, Any]], task: dict[str, Any]) -> dict[str, Any]:
+    """Run a task function in a Dask worker, set up once per worker process as the pool's workers are."""
+    global _DASK_READY
+    if not _DASK_READY:
+        init_worker()
+        _DASK_READY = True
+    return fn(task)
+
+
+class _DaskRunner:
+    """Runs task functions on a Dask distributed cluster: the same tasks and results as :class:`_Runner`.
+
+    ``scheduler``: ``tcp://HOST:PORT`` of a running scheduler, or ``local`` for a ``LocalCluster`` of
+    ``workers`` processes (one thread each) on this machine, started here and closed with the runner.
+    A task whose worker died (killed, out of memory) is run again on another worker by Dask; one that
+    kills ``distributed.scheduler.allowed-failures`` + 1 workers (default 4) is returned as failed.
+    Cache entries are written here, by the client, so the workers need not share its filesystem (they
+    need to read the images and masks at the paths in the manifest).
+    """
+
+    writes_cache = True
+
+    def __init__(self, scheduler: str, workers: int) -> None:
+        try:
+            from distributed import Client, LocalCluster
+        except ImportError:
+            raise ALNMError(
+                "Dask distributed is not installed: pip install 'alnm-predictor[dask]' (or dask[distributed]) "
+                "to use --scheduler"
+            ) from None
+        self.scheduler = scheduler
+        self._cluster = None
+        try:
+            if scheduler == "local":
+                self._cluster = LocalCluster(
+                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    dashboard_address=":0",  # any free port: never the fixed 8787 another cluster may hold
+                )  # fmt: skip
+                self._client = Client(self._cluster, set_as_default=False)
+            else:
+                self._client = Client(scheduler, timeout=DASK_CONNECT_SECONDS, set_as_default=False)
+        except (OSError, TimeoutError) as exc:
+            self.close()
+            raise ALNMError(
+                f"cannot connect to the Dask scheduler at {scheduler}: {exc} (start one with `dask scheduler` and "
+                "workers with `dask worker ADDRESS`, or use --scheduler local)"
+            ) from None
+        threads = sum(self._client.nthreads().values()) or workers
+        self.workers = max(1, threads)
+
+    def __enter__(self) -> _DaskRunner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the client, and the local cluster if this runner started it."""
+        for thing in (getattr(self, "_client", None), self._cluster):
+            if thing is not None:
+                with contextlib.suppress(Exception):
+                    thing.close()
+        self._cluster = None
+
+    def run(
+        self,
+        fn: Callable[[dict[str, Any]], dict[str, Any]],
+        tasks: Sequence[dict[str, Any]],
+        meanwhile: Callable[[], object] | None = None,
+    ) -> Iterator[dict]:
+        """Yield ``fn(task)`` for every task, in completion order; at most 4 tasks per worker thread in flight."""
+        if not tasks:
+            return
+        from distributed import as_completed
+
+        queue = list(reversed(tasks))
+        task_of: dict[Any, dict[str, Any]] = {}
+        stage = getattr(fn, "__name__", "task").strip("_")
+
+        def submit() -> Any:
+            task = queue.pop()
+            future = self._client.submit(_dask_call, fn, task, key=f"alnm-{stage}-{task['index']}-{time.time_ns()}",
+                                         pure=False)  # fmt: skip
+            task_of[future] = task
+            return future
+
+        pending = as_completed([submit() for _ in range(min(len(queue), 4 * self.workers))], loop=self._client.loop)
+        if meanwhile is not None:
+            meanwhile()
+        try:
+            for future in pending:
+                task = task_of.pop(future)
+                try:
+                    out = future.result()
+                except Exception as exc:  # KilledWorker, a lost connection: this task fails, the run goes on
+                    out = {"index": task["index"], "error": f"Dask: {type(exc).__name__}: {exc}", "seconds": 0.0,
+                           "names": None, "values": None, "no_spacing": False, "crop": None}  # fmt: skip
+                if queue:
+                    pending.add(submit())
+                yield out
+        finally:
+            left = list(task_of)
+            if left:
+                self._client.cancel(left)
+
+
 # ---------------------------------------------------------------------------------------------------
 # Result
 
@@ -583,7 +703,7 @@ def _run_handcrafted(
     items: list[WorkItem],
     extractor: HandcraftedExtractor,
     cache_dir: Path,
-    runner: _Runner,
+    runner: _Runner | _DaskRunner,
     counts: dict[str, int],
     failures: list[_Failure],
     seconds: dict[tuple[str, int], float],
@@ -596,6 +716,7 @@ def _run_handcrafted(
     cache = cache_dir / "handcrafted"
     results: dict[int, dict[str, float]] = {}
     tasks = []
+    paths: dict[int, tuple[dict[str, Any], Path]] = {}
     bar = _progress_bar(len(items), "handcrafted", progress)
     done = 0
     try:
@@ -612,9 +733,10 @@ def _run_handcrafted(
                     callback("handcrafted", done, len(items))
                 continue
             task = _task_base(item)
-            task.update(key=key, cache_path=str(path), params=extractor.params, full_table=extractor.full_table,
-                        settings_hash=settings_hash)
+            task.update(key=key, cache_path=None if runner.writes_cache else str(path), params=extractor.params,
+                        full_table=extractor.full_table, settings_hash=settings_hash)  # fmt: skip
             tasks.append(task)
+            paths[item.index] = (task, path)
         by_index = {item.index: item for item in items}
         no_spacing = 0
         # the column names (one synthetic extraction) are needed later: get them while the workers start
@@ -625,6 +747,9 @@ def _run_handcrafted(
                 failures.append(_Failure(item, item.case_id, item.region, item.variant, "handcrafted", out["error"]))
                 counts["failed"] += 1
             else:
+                if runner.writes_cache:
+                    task, path = paths[item.index]
+                    _write_handcrafted_cache(task, out, str(path))
                 results[item.index] = {
                     n: (math.nan if v is None else v) for n, v in zip(out["names"], out["values"], strict=True)
                 }
@@ -682,7 +807,7 @@ def _save_npy(path: Path, array: np.ndarray) -> None:
 def _compute_crops(
     items: Sequence[WorkItem],
     model: DeepFeatureExtractor,
-    runner: _Runner,
+    runner: _Runner | _DaskRunner,
     failures: list[_Failure],
     seconds: dict[tuple[str, int], float],
 ) -> dict[int, np.ndarray]:
@@ -713,7 +838,7 @@ def _ensure_trunk(
     items: Sequence[WorkItem],
     model: DeepFeatureExtractor,
     cache_dir: Path,
-    runner: _Runner,
+    runner: _Runner | _DaskRunner,
     counts: dict[str, int],
     failures: list[_Failure],
     seconds: dict[tuple[str, int], float],
@@ -800,7 +925,7 @@ def _deep_stage(
     base: DeepFeatureExtractor | None,
     fitted_deep: Mapping[str, DeepFeatureExtractor] | None,
     cache_dir: Path,
-    runner: _Runner,
+    runner: _Runner | _DaskRunner,
     counts: dict[str, dict[str, int]],
     failures: list[_Failure],
     seconds: dict[tuple[str, int], float],
@@ -946,6 +1071,7 @@ def extract_cohort(
     variants: Sequence[str] | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
     full_table: bool = False,
+    scheduler: str | None = None,
 ) -> ExtractionResult:
     """Extract the feature table of ``cohort`` into ``out_dir`` (cache in ``out_dir/cache``).
 
@@ -965,6 +1091,9 @@ def extract_cohort(
     ``full_table``: also compute the handcrafted features that are rounding noise on a 2D image (the
     ``paper`` preset's 372 z-high-pass wavelet features, for the study's whole 851-column table); by
     default they are left out and listed in ``info["handcrafted"]["not_computed"]``.
+    ``scheduler``: run the per-ROI tasks on a Dask distributed cluster instead of a process pool:
+    ``tcp://HOST:PORT`` of its scheduler, or ``local`` for a local cluster of ``workers`` processes
+    (the same cache, failure records and resume; see :class:`_DaskRunner`).
     A failing item is recorded in ``status`` / ``failed`` and the run goes on.
     """
     started = time.perf_counter()
@@ -1007,7 +1136,10 @@ def extract_cohort(
     no_spacing = 0
     n_workers = max(1, min(n_workers, len(items)))
 
-    with _Runner(n_workers) as runner:
+    runner: _Runner | _DaskRunner = _DaskRunner(scheduler, n_workers) if scheduler else _Runner(n_workers)
+    if scheduler:
+        logger.info("extracting on the Dask cluster %s (%d worker threads)", scheduler, runner.workers)
+    with runner:
         if hc_extractor is not None:
             counts["handcrafted"] = {"computed": 0, "cached": 0, "failed": 0}
             hc_values, no_spacing = _run_handcrafted(
@@ -1050,10 +1182,11 @@ def extract_cohort(
     failed = [(f.case_id, f.region, f.variant, f.error) for f in failures]
     info = _info(
         cohort, table, items, failures, counts, hc_extractor, deep, deep_options, models, origin,
-        degenerate_groups, columns_by_region, n_workers, time.perf_counter() - started,
+        degenerate_groups, columns_by_region, runner.workers, time.perf_counter() - started,
     )
     if settings is not None:
         info["settings"] = dict(settings)
+    info["scheduler"] = scheduler
     _write_outputs(out_dir, table, status, info)
     return ExtractionResult(
         table=table,
@@ -1320,12 +1453,23 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
     from ALNMPredictorLib.preflight import positive_int
 
     parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    add_scheduler_option(parser)
     parser.add_argument("--seed", type=int, default=None, help="seed of the deep head training (default: 0)")
     parser.add_argument("--epochs", dest="deep_epochs", type=int, default=None,
                         help="deep head training epochs (default: 50)")  # fmt: skip
     parser.add_argument("--input-size", dest="deep_input_size", type=int, default=None,
                         help="deep input crop size (default: 224)")  # fmt: skip
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+
+def add_scheduler_option(parser: argparse.ArgumentParser) -> None:
+    """``--scheduler`` / ``--dask``: extract on a Dask distributed cluster (``alnm extract``, ``train``, ``run``)."""
+    parser.add_argument(
+        "--scheduler", "--dask", dest="scheduler", default=None, metavar="tcp://HOST:PORT|local",
+        help="send the per-ROI extraction tasks to a Dask distributed cluster: the address of its scheduler, or "
+        "local for a local cluster of --workers processes (default: a process pool on this machine); needs "
+        "pip install 'alnm-predictor[dask]'",
+    )  # fmt: skip
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -1351,6 +1495,7 @@ def run_extract(args: argparse.Namespace) -> int:
         normalize=settings.normalize,
         settings=settings.record(),
         full_table=settings.full_table,
+        scheduler=settings.scheduler,
     )
     for case_id, region, variant, error in result.failed[:20]:
         print(f"failed: {case_id} {region} ({variant}): {error}", file=sys.stderr)

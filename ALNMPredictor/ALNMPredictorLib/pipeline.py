@@ -61,6 +61,7 @@ class PipelineSettings:
     deep_finetune: str = "frozen"  # frozen (heads on the ImageNet trunk, the study) | full (the trunk too)
     seed: int = 0
     workers: int | None = None
+    scheduler: str | None = None  # a Dask scheduler (tcp://HOST:PORT) or "local" for extraction; None: process pool
     icc_threshold: float = 0.80
     icc_form: str = "ICC2"
     corr_threshold: float = 0.9
@@ -78,7 +79,7 @@ class PipelineSettings:
         """Check every value's type and range (study.yaml is free text: ``mi_top_k: thirty``, ``normalize: 'no'``)."""
         for name, (kind, low, high) in _SETTING_RULES.items():
             value = getattr(self, name)
-            if value is None and name == "workers":
+            if value is None and name in ("workers", "scheduler"):
                 continue
             setattr(self, name, _checked_setting(name, value, kind, low, high))
         if self.lasso_rule not in ("lambda.min", "lambda.1se"):
@@ -131,7 +132,8 @@ _SETTING_RULES: dict[str, tuple[type, float | None, float | None]] = {
     "deep_epochs": (int, 1, None), "deep_input_size": (int, 32, None), "deep_finetune": (str, None, None),
     "seed": (int, 0, None),
     "full_table": (bool, None, None),
-    "workers": (int, 1, None), "icc_threshold": (float, 0.0, 1.0), "icc_form": (str, None, None),
+    "workers": (int, 1, None), "scheduler": (str, None, None),
+    "icc_threshold": (float, 0.0, 1.0), "icc_form": (str, None, None),
     "corr_threshold": (float, 0.0, 1.0), "mi_top_k": (int, 1, None), "lasso_folds": (int, 2, None),
     "lasso_rule": (str, None, None), "screen_p": (float, 0.0, 1.0), "stepwise_p": (float, 0.0, 1.0),
     "n_boot": (int, 0, None), "score_fit": (str, None, None), "crossfit_folds": (int, 2, None),
@@ -258,6 +260,7 @@ def extract_features(
         variants=["main"] if (fitted_deep or handcrafted is not None) else None,
         cache_dir=cache_dir,
         full_table=settings.full_table,
+        scheduler=settings.scheduler,
     )
     variants = split_variants(result.table)
     failed: dict[str, str] = {}
@@ -754,6 +757,9 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
                         "372 z-high-pass wavelet features), for the study's whole 851-column table (default: left "
                         "out; selection would drop them anyway)")  # fmt: skip
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
+    from ALNMPredictorLib.extraction import add_scheduler_option
+
+    add_scheduler_option(parser)
     parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None,
                         help="the LASSO penalty chosen by cross-validation: lambda.min (least CV deviance, the "
                         "default, as the study) or lambda.1se (the largest within one SE of it: fewer features)")  # fmt: skip
@@ -787,7 +793,7 @@ def pipeline_settings(
 
 #: PipelineSettings fields that ``alnm train`` / ``run`` / ``extract`` take from the command line
 CLI_SETTINGS = ("handcrafted", "deep", "deep_epochs", "deep_input_size", "deep_finetune", "normalize", "full_table",
-                "seed", "workers", "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")  # fmt: skip
+                "seed", "workers", "scheduler", "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")  # fmt: skip
 
 
 def settings_from_args(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
