@@ -378,7 +378,9 @@ def test_pyradiomics_rejection_becomes_input_error() -> None:
 def test_convenience_function_matches_extractor(paper: hc.HandcraftedExtractor) -> None:
     image, mask = _synthetic(10, shape=(24, 28))
     expected = paper.extract(image, mask, (0.1, 0.1), prefix="ln_")
-    assert hc.extract_handcrafted(image, mask, (0.1, 0.1), prefix="ln_") == expected
+    assert hc.extract_handcrafted(image, mask, (0.1, 0.1), params="paper", prefix="ln_") == expected
+    assert hc.DEFAULT_PRESET == "us2d"
+    assert hc.extract_handcrafted(image, mask, (0.1, 0.1)) == hc.HandcraftedExtractor("us2d").extract(image, mask, 0.1)
     custom = hc.extract_handcrafted(image, mask, (0.1, 0.1), params={"featureClass": {"firstorder": None}})
     assert set(custom) == {k[3:] for k in expected if k.startswith("ln_original_firstorder_")}
 
@@ -437,3 +439,17 @@ def test_normalize_adds_pyradiomics_standardisation_and_removes_gain() -> None:
     expected = {k: float(v) for k, v in bare.execute(sitk_image, sitk_mask).items() if not k.startswith("diagnostics_")}
     assert base.keys() == expected.keys()
     np.testing.assert_allclose(list(base.values()), list(expected.values()), rtol=1e-12, atol=0)
+
+
+def test_default_preset_is_us2d_and_every_command_says_so(capsys: pytest.CaptureFixture) -> None:
+    from ALNMPredictorLib import cli
+    from ALNMPredictorLib.pipeline import PipelineSettings
+
+    assert PipelineSettings().handcrafted == hc.DEFAULT_PRESET == "us2d"
+    for command in ("extract", "train", "run"):
+        with pytest.raises(SystemExit) as exit_info:
+            cli.main([command, "--help"])
+        assert exit_info.value.code == 0
+        text = " ".join(capsys.readouterr().out.split())
+        assert "Default: us2d" in text and "paper: the reference study's 851 features" in text, command
+        assert "--full-table" in text and "--scheduler" in text, command

@@ -247,6 +247,7 @@ def _handcrafted_extractor(info: Mapping[str, Any]) -> Any | None:
     elif "handcrafted" in extraction and hc is None:
         return None
     else:
+        # a model that recorded no preset predates the us2d default: it was trained with "paper"
         params = extraction.get("handcrafted_params") or (info.get("settings") or {}).get("handcrafted") or "paper"
     key = repr(params)
     if key not in _HC_EXTRACTORS:

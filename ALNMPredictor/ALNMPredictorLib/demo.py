@@ -40,7 +40,7 @@ class DemoRun:
     cohort: Any = None  # ALNMPredictorLib.cohort.Cohort
     problems: list[Any] = field(default_factory=list)
     deep: str = "auto"
-    preset: str = "paper"
+    preset: str = "paper"  # the demo replicates the study (extract/train/run default to us2d)
     optimism_boot: int = 200
     normalize: bool = True
     trained: Any = None  # pipeline.TrainResult
@@ -168,7 +168,8 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--deep", default="auto",
                         help="VGG19 weights: auto (ImageNet if on disk, else random), imagenet, none, off, or a file")  # fmt: skip
     parser.add_argument("--preset", default="paper",
-                        help="pyradiomics preset: paper (the study's 851 features, default) or us2d (faster, true 2D)")  # fmt: skip
+                        help="pyradiomics preset: paper (default here: the demo replicates the study, with its 851 "
+                        "features, 479 computed on 2D images) or us2d (true 2D, the default of extract/train/run)")  # fmt: skip
     parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
                         help="standardise each image's intensities before extraction (default: on)")  # fmt: skip
     parser.add_argument("--optimism-boot", type=non_negative_int, default=DemoRun.optimism_boot, metavar="B",
