@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
+import hashlib
+import http.server
 import json
 import shutil
+import socket
+import threading
+from contextlib import contextmanager
+from functools import partial
 
 import numpy as np
 import pytest
@@ -363,6 +369,180 @@ def test_imagenet_weights_from_cache_and_env(state_files, data, tmp_path, monkey
     cached.rename(elsewhere)
     monkeypatch.setenv(deep.WEIGHTS_ENV, str(elsewhere))
     np.testing.assert_array_equal(DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features)
+
+
+# ----- torchvision's VGG19 ---------------------------------------------------------------------------
+
+
+def _handwritten_trunk() -> torch.nn.Sequential:
+    """The trunk as this project wrote it by hand before it used torchvision (configuration "E")."""
+    cfg = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+    layers: list[torch.nn.Module] = []
+    channels = 3
+    for v in cfg:
+        if v == "M":
+            layers.append(torch.nn.MaxPool2d(kernel_size=2, stride=2))
+        else:
+            layers += [torch.nn.Conv2d(channels, int(v), kernel_size=3, padding=1), torch.nn.ReLU(inplace=True)]
+            channels = int(v)
+    return torch.nn.Sequential(*layers)
+
+
+def test_the_trunk_is_torchvisions_vgg19_and_gives_the_features_of_the_handwritten_one(data):
+    import torchvision
+
+    trunk = deep._vgg19_trunk()
+    assert trunk.state_dict().keys() == torchvision.models.vgg19(weights=None).features.state_dict().keys()
+    state = random_trunk(5).state_dict()
+    # the same state-dict keys (features.N.*): no mapping is needed
+    assert set(state) == set(_handwritten_trunk().state_dict())
+    old = _handwritten_trunk().eval()
+    old.load_state_dict(state)
+    new = deep._trunk_from_state(state).eval()
+    crops = torch.from_numpy(data[0][:4])
+    with torch.inference_mode():
+        for i in range(len(crops)):
+            # the same kernels (Conv2d, ReLU, MaxPool2d) on the same tensors, one crop at a time, in one
+            # process: not a rounding difference is possible, so the outputs must be identical
+            assert torch.equal(old(crops[i : i + 1]), new(crops[i : i + 1]))
+    # the random backbone of weights="none" is drawn as before: saved models' checksums still match
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for module in old:
+            if isinstance(module, torch.nn.Conv2d):
+                torch.nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                torch.nn.init.zeros_(module.bias)
+    assert tensor_sha256(old.state_dict()) == tensor_sha256(state)
+
+
+def test_imagenet_facts_come_from_torchvisions_weights_api():
+    from torchvision.models import VGG19_Weights
+
+    weights = VGG19_Weights.IMAGENET1K_V1
+    assert deep.IMAGENET_WEIGHTS is weights and deep.IMAGENET_WEIGHTS_NAME == "VGG19_Weights.IMAGENET1K_V1"
+    assert VGG19_URL == weights.url and VGG19_FILENAME == weights.url.split("/")[-1] == "vgg19-dcbb9e9d.pth"
+    assert deep.IMAGENET_SHA256_PREFIX == "dcbb9e9d"
+    assert list(IMAGENET_MEAN) == list(weights.transforms().mean) and list(IMAGENET_STD) == list(weights.transforms().std)
+    assert deep.VGG19_SIZE_MB == weights.meta["_file_size"]
+
+
+# ----- downloading the ImageNet weights --------------------------------------------------------------
+
+
+class _Handler(http.server.BaseHTTPRequestHandler):
+    """/<name>: the file's bytes; /cut/<name>: announces every byte but closes the connection halfway."""
+
+    def __init__(self, *args, files, **kwargs):
+        self.files = files
+        super().__init__(*args, **kwargs)
+
+    def do_GET(self):  # noqa: N802 (http.server's name)
+        cut = self.path.startswith("/cut/")
+        body = self.files.get(self.path.removeprefix("/cut"))
+        if body is None:
+            self.send_error(404)
+            return
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body[: len(body) // 2] if cut else body)
+        self.wfile.flush()
+        if cut:
+            self.close_connection = True
+
+    def log_message(self, *args):
+        pass
+
+
+@contextmanager
+def _server(files: dict[str, bytes]):
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, files=files))
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _leftovers(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def test_download_checks_length_and_checksum_and_leaves_nothing_when_it_fails(tmp_path):
+    blob = np.random.default_rng(0).bytes(3_000_000)
+    sha = hashlib.sha256(blob).hexdigest()
+    folder = tmp_path / "checkpoints"
+    seen: list[tuple[int, int | None]] = []
+    with _server({"/w.pth": blob}) as base:
+        # match: every byte, the progress reported up to the announced total
+        path = deep.download_weights(f"{base}/w.pth", folder / f"w-{sha[:8]}.pth", sha[:8],
+                                     progress=lambda d, t: seen.append((d, t)))  # fmt: skip
+        assert path.read_bytes() == blob and _leftovers(folder) == [path.name]
+        assert seen[0] == (0, len(blob)) and seen[-1] == (len(blob), len(blob))
+        # mismatch: the file's bytes do not have the checksum its name promises
+        with pytest.raises(ALNMError, match=r"SHA-256 starts .* not 00000000 .*nothing was kept") as err:
+            deep.download_weights(f"{base}/w.pth", folder / "bad.pth", "00000000", progress=lambda d, t: None)
+        assert str(folder) in str(err.value)
+        # interrupted: the server closes the connection halfway through the body
+        with pytest.raises(ALNMError, match=r"interrupted: the connection closed after 1,500,000 of 3,000,000 bytes"):
+            deep.download_weights(f"{base}/cut/w.pth", folder / "cut.pth", sha[:8], progress=lambda d, t: None)
+        with pytest.raises(ALNMError, match="HTTP 404"):
+            deep.download_weights(f"{base}/absent.pth", folder / "absent.pth", None, progress=lambda d, t: None)
+    assert _leftovers(folder) == [path.name]  # no partial or temporary file of the three failures
+    # no server at all (no network): the message names the URL, the file and where to put it by hand
+    url = f"http://127.0.0.1:{_free_port()}/{VGG19_FILENAME}"
+    with pytest.raises(ALNMError) as err:
+        deep.download_weights(url, tmp_path / "none" / VGG19_FILENAME, "dcbb9e9d", progress=lambda d, t: None)
+    message = str(err.value)
+    assert "no connection" in message and url in message and str(tmp_path / "none") in message
+    assert VGG19_FILENAME in message and "--deep none" in message and "--deep off" in message
+    assert "weights=" not in message  # CLI wording, not Python's
+    assert _leftovers(tmp_path / "none") == []
+    # a file:// URL (a local mirror) works the same way
+    source = tmp_path / "mirror.pth"
+    source.write_bytes(blob)
+    copied = deep.download_weights(source.as_uri(), tmp_path / "copy" / "w.pth", sha[:8], progress=lambda d, t: None)
+    assert copied.read_bytes() == blob
+
+
+def test_imagenet_weights_are_downloaded_into_torch_hubs_cache_only_with_consent(state_files, data, tmp_path,
+                                                                                 monkeypatch, capsys):  # fmt: skip
+    crops, _ = data
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(deep.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv(deep.ALLOW_DOWNLOAD_ENV, raising=False)
+    blob = state_files["pth"].read_bytes()
+    sha = hashlib.sha256(blob).hexdigest()
+    monkeypatch.setattr(deep, "IMAGENET_SHA256_PREFIX", sha[:8])
+    cache = deep.imagenet_cache_path()
+    assert cache.parent == tmp_path / "torch" / "hub" / "checkpoints"
+    with _server({f"/{VGG19_FILENAME}": blob}) as base:
+        monkeypatch.setattr(deep, "VGG19_URL", f"{base}/{VGG19_FILENAME}")
+        with pytest.raises(ALNMError, match="add --download to the alnm command or set ALNM_ALLOW_DOWNLOAD=1"):
+            deep.find_imagenet_weights()
+        assert not cache.parent.exists()  # nothing fetched without consent
+        monkeypatch.setenv(deep.ALLOW_DOWNLOAD_ENV, "0")
+        with pytest.raises(ALNMError, match="not found"):
+            deep.find_imagenet_weights()
+        monkeypatch.setenv(deep.ALLOW_DOWNLOAD_ENV, "1")
+        extractor = _extractor(weights="imagenet")
+        info = extractor.backbone_info  # downloaded here, with tqdm's bar on stderr
+        assert "vgg19-dcbb9e9d.pth" in capsys.readouterr().err
+        assert cache.read_bytes() == blob and _leftovers(cache.parent) == [VGG19_FILENAME]
+        assert info["sha256"] == sha and info["torchvision_weights"] == "VGG19_Weights.IMAGENET1K_V1"
+    # from now on the cache is used, without the server
+    monkeypatch.delenv(deep.ALLOW_DOWNLOAD_ENV)
+    assert deep.find_imagenet_weights() == cache
+    np.testing.assert_allclose(extractor.trunk_features(crops[:2]), _extractor(weights=str(state_files["pth"]))
+                               .trunk_features(crops[:2]), rtol=1e-6, atol=1e-7)  # fmt: skip
 
 
 # ----- intensity standardisation --------------------------------------------------------------------

@@ -25,12 +25,20 @@ Design (documented choices):
   with fresh seeded augmentation every batch; uses CUDA when available.
 - Both: Adam with weight decay, class-weighted cross-entropy, early stopping on a seeded stratified
   validation fold of the training set (best epoch restored), everything seeded.
-- **Backbone weights**: ``"imagenet"`` (torchvision's ``vgg19-dcbb9e9d.pth``, never downloaded: taken
-  from ``weights_path``, ``$ALNM_VGG19_WEIGHTS`` or torch hub's checkpoint cache), a path to a state
-  dict (``.pth``/``.pt`` loaded with ``weights_only=True``, or ``.safetensors``), or ``"none"`` (random
-  He initialisation regenerated from the recorded seed; the checksum of the regenerated tensors is
-  verified on load). A saved frozen model holds only the head and refers to the backbone by name and
-  SHA-256; a saved fine-tuned model also holds the trunk (about 80 MB).
+- **Network and weights from torchvision**: the trunk is ``torchvision.models.vgg19().features``
+  (built on the meta device, so the 120 M-parameter classifier is never allocated), and everything about
+  the ImageNet weights comes from ``VGG19_Weights.IMAGENET1K_V1``: the URL, the file name, the SHA-256
+  prefix in that name (torch hub's ``check_hash`` convention), the normalisation mean/SD of its
+  transforms and its metadata (file size).
+- **Backbone weights**: ``"imagenet"`` is looked for in ``weights_path``, ``$ALNM_VGG19_WEIGHTS``, then
+  torch hub's checkpoint cache (``torch.hub.get_dir()/checkpoints``, where torchvision keeps it); when
+  absent it is downloaded there only with consent (``download=True``, or ``$ALNM_ALLOW_DOWNLOAD=1``; the
+  CLI's ``--download``, Slicer's confirmation dialog): a progress bar, a temporary file in the cache
+  folder, the SHA-256 prefix checked, then one rename, so an interrupted or corrupt download leaves
+  nothing behind. Also a path to a state dict (``.pth``/``.pt`` loaded with ``weights_only=True``, or
+  ``.safetensors``), or ``"none"`` (random He initialisation regenerated from the recorded seed; the
+  checksum of the regenerated tensors is verified on load). A saved frozen model holds only the head and
+  refers to the backbone by name and SHA-256; a saved fine-tuned model also holds the trunk (about 80 MB).
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ import json
 import logging
 import math
 import os
+import sys
 import time
 import warnings
 from collections.abc import Callable, Iterator, Sequence
@@ -53,31 +62,39 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torchvision.models import VGG19_Weights, vgg19
 
 from ALNMPredictorLib.bundle import check_types, integer, is_plain_name, mapping, required, text
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
+from ALNMPredictorLib.fileio import atomic_open, write_bytes, write_json
 from ALNMPredictorLib.fileio import sha256_file as file_sha256
-from ALNMPredictorLib.fileio import write_bytes, write_json
 from ALNMPredictorLib.imaging import NORMALIZE_SCALE
 
 logger = logging.getLogger(__name__)
 
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-#: torchvision's ImageNet VGG19 weights (``VGG19_Weights.IMAGENET1K_V1``)
-VGG19_FILENAME = "vgg19-dcbb9e9d.pth"
-VGG19_URL = f"https://download.pytorch.org/models/{VGG19_FILENAME}"
-#: torch hub checks that a checkpoint's SHA-256 starts with the hash in its file name
-IMAGENET_SHA256_PREFIX = "dcbb9e9d"
+#: torchvision's ImageNet VGG19 weights: every fact about the file below is read from this entry
+IMAGENET_WEIGHTS = VGG19_Weights.IMAGENET1K_V1
+#: its name as recorded in a saved model (``VGG19_Weights.IMAGENET1K_V1``)
+IMAGENET_WEIGHTS_NAME = f"{type(IMAGENET_WEIGHTS).__name__}.{IMAGENET_WEIGHTS.name}"
+_TRANSFORMS = IMAGENET_WEIGHTS.transforms()
+#: the normalisation of the weights' transforms (crops are cut from the ROI here, not centre-cropped)
+IMAGENET_MEAN = tuple(float(v) for v in _TRANSFORMS.mean)
+IMAGENET_STD = tuple(float(v) for v in _TRANSFORMS.std)
+VGG19_URL = IMAGENET_WEIGHTS.url
+VGG19_FILENAME = VGG19_URL.rsplit("/", 1)[-1]
+#: torch hub's check_hash convention: the SHA-256 of the file starts with the hex digits after the last "-"
+IMAGENET_SHA256_PREFIX = torch.hub.HASH_REGEX.search(VGG19_FILENAME).group(1)  # type: ignore[union-attr]
+#: the file's size in MB, from the weights' metadata (for messages)
+VGG19_SIZE_MB = float(IMAGENET_WEIGHTS.meta.get("_file_size", 548.0))
 #: environment variable naming a local copy of the ImageNet weights
 WEIGHTS_ENV = "ALNM_VGG19_WEIGHTS"
+#: environment variable that allows downloading the ImageNet weights (``1``/``yes``/``true``)
+ALLOW_DOWNLOAD_ENV = "ALNM_ALLOW_DOWNLOAD"
 N_FEATURES = 128
 FORMAT = "alnm-deep-features"
 FORMAT_VERSION = 2  # 2: settings.intensity (a version-1 file means "auto")
-# VGG19 ("E"): channel counts, "M" = max-pool (same as torchvision.models.vgg.cfgs["E"])
-_VGG19_CFG: tuple[int | str, ...] = (
-    64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M",
-)  # fmt: skip
+#: index of the last convolutional block's ReLU in ``vgg19().features`` (Grad-CAM's layer); 36 is the last max-pool
+LAST_CONV_RELU = 35
 _TRUNK_CHANNELS = 512
 
 
@@ -112,6 +129,25 @@ def standardise_grey(image: np.ndarray, values: np.ndarray) -> np.ndarray:
     if not sd > 0:
         return np.full(part.shape, 127.5)
     return 127.5 + NORMALIZE_SCALE * (part - float(whole.mean())) / sd
+
+
+def _box(roi: np.ndarray, margin: float) -> tuple[int, int, int, int]:
+    """The ROI's bounding box grown by ``margin`` and clipped at the borders: (row0, row1, col0, col1), ends exclusive."""
+    rows = np.flatnonzero(roi.any(axis=1))
+    cols = np.flatnonzero(roi.any(axis=0))
+    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
+    pad_r = int(round(margin * (r1 - r0)))
+    pad_c = int(round(margin * (c1 - c0)))
+    return max(0, r0 - pad_r), min(roi.shape[0], r1 + pad_r), max(0, c0 - pad_c), min(roi.shape[1], c1 + pad_c)
+
+
+def crop_box(mask: np.ndarray, margin: float = 0.1, *, label: int | None = None) -> tuple[int, int, int, int]:
+    """Where :func:`crop_roi` cuts its crop from the image: (row0, row1, col0, col1), ends exclusive."""
+    msk = _squeeze_2d(np.asarray(mask))
+    roi = msk != 0 if label is None else msk == label
+    if not roi.any():
+        raise InputError("mask is empty" if label is None else f"mask has no pixel with label {label}")
+    return _box(roi, margin)
 
 
 def crop_roi(
@@ -156,13 +192,7 @@ def crop_roi(
         what = "mask is empty" if label is None else f"mask has no pixel with label {label}"
         raise InputError(what, case=case, column=column)
 
-    rows = np.flatnonzero(roi.any(axis=1))
-    cols = np.flatnonzero(roi.any(axis=0))
-    r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
-    pad_r = int(round(margin * (r1 - r0)))
-    pad_c = int(round(margin * (c1 - c0)))
-    r0, r1 = max(0, r0 - pad_r), min(img.shape[0], r1 + pad_r)
-    c0, c1 = max(0, c0 - pad_c), min(img.shape[1], c1 + pad_c)
+    r0, r1, c0, c1 = _box(roi, margin)
 
     box = img[r0:r1, c0:c1].astype(np.float64)
     if np.issubdtype(img.dtype, np.inexact) and not np.isfinite(img).all():
@@ -188,32 +218,24 @@ def crop_roi(
 # --------------------------------------------------------------------------------------------------
 
 
-def _vgg19_trunk(device: str | torch.device | None = None) -> nn.Sequential:
-    """VGG19's convolutional part with torchvision's layer indices (so ``features.N`` keys match).
+def _vgg19_trunk() -> nn.Sequential:
+    """torchvision's VGG19 convolutional part, ``vgg19(weights=None).features``, on the meta device.
 
-    ``device="meta"`` builds it without allocating or initialising weights.
+    Nothing is allocated or initialised (the classifier's 120 M parameters included); the layer indices
+    are torchvision's, so a VGG19 state dict's ``features.N.*`` tensors load as they are.
     """
-    layers: list[nn.Module] = []
-    channels = 3
-    for v in _VGG19_CFG:
-        if v == "M":
-            layers.append(nn.MaxPool2d(kernel_size=2, stride=2))
-        else:
-            layers += [nn.Conv2d(channels, int(v), kernel_size=3, padding=1, device=device), nn.ReLU(inplace=True)]
-            channels = int(v)
-    return nn.Sequential(*layers)
-
-
+    with torch.device("meta"):
+        return vgg19(weights=None).features
 def _trunk_from_state(state: dict[str, torch.Tensor]) -> nn.Sequential:
     """A trunk whose parameters are ``state``'s tensors (shapes checked; no copy, no initialisation)."""
-    trunk = _vgg19_trunk(device="meta")
+    trunk = _vgg19_trunk()
     trunk.load_state_dict(state, strict=True, assign=True)
     return trunk
 
 
 def random_trunk(seed: int) -> nn.Sequential:
     """VGG19 trunk with torchvision's He initialisation drawn from a generator seeded with ``seed``."""
-    trunk = _vgg19_trunk(device="meta").to_empty(device="cpu")
+    trunk = _vgg19_trunk().to_empty(device="cpu")
     gen = torch.Generator().manual_seed(int(seed))
     with torch.no_grad():
         for module in trunk:
@@ -235,12 +257,36 @@ def tensor_sha256(state: dict[str, torch.Tensor]) -> str:
 
 
 def imagenet_cache_path() -> Path:
-    """Where torchvision keeps (and this library looks for) the ImageNet VGG19 weights."""
+    """Where torchvision keeps (and this library looks for, and downloads to) the ImageNet VGG19 weights."""
     return Path(torch.hub.get_dir()) / "checkpoints" / VGG19_FILENAME
 
 
-def find_imagenet_weights(weights_path: str | os.PathLike[str] | None = None) -> Path:
-    """Locate torchvision's ImageNet VGG19 file: ``weights_path``, ``$ALNM_VGG19_WEIGHTS``, hub cache."""
+def download_allowed() -> bool:
+    """Whether ``$ALNM_ALLOW_DOWNLOAD`` gives consent to download the ImageNet weights (``1``, ``yes``, ``true``)."""
+    return os.environ.get(ALLOW_DOWNLOAD_ENV, "").strip().lower() in ("1", "yes", "true", "on")
+
+
+def _offline_help(folder: Path) -> str:
+    """What to do without a download: where the file goes, and the other ``--deep`` choices."""
+    return (
+        f"copy {VGG19_FILENAME} (from {VGG19_URL}) into {folder} (torch hub's cache; TORCH_HOME moves it), or set "
+        f"{WEIGHTS_ENV}=/path/to/{VGG19_FILENAME}; to train on other weights give --deep /path/to/a/VGG19/state_dict; "
+        "--deep none trains with a RANDOM backbone (tests only), --deep off leaves deep features out"
+    )
+
+
+def find_imagenet_weights(
+    weights_path: str | os.PathLike[str] | None = None,
+    *,
+    download: bool | None = None,
+    progress: Callable[[int, int | None], None] | None = None,
+) -> Path:
+    """Locate torchvision's ImageNet VGG19 file: ``weights_path``, ``$ALNM_VGG19_WEIGHTS``, torch hub's cache.
+
+    When it is in none of them it is downloaded into the cache, but only with consent: ``download=True``,
+    or ``download=None`` and ``$ALNM_ALLOW_DOWNLOAD=1``. ``progress(bytes_done, bytes_total)`` follows the
+    download (default: a tqdm bar on stderr). Without consent: ALNMError saying where to put the file.
+    """
     if weights_path is not None:
         path = Path(weights_path)
         if not path.is_file():
@@ -255,12 +301,102 @@ def find_imagenet_weights(weights_path: str | os.PathLike[str] | None = None) ->
     cached = imagenet_cache_path()
     if cached.is_file():
         return cached
+    if download if download is not None else download_allowed():
+        return download_weights(VGG19_URL, cached, IMAGENET_SHA256_PREFIX, progress=progress)
     raise ALNMError(
-        f"ImageNet VGG19 weights not found: torchvision's file {VGG19_FILENAME} is not at {cached} and "
-        f"${WEIGHTS_ENV} is not set. This machine does not download it: fetch {VGG19_URL} elsewhere and copy "
-        f"it to {cached} (torch hub cache; TORCH_HOME moves it), or set {WEIGHTS_ENV}=/path/to/{VGG19_FILENAME}, "
-        "or pass weights=<path to a VGG19 state dict>. weights='none' runs with random weights (tests only)."
+        f"ImageNet VGG19 weights not found: torchvision's {VGG19_FILENAME} ({VGG19_SIZE_MB:.0f} MB) is not at "
+        f"{cached} and ${WEIGHTS_ENV} is not set. To download it once from {VGG19_URL}, add --download to "
+        f"the alnm command or set {ALLOW_DOWNLOAD_ENV}=1 (in 3D Slicer, accept the download question). Offline: "
+        + _offline_help(cached.parent)
     )
+
+
+class _Interrupted(OSError):
+    """The connection ended before the announced number of bytes arrived."""
+
+
+def download_weights(
+    url: str,
+    destination: str | os.PathLike[str],
+    sha256_prefix: str | None,
+    *,
+    progress: Callable[[int, int | None], None] | None = None,
+    timeout: float = 60.0,
+) -> Path:
+    """Download ``url`` to ``destination`` and return it; a failed download leaves nothing behind.
+
+    The bytes go to a temporary file in the destination's folder; the byte count must match the
+    server's Content-Length and the SHA-256 must start with ``sha256_prefix``; only then is the file
+    renamed into place (so a reader never sees a partial file). ``progress(done, total)`` is called after
+    every chunk (``total`` None when the server gives no length); default: a tqdm bar on stderr.
+    Any failure is an ALNMError naming the URL, the file and the folder to put it in by hand.
+    """
+    import urllib.error
+    import urllib.request
+    from http.client import HTTPException
+
+    destination = Path(destination)
+    folder = destination.parent
+    close: Callable[[], None] | None = None
+    if progress is None:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name, file=sys.stderr)
+
+        def progress(done: int, total: int | None) -> None:
+            if total is not None and bar.total != total:
+                bar.total = total
+            bar.update(done - bar.n)
+
+        close = bar.close
+    logger.info("downloading %s to %s", url, destination)
+    done, total = 0, None
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        request = urllib.request.Request(url, headers={"User-Agent": "alnm-predictor (torch.hub compatible)"})
+        with urllib.request.urlopen(request, timeout=timeout) as response:
+            length = response.headers.get("Content-Length")
+            total = int(length) if length and length.strip().isdigit() else None
+            digest = hashlib.sha256()
+            with atomic_open(destination, "wb") as handle:
+                progress(0, total)
+                while True:
+                    chunk = response.read(1 << 20)
+                    if not chunk:
+                        break
+                    handle.write(chunk)
+                    digest.update(chunk)
+                    done += len(chunk)
+                    progress(done, total)
+                if total is not None and done != total:
+                    raise _Interrupted(f"the connection closed after {done:,} of {total:,} bytes")
+                sha = digest.hexdigest()
+                if sha256_prefix and not sha.startswith(sha256_prefix):
+                    raise ALNMError(
+                        f"downloaded {url}, but its SHA-256 starts {sha[:8]}, not {sha256_prefix} as its name "
+                        f"promises (a corrupted or substituted file): nothing was kept. Retry, or "
+                        + _offline_help(folder)
+                    )
+    except ALNMError:
+        raise
+    except (urllib.error.URLError, HTTPException, OSError, ValueError) as exc:
+        if isinstance(exc, urllib.error.HTTPError):
+            reason = f"HTTP {exc.code} {exc.reason}"
+        elif isinstance(exc, urllib.error.URLError):
+            reason = f"no connection: {exc.reason}"
+        else:
+            reason = str(exc) or type(exc).__name__
+        if isinstance(exc, _Interrupted | HTTPException | ConnectionError | TimeoutError):
+            reason = f"interrupted: {reason}"
+        raise ALNMError(
+            f"could not download {url} to {destination} ({reason}); nothing was kept. Retry where the network "
+            "allows it, or " + _offline_help(folder)
+        ) from exc
+    finally:
+        if close is not None:
+            close()
+    logger.info("downloaded %s (%d bytes, SHA-256 %s...)", destination, done, sha[:16])
+    return destination
 
 
 def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
@@ -289,7 +425,7 @@ def read_state_dict(path: str | os.PathLike[str]) -> dict[str, torch.Tensor]:
 
 def _trunk_state(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.Tensor]:
     """Pick the trunk's tensors out of a VGG19 state dict (keys ``features.N.*``, optionally prefixed)."""
-    expected = set(_vgg19_trunk(device="meta").state_dict())
+    expected = set(_vgg19_trunk().state_dict())
     for prefix in ("features.", "module.features.", "model.features.", ""):
         picked = {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
         if expected <= set(picked):
@@ -388,20 +524,23 @@ def load_backbone(
 
     if kind == "imagenet":
         path = find_imagenet_weights(weights_path)
-        info["url"] = VGG19_URL
+        info.update(url=VGG19_URL, torchvision_weights=IMAGENET_WEIGHTS_NAME)
     else:
         path = Path(weights_path if weights_path is not None else weights)
     state, sha, tensor_sha = _read_trunk_file(path)
     if expected is not None and expected.get("sha256") != sha:
+        where = (f"put that file at {imagenet_cache_path()} or name it with ${WEIGHTS_ENV}" if kind == "imagenet"
+                 else "give that file")  # fmt: skip
         raise BundleError(
-            f"{path}: VGG19 weights file has SHA-256 {sha[:16]}..., but the saved model was trained on a file "
-            f"with SHA-256 {str(expected.get('sha256'))[:16]}... ({expected.get('file')}); give the same file"
+            f"{path}: this VGG19 weights file has SHA-256 {sha[:16]}..., but the model was trained with "
+            f"{expected.get('file')} of SHA-256 {str(expected.get('sha256'))[:16]}...: its deep features would "
+            f"differ, so the model refuses it; {where}"
         )
     if kind == "imagenet" and not sha.startswith(IMAGENET_SHA256_PREFIX):
         raise ALNMError(
             f"{path}: not torchvision's ImageNet VGG19 weights (SHA-256 starts {sha[:8]}, {VGG19_FILENAME} "
-            f"starts {IMAGENET_SHA256_PREFIX}); re-copy {VGG19_URL}, or pass this file as weights=<path> to use "
-            "it as a custom state dict"
+            f"starts {IMAGENET_SHA256_PREFIX}); delete it and download again (--download), re-copy {VGG19_URL}, "
+            "or give it as --deep <path> to train on it as a custom state dict"
         )
     info.update(seed=None, sha256=sha, tensor_sha256=tensor_sha, file=path.name)
     if kind == "file":

@@ -27,6 +27,7 @@ __all__ = [
     "REQUIREMENTS_FILE",
     "Requirement",
     "missing",
+    "model_needs_imagenet_weights",
     "model_uses_deep_features",
     "read_requirements",
     "requirements_for",
@@ -97,6 +98,45 @@ def model_uses_deep_features(model_path: str | os.PathLike[str] | None) -> bool:
     except (OSError, KeyError, ValueError, zipfile.BadZipFile):
         return False
     return bool(info.get("deep_heads")) or bool((info.get("extraction") or {}).get("deep"))
+
+
+def _model_files(model_path: str | os.PathLike[str] | None) -> dict[str, dict] | None:
+    """``model.json`` and each deep head's ``<name>.json`` of a saved model (folder, model.json, zip), parsed;
+    None when the model cannot be read (loading it later says what is wrong)."""
+    if not model_path or str(model_path) in ("", "."):
+        return None
+    path = Path(model_path)
+    if path.name == "model.json":
+        path = path.parent
+    try:
+        if path.suffix.lower() == ".zip" and path.is_file():
+            with zipfile.ZipFile(path) as archive:
+                def read(name: str) -> str:
+                    return archive.read(name).decode("utf-8")
+
+                info = json.loads(read("model.json"))
+                heads = {str(r): json.loads(read(f"{n}.json")) for r, n in (info.get("deep_heads") or {}).items()}
+        else:
+            info = json.loads((path / "model.json").read_text(encoding="utf-8"))
+            heads = {str(r): json.loads((path / f"{n}.json").read_text(encoding="utf-8"))
+                     for r, n in (info.get("deep_heads") or {}).items()}  # fmt: skip
+    except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
+        return None
+    return {"model": info, **{f"deep:{r}": h for r, h in heads.items() if isinstance(h, dict)}}
+
+
+def model_needs_imagenet_weights(model_path: str | os.PathLike[str] | None) -> bool:
+    """Whether a saved model's deep heads run on torchvision's ImageNet VGG19 backbone, which is not inside the
+    model (a fine-tuned trunk travels with the model and needs no backbone file)."""
+    files = _model_files(model_path) or {}
+    for key, head in files.items():
+        if not key.startswith("deep:"):
+            continue
+        backbone = head.get("backbone") or {}
+        settings = head.get("settings") or {}
+        if backbone.get("weights") == "imagenet" and settings.get("finetune") != "full":
+            return True
+    return False
 
 
 def requirements_for(*, deep: bool, path: str | os.PathLike[str] = REQUIREMENTS_FILE) -> list[Requirement]:
