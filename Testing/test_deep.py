@@ -3,18 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-import http.server
 import json
 import shutil
-import socket
-import threading
-from contextlib import contextmanager
-from functools import partial
 
 import numpy as np
 import pytest
 import torch
 from safetensors.torch import save_file
+from weights_server import free_port, serve
 
 from ALNMPredictorLib import deep
 from ALNMPredictorLib.deep import (
@@ -429,49 +425,6 @@ def test_imagenet_facts_come_from_torchvisions_weights_api():
 # ----- downloading the ImageNet weights --------------------------------------------------------------
 
 
-class _Handler(http.server.BaseHTTPRequestHandler):
-    """/<name>: the file's bytes; /cut/<name>: announces every byte but closes the connection halfway."""
-
-    def __init__(self, *args, files, **kwargs):
-        self.files = files
-        super().__init__(*args, **kwargs)
-
-    def do_GET(self):  # noqa: N802 (http.server's name)
-        cut = self.path.startswith("/cut/")
-        body = self.files.get(self.path.removeprefix("/cut"))
-        if body is None:
-            self.send_error(404)
-            return
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body[: len(body) // 2] if cut else body)
-        self.wfile.flush()
-        if cut:
-            self.close_connection = True
-
-    def log_message(self, *args):
-        pass
-
-
-@contextmanager
-def _server(files: dict[str, bytes]):
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), partial(_Handler, files=files))
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield f"http://127.0.0.1:{server.server_address[1]}"
-    finally:
-        server.shutdown()
-        server.server_close()
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
 def _leftovers(folder) -> list[str]:
     return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
 
@@ -481,7 +434,7 @@ def test_download_checks_length_and_checksum_and_leaves_nothing_when_it_fails(tm
     sha = hashlib.sha256(blob).hexdigest()
     folder = tmp_path / "checkpoints"
     seen: list[tuple[int, int | None]] = []
-    with _server({"/w.pth": blob}) as base:
+    with serve({"/w.pth": blob}) as base:
         # match: every byte, the progress reported up to the announced total
         path = deep.download_weights(f"{base}/w.pth", folder / f"w-{sha[:8]}.pth", sha[:8],
                                      progress=lambda d, t: seen.append((d, t)))  # fmt: skip
@@ -498,7 +451,7 @@ def test_download_checks_length_and_checksum_and_leaves_nothing_when_it_fails(tm
             deep.download_weights(f"{base}/absent.pth", folder / "absent.pth", None, progress=lambda d, t: None)
     assert _leftovers(folder) == [path.name]  # no partial or temporary file of the three failures
     # no server at all (no network): the message names the URL, the file and where to put it by hand
-    url = f"http://127.0.0.1:{_free_port()}/{VGG19_FILENAME}"
+    url = f"http://127.0.0.1:{free_port()}/{VGG19_FILENAME}"
     with pytest.raises(ALNMError) as err:
         deep.download_weights(url, tmp_path / "none" / VGG19_FILENAME, "dcbb9e9d", progress=lambda d, t: None)
     message = str(err.value)
@@ -524,7 +477,7 @@ def test_imagenet_weights_are_downloaded_into_torch_hubs_cache_only_with_consent
     monkeypatch.setattr(deep, "IMAGENET_SHA256_PREFIX", sha[:8])
     cache = deep.imagenet_cache_path()
     assert cache.parent == tmp_path / "torch" / "hub" / "checkpoints"
-    with _server({f"/{VGG19_FILENAME}": blob}) as base:
+    with serve({f"/{VGG19_FILENAME}": blob}) as base:
         monkeypatch.setattr(deep, "VGG19_URL", f"{base}/{VGG19_FILENAME}")
         with pytest.raises(ALNMError, match="add --download to the alnm command or set ALNM_ALLOW_DOWNLOAD=1"):
             deep.find_imagenet_weights()
