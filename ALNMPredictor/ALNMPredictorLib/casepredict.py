@@ -40,6 +40,7 @@ __all__ = [
     "RegionArrays",
     "build_demo_model",
     "calibration_figure",
+    "case_heatmaps",
     "clinical_fields",
     "colour_conversion",
     "demo_case",
@@ -289,6 +290,29 @@ def region_features(loaded: Any, region: str, arrays: RegionArrays, case_id: str
         features = deep_model.transform_trunk(_trunk_one(deep_model, crop))[0]
         for name, value in zip(deep_model.feature_names(prefix=region), features, strict=True):
             out[name] = float(value)
+    return out
+
+
+def case_heatmaps(loaded: Any, regions: Mapping[str, RegionArrays], case_id: str = "case") -> dict[str, dict[str, Any]]:
+    """Grad-CAM heatmaps of one case: region → target (``head``, and ``score`` where the region score kept deep
+    features) → :class:`~ALNMPredictorLib.gradcam.Heatmap`, on the crop :func:`region_features` scores (same
+    grey conversion, crop and trunk). Regions of a model without deep heads are left out; empty for a model
+    without deep features."""
+    deep_models = loaded.deep_models or {}
+    if not deep_models:
+        return {}
+    from ALNMPredictorLib.gradcam import image_heatmaps
+
+    scores = getattr(loaded.model, "region_scores_", {}) or {}
+    out: dict[str, dict[str, Any]] = {}
+    for region, extractor in deep_models.items():
+        if region not in regions:
+            continue
+        arrays = regions[region]
+        grey, deep_input, _ = _prepare_image(arrays.image, case_id, f"{region}_image")
+        roi = _prepare_mask(arrays.mask, grey.shape, case_id, f"{region}_mask")
+        out[region] = image_heatmaps(extractor, deep_input, roi, region=region, score=scores.get(region),
+                                     case_id=str(case_id))  # fmt: skip
     return out
 
 

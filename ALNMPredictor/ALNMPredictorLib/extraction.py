@@ -405,6 +405,35 @@ def _write_handcrafted_cache(task: Mapping[str, Any], out: Mapping[str, Any], pa
     write_text(path or task["cache_path"], json.dumps(record, separators=(",", ":")) + "\n")
 
 
+def _deep_input(task: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """The image array a deep crop is cut from, and the ROI mask, of one task (errors name case and column)."""
+    image, mask = _load_roi(task)
+    array = image.array
+    if image.original_dtype == "uint8":
+        # 8-bit files keep deep.crop_roi's fixed /255 scale (colour ones are luma, rounded back)
+        array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+    return array, mask
+
+
+def deep_input(region_input: RegionInput) -> tuple[np.ndarray, np.ndarray]:
+    """The image array and ROI mask of a cohort's region, as the deep stage reads them for its crop.
+
+    Grad-CAM (:mod:`ALNMPredictorLib.gradcam`) cuts its crops from these, so a heatmap is computed on
+    exactly the crop whose features the model scored.
+    """
+    task = {
+        "case_id": region_input.case_id,
+        "region": region_input.region,
+        "image_path": region_input.image_path,
+        "mask_path": region_input.mask_path,
+        "mask_label": region_input.mask_label,
+        "mask_column": f"{region_input.region}_mask" if region_input.variant == "main"
+        else f"{region_input.region}_mask_{region_input.variant}",
+        "spacing": region_input.spacing,
+    }  # fmt: skip
+    return _deep_input(task)
+
+
 def _crop_task(task: dict[str, Any]) -> dict[str, Any]:
     """The deep-input crop (3, size, size) of one ROI; errors are returned, not raised."""
     started = time.perf_counter()
@@ -412,11 +441,7 @@ def _crop_task(task: dict[str, Any]) -> dict[str, Any]:
     try:
         from ALNMPredictorLib.deep import crop_roi
 
-        image, mask = _load_roi(task)
-        array = image.array
-        if image.original_dtype == "uint8":
-            # 8-bit files keep deep.crop_roi's fixed /255 scale (colour ones are luma, rounded back)
-            array = np.clip(np.rint(array), 0, 255).astype(np.uint8)
+        array, mask = _deep_input(task)
         out["crop"] = crop_roi(
             array,
             mask,
@@ -1433,9 +1458,14 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", dest="handcrafted", default=None, metavar="us2d|paper|FILE.yaml", help=PRESET_HELP)
     parser.add_argument(
         "--deep", default=None, metavar="imagenet|none|auto|PATH|off",
-        help="VGG19 backbone weights: imagenet (torchvision's file, never downloaded), none (random: tests "
-        "only), auto (imagenet if on disk, else random), a state-dict file, or off for no deep features "
-        "(default: imagenet)",
+        help="VGG19 backbone weights: imagenet (torchvision's file; downloaded only with --download), none "
+        "(random: tests only), auto (imagenet if on disk, else random), a state-dict file, or off for no deep "
+        "features (default: imagenet)",
+    )
+    parser.add_argument(
+        "--download", action="store_true", default=None,
+        help="download torchvision's ImageNet VGG19 weights (548 MB) into torch hub's cache if they are not on "
+        "this machine (once; checksum verified); also ALNM_ALLOW_DOWNLOAD=1",
     )
     parser.add_argument("--finetune", dest="deep_finetune", choices=("frozen", "full"), default=None,
                         help="deep head training mode (default: frozen)")  # fmt: skip
@@ -1492,6 +1522,10 @@ def run_extract(args: argparse.Namespace) -> int:
     cohort = load_manifest(args.manifest, study=args.study)
     settings = settings_from_args(args, cohort.settings)
     deep = resolve_deep(settings.deep)
+    if deep == "imagenet":  # found (or fetched with consent) before any work
+        from ALNMPredictorLib.deep import find_imagenet_weights
+
+        find_imagenet_weights(download=args.download, progress=None if not args.no_progress else (lambda d, t: None))
     result = extract_cohort(
         cohort,
         args.out,
