@@ -125,7 +125,7 @@ def stage_evaluate(run: DemoRun) -> None:
     result = evaluate_and_report(
         run.trained.predictions, run.trained.model, info, run.cohort, run.out_dir / REPORT_DIR,
         reads=run.reads, reads_simulated=True, reader_split="prospective", study_comparison=True,
-        command="alnm demo",
+        command="alnm demo", deep_models=run.trained.features.deep_models,
     )  # fmt: skip
     run.report = result.report
     for split, values in (result.evaluation.summary.get("splits") or {}).items():

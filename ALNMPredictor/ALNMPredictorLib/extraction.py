@@ -1521,11 +1521,7 @@ def run_extract(args: argparse.Namespace) -> int:
     output_folder(args.out)
     cohort = load_manifest(args.manifest, study=args.study)
     settings = settings_from_args(args, cohort.settings)
-    deep = resolve_deep(settings.deep)
-    if deep == "imagenet":  # found (or fetched with consent) before any work
-        from ALNMPredictorLib.deep import find_imagenet_weights
-
-        find_imagenet_weights(download=args.download, progress=None if not args.no_progress else (lambda d, t: None))
+    deep = resolve_deep(settings.deep, args.download, not args.no_progress)  # weights found or fetched first
     result = extract_cohort(
         cohort,
         args.out,

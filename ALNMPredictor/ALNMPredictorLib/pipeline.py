@@ -203,8 +203,10 @@ def _check_deep(deep: str) -> None:
         raise ALNMError(f"--deep {deep}: deep features need PyTorch, which is not installed: {TORCH_INSTALL}")
 
 
-def resolve_deep(deep: str) -> str | None:
-    """``auto`` → imagenet when its weights are on disk, else random (warned); ``off`` → no deep features."""
+def resolve_deep(deep: str, download: bool | None = None, progress: bool = True) -> str | None:
+    """``auto`` → imagenet when its weights are on disk (or downloaded with consent), else random (warned);
+    ``off`` → no deep features. ``imagenet`` weights are found (or downloaded with consent) here, before any
+    work, so that a missing file stops the run at once with what to do."""
     if deep == "off":
         return None
     _check_deep(deep)
@@ -212,16 +214,24 @@ def resolve_deep(deep: str) -> str | None:
         log.warning("PyTorch is not installed: no deep features, handcrafted only (for deep features, %s)",
                     TORCH_INSTALL.removesuffix(", or run with --deep off for handcrafted features only"))  # fmt: skip
         return None
-    if deep == "auto":
-        from ALNMPredictorLib.deep import find_imagenet_weights
-
+    if deep in ("auto", "imagenet"):
         try:
-            find_imagenet_weights()
+            imagenet_weights(download, progress)
             return "imagenet"
         except ALNMError as exc:
+            if deep == "imagenet":
+                raise
             log.warning("ImageNet VGG19 weights not found (%s); deep features use a RANDOM backbone", exc)
             return "none"
     return deep
+
+
+def imagenet_weights(download: bool | None = None, progress: bool = True) -> Path:
+    """torchvision's ImageNet VGG19 file: found where the library looks, or downloaded into torch hub's cache
+    with consent (``download`` True, or None and ``$ALNM_ALLOW_DOWNLOAD=1``); ALNMError with what to do if not."""
+    from ALNMPredictorLib.deep import find_imagenet_weights
+
+    return find_imagenet_weights(download=download, progress=None if progress else (lambda done, total: None))
 
 
 def extract_features(
@@ -234,6 +244,7 @@ def extract_features(
     progress: bool = True,
     normalize: bool | None = None,
     cache_dir: Path | None = None,
+    download: bool | None = None,
 ) -> Features:
     """Extract (or reuse cached) features of every case.
 
@@ -243,10 +254,11 @@ def extract_features(
     handcrafted parameters and deep settings already say how its images were normalised.
     When applying (``fitted_deep`` or ``handcrafted`` given), only the main masks are extracted; ``cache_dir``
     (default ``out_dir/cache``) may be the training run's cache, whose entries are reused by key.
+    ``download``: consent to download the ImageNet weights (None: ``$ALNM_ALLOW_DOWNLOAD``).
     """
     from ALNMPredictorLib.extraction import extract_cohort
 
-    deep_spec = None if fitted_deep else resolve_deep(settings.deep)
+    deep_spec = None if fitted_deep else resolve_deep(settings.deep, download, progress)
     result = extract_cohort(
         cohort,
         out_dir,
@@ -499,11 +511,14 @@ def train(
     *,
     progress: bool = True,
     feature_table: Any = None,
+    download: bool | None = None,
 ) -> TrainResult:
     """Fit the whole model on the training split and save it to ``out_dir/model``.
 
     ``feature_table``: a :class:`~ALNMPredictorLib.tablefeatures.FeatureTableSpec` to read features from
-    instead of extracting them from images.
+    instead of extracting them from images. ``download``: consent to download torchvision's ImageNet
+    VGG19 weights when ``settings.deep`` needs them and they are not on this machine (None: the
+    ``$ALNM_ALLOW_DOWNLOAD`` environment variable decides).
     """
     from ALNMPredictorLib.cohort import load_manifest
 
@@ -519,9 +534,11 @@ def train(
             raise InputError("no <region>_image column (e.g. tumor_image, ln_image): nothing to extract; "
                              "for features in a table, give --features TABLE", path=cohort.path)  # fmt: skip
         _check_deep(settings.deep)
+        if settings.deep == "imagenet":  # found or fetched now, not after hours of handcrafted extraction
+            imagenet_weights(download, progress)
         bad, warnings = _usable_cohort(cohort, progress)
         _training_cases(cohort, _meta(cohort), bad)  # enough cases left? (before hours of extraction)
-        features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress)
+        features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress, download=download)
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     clinical = clinical_frame(cohort)
     data = features.main.join(clinical, how="outer")
@@ -697,13 +714,19 @@ def predict(
     settings: PipelineSettings | None = None,
     progress: bool = True,
     feature_table: str | os.PathLike[str] | None = None,
+    download: bool | None = None,
 ) -> tuple[pd.DataFrame, LoadedModel, Any]:
     """Apply a saved model to every case of a manifest; returns (predictions, model, cohort).
 
     ``feature_table``: the cases' features as a table (required by a model trained on a table).
+    ``download``: consent to download the ImageNet VGG19 weights a model's deep heads need (None:
+    ``$ALNM_ALLOW_DOWNLOAD``).
     """
     from ALNMPredictorLib.cohort import load_manifest
+    from ALNMPredictorLib.dependencies import model_needs_imagenet_weights
 
+    if not isinstance(model_dir, LoadedModel) and model_needs_imagenet_weights(model_dir):
+        imagenet_weights(download, progress)  # before the model's heads are loaded
     loaded = model_dir if isinstance(model_dir, LoadedModel) else load_model(model_dir)
     cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
     saved = PipelineSettings.from_sources(loaded.info.get("settings"))
@@ -741,6 +764,13 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
+def _download_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--download", action="store_true", default=None,
+                        help="download torchvision's ImageNet VGG19 weights (vgg19-dcbb9e9d.pth, 548 MB) into torch "
+                        "hub's cache if the run needs them and they are not on this machine (once; checksum "
+                        "verified); also ALNM_ALLOW_DOWNLOAD=1. Without it nothing is downloaded")  # fmt: skip
+
+
 def _train_options(parser: argparse.ArgumentParser) -> None:
     from ALNMPredictorLib.extraction import PRESET_HELP
     from ALNMPredictorLib.preflight import non_negative_int
@@ -776,6 +806,7 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
     from ALNMPredictorLib.tablefeatures import add_feature_table_options
 
     add_feature_table_options(parser, training=True)
+    _download_option(parser)
 
 
 def pipeline_settings(
@@ -845,7 +876,7 @@ def run_train(args: argparse.Namespace) -> int:
     output_folder(args.out)
     cohort = load_manifest(args.manifest)
     result = train(cohort, args.out, settings_from_args(args, cohort.settings), progress=not args.no_progress,
-                   feature_table=table_spec_from_args(args))  # fmt: skip
+                   feature_table=table_spec_from_args(args), download=args.download)  # fmt: skip
     _print_training(result)
     return 1 if (result.predictions["status"] != "ok").any() else 0
 
@@ -879,6 +910,7 @@ def _apply_options(parser: argparse.ArgumentParser, manifest_help: str, out_help
     parser.add_argument("--model", required=True, help="saved model folder (or .zip)")
     parser.add_argument("--out", required=True, help=out_help)
     add_feature_table_options(parser, training=False)
+    _download_option(parser)
     _common(parser)
 
 
@@ -886,6 +918,10 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm predict``."""
     _apply_options(parser, "cohort manifest (CSV); labels may be empty", "predictions CSV to write")
     parser.add_argument("--work-dir", default=None, help="feature cache folder (default: beside --out)")
+    parser.add_argument("--heatmaps", default=None, metavar="DIR",
+                        help="also write Grad-CAM heatmaps (PNG) of every predicted case and region into DIR, listed "
+                        "in DIR/heatmaps.csv: what the deep head and the region score look at on the ROI crop "
+                        "(models with deep features)")  # fmt: skip
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -894,13 +930,50 @@ def run_predict(args: argparse.Namespace) -> int:
 
     out = output_file(args.out, "predictions file (--out)")
     work = output_folder(Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work"), "work folder")
+    heatmaps = None
+    if args.heatmaps:
+        from ALNMPredictorLib.dependencies import model_uses_deep_features
+
+        heatmaps = output_folder(args.heatmaps, "heatmaps folder (--heatmaps)")
+        if not model_uses_deep_features(args.model) or args.features:
+            raise ALNMError(f"--heatmaps: the model {args.model} has no deep features applied to images, so Grad-CAM "
+                            "has nothing to explain; leave --heatmaps out")  # fmt: skip
     settings = PipelineSettings(workers=args.workers)
     predictions, loaded, cohort = predict(args.manifest, args.model, work, settings=settings,
-                                          progress=not args.no_progress, feature_table=args.features)  # fmt: skip
+                                          progress=not args.no_progress, feature_table=args.features,
+                                          download=args.download)  # fmt: skip
     write_table(out, predictions_for_writing(predictions, loaded.model, cohort))
     n_failed = _print_failures(predictions)
     print(f"{len(predictions) - n_failed} case(s) predicted, {n_failed} failed; written to {out}")
+    if heatmaps is not None:
+        written = write_heatmaps(cohort, loaded, predictions, heatmaps, progress=not args.no_progress)
+        for _, row in written[written["error"] != ""].iterrows():
+            print(f"failed: heatmap of case {row['case_id']}, {row['region']}: {row['error']}", file=sys.stderr)
+        print(f"{int((written['file'] != '').sum())} heatmap(s) written to {heatmaps} (listed in heatmaps.csv)")
     return 1 if n_failed else 0
+
+
+def write_heatmaps(
+    cohort: Any, loaded: LoadedModel, predictions: pd.DataFrame, out_dir: str | os.PathLike[str], *, progress: bool = True
+) -> pd.DataFrame:
+    """Grad-CAM PNGs of every successfully predicted case and region of a model with deep features in
+    ``out_dir``, and ``out_dir/heatmaps.csv`` listing them (see :func:`ALNMPredictorLib.gradcam.cohort_heatmaps`)."""
+    from ALNMPredictorLib.gradcam import cohort_heatmaps
+
+    if not loaded.deep_models:
+        raise ALNMError("the model has no deep features: there are no heatmaps to draw")
+    ok = [str(c) for c in predictions.index[predictions["status"] == "ok"]]
+    bar = _tqdm(progress, "heatmaps")
+    if bar is not None:
+        bar.unit = "map"
+    table = cohort_heatmaps(
+        cohort, loaded.deep_models, loaded.model, ok, out_dir, synthetic=bool(loaded.info.get("synthetic")),
+        progress=None if bar is None else (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))),
+    )  # fmt: skip
+    if bar is not None:
+        bar.close()
+    write_table(Path(out_dir) / "heatmaps.csv", table)
+    return table
 
 
 # --------------------------------------------------------------------------------------------------
@@ -1046,8 +1119,13 @@ def evaluate_and_report(
     study_comparison: bool = False,
     progress: bool = True,
     command: str = "",
+    deep_models: Mapping[str, Any] | None = None,
 ) -> EvaluateResult:
-    """Every table, figure and the HTML report for predictions of a fitted model (per split)."""
+    """Every table, figure and the HTML report for predictions of a fitted model (per split).
+
+    ``deep_models`` (region → fitted deep feature extractor): adds a gallery of Grad-CAM heatmaps of a few
+    true/false positives/negatives per test set, with the randomised-head sanity check.
+    """
     from ALNMPredictorLib import plots
     from ALNMPredictorLib.evaluation import evaluate
     from ALNMPredictorLib.report import write_report
@@ -1091,6 +1169,9 @@ def evaluate_and_report(
         "cohort": str(getattr(cohort, "path", "")),
         "model_created": info.get("created"),
     }
+    if deep_models:
+        meta["heatmaps"] = _heatmap_gallery(cohort, deep_models, model, predictions, out_dir / "heatmaps",
+                                            synthetic=synthetic, progress=progress)  # fmt: skip
     report = write_report(
         out_dir, evaluation=evaluation, model_summary=summary, figures=figures,
         title="ALNM Predictor report" + (" - SYNTHETIC demo cohort" if synthetic else ""),
@@ -1110,6 +1191,25 @@ def write_optimism_tables(tables_dir: Path, summary: Mapping[str, Any]) -> None:
         write_table(tables_dir / "internal_validation.csv", frame)
     if summary.get("selection_stability"):
         write_table(tables_dir / "selection_stability.csv", pd.DataFrame(summary["selection_stability"]))
+
+
+def _heatmap_gallery(
+    cohort: Any, deep_models: Mapping[str, Any], model: ALNMModel, predictions: pd.DataFrame, out_dir: Path, *,
+    synthetic: bool, progress: bool,
+) -> dict[str, Any]:
+    """The report's Grad-CAM gallery (PNGs in ``out_dir``), or a note when the images cannot be read."""
+    from ALNMPredictorLib.gradcam import report_gallery
+
+    if getattr(cohort, "regions", None) is None or predictions.empty:
+        return {"items": [], "sanity": {}, "failed": ["no images to draw heatmaps on"]}
+    bar = _tqdm(progress, "heatmaps")
+    gallery = report_gallery(
+        cohort, deep_models, model, predictions, out_dir, synthetic=synthetic,
+        progress=None if bar is None else (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))),
+    )  # fmt: skip
+    if bar is not None:
+        bar.close()
+    return gallery
 
 
 def coverage_notes(predictions: pd.DataFrame, cohort: Any) -> list[str]:
@@ -1176,12 +1276,12 @@ def run_evaluate(args: argparse.Namespace) -> int:
     out = output_folder(args.out)
     predictions, loaded, cohort = predict(
         args.manifest, args.model, out / "work", settings=PipelineSettings(workers=args.workers), progress=not args.no_progress,
-        feature_table=args.features,
+        feature_table=args.features, download=args.download,
     )
     reads = _reads(args.readers)
     result = evaluate_and_report(
         predictions, loaded.model, loaded.info, cohort, out, reads=reads, progress=not args.no_progress,
-        command="alnm evaluate " + " ".join(sys.argv[2:]),
+        command="alnm evaluate " + " ".join(sys.argv[2:]), deep_models=loaded.deep_models,
     )  # fmt: skip
     return _finish(result)
 
@@ -1223,19 +1323,20 @@ def run_pipeline(
     progress: bool = True,
     command: str = "",
     feature_table: Any = None,
+    download: bool | None = None,
 ) -> tuple[TrainResult, EvaluateResult]:
     """extract (or read ``feature_table``) → train → evaluate; the model in ``out_dir/model``, the report
-    in ``out_dir/report``."""
+    in ``out_dir/report``. ``download``: as for :func:`train`."""
     from ALNMPredictorLib.cohort import load_manifest
 
     cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
-    trained = train(cohort, out_dir, settings, progress=progress, feature_table=feature_table)
+    trained = train(cohort, out_dir, settings, progress=progress, feature_table=feature_table, download=download)
     info = dict(trained.bundle_info)
     info["warnings"] = trained.warnings
     evaluated = evaluate_and_report(
         trained.predictions, trained.model, info, cohort, Path(out_dir) / REPORT_DIR, reads=reads,
         reads_simulated=reads_simulated, reader_split=reader_split, study_comparison=study_comparison,
-        progress=progress, command=command,
+        progress=progress, command=command, deep_models=trained.features.deep_models,
     )  # fmt: skip
     return trained, evaluated
 
@@ -1251,7 +1352,7 @@ def run_run(args: argparse.Namespace) -> int:
     trained, evaluated = run_pipeline(
         cohort, args.out, settings_from_args(args, cohort.settings), reads=_reads(args.readers),
         progress=not args.no_progress, command="alnm run " + " ".join(sys.argv[2:]),
-        feature_table=table_spec_from_args(args),
+        feature_table=table_spec_from_args(args), download=args.download,
     )  # fmt: skip
     _print_training(trained)
     return _finish(evaluated)

@@ -54,6 +54,7 @@ SECTIONS: dict[str, str] = {
     "risk_groups": "Risk groups",
     "optimism": "How much of the training performance is optimism",
     "selection": "Feature selection and region scores",
+    "heatmaps": "Grad-CAM heatmaps of the deep features",
     "readers": "Reader study",
     "methods": "Methods, software and settings",
     "warnings": "Warnings and failed cases",
@@ -823,6 +824,50 @@ def _section_optimism(ev: Any, ms: Mapping[str, Any], figs: _Figures) -> str:
     return "".join(parts)
 
 
+def _section_heatmaps(gallery: Mapping[str, Any] | None, figs: _Figures) -> str:
+    """Grad-CAM gallery (:func:`ALNMPredictorLib.gradcam.report_gallery`): per test set and category, the
+    cases' heatmaps, and the randomised-head sanity check; a note when the run has none."""
+    if not gallery:
+        return _note("No Grad-CAM heatmaps: the model has no deep features, or this report was written without "
+                     "them (alnm run and alnm evaluate draw them for a model with deep features).")  # fmt: skip
+    parts = [
+        "<p>Grad-CAM (Selvaraju et al. 2017) on each region's ROI crop (white outline: the ROI): where the deep "
+        "head's ALNM logit, and the deep part of the region score where the score kept deep features, are raised "
+        "by what the network sees. Shown: a few true/false positives/negatives per test set at the training "
+        "cut-off, the most confident of each (combined model). A heatmap shows what moves the deep features, "
+        "not a finding.</p>"
+    ]
+    sanity = (gallery.get("sanity") or {}).get("regions") or {}
+    if sanity:
+        texts = [f"{_e(region)} {_num(v.get('mean_spearman'), 2)} (n = {_e(v.get('n'))})" for region, v in sanity.items()]
+        parts.append(
+            "<p>Sanity check (Adebayo et al. 2018): with the head's weights re-drawn at random, the Spearman rank "
+            "correlation between its maps and the trained head's maps, mean over the crops below: "
+            + "; ".join(texts) + ". Near 0: the maps depend on what the head learned; near 1 they would not.</p>"
+        )
+    items = list(gallery.get("items") or [])
+    if not items:
+        parts.append(_note("No heatmap could be drawn for this run."))
+    for split in dict.fromkeys(str(i.get("split")) for i in items):
+        parts.append(f"<h3>{_e(split)}</h3>")
+        for category in dict.fromkeys(str(i.get("category")) for i in items if str(i.get("split")) == split):
+            chosen = [i for i in items if str(i.get("split")) == split and str(i.get("category")) == category]
+            parts.append(f"<h4>{_e(category)}</h4><div class=\"grid2\">")
+            for item in chosen:
+                uri = figs._from_file(f"heatmap {item.get('case_id')}", item.get("file"))
+                if uri is None:
+                    continue
+                what = "deep head" if item.get("target") == "head" else "region score (deep part)"
+                caption = (f"case {item.get('case_id')}, {item.get('region')}, {what}; label {item.get('label')}, "
+                           f"probability {_num(item.get('probability'), 3)}")  # fmt: skip
+                parts.append(f'<figure><img src="{uri}" alt="{_e(caption)}" loading="eager">'
+                             f"<figcaption>{_e(caption)}</figcaption></figure>")  # fmt: skip
+            parts.append("</div>")
+    for text in gallery.get("failed") or []:
+        parts.append(_note(f"not drawn: {text}"))
+    return "".join(parts)
+
+
 def _section_selection(ms: Mapping[str, Any], figs: _Figures) -> str:
     model_label, _, _ = _labels()
     parts = [figs.html("selection_funnel", "Feature-selection funnel", "Features left after each selection step, per region.")]
@@ -1110,6 +1155,7 @@ def render_report(
     body["risk_groups"] = _section_risk_groups(evaluation, figs)
     body["optimism"] = _section_optimism(evaluation, ms, figs)
     body["selection"] = _section_selection(ms, figs)
+    body["heatmaps"] = _section_heatmaps(meta.get("heatmaps"), figs)
     if has_readers:
         body["readers"] = _section_readers(evaluation, figs, simulated, reader_split)
     body["methods"] = _section_methods(ms, meta)
@@ -1153,6 +1199,7 @@ def _short(section_id: str) -> str:
         "table_s3": "Table S3", "table_s4": "Table S4", "calibration": "Calibration", "decision": "Decision curves",
         "clinical_impact": "Clinical impact", "risk_groups": "Risk groups", "selection": "Feature selection",
         "readers": "Readers", "methods": "Methods", "warnings": "Warnings", "optimism": "Optimism",
+        "heatmaps": "Heatmaps",
     }.get(section_id, section_id)  # fmt: skip
 
 
