@@ -133,6 +133,8 @@ class ALNMPredictorParameterNode:
     modelPath - saved model (folder, its model.json, or .zip); empty means the synthetic demo model.
     caseId - identifier written to the result table and the reads CSV.
     resultTable - table node receiving the prediction.
+    heatmapRegion, heatmapTarget, heatmapOpacity - the Grad-CAM heatmap shown over a region's image after
+        Predict (score: the region score's deep part; head: the deep head's output) and its opacity.
     readerMode, readerName, readsPath - reader study: unaided call first, then the model, then aided.
     demoFolder, demoPatients, demoSeed - the synthetic demo cohort (cohort panel).
     manifestPath, batchTask, batchDeep, batchModelPath, batchOutputFolder - cohort panel.
@@ -143,6 +145,9 @@ class ALNMPredictorParameterNode:
     modelPath: Path
     caseId: str = "case"
     resultTable: slicer.vtkMRMLTableNode
+    heatmapRegion: Annotated[str, Choice(["tumor", "ln"])] = "tumor"
+    heatmapTarget: Annotated[str, Choice(["score", "head"])] = "score"
+    heatmapOpacity: Annotated[float, WithinRange(0.0, 1.0)] = 0.5
     readerMode: bool = False
     readerName: str = ""
     readsPath: Path
@@ -179,6 +184,8 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._formModel = None  # the model path the clinical form was built for
         self._prediction = None
         self._predictionInputs = None  # (case ID, tumour volume ID, LN volume ID) of the prediction on screen
+        self._heatmaps = {}  # (region, target) -> heatmap volume node of the prediction on screen
+        self._heatmapShown = None  # (region, target, opacity) the slice views show
         self._batchTimer = None
         self._batchResult = None
 
@@ -299,6 +306,8 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         )
         self.ui.recordAidedButton.enabled = self._prediction is not None
         self.ui.batchDeepComboBox.enabled = p.batchTask == "train"
+        if self._heatmaps and self._heatmapShown != (p.heatmapRegion, p.heatmapTarget, p.heatmapOpacity):
+            self.showHeatmap()
 
     def _currentInputs(self) -> tuple:
         p = self._parameterNode
@@ -311,6 +320,7 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return
         self._prediction = None
         self._predictionInputs = None
+        self._removeHeatmaps()
         self.ui.resultsText.plainText = _("The inputs changed: press Predict for this case.")
         self.ui.nomogramLabel.text = _("Nomogram (after Predict)")
         self.ui.calibrationLabel.text = _("Calibration of the model (after Predict)")
@@ -330,6 +340,34 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             return False
         self.logic.installDependencies(deep, showProgress=True)
         self.updateClinicalForm()
+        return True
+
+    def ensureBackboneWeights(self, modelPath=None, deep=None) -> bool:
+        """Ask before downloading torchvision's ImageNet VGG19 weights when the model (or the training setting
+        ``deep``) needs them and they are not on this computer; download with a progress dialog. False if declined."""
+        need = self.logic.backboneWeightsNeeded(modelPath=modelPath, deep=deep)
+        if need is None:
+            return True
+        text = _("The deep features use torchvision's ImageNet VGG19 weights ({file}, {size} MB), which are not on "
+                 "this computer.\n\nDownload them now from {url}?\nThey are saved once in {folder} (checksum "
+                 "verified) and used from there afterwards.").format(**need)
+        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("ALNM Predictor - download VGG19 weights")):
+            self.ui.resultsText.plainText = _(
+                "Not downloaded. Without a network: copy {file} (from {url}) into {folder}, or set the "
+                "environment variable ALNM_VGG19_WEIGHTS to its path, then try again.").format(**need)
+            return deep == "auto"  # auto goes on with a random backbone, as it says
+        dialog = slicer.util.createProgressDialog(labelText=_("Downloading {file}...").format(**need),
+                                                  windowTitle=_("ALNM Predictor - download"), maximum=100)
+        try:
+            def progress(done, total):
+                dialog.value = int(100 * done / total) if total else 0
+                slicer.app.processEvents()
+                if dialog.wasCanceled:
+                    raise ValueError(_("Download cancelled: nothing was kept."))
+
+            self.logic.downloadBackboneWeights(progress)
+        finally:
+            dialog.close()
         return True
 
     # ----- case review --------------------------------------------------------------------------
@@ -457,11 +495,14 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     raise ValueError(_("Reader study: record the unaided call before seeing the model's output."))
             if not self.ensureDependencies(self.logic.modelNeedsPyTorch(p.modelPath)):
                 return
+            if not self.ensureBackboneWeights(modelPath=p.modelPath):
+                return
             if self._formModel != str(p.modelPath):
                 self.updateClinicalForm()
             prediction, table = self.logic.predictCase(
                 p.modelPath, self._regionInputs(), self._clinicalValues(), p.caseId, p.resultTable)
             p.resultTable = table
+            self._removeHeatmaps()
             self._prediction = prediction
             self._predictionInputs = self._currentInputs()
             self.ui.recordAidedButton.enabled = True
@@ -472,6 +513,43 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             selection = slicer.app.applicationLogic().GetSelectionNode()
             selection.SetActiveTableID(table.GetID())
             slicer.app.applicationLogic().PropagateTableSelection()
+            self._heatmaps = self.logic.heatmapVolumes(p.modelPath, self._regionInputs(), p.caseId)
+            self.showHeatmap()
+
+    def _removeHeatmaps(self) -> None:
+        """Take the heatmaps of the prediction on screen out of the scene (they belong to that prediction)."""
+        for node in self._heatmaps.values():
+            if node.GetScene() is not None:
+                node.GetScene().RemoveNode(node)
+        self._heatmaps = {}
+        self._heatmapShown = None
+        self.ui.heatmapInfoLabel.text = _("Grad-CAM heatmap (after Predict, for a model with deep features)")
+
+    def showHeatmap(self) -> None:
+        """Show the chosen region's heatmap over its image in the slice views, at the chosen opacity."""
+        p = self._parameterNode
+        if p is None:
+            return
+        if not self._heatmaps:
+            self.ui.heatmapInfoLabel.text = _("No heatmap: this model has no deep features (Grad-CAM explains those).")
+            self._heatmapShown = None
+            return
+        region, target = p.heatmapRegion, p.heatmapTarget
+        node = self._heatmaps.get((region, target))
+        note = ""
+        if node is None and target == "score":
+            node = self._heatmaps.get((region, "head"))
+            note = " " + _("(the {region} score kept no deep feature: the deep head's map is shown)").format(
+                region=REGIONS.get(region, region))
+        if node is None:
+            self.ui.heatmapInfoLabel.text = _("No heatmap for the {region}: the model has no deep head for it.").format(
+                region=REGIONS.get(region, region))
+            self._heatmapShown = (region, target, p.heatmapOpacity)
+            return
+        volume = self._regionInputs()[region][0]
+        slicer.util.setSliceViewerLayers(background=volume, foreground=node, foregroundOpacity=p.heatmapOpacity)
+        self.ui.heatmapInfoLabel.text = node.GetAttribute("ALNMPredictor.heatmap") + note
+        self._heatmapShown = (region, target, p.heatmapOpacity)
 
     def _showImage(self, label, path) -> None:
         import qt
@@ -523,6 +601,11 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             p = self._parameterNode
             deep = (p.batchDeep != "off") if p.batchTask == "train" else self.logic.modelNeedsPyTorch(p.batchModelPath)
             if not self.ensureDependencies(deep):
+                return
+            if p.batchTask == "train":
+                if not self.ensureBackboneWeights(deep=p.batchDeep):
+                    return
+            elif not self.ensureBackboneWeights(modelPath=p.batchModelPath):
                 return
             extra = ["--deep", p.batchDeep] if p.batchTask == "train" else []
             args = self.batchLogic.commandLine(p.batchTask, p.manifestPath, p.batchOutputFolder, p.batchModelPath,
@@ -609,6 +692,36 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
     def missingDependencies(deep: bool = False) -> list:
         """Requirements not installed (``'pandas>=2.0'``, ...); PyTorch only when ``deep``."""
         return [r.text for r in dependencies.missing(dependencies.requirements_for(deep=deep))]
+
+    @staticmethod
+    def backboneWeightsNeeded(modelPath=None, deep=None):
+        """None when nothing needs torchvision's ImageNet VGG19 weights or they are on this computer; else what a
+        download fetches: {file, url, size, folder}. ``modelPath``: a saved model to apply; ``deep``: the
+        training setting (imagenet and auto use them)."""
+        needed = deep in ("imagenet", "auto") or (deep is None and dependencies.model_needs_imagenet_weights(
+            ALNMPredictorLogic._modelFile(modelPath)))
+        if not needed:
+            return None
+        from ALNMPredictorLib import deep as deepLib
+
+        try:
+            deepLib.find_imagenet_weights(download=False)
+            return None
+        except ValueError:
+            return {"file": deepLib.VGG19_FILENAME, "url": deepLib.VGG19_URL, "size": f"{deepLib.VGG19_SIZE_MB:.0f}",
+                    "folder": str(deepLib.imagenet_cache_path().parent)}
+
+    @staticmethod
+    def _modelFile(modelPath):
+        return Path(modelPath) if _isSet(modelPath) else None
+
+    @staticmethod
+    def downloadBackboneWeights(progress=None) -> Path:
+        """Download torchvision's ImageNet VGG19 weights into torch hub's cache (the caller asked first);
+        ``progress(bytesDone, bytesTotal)``. ValueError naming the URL and the folder when it fails."""
+        from ALNMPredictorLib.deep import find_imagenet_weights
+
+        return Path(find_imagenet_weights(download=True, progress=progress or (lambda done, total: None)))
 
     def installDependencies(self, deep: bool = False, showProgress: bool = False) -> None:
         """Install what :meth:`missingDependencies` lists: PyTorch via SlicerPyTorch, the rest with pip.
@@ -882,6 +995,80 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         prediction.model_path = str(path)
         table = self.predictionToTable(prediction, tableNode)
         return prediction, table
+
+    def heatmapVolumes(self, modelPath, regionInputs: dict, caseId: str = "case") -> dict:
+        """Grad-CAM heatmaps of a case as volumes aligned with each region's image (same grid and IJK-to-RAS),
+        values 0-1 (share of the map's maximum, 0 outside the ROI crop): {(region, target): volume node}, for
+        targets ``head`` and, where the region score kept deep features, ``score``. Empty for a model without
+        deep features."""
+        from ALNMPredictorLib.casepredict import case_heatmaps
+
+        loaded = self.loadModel(self.modelPathOrDemo(modelPath))
+        if not loaded.deep_models:
+            return {}
+        regions = [r for r in loaded.deep_models if r in regionInputs]
+        arrays = {region: self.regionArrays(*regionInputs[region], region) for region in regions}
+        out = {}
+        for region, maps in case_heatmaps(loaded, arrays, caseId or "case").items():
+            for target, heatmap in maps.items():
+                what = _("{region} score (its deep features)") if target == "score" else _("{region} deep head")
+                name = f"{caseId} {region} Grad-CAM ({target})"
+                node = self.addHeatmapVolume(heatmap.on_image(), regionInputs[region][0], name)
+                node.SetAttribute("ALNMPredictor.heatmap", _("Grad-CAM of the {what}: red raises it most ({value}).").format(
+                    what=what.format(region=REGIONS.get(region, region)), value=heatmap.title().split(": ", 1)[1]))
+                out[(region, target)] = node
+        return out
+
+    def addHeatmapVolume(self, array: np.ndarray, referenceVolume, name: str):
+        """A scalar volume of ``array`` (rows, cols) on ``referenceVolume``'s grid: same dimensions, IJK-to-RAS and
+        parent transform, shown with the heatmap colours (jet) and zero transparent."""
+        from vtk.util import numpy_support
+
+        scene = referenceVolume.GetScene() or slicer.mrmlScene
+        dims = referenceVolume.GetImageData().GetDimensions()
+        if tuple(array.shape) != (dims[1], dims[0]):
+            raise ValueError(_("Heatmap of size {got} does not fit volume '{vol}' ({want}).").format(
+                got=tuple(array.shape), vol=_nodeName(referenceVolume), want=(dims[1], dims[0])))
+        node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
+        image = vtk.vtkImageData()
+        image.SetDimensions(dims[0], dims[1], 1)
+        image.AllocateScalars(vtk.VTK_FLOAT, 1)
+        numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = np.asarray(array, dtype=np.float32).ravel()
+        node.SetAndObserveImageData(image)
+        matrix = vtk.vtkMatrix4x4()
+        referenceVolume.GetIJKToRASMatrix(matrix)
+        node.SetIJKToRASMatrix(matrix)
+        node.SetAndObserveTransformNodeID(referenceVolume.GetTransformNodeID())
+        node.CreateDefaultDisplayNodes()
+        display = node.GetDisplayNode()
+        display.SetAndObserveColorNodeID(self.heatmapColorNode(scene).GetID())
+        display.SetAutoWindowLevel(0)
+        display.SetWindowLevelMinMax(0.0, 1.0)
+        display.SetApplyThreshold(1)
+        display.SetLowerThreshold(0.01)  # outside the crop (0) and the map's faintest values stay transparent
+        display.SetUpperThreshold(1.0)
+        node.SetAttribute("ALNMPredictor.heatmapOf", referenceVolume.GetID())
+        return node
+
+    @staticmethod
+    def heatmapColorNode(scene=None):
+        """The heatmap colour table (matplotlib's jet, as in the PNG files), one per scene."""
+        scene = scene or slicer.mrmlScene
+        name = "ALNMPredictor Grad-CAM"
+        node = scene.GetFirstNodeByName(name)
+        if node is not None and node.IsA("vtkMRMLColorTableNode"):
+            return node
+        from matplotlib import colormaps
+
+        colours = colormaps["jet"](np.linspace(0.0, 1.0, 256))
+        node = scene.AddNewNodeByClass("vtkMRMLColorTableNode", name)
+        node.SetTypeToUser()
+        node.SetNumberOfColors(256)
+        node.SetNamesInitialised(True)
+        for i, (r, g, b, _a) in enumerate(colours):
+            node.SetColor(i, f"{i / 255:.3f}", float(r), float(g), float(b), 1.0)
+        node.SetHideFromEditors(True)
+        return node
 
     @staticmethod
     def predictionToTable(prediction, tableNode=None):

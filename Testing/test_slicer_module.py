@@ -590,3 +590,147 @@ def test_sample_data_and_installs_on_each_supported_slicer(version, model, demo_
                                "manifest": "", "model": ""}, tmp_path)  # fmt: skip
     api = "slicer.util.pip_install" if version == "5.10" else "slicer.packaging.pip_install"
     assert [c["api"] for c in button["pip_calls"]] == [api] and button["accepted"]["error"] is None
+
+
+# --------------------------------------------------------------------------------------------------
+# Grad-CAM heatmaps over the case's image; the VGG19 weights downloaded after asking
+
+
+@pytest.fixture(scope="module")
+def gradcam_model() -> Path:
+    pytest.importorskip("torch", reason="a model with deep features needs PyTorch")
+    from gradcam_fixture import deep_score_model
+
+    return deep_score_model()
+
+
+def _matrix(node) -> np.ndarray:
+    import vtk
+
+    matrix = vtk.vtkMatrix4x4()
+    node.GetIJKToRASMatrix(matrix)
+    return np.array([[matrix.GetElement(r, c) for c in range(4)] for r in range(4)])
+
+
+def _composites() -> list:
+    return [ENV.scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+            for i in range(ENV.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]  # fmt: skip
+
+
+@pytest.mark.filterwarnings("ignore::UserWarning")  # the random backbone's warning (no torch import here)
+def test_heatmap_overlay_is_aligned_with_the_image_and_follows_region_target_and_opacity(panel, gradcam_model) -> None:
+    p, ui = _load_demo(panel), panel.ui
+    p.modelPath = gradcam_model
+    _set_clinical(panel, {"us_reported_alnm": "present", "tumor_size_cm": "2.5"})
+    assert [ui.heatmapTargetComboBox.itemText(i) for i in range(ui.heatmapTargetComboBox.count())] == ["score", "head"]
+    ui.predictButton.click()
+    assert sorted(panel._heatmaps) == [("ln", "head"), ("ln", "score"), ("tumor", "head"), ("tumor", "score")]
+    node = panel._heatmaps[("tumor", "score")]
+    volume = p.tumorVolume
+    # the overlay is a volume on the image's own grid: same size, same IJK-to-RAS, same parent transform
+    assert node.GetScene() is ENV.scene and node.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
+    np.testing.assert_array_equal(_matrix(node), _matrix(volume))
+    assert node.GetTransformNodeID() == volume.GetTransformNodeID()
+    loaded = cp.load_model_cached(gradcam_model)
+    arrays = {r: panel.logic.regionArrays(*panel._regionInputs()[r], r) for r in ("tumor", "ln")}
+    expected = cp.case_heatmaps(loaded, arrays, p.caseId)["tumor"]["score"].on_image()
+    # the same computation in the same process on the same arrays: float32 rounding at most
+    np.testing.assert_allclose(slicer.util.arrayFromVolume(node)[0], expected, rtol=1e-6, atol=1e-7)
+    display = node.GetDisplayNode()
+    assert display.GetColorNode().GetName() == "ALNMPredictor Grad-CAM" and display.GetApplyThreshold()
+    assert display.GetLowerThreshold() == pytest.approx(0.01)
+    for composite in _composites():
+        assert composite.GetBackgroundVolumeID() == volume.GetID() and composite.GetForegroundVolumeID() == node.GetID()
+        assert composite.GetForegroundOpacity() == pytest.approx(0.5)
+    assert "Grad-CAM of the Tumour score" in ui.heatmapInfoLabel.text
+    ui.heatmapOpacitySlider.value = 0.8
+    assert p.heatmapOpacity == pytest.approx(0.8)
+    assert all(c.GetForegroundOpacity() == pytest.approx(0.8) for c in _composites())
+    ui.heatmapRegionComboBox.choose("ln")
+    ui.heatmapTargetComboBox.choose("head")
+    for composite in _composites():
+        assert composite.GetBackgroundVolumeID() == p.lnVolume.GetID()
+        assert composite.GetForegroundVolumeID() == panel._heatmaps[("ln", "head")].GetID()
+    assert "Lymph node deep head" in ui.heatmapInfoLabel.text
+    # another case on screen: the heatmaps of the previous prediction leave the scene
+    ids = [n.GetID() for n in panel._heatmaps.values()]
+    ui.demoCaseSpinBox.value = 1
+    ui.loadDemoCaseButton.click()
+    assert panel._heatmaps == {} and all(ENV.scene.GetNodeByID(i) is None for i in ids)
+    # a model without deep features: nothing to explain, and the panel says so
+    p.modelPath = Path("")
+    ui.predictButton.click()
+    assert panel._heatmaps == {} and "no deep features" in ui.heatmapInfoLabel.text
+
+
+@pytest.fixture()
+def imagenet_model(model, tmp_path, monkeypatch) -> tuple[Path, bytes]:
+    """The test model with deep heads on an "imagenet" backbone (a random VGG19 state dict standing in for
+    torchvision's file, its checksum prefix patched in), and that file's bytes; the weights are then
+    nowhere on this computer (an empty torch hub cache)."""
+    import hashlib
+    import warnings
+
+    torch = pytest.importorskip("torch", reason="a model with deep features needs PyTorch")
+
+    from ALNMPredictorLib import deep
+    from ALNMPredictorLib.deep import DeepFeatureExtractor, crop_roi, random_trunk
+    from ALNMPredictorLib.pipeline import load_model, save_model
+
+    weights = tmp_path / "standin.pth"
+    torch.save({f"features.{k}": v for k, v in random_trunk(5).state_dict().items()}, weights)
+    blob = weights.read_bytes()
+    monkeypatch.setattr(deep, "IMAGENET_SHA256_PREFIX", hashlib.sha256(blob).hexdigest()[:8])
+    monkeypatch.setenv(deep.WEIGHTS_ENV, str(weights))
+    monkeypatch.delenv(deep.ALLOW_DOWNLOAD_ENV, raising=False)
+    loaded = load_model(model.model_dir)
+    cases = [cp.demo_case(model.cases_dir, i) for i in range(4)]
+    heads = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for region in ("tumor", "ln"):
+            head = DeepFeatureExtractor(weights="imagenet", input_size=32, epochs=1, n_views=0, val_fraction=0.0,
+                                        device="cpu")  # fmt: skip
+            crops = np.stack([crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32) for c in cases])
+            heads[region] = head.fit(crops, np.array([c.label for c in cases]))
+    info = {k: v for k, v in loaded.info.items() if k not in ("model", "deep_heads")}
+    model_dir = Path(save_model(tmp_path / "imagenet-model", loaded.model, info, heads))
+    monkeypatch.delenv(deep.WEIGHTS_ENV)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    return model_dir, blob
+
+
+def test_predict_asks_before_downloading_the_vgg19_weights_then_downloads_them(panel, imagenet_model,
+                                                                               monkeypatch) -> None:  # fmt: skip
+    from weights_server import serve
+
+    from ALNMPredictorLib import deep
+
+    model_dir, blob = imagenet_model
+    cache = deep.imagenet_cache_path()
+    p, ui = _load_demo(panel), panel.ui
+    p.modelPath = model_dir
+    _set_clinical(panel, {"us_reported_alnm": "present", "tumor_size_cm": "2.5"})
+    with serve({f"/{deep.VGG19_FILENAME}": blob}) as base:
+        monkeypatch.setattr(deep, "VGG19_URL", f"{base}/{deep.VGG19_FILENAME}")
+        qt.dialogs.clear()
+        qt.dialog_answers[:] = [qt.QMessageBox.Cancel]
+        ui.predictButton.click()  # declined: nothing downloaded, nothing predicted, the panel says what to do
+        assert len(qt.dialogs) == 1 and "download VGG19 weights" in qt.dialogs[0]["windowTitle"]
+        asked = qt.dialogs[0]["text"]
+        assert deep.VGG19_FILENAME in asked and deep.VGG19_URL in asked and str(cache.parent) in asked
+        assert not cache.parent.exists() and "Not downloaded" in ui.resultsText.plainText
+        assert str(cache.parent) in ui.resultsText.plainText and panel._prediction is None
+        ui.predictButton.click()  # accepted (Ok is the default answer): downloaded once, then predicted
+        assert len(qt.dialogs) == 2
+    assert cache.read_bytes() == blob and sorted(f.name for f in cache.parent.iterdir()) == [deep.VGG19_FILENAME]
+    assert "Nomo-score" in ui.resultsText.plainText and ("tumor", "head") in panel._heatmaps
+    ui.predictButton.click()  # the weights are in the cache now: no question
+    assert len(qt.dialogs) == 2
+    # the cohort panel asks too, before training on ImageNet weights that are not here
+    cache.unlink()
+    p.batchTask, p.batchDeep = "train", "imagenet"
+    p.manifestPath, p.batchOutputFolder = Path("/nonexistent/manifest.csv"), Path(ENV.app.temporaryPath) / "out"
+    qt.dialog_answers[:] = [qt.QMessageBox.Cancel]
+    ui.runBatchButton.click()
+    assert len(qt.dialogs) == 3 and panel.batchLogic.process is None and "Not downloaded" in ui.resultsText.plainText
