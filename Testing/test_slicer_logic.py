@@ -100,6 +100,37 @@ def _write(scene, node, path: Path) -> Path:
     return path
 
 
+def _alnm_predict_on_exported_files(scene, nodes, case, model_dir, cases_dir, tmp_path, others=()) -> Path:
+    """Write the case's volumes and segments with Slicer's own writers, run ``alnm predict`` on them in a
+    subprocess (``others``: further demo cases, from their files, after this one); returns predictions.csv."""
+    row = {"case_id": case.case_id}
+    for region, (volume, segmentation, _) in nodes.items():
+        row[f"{region}_image"] = str(_write(scene, volume, tmp_path / f"{region}.nrrd"))
+        ids = vtk.vtkStringArray()
+        ids.InsertNextValue(segmentation.GetSegmentation().GetNthSegmentID(0))
+        label = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{region} export")
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, ids, label, volume)
+        row[f"{region}_mask"] = str(_write(scene, label, tmp_path / f"{region}_mask.nrrd"))
+    row.update({k: v for k, v in case.clinical.items() if v is not None})
+    rows = [row]
+    for other in others:
+        extra = {"case_id": other.case_id, **{k: v for k, v in other.clinical.items() if v is not None}}
+        for region, (image, mask) in other.files.items():
+            extra[f"{region}_image"], extra[f"{region}_mask"] = str(image), str(mask)
+        rows.append(extra)
+    manifest = tmp_path / "manifest.csv"
+    pd.DataFrame(rows).to_csv(manifest, index=False)
+    (tmp_path / "study.yaml").write_text((cases_dir / "study.yaml").read_text())
+    out = tmp_path / "predictions.csv"
+    run = subprocess.run(
+        [sys.executable, "-m", "ALNMPredictorLib", "predict", str(manifest), "--model", str(model_dir),
+         "--out", str(out), "--no-progress", "--workers", "1"],
+        capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stderr
+    return out
+
+
 # --------------------------------------------------------------------------------------------------
 # MRML <-> arrays
 
@@ -124,25 +155,7 @@ def test_logic_prediction_fills_a_table_equal_to_alnm_predict_on_exported_files(
     assert values["case_id"] == case.case_id and values["risk_group"] in ("high", "low")
 
     # the same images and masks exported to files with Slicer's own writers, then `alnm predict`
-    row = {"case_id": case.case_id}
-    for region, (volume, segmentation, _) in nodes.items():
-        row[f"{region}_image"] = str(_write(scene, volume, tmp_path / f"{region}.nrrd"))
-        ids = vtk.vtkStringArray()
-        ids.InsertNextValue(segmentation.GetSegmentation().GetNthSegmentID(0))
-        label = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{region} export")
-        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, ids, label, volume)
-        row[f"{region}_mask"] = str(_write(scene, label, tmp_path / f"{region}_mask.nrrd"))
-    row.update({k: v for k, v in case.clinical.items() if v is not None})
-    manifest = tmp_path / "manifest.csv"
-    pd.DataFrame([row]).to_csv(manifest, index=False)
-    (tmp_path / "study.yaml").write_text((model.cases_dir / "study.yaml").read_text())
-    out = tmp_path / "predictions.csv"
-    run = subprocess.run(
-        [sys.executable, "-m", "ALNMPredictorLib", "predict", str(manifest), "--model", str(model.model_dir),
-         "--out", str(out), "--no-progress", "--workers", "1"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
-    assert run.returncode == 0, run.stderr
+    out = _alnm_predict_on_exported_files(scene, nodes, case, model.model_dir, model.cases_dir, tmp_path)
     from ALNMPredictorLib.pipeline import POINTS_DECIMALS, PREDICTION_DECIMALS
 
     expected = pd.read_csv(out).set_index("case_id").loc[case.case_id]
@@ -157,6 +170,39 @@ def test_logic_prediction_fills_a_table_equal_to_alnm_predict_on_exported_files(
             compared += 1
     assert compared >= 10  # scores, probabilities and every predictor's points
     assert values["risk_group"] == expected["risk_group"]
+
+
+def test_deep_model_panel_equals_alnm_predict_to_1e_6(module, scene, model, case, tmp_path) -> None:
+    """A model with deep heads (and deep terms in its region scores): the panel's one case, from nodes, has
+    the deep features ``alnm predict`` computes for it in a cohort with other cases, to 1e-6.
+
+    Both run each crop on its own through the same float32 code on this CPU; they run in two processes, so
+    the comparison allows 1e-6 (about 8 float32 ulps at 1) instead of asking for identical bits. Scores and
+    probabilities: to predictions.csv's rounding (half its last decimal) plus that 1e-6 carried through the score."""
+    pytest.importorskip("torch", reason="deep features need PyTorch (.ci/run's Slicer-version jobs run without it)")
+    from gradcam_fixture import deep_score_model
+
+    model_dir = deep_score_model()
+    logic = module.ALNMPredictorLogic()
+    nodes = _nodes_from_case(logic, scene, case)
+    prediction, _ = logic.predictCase(model_dir, nodes, case.clinical, case.case_id)
+    others = [cp.demo_case(model.cases_dir, i) for i in (1, 2)]
+    out = _alnm_predict_on_exported_files(scene, nodes, case, model_dir, model.cases_dir, tmp_path, others)
+    features = pd.read_csv(tmp_path / "predictions-work" / "features" / "features.csv")
+    features = features[features["variant"] == "main"].set_index("case_id")
+    assert {case.case_id, *(o.case_id for o in others)} <= set(features.index)
+    deep = [name for name in prediction.features.index if "_deep_" in str(name)]
+    assert len(deep) == 2 * 128
+    panel = prediction.features[deep].to_numpy(dtype=float)
+    np.testing.assert_allclose(panel, features.loc[case.case_id, deep].to_numpy(dtype=float), rtol=1e-6, atol=1e-6)
+    assert np.ptp(panel) > 0
+    from ALNMPredictorLib.pipeline import PREDICTION_DECIMALS
+
+    expected = pd.read_csv(out).set_index("case_id").loc[case.case_id]
+    tolerance = 0.5 * 10.0**-PREDICTION_DECIMALS + 1.5e-6  # the CSV's rounding, and the features' 1e-6 carried
+    for region in ("tumor", "ln"):
+        assert math.isclose(prediction.scores[region], float(expected[f"{region}_score"]), abs_tol=tolerance)
+    assert math.isclose(prediction.probability, float(expected["prob_clinical_radiomics"]), abs_tol=tolerance)
 
 
 def test_seg_nrrd_round_trip_gives_the_same_mask_and_prediction(module, scene, model, case, tmp_path) -> None:
