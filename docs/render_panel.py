@@ -30,6 +30,7 @@ STAND_INS = {
     "qMRMLNodeComboBox": "QComboBox",
     "qMRMLSegmentSelectorWidget": "QComboBox",
     "qMRMLSegmentEditorWidget": "QLabel",
+    "ctkSliderWidget": "QDoubleSpinBox",
 }
 PLACEHOLDERS = {
     "modelPathLineEdit": "(empty: synthetic demo model)",
