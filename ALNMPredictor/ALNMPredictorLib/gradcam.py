@@ -15,11 +15,12 @@ max-pool, pooling, head, score) is differentiated, once per target. Channel weig
 ∂target/∂Aₖ over positions; the map is ReLU(Σₖ αₖ Aₖ), upsampled bilinearly to the crop. One crop per
 call, like the features: a case's map does not depend on the other cases.
 
-Why no library: ``pytorch-grad-cam`` (PyPI ``grad-cam``, an sdist) pulls in OpenCV (a 64 MB wheel) and
-ttach and min–max-scales every map; ``captum`` (a 0.46 MB wheel) needs torch ≥ 2.3 (Slicer's PyTorch
-extension may give 2.1) and a forward function per target. Both would run the whole network per target.
-The hooks-free split here is about 100 lines, computes both targets from one forward pass, and keeps
-the signed map that the sanity check needs.
+Why no library (measured in BENCHMARKS.md, "Grad-CAM"): ``pytorch-grad-cam`` (PyPI ``grad-cam``, an
+sdist) pulls in OpenCV (a 64 MB wheel) and ttach and returns only ReLU'd, min–max-scaled maps; ``captum``
+(a 0.46 MB wheel, torch ≥ 2.3) gives exactly these signed maps but needs a forward function per target.
+With the frozen trunk both run the whole network forward and backward per target (1.8x and 3.3x this
+module's CPU time for the two targets of one crop). The split here is about 100 lines, computes both
+targets from one forward pass, and keeps the signed map that the sanity check needs.
 
 Sanity check (Adebayo et al., "Sanity checks for saliency maps", NeurIPS 2018): :func:`sanity_check`
 re-draws the head's weights at random and reports the Spearman rank correlation between the maps of the
