@@ -13,6 +13,7 @@ import importlib
 import logging
 import sys
 import traceback
+import warnings
 from collections.abc import Sequence
 
 from ALNMPredictorLib import __version__
@@ -87,6 +88,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             level=logging.DEBUG if args.verbose else logging.INFO,
             format="%(levelname)s %(name)s: %(message)s",
         )
+        # the library logs its warnings (e.g. a random VGG19 backbone) for the command line: a Python warning
+        # of the same text would print it a second time, with a source line
+        warnings.filterwarnings("ignore", message="VGG19 backbone has RANDOM weights")
         for chatty in QUIET_LOGGERS:  # libraries' INFO lines (e.g. "pykwalify.core: validation.valid") are not ours
             logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
         if args.command is None:

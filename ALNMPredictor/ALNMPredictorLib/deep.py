@@ -98,6 +98,10 @@ LAST_CONV_RELU = 35
 _TRUNK_CHANNELS = 512
 
 
+#: seeds whose random-backbone warning this process has logged
+_RANDOM_LOGGED: set[int] = set()
+
+
 class RandomWeightsWarning(UserWarning):
     """The VGG19 backbone has random weights: deep features carry no ImageNet knowledge."""
 
@@ -505,11 +509,14 @@ def load_backbone(
     info: dict[str, Any] = {"architecture": "vgg19", "weights": kind, **_versions()}
     if kind == "none":
         message = (
-            f"VGG19 backbone has RANDOM weights (weights='none', seed {seed}): the deep features carry no "
-            "ImageNet knowledge. Use this for tests only; give weights='imagenet' or a state-dict path."
+            f"VGG19 backbone has RANDOM weights (--deep none, or weights='none' in Python; seed {seed}): the deep "
+            "features carry no ImageNet knowledge. Use this for tests only; for real deep features use --deep "
+            "imagenet (--download fetches the weights once) or --deep FILE with a VGG19 state dict."
         )
         warnings.warn(message, RandomWeightsWarning, stacklevel=3)
-        logger.warning(message)
+        if seed not in _RANDOM_LOGGED:  # once per process and seed: a run builds the trunk for each region
+            _RANDOM_LOGGED.add(seed)
+            logger.warning(message)
         state, sha, _ = _random_state(seed)
         info.update(seed=int(seed), sha256=sha, tensor_sha256=sha, file=None)
         if expected is not None and expected.get("sha256") != sha:
