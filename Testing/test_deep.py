@@ -547,3 +547,16 @@ def test_intensity_setting_is_used_saved_and_checked(tmp_path):
     assert DeepFeatureExtractor.load(tmp_path, "tumor", device="cpu").intensity == "auto"
     with pytest.raises(ALNMError, match="intensity must be one of"):
         _extractor(intensity="percentile")
+
+
+def test_head_training_reports_progress_over_every_trunk_pass(data):
+    crops, labels = data
+    seen: list[tuple[int, int]] = []
+    model = _extractor(n_views=2, epochs=1).fit(crops, labels, progress=lambda done, total: seen.append((done, total)))
+    n_train = model.training_summary_["n_train"]
+    assert {total for _, total in seen} == {len(crops) + 2 * n_train}  # plain crops, then two augmented views
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1][0] == len(crops) + 2 * n_train
+    seen.clear()
+    _extractor(n_views=2, epochs=1).fit(crops, labels, trunk=_extractor().trunk_features(crops),
+                                        progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    assert seen[-1] == (2 * n_train, 2 * n_train)  # given trunk features: the views only

@@ -960,8 +960,14 @@ class DeepFeatureExtractor:
     ) -> None:
         started = time.perf_counter()
         base.to(device).eval()
+        # one progress count over every trunk pass of the training: the plain crops (unless given), then each view
+        total = (len(crops) if trunk is None else 0) + self.n_views * len(train_idx)
+
+        def step(offset: int) -> Callable[[int, int], None] | None:
+            return None if progress is None else (lambda done, _n: progress(offset + done, total))
+
         if trunk is None:
-            plain = self._trunk_batches(base, crops, device, progress)
+            plain = self._trunk_batches(base, crops, device, step(0))
         else:
             plain = torch.from_numpy(np.asarray(trunk, dtype=np.float32).copy())
             if plain.shape != (len(crops), self.trunk_dim):
@@ -969,11 +975,12 @@ class DeepFeatureExtractor:
         gen = torch.Generator().manual_seed(self.seed)
         train_crops = torch.from_numpy(crops[train_idx])
         views = [plain[train_idx]]
-        for _ in range(self.n_views):
+        for view in range(self.n_views):
             augmented = torch.cat(
                 [augment(train_crops[s : s + self.batch_size], gen) for s in range(0, len(train_crops), self.batch_size)]
             )
-            views.append(self._trunk_batches(base, augmented, device, batch_size=self.batch_size))
+            offset = (len(crops) if trunk is None else 0) + view * len(train_idx)
+            views.append(self._trunk_batches(base, augmented, device, step(offset), batch_size=self.batch_size))
         self.timings_ = {"trunk_s": time.perf_counter() - started}
 
         started = time.perf_counter()

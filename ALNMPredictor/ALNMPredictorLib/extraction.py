@@ -1031,7 +1031,16 @@ def _deep_stage(
             trunk = np.stack([base_trunks[it.index] for it, _ in usable]) if frozen else None
             logger.info("training the %s deep head on %d cases", region, len(usable))
             started = time.perf_counter()
-            model.fit(crops, np.array([lab for _, lab in usable]), trunk=trunk)
+            head_bar = _progress_bar(1, f"{region} deep head", progress)  # total set by the first callback
+
+            def head_progress(done: int, total: int, bar: Any = head_bar) -> None:
+                bar.total = total
+                bar.update(done - bar.n)
+
+            try:
+                model.fit(crops, np.array([lab for _, lab in usable]), trunk=trunk, progress=head_progress)
+            finally:
+                head_bar.close()
             model.save(head_dir, region)
             models[region] = model
             origin[region] = "trained"
