@@ -359,6 +359,18 @@ def file_name(case_id: str, region: str, target: str) -> str:
 # Cohorts: alnm predict --heatmaps, the report's gallery
 
 
+def _region_maps(cohort: Any, deep_models: Mapping[str, Any], scores: Mapping[str, Any], case_id: str,
+                 region: str) -> dict[str, Any]:  # fmt: skip
+    """The heatmaps of one case's region, cut from the crop the deep stage reads (InputError without one)."""
+    from ALNMPredictorLib.extraction import deep_input
+
+    inputs = cohort.region_inputs(case_id, region)
+    if inputs is None:
+        raise InputError("no image or mask for this region", case=case_id, column=f"{region}_image")
+    image, mask = deep_input(inputs)
+    return image_heatmaps(deep_models[region], image, mask, region=region, score=scores.get(region), case_id=case_id)
+
+
 def cohort_heatmaps(
     cohort: Any,
     deep_models: Mapping[str, DeepFeatureExtractor],
@@ -372,7 +384,6 @@ def cohort_heatmaps(
     """Heatmap PNGs of every case and region (``head``, and ``score`` where it kept deep features) in
     ``out_dir``; returns one row per map: ``case_id region target value file error`` (a case whose image
     cannot be read gets one row per region with its error and no file; the others go on)."""
-    from ALNMPredictorLib.extraction import deep_input
 
     out = Path(out_dir)
     scores = getattr(model, "region_scores_", {}) or {}
@@ -380,12 +391,7 @@ def cohort_heatmaps(
     jobs = [(c, r) for c in case_ids for r in deep_models if r in cohort.regions]
     for done, (case_id, region) in enumerate(jobs, start=1):
         try:
-            inputs = cohort.region_inputs(case_id, region)
-            if inputs is None:
-                raise InputError("no image or mask for this region", case=case_id, column=f"{region}_image")
-            image, mask = deep_input(inputs)
-            maps = image_heatmaps(deep_models[region], image, mask, region=region, score=scores.get(region),
-                                  case_id=str(case_id))  # fmt: skip
+            maps = _region_maps(cohort, deep_models, scores, str(case_id), region)
             for name, heatmap in maps.items():
                 path = save_heatmap(heatmap, out / file_name(str(case_id), region, name), synthetic=synthetic)
                 rows.append({"case_id": str(case_id), "region": region, "target": name, "value": heatmap.value,
@@ -441,7 +447,6 @@ def report_gallery(
     """The report's heatmap gallery: PNGs in ``out_dir`` for :func:`gallery_cases`, and the sanity check on
     the same crops. Returns ``{"items": [...], "sanity": {...}, "failed": [...]}`` for
     :func:`ALNMPredictorLib.report.write_report` (``meta["heatmaps"]``)."""
-    from ALNMPredictorLib.extraction import deep_input
 
     chosen = gallery_cases(predictions, cohort.train_split, per_category)
     scores = getattr(model, "region_scores_", {}) or {}
@@ -452,12 +457,7 @@ def report_gallery(
     jobs = [(s, c, case, r) for s, c, case in chosen for r in deep_models if r in cohort.regions]
     for done, (split, category, case_id, region) in enumerate(jobs, start=1):
         try:
-            inputs = cohort.region_inputs(case_id, region)
-            if inputs is None:
-                raise InputError("no image or mask for this region", case=case_id, column=f"{region}_image")
-            image, mask = deep_input(inputs)
-            maps = image_heatmaps(deep_models[region], image, mask, region=region, score=scores.get(region),
-                                  case_id=case_id)  # fmt: skip
+            maps = _region_maps(cohort, deep_models, scores, case_id, region)
         except ALNMError as exc:
             failed.append(str(exc))
             continue
