@@ -940,7 +940,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     def ensureDemoModel(self, workFolder=None) -> Path:
         """The SYNTHETIC demo model: the committed one, else trained in ``workFolder`` (minutes) on first use."""
-        from ALNMPredictorLib.casepredict import ensure_demo_model
+        from ALNMPredictorLib.demomodel import ensure_demo_model
 
         if workFolder is None and hasattr(slicer, "app"):
             workFolder = Path(slicer.app.temporaryPath) / "ALNMPredictor-demo" / "model"
@@ -957,7 +957,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     def clinicalFields(self, modelPath) -> list:
         """The clinical factors the model asks for (form rows)."""
-        from ALNMPredictorLib.casepredict import clinical_fields
+        from ALNMPredictorLib.clinicalform import clinical_fields
 
         return clinical_fields(self.loadModel(modelPath, deepHeads=False))
 
@@ -1110,7 +1110,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     def renderFigures(self, modelPath, prediction, folder) -> dict:
         """PNG files of the nomogram (this case marked) and the model's calibration curve; {name: path or None}."""
-        from ALNMPredictorLib.casepredict import calibration_figure, figure_png, nomogram_figure
+        from ALNMPredictorLib.casefigures import calibration_figure, figure_png, nomogram_figure
 
         path = self.modelPathOrDemo(modelPath)
         loaded = self.loadModel(path)
@@ -1125,7 +1125,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     def loadDemoCase(self, folder, index: int = 0) -> dict:
         """Load a SYNTHETIC patient: a volume and a segmentation per region, plus its clinical factors."""
-        from ALNMPredictorLib.casepredict import demo_case
+        from ALNMPredictorLib.demomodel import demo_case
 
         case = demo_case(folder, index)
         volumes, segmentations = {}, {}
@@ -1143,7 +1143,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     def readerStatus(self, readsPath, caseId: str, reader: str) -> dict:
         """{session: call} already recorded by this reader for this case."""
-        from ALNMPredictorLib.casepredict import read_status
+        from ALNMPredictorLib.reader_study import read_status
 
         if not reader or not str(reader).strip():
             raise ValueError(_("Enter the reader's name or code."))
@@ -1151,7 +1151,7 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     def recordRead(self, readsPath, caseId: str, reader: str, session: str, call: int, confidence=None):
         """Append a read (unaided first, then aided) to the reads CSV; returns the whole reads table."""
-        from ALNMPredictorLib.casepredict import record_read
+        from ALNMPredictorLib.reader_study import record_read
 
         if not _isSet(readsPath):
             raise ValueError(_("Choose a reads CSV file."))
@@ -1503,7 +1503,8 @@ class ALNMPredictorTest(ScriptedLoadableModuleTest):
         logic = ALNMPredictorLogic()
         missing = logic.missingDependencies()
         self.assertEqual(missing, [], f"install the module's Python packages first: {missing}")
-        from ALNMPredictorLib.casepredict import demo_case, load_model_cached, predict_case
+        from ALNMPredictorLib.casepredict import load_model_cached, predict_case
+        from ALNMPredictorLib.demomodel import demo_case
 
         self.delayDisplay("Predicting the synthetic demo case")
         folder = self._folder()

@@ -33,7 +33,7 @@ class SharedModel:
 @functools.lru_cache(maxsize=1)
 def shared_model() -> SharedModel:
     """Build (once per test process) the test model; its folder is removed when the process ends."""
-    from ALNMPredictorLib.casepredict import DEMO_MODEL_RESOURCE
+    from ALNMPredictorLib.demomodel import DEMO_MODEL_RESOURCE
     from ALNMPredictorLib.modeling import LogisticModel
     from ALNMPredictorLib.pipeline import load_model, save_model
 

@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 from casepredict_fixture import shared_model
 
+from ALNMPredictorLib import casefigures, clinicalform, demomodel, reader_study
 from ALNMPredictorLib import casepredict as cp
 from ALNMPredictorLib.errors import InputError
 
@@ -27,7 +28,7 @@ def loaded(model):
 
 @pytest.fixture(scope="module")
 def case(model):
-    return cp.demo_case(model.cases_dir, 0)
+    return demomodel.demo_case(model.cases_dir, 0)
 
 
 def _close(a: float, b: float, rel: float = 1e-9) -> bool:
@@ -35,7 +36,7 @@ def _close(a: float, b: float, rel: float = 1e-9) -> bool:
 
 
 def test_clinical_fields_come_from_the_model(loaded) -> None:
-    fields = {f.name: f for f in cp.clinical_fields(loaded)}
+    fields = {f.name: f for f in clinicalform.clinical_fields(loaded)}
     assert fields["us_reported_alnm"].kind == "categorical" and fields["us_reported_alnm"].required
     assert fields["us_reported_alnm"].levels == ("absent", "present")
     assert fields["tumor_size_cm"].kind == "continuous" and fields["tumor_size_cm"].required
@@ -48,7 +49,7 @@ def test_predict_case_equals_alnm_predict_on_files(model, loaded, tmp_path) -> N
     from ALNMPredictorLib.cohort import load_manifest
     from ALNMPredictorLib.pipeline import predict
 
-    cases = [cp.demo_case(model.cases_dir, i) for i in range(2)]
+    cases = [demomodel.demo_case(model.cases_dir, i) for i in range(2)]
     manifest = load_manifest(model.cases_dir / "manifest.csv")
     ids = [c.case_id for c in cases]
     subset = tmp_path / "manifest.csv"
@@ -97,7 +98,7 @@ def test_deep_features_equal_the_cohort_extraction(model, tmp_path, intensity) -
     from ALNMPredictorLib.extraction import extract_cohort
     from ALNMPredictorLib.pipeline import LoadedModel
 
-    cases = [cp.demo_case(model.cases_dir, i) for i in range(4)]
+    cases = [demomodel.demo_case(model.cases_dir, i) for i in range(4)]
     heads = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random backbone warning
@@ -125,11 +126,11 @@ def test_missing_and_wrong_clinical_values(loaded, case) -> None:
     with pytest.raises(ValueError, match="case X1, column us_reported_alnm: unknown level 'maybe'"):
         cp.predict_case(loaded, case.regions, {**case.clinical, "us_reported_alnm": "maybe"}, "X1")
     with pytest.raises(ValueError, match="column tumor_size_cm: not a number"):
-        cp.parse_clinical(loaded, {**case.clinical, "tumor_size_cm": "big"}, "X1")
+        clinicalform.parse_clinical(loaded, {**case.clinical, "tumor_size_cm": "big"}, "X1")
     with pytest.raises(ValueError, match="tumor_size_cm: not a finite number"):
-        cp.parse_clinical(loaded, {**case.clinical, "tumor_size_cm": float("inf")}, "X1")
-    optional = [f.name for f in cp.clinical_fields(loaded) if not f.required]
-    values = cp.parse_clinical(loaded, {k: v for k, v in case.clinical.items() if k not in optional}, "X1")
+        clinicalform.parse_clinical(loaded, {**case.clinical, "tumor_size_cm": float("inf")}, "X1")
+    optional = [f.name for f in clinicalform.clinical_fields(loaded) if not f.required]
+    values = clinicalform.parse_clinical(loaded, {k: v for k, v in case.clinical.items() if k not in optional}, "X1")
     assert set(values) == {"us_reported_alnm", "tumor_size_cm"}
     assert isinstance(values["tumor_size_cm"], float) and values["us_reported_alnm"] in ("absent", "present")
 
@@ -166,47 +167,47 @@ def test_leading_slice_axis_and_rgb_give_the_same_numbers(loaded, case) -> None:
 
 
 def test_record_read_enforces_the_protocol_and_writes_a_valid_reads_csv(tmp_path) -> None:
-    from ALNMPredictorLib.readers import load_reads
+    from ALNMPredictorLib.reader_study import load_reads
 
     reads = tmp_path / "reads.csv"
     with pytest.raises(ValueError, match="record the unaided call before the aided one"):
-        cp.record_read(reads, "P1", "R1", "aided", 1)
-    cp.record_read(reads, "P1", "R1", "unaided", 0, confidence=2)
+        reader_study.record_read(reads, "P1", "R1", "aided", 1)
+    reader_study.record_read(reads, "P1", "R1", "unaided", 0, confidence=2)
     with pytest.raises(ValueError, match="already recorded the unaided call"):
-        cp.record_read(reads, "P1", "R1", "unaided", 1, confidence=2)
-    cp.record_read(reads, "P1", "R1", "aided", 1, confidence=4)
-    cp.record_read(reads, "P2", "R1", "unaided", 1, confidence=5)
+        reader_study.record_read(reads, "P1", "R1", "unaided", 1, confidence=2)
+    reader_study.record_read(reads, "P1", "R1", "aided", 1, confidence=4)
+    reader_study.record_read(reads, "P2", "R1", "unaided", 1, confidence=5)
     with pytest.raises(ValueError, match="session must be"):
-        cp.record_read(reads, "P2", "R1", "later", 1)
+        reader_study.record_read(reads, "P2", "R1", "later", 1)
     with pytest.raises(ValueError, match="reader"):
-        cp.record_read(reads, "P2", " ", "unaided", 1)
+        reader_study.record_read(reads, "P2", " ", "unaided", 1)
     with pytest.raises(ValueError, match="call must be 0 or 1"):
-        cp.record_read(reads, "P3", "R1", "unaided", 2, confidence=1)
+        reader_study.record_read(reads, "P3", "R1", "unaided", 2, confidence=1)
     table = load_reads(reads)
     assert list(table["session"]) == ["unaided", "aided", "unaided"]
     assert list(table["call"]) == [0, 1, 1] and list(table["confidence"]) == [2.0, 4.0, 5.0]
-    assert cp.read_status(reads, "P1", "R1") == {"unaided": 0, "aided": 1}
-    assert cp.read_status(reads, "P1", "R2") == {}
+    assert reader_study.read_status(reads, "P1", "R1") == {"unaided": 0, "aided": 1}
+    assert reader_study.read_status(reads, "P1", "R2") == {}
 
 
 def test_figures_and_demo_model(loaded, case, tmp_path) -> None:
-    demo = cp.ensure_demo_model(None)
-    assert demo == cp.DEMO_MODEL_RESOURCE and demo.stat().st_size < 2_000_000
+    demo = demomodel.ensure_demo_model(None)
+    assert demo == demomodel.DEMO_MODEL_RESOURCE and demo.stat().st_size < 2_000_000
     demo_loaded = cp.load_model_cached(demo)
     assert demo_loaded.info["synthetic"] is True
     got = cp.predict_case(loaded, case.regions, case.clinical, case.case_id)
-    nomogram = cp.figure_png(cp.nomogram_figure(loaded, got), tmp_path / "nomogram.png")
+    nomogram = casefigures.figure_png(casefigures.nomogram_figure(loaded, got), tmp_path / "nomogram.png")
     assert nomogram.read_bytes()[:4] == b"\x89PNG"
-    calibration = cp.calibration_figure(demo, demo_loaded)
+    calibration = casefigures.calibration_figure(demo, demo_loaded)
     assert calibration is not None
-    assert cp.figure_png(calibration, tmp_path / "calibration.png").stat().st_size > 1000
-    assert cp.calibration_figure(tmp_path / "nowhere" / "model") is None
+    assert casefigures.figure_png(calibration, tmp_path / "calibration.png").stat().st_size > 1000
+    assert casefigures.calibration_figure(tmp_path / "nowhere" / "model") is None
 
 
 def test_load_model_cached_reports_a_missing_model(tmp_path) -> None:
     with pytest.raises(ValueError, match="model not found"):
         cp.load_model_cached(tmp_path / "absent")
-    assert isinstance(cp.load_model_cached(Path(cp.DEMO_MODEL_RESOURCE)), type(cp.load_model_cached(cp.DEMO_MODEL_RESOURCE)))
+    assert isinstance(cp.load_model_cached(Path(demomodel.DEMO_MODEL_RESOURCE)), type(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE)))
 
 
 def test_a_table_trained_model_refuses_images_clearly(loaded, case) -> None:

@@ -360,7 +360,7 @@ def test_no_clinical_model(setup) -> None:
 
 
 def test_evaluate_with_reads(setup) -> None:
-    from ALNMPredictorLib.readers import simulate_reads
+    from ALNMPredictorLib.reader_study import simulate_reads
 
     pred, models = setup["pred"], setup["models"]
     reads = simulate_reads(pred, split="prospective", seed=2, cutoff=models["clinical_radiomics"].cutoff)

@@ -177,7 +177,7 @@ def test_firth_keeps_a_score_that_separates_a_small_training_set() -> None:
 def test_nomogram_axes_span_the_training_range() -> None:
     """Every training value can be read off its axis (issue: axes stopped at the round ticks -2 and 2
     while the demo's scores ran from -3.2 to 3.5), on the committed demo model and on a made-up range."""
-    from ALNMPredictorLib.casepredict import DEMO_MODEL_RESOURCE
+    from ALNMPredictorLib.demomodel import DEMO_MODEL_RESOURCE
     from ALNMPredictorLib.pipeline import load_model
     from ALNMPredictorLib.plots import plot_nomogram
 

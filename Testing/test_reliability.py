@@ -26,6 +26,7 @@ from casepredict_fixture import shared_model
 from PIL import Image
 
 from ALNMPredictorLib import casepredict as cp
+from ALNMPredictorLib import demomodel
 from ALNMPredictorLib.cli import main as alnm
 from ALNMPredictorLib.errors import ALNMError
 
@@ -35,7 +36,7 @@ PATH_COLUMNS = ("_image", "_mask", "_reader2", "_repeat")
 @pytest.fixture(scope="module")
 def model():
     shared = shared_model()
-    cp.demo_case(shared.cases_dir, 0)  # writes the demo cases (manifest, study.yaml, images) on first use
+    demomodel.demo_case(shared.cases_dir, 0)  # writes the demo cases (manifest, study.yaml, images) on first use
     return shared
 
 
@@ -317,7 +318,7 @@ def test_a_level_the_combined_model_never_saw_fails_that_case_only(capsys, model
 
 def test_a_factor_only_the_clinical_model_needs_leaves_its_probability_out_with_a_note(capsys, model, work,
                                                                                        tmp_path) -> None:  # fmt: skip
-    demo = cp.load_model_cached(cp.DEMO_MODEL_RESOURCE).model  # its combined model uses the two scores only
+    demo = cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE).model  # its combined model uses the two scores only
     factor = next(v for v in demo.clinical_model_.variables if v not in demo.combined_model_.variables)
 
     def drop(t: pd.DataFrame, _: Path) -> pd.DataFrame:
@@ -325,7 +326,7 @@ def test_a_factor_only_the_clinical_model_needs_leaves_its_probability_out_with_
 
     out = tmp_path / "pred.csv"
     manifest = _manifest(model, tmp_path / "m", drop, study=None)
-    code, _, err = _run(capsys, "predict", manifest, "--model", cp.DEMO_MODEL_RESOURCE, "--out", out, "--work-dir",
+    code, _, err = _run(capsys, "predict", manifest, "--model", demomodel.DEMO_MODEL_RESOURCE, "--out", out, "--work-dir",
                         work, "--workers", "1", "--no-progress")  # fmt: skip
     table = pd.read_csv(out, keep_default_na=False)
     assert code == 0 and (table["status"] == "ok").all()

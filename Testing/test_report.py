@@ -368,7 +368,7 @@ def test_report_from_a_real_evaluation(tmp_path) -> None:
     """The EvaluationResult that evaluation.evaluate returns (extra columns, simulated reads) renders."""
     from ALNMPredictorLib.evaluation import evaluate
     from ALNMPredictorLib.modeling import fit_logistic_model
-    from ALNMPredictorLib.readers import simulate_reads
+    from ALNMPredictorLib.reader_study import simulate_reads
 
     rng = np.random.default_rng(5)
     n = 240

@@ -30,6 +30,7 @@ from casepredict_fixture import shared_model  # noqa: E402
 from vtk.util import numpy_support  # noqa: E402
 
 from ALNMPredictorLib import casepredict as cp  # noqa: E402
+from ALNMPredictorLib import demomodel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "ALNMPredictor" / "ALNMPredictor.py"
@@ -60,7 +61,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def case(model):
-    return cp.demo_case(model.cases_dir, 0)
+    return demomodel.demo_case(model.cases_dir, 0)
 
 
 def _labelmap_node(scene, mask: np.ndarray, volume):
@@ -186,7 +187,7 @@ def test_deep_model_panel_equals_alnm_predict_to_1e_6(module, scene, model, case
     logic = module.ALNMPredictorLogic()
     nodes = _nodes_from_case(logic, scene, case)
     prediction, _ = logic.predictCase(model_dir, nodes, case.clinical, case.case_id)
-    others = [cp.demo_case(model.cases_dir, i) for i in (1, 2)]
+    others = [demomodel.demo_case(model.cases_dir, i) for i in (1, 2)]
     out = _alnm_predict_on_exported_files(scene, nodes, case, model_dir, model.cases_dir, tmp_path, others)
     features = pd.read_csv(tmp_path / "predictions-work" / "features" / "features.csv")
     features = features[features["variant"] == "main"].set_index("case_id")
@@ -246,7 +247,7 @@ def test_demo_case_loads_as_nodes_and_predicts_like_the_library(module, scene, m
     inputs = {r: (loaded["volumes"][r], loaded["segmentations"][r], None) for r in loaded["volumes"]}
     demo_model = logic.ensureDemoModel(None)
     prediction, table = logic.predictCase(demo_model, inputs, loaded["clinical"], loaded["caseId"])
-    reference = cp.predict_case(cp.load_model_cached(demo_model), cp.demo_case(model.cases_dir, 1).regions,
+    reference = cp.predict_case(cp.load_model_cached(demo_model), demomodel.demo_case(model.cases_dir, 1).regions,
                                 loaded["clinical"], loaded["caseId"])  # fmt: skip
     assert prediction.probability == reference.probability and prediction.scores == reference.scores
     assert table.GetAttribute("ALNMPredictor.synthetic") == "True"
@@ -334,7 +335,7 @@ def test_reader_study_order(module, scene, tmp_path) -> None:
 
 
 def _small_manifest(model, tmp_path: Path, n: int = 2, break_one: bool = False) -> Path:
-    ids = [cp.demo_case(model.cases_dir, i).case_id for i in range(n)]  # writes the cases on first use
+    ids = [demomodel.demo_case(model.cases_dir, i).case_id for i in range(n)]  # writes the cases on first use
     table = pd.read_csv(model.cases_dir / "manifest.csv", dtype=str, keep_default_na=False)
     table = table[table["case_id"].isin(ids)].copy()
     for col in [c for c in table.columns if c.endswith(("_image", "_mask", "_reader2", "_repeat"))]:

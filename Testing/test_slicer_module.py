@@ -36,6 +36,7 @@ import qtcore  # noqa: E402
 from casepredict_fixture import shared_model  # noqa: E402
 
 from ALNMPredictorLib import casepredict as cp  # noqa: E402
+from ALNMPredictorLib import demomodel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "ALNMPredictor" / "ALNMPredictor.py"
@@ -148,7 +149,7 @@ def test_demo_case_predict_fills_table_text_and_figures(panel) -> None:
     assert ui.nomogramLabel.pixmap() is not None and not ui.nomogramLabel.pixmap().isNull()
     assert ui.calibrationLabel.pixmap() is not None and ui.recordAidedButton.enabled
     # the library on the same arrays gives the same numbers (same process, same code path)
-    reference = cp.predict_case(cp.load_model_cached(cp.DEMO_MODEL_RESOURCE),
+    reference = cp.predict_case(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE),
                                 {r: panel.logic.regionArrays(*panel._regionInputs()[r], r) for r in ("tumor", "ln")},
                                 panel._clinicalValues(), p.caseId)  # fmt: skip
     assert values["nomo_score"] == pytest.approx(reference.probability, rel=1e-12)
@@ -215,7 +216,7 @@ def test_colour_ultrasound_volume_is_listed_and_converted_to_grey(panel, model) 
     luma = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
     regions = {"tumor": cp.RegionArrays(luma, mask, spacing),
                "ln": logic.regionArrays(*panel._regionInputs()["ln"], "ln")}  # fmt: skip
-    reference = cp.predict_case(cp.load_model_cached(cp.DEMO_MODEL_RESOURCE), regions, panel._clinicalValues(), p.caseId)
+    reference = cp.predict_case(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE), regions, panel._clinicalValues(), p.caseId)
     # the same grey image reaches the features by two routes (uint8 RGB -> luma, or luma given as float):
     # equal up to float64 rounding of the luma sum
     assert values["nomo_score"] == pytest.approx(reference.probability, rel=1e-9)
@@ -265,7 +266,7 @@ def test_reader_mode_hides_the_label_and_binds_the_aided_read_to_the_case_on_scr
     _load_demo(panel)
     first_case = p.caseId
     text = ui.resultsText.plainText
-    label = cp.demo_case(Path(p.demoFolder) / "cases", 0).label
+    label = demomodel.demo_case(Path(p.demoFolder) / "cases", 0).label
     assert first_case in text and "label" not in text.lower() and f": {label}" not in text
     ui.callMetastasisRadioButton.click()
     with pytest.raises(ValueError, match="unaided call before seeing the model"):
@@ -296,7 +297,7 @@ def test_reader_mode_hides_the_label_and_binds_the_aided_read_to_the_case_on_scr
 
 
 def _small_manifest(model, tmp_path: Path, n: int = 2) -> Path:
-    ids = [cp.demo_case(model.cases_dir, i).case_id for i in range(n)]
+    ids = [demomodel.demo_case(model.cases_dir, i).case_id for i in range(n)]
     table = pd.read_csv(model.cases_dir / "manifest.csv", dtype=str, keep_default_na=False)
     table = table[table["case_id"].isin(ids)].copy()
     for col in [c for c in table.columns if c.endswith(("_image", "_mask", "_reader2", "_repeat"))]:
@@ -410,7 +411,7 @@ def test_committed_sample_data_is_the_demo_case(harness, tmp_path) -> None:
 
     nodes = {n.GetName(): n for n in SampleData.SampleDataLogic().downloadFromSource(sources[0])}
     assert sorted(nodes) == ["ALNMDemoLN", "ALNMDemoLNSegmentation", "ALNMDemoTumor", "ALNMDemoTumorSegmentation"]
-    case = cp.demo_case(tmp_path / "cases", 0)
+    case = demomodel.demo_case(tmp_path / "cases", 0)
     logic = harness.logic_class()
     for region, stem in (("tumor", "ALNMDemoTumor"), ("ln", "ALNMDemoLN")):
         image, spacing = logic.volumeArrays(nodes[stem])
@@ -444,13 +445,13 @@ def test_busbra_image_loaded_as_slicer_loads_it_predicts_like_alnm_predict(panel
     ui.predictButton.click()
     values = logic.tableValues(p.resultTable)
     manifest = tmp_path / "manifest.csv"
-    ln_image, ln_mask = cp.demo_case(Path(p.demoFolder) / "cases", 0).files["ln"]
+    ln_image, ln_mask = demomodel.demo_case(Path(p.demoFolder) / "cases", 0).files["ln"]
     row = {"case_id": "B1", "tumor_image": str(image_path), "tumor_mask": str(mask_path), "ln_image": str(ln_image),
            "ln_mask": str(ln_mask), **{k: v for k, v in panel._clinicalValues().items() if v is not None}}  # fmt: skip
     pd.DataFrame([row]).to_csv(manifest, index=False)
     out = tmp_path / "pred.csv"
     run = subprocess.run([sys.executable, "-m", "ALNMPredictorLib", "predict", str(manifest), "--model",
-                          str(cp.DEMO_MODEL_RESOURCE), "--out", str(out), "--no-progress", "--workers", "1"],
+                          str(demomodel.DEMO_MODEL_RESOURCE), "--out", str(out), "--no-progress", "--workers", "1"],
                          capture_output=True, text=True)  # fmt: skip
     assert run.returncode == 0, run.stderr
     expected = pd.read_csv(out).iloc[0]
@@ -481,7 +482,7 @@ def _fresh(scenario: str, data: dict, tmp_path: Path) -> dict:
 
 @pytest.fixture(scope="module")
 def demo_arrays(model, tmp_path_factory) -> Path:
-    case = cp.demo_case(model.cases_dir, 0)
+    case = demomodel.demo_case(model.cases_dir, 0)
     path = tmp_path_factory.mktemp("arrays") / "case.npz"
     arrays = {}
     for region, r in case.regions.items():
@@ -534,7 +535,7 @@ def deep_model(model, tmp_path_factory) -> Path:
     from ALNMPredictorLib.pipeline import load_model, save_model
 
     loaded = load_model(model.model_dir)
-    cases = [cp.demo_case(model.cases_dir, i) for i in range(4)]
+    cases = [demomodel.demo_case(model.cases_dir, i) for i in range(4)]
     heads = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
@@ -684,7 +685,7 @@ def imagenet_model(model, tmp_path, monkeypatch) -> tuple[Path, bytes]:
     monkeypatch.setenv(deep.WEIGHTS_ENV, str(weights))
     monkeypatch.delenv(deep.ALLOW_DOWNLOAD_ENV, raising=False)
     loaded = load_model(model.model_dir)
-    cases = [cp.demo_case(model.cases_dir, i) for i in range(4)]
+    cases = [demomodel.demo_case(model.cases_dir, i) for i in range(4)]
     heads = {}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")

@@ -21,7 +21,7 @@ import pandas as pd
 from ALNMPredictorLib import stats
 from ALNMPredictorLib.evaluation import _calibration_boot, evaluate
 from ALNMPredictorLib.modeling import fit_logistic_model
-from ALNMPredictorLib.readers import reader_study, simulate_reads
+from ALNMPredictorLib.reader_study import reader_study, simulate_reads
 
 SETS = {"train": 421, "internal": 106, "external": 222, "prospective": 107}
 

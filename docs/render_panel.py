@@ -74,16 +74,17 @@ def qt_ui_text() -> bytes:
 def demo_content(work: Path) -> dict:
     """A real prediction of a SYNTHETIC demo case, with its nomogram and calibration images."""
     sys.path.insert(0, str(REPO / "ALNMPredictor"))
+    from ALNMPredictorLib import casefigures, clinicalform, demomodel
     from ALNMPredictorLib import casepredict as cp
 
-    model_path = cp.ensure_demo_model(None)
+    model_path = demomodel.ensure_demo_model(None)
     loaded = cp.load_model_cached(model_path)
-    case = cp.demo_case(work / "cases", 0)
+    case = demomodel.demo_case(work / "cases", 0)
     prediction = cp.predict_case(loaded, case.regions, case.clinical, case.case_id)
-    nomogram = cp.figure_png(cp.nomogram_figure(loaded, prediction), work / "nomogram.png", dpi=70)
-    calibration = cp.calibration_figure(model_path, loaded)
-    calibration_png = None if calibration is None else cp.figure_png(calibration, work / "calibration.png", dpi=55)
-    return {"prediction": prediction, "fields": cp.clinical_fields(loaded), "clinical": case.clinical,
+    nomogram = casefigures.figure_png(casefigures.nomogram_figure(loaded, prediction), work / "nomogram.png", dpi=70)
+    calibration = casefigures.calibration_figure(model_path, loaded)
+    calibration_png = None if calibration is None else casefigures.figure_png(calibration, work / "calibration.png", dpi=55)
+    return {"prediction": prediction, "fields": clinicalform.clinical_fields(loaded), "clinical": case.clinical,
             "nomogram": nomogram, "calibration": calibration_png, "description": "synthetic demo — not for clinical use"}
 
 

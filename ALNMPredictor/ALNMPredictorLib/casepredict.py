@@ -9,9 +9,9 @@ head) and then runs :func:`~ALNMPredictorLib.pipeline.predict_cases`, the code b
 A bad input (empty mask, mask of another size, missing clinical factor, unknown level) raises
 :class:`~ALNMPredictorLib.errors.InputError` (a ``ValueError``) naming the case and the column.
 
-Also here: the clinical form a model needs (:func:`clinical_fields`), the panel's nomogram and
-calibration images, the SYNTHETIC demo model and demo case, and reader-study reads
-(:func:`record_read`, appended to a reads CSV that ``alnm evaluate --readers`` reads).
+The panel's other jobs live beside it: the clinical form (:mod:`~ALNMPredictorLib.clinicalform`), the
+nomogram and calibration figures (:mod:`~ALNMPredictorLib.casefigures`), the SYNTHETIC demo model and
+demo case (:mod:`~ALNMPredictorLib.demomodel`) and recording reads (:mod:`~ALNMPredictorLib.reader_study`).
 """
 
 from __future__ import annotations
@@ -28,47 +28,25 @@ import numpy as np
 import pandas as pd
 
 from ALNMPredictorLib import SYNTHETIC_LABEL
-from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
+from ALNMPredictorLib.clinicalform import clinical_fields, is_missing, parse_clinical
+from ALNMPredictorLib.errors import InputError
 from ALNMPredictorLib.modeling import score_column
 
 __all__ = [
     "COMBINED",
-    "DEMO_MODEL_RESOURCE",
     "CasePrediction",
-    "ClinicalField",
-    "DemoCase",
     "RegionArrays",
-    "build_demo_model",
-    "calibration_figure",
     "case_heatmaps",
-    "clinical_fields",
     "colour_conversion",
-    "demo_case",
-    "ensure_demo_model",
     "load_model_cached",
     "model_location",
-    "nomogram_figure",
-    "parse_clinical",
     "predict_case",
-    "read_status",
-    "record_read",
     "region_features",
 ]
 
 log = logging.getLogger(__name__)
 
 COMBINED = "clinical_radiomics"
-RESOURCES = Path(__file__).resolve().parent.parent / "Resources"
-#: the committed SYNTHETIC demo model (a zipped bundle) and its training predictions (for calibration)
-DEMO_MODEL_RESOURCE = RESOURCES / "Models" / "DemoModel.zip"
-DEMO_PREDICTIONS_RESOURCE = RESOURCES / "Models" / "DemoModel.predictions.csv"
-#: how the demo model is trained: synthetic cohort size and seed, pipeline settings
-DEMO_PATIENTS = 200
-DEMO_SEED = 0
-DEMO_SETTINGS: dict[str, Any] = {"handcrafted": "us2d", "deep": "off", "seed": 0}
-#: the demo cases come from another synthetic cohort than the demo model's training cohort
-DEMO_CASE_PATIENTS = 20
-DEMO_CASE_SEED = 1
 
 
 # --------------------------------------------------------------------------------------------------
@@ -85,99 +63,6 @@ class RegionArrays:
     spacing: tuple[float, float] | None = None
     source: str | None = None
 
-
-@dataclass(frozen=True)
-class ClinicalField:
-    """A clinical factor of a model: ``required`` when the combined (clinical-radiomics) model uses it."""
-
-    name: str
-    kind: str  # "continuous" | "categorical"
-    levels: tuple[str, ...]
-    reference: str | None
-    required: bool
-    models: tuple[str, ...]
-
-
-def _is_missing(value: Any, levels: tuple[str, ...] = ()) -> bool:
-    """A missing value as the manifest reader reads one (cohort.NA_TOKENS), unless it is one of ``levels``."""
-    from ALNMPredictorLib.cohort import NA_TOKENS
-
-    if value is None:
-        return True
-    if isinstance(value, float | np.floating) and math.isnan(float(value)):
-        return True
-    return isinstance(value, str) and value.strip().lower() in NA_TOKENS and value.strip() not in levels
-
-
-def _level_text(value: Any) -> str:
-    """A level as the manifest reader writes it (``2.0`` → ``"2"``)."""
-    if isinstance(value, bool | np.bool_):
-        return str(int(value))
-    if isinstance(value, int | np.integer):
-        return str(int(value))
-    if isinstance(value, float | np.floating) and float(value).is_integer():
-        return str(int(value))
-    return str(value).strip()
-
-
-def clinical_fields(loaded: Any) -> list[ClinicalField]:
-    """Clinical factors used by any of the model's logistic models, in the model's order."""
-    model = loaded.model
-    declared = loaded.info.get("clinical_variables") or {}
-    used: dict[str, list[str]] = {}
-    for name, lm in model.models().items():
-        for var in lm.variables:
-            if var in model.clinical:
-                used.setdefault(var, []).append(name)
-    required = set(model.required_columns().get("clinical", []))
-    out = []
-    for var in model.clinical:
-        if var not in used:
-            continue
-        spec = dict(declared.get(var) or {})
-        kind = spec.get("kind") or ("categorical" if var in model.categorical else "continuous")
-        levels = tuple(str(v) for v in spec.get("levels") or ())
-        if kind == "categorical" and not levels:
-            for lm in model.models().values():
-                enc = lm.encoding.get(var)
-                if enc and enc.get("levels"):
-                    levels = tuple(str(v) for v in enc["levels"])
-                    break
-        reference = spec.get("reference")
-        out.append(ClinicalField(var, kind, levels, None if reference is None else str(reference), var in required,
-                                 tuple(used[var])))  # fmt: skip
-    return out
-
-
-def parse_clinical(loaded: Any, values: Mapping[str, Any], case_id: str = "case") -> dict[str, Any]:
-    """Typed clinical values for the model (categorical as level text, continuous as float).
-
-    A factor the combined model needs that is missing, a level the model does not know, or a value
-    that is not a finite number raises :class:`InputError` naming the case and the factor. Factors
-    only the clinical model uses may be missing (its probability is then not computed).
-    """
-    out: dict[str, Any] = {}
-    for spec in clinical_fields(loaded):
-        value = values.get(spec.name)
-        if _is_missing(value, spec.levels):
-            if spec.required:
-                raise InputError("clinical factor required by the model is missing", case=case_id, column=spec.name)
-            continue
-        if spec.kind == "categorical":
-            text = _level_text(value)
-            if spec.levels and text not in spec.levels:
-                raise InputError(f"unknown level {text!r}; the model knows {', '.join(spec.levels)}",
-                                 case=case_id, column=spec.name)  # fmt: skip
-            out[spec.name] = text
-        else:
-            try:
-                number = float(value)
-            except (TypeError, ValueError):
-                raise InputError(f"not a number: {value!r}", case=case_id, column=spec.name) from None
-            if not math.isfinite(number):
-                raise InputError(f"not a finite number: {value!r}", case=case_id, column=spec.name)
-            out[spec.name] = number
-    return out
 
 
 # --------------------------------------------------------------------------------------------------
@@ -347,7 +232,7 @@ class CasePrediction:
         out = {}
         for region in self.regions:
             value = self.row.get(f"{region}_out_of_range")
-            out[region] = 0 if _is_missing(value) else int(value)
+            out[region] = 0 if is_missing(value) else int(value)
         return out
 
     @property
@@ -375,7 +260,7 @@ class CasePrediction:
         """Every model's probability (``clinical``, ``<region>_score``, ``clinical_radiomics``) that was computed."""
         out = {}
         for col, value in self.row.items():
-            if str(col).startswith("prob_") and not _is_missing(value):
+            if str(col).startswith("prob_") and not is_missing(value):
                 out[str(col)[5:]] = float(value)
         return out
 
@@ -540,228 +425,3 @@ def load_model_cached(path: str | os.PathLike[str], *, deep_heads: bool = True) 
         _MODEL_CACHE.clear()
         _MODEL_CACHE[key] = load_model(path, deep_heads=deep_heads)
     return _MODEL_CACHE[key]
-
-
-# --------------------------------------------------------------------------------------------------
-# Figures
-
-
-def nomogram_figure(loaded: Any, prediction: CasePrediction | None = None) -> Any:
-    """The combined model's nomogram (matplotlib Figure), with this case's points marked when given."""
-    from ALNMPredictorLib.plots import plot_nomogram
-
-    patient = None
-    if prediction is not None:
-        patient = {**prediction.points, "total_points": prediction.total_points}
-    return plot_nomogram(loaded.model.combined_model_.nomogram_scale(), patient,
-                         synthetic=bool(loaded.info.get("synthetic", False)))  # fmt: skip
-
-
-def calibration_source(model_path: str | os.PathLike[str]) -> Path | None:
-    """The predictions table written with a model (``<run>/predictions.csv`` beside ``<run>/model``), if any."""
-    path = model_location(model_path)
-    candidates = [path.parent / "predictions.csv", path.with_name(path.name.removesuffix(".zip") + ".predictions.csv")]
-    if path.resolve() == DEMO_MODEL_RESOURCE.resolve():
-        candidates.insert(0, DEMO_PREDICTIONS_RESOURCE)
-    return next((c for c in candidates if c.is_file()), None)
-
-
-def calibration_figure(model_path: str | os.PathLike[str], loaded: Any | None = None) -> Any | None:
-    """Calibration of the combined model per split from the model's predictions table; None without one."""
-    from ALNMPredictorLib.plots import plot_calibration
-    from ALNMPredictorLib.stats.calibration import calibration_curve, calibration_smooth
-
-    source = calibration_source(model_path)
-    if source is None:
-        return None
-    pred = pd.read_csv(source)
-    column = f"prob_{COMBINED}"
-    if not {"label", column}.issubset(pred.columns):
-        return None
-    if "split" not in pred.columns:
-        pred["split"] = "all"
-    pred = pred[pd.to_numeric(pred["label"], errors="coerce").notna() & pred[column].notna()]
-    binned, smooth = [], []
-    for split, part in pred.groupby("split", sort=False):
-        y, p = part["label"].astype(int).to_numpy(), part[column].astype(float).to_numpy()
-        if len(part) < 10 or len(set(y)) < 2:
-            continue
-        curve = calibration_curve(y, p, bins=10).assign(split=str(split), model=COMBINED)
-        binned.append(curve.rename(columns={"low": "bin_low", "high": "bin_high", "observed_low": "low",
-                                            "observed_high": "high"}))  # fmt: skip
-        smooth.append(calibration_smooth(y, p).assign(split=str(split), model=COMBINED))
-    if not binned:
-        return None
-    synthetic = bool(loaded.info.get("synthetic", False)) if loaded is not None else False
-    return plot_calibration(pd.concat(binned, ignore_index=True), smooth=pd.concat(smooth, ignore_index=True),
-                            synthetic=synthetic)  # fmt: skip
-
-
-def figure_png(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> Path:
-    """Write a matplotlib figure as PNG (atomically)."""
-    from ALNMPredictorLib.fileio import write_bytes
-    from ALNMPredictorLib.plots import figure_bytes
-
-    return Path(write_bytes(Path(path), figure_bytes(fig, "png", dpi=dpi)))
-
-
-# --------------------------------------------------------------------------------------------------
-# Demo model and demo case (SYNTHETIC)
-
-
-def build_demo_model(work_dir: str | os.PathLike[str], *, zip_to: str | os.PathLike[str] | None = None,
-                     workers: int | None = None, progress: bool = False) -> Path:  # fmt: skip
-    """Train the SYNTHETIC demo model in ``work_dir`` (cohort, features, model); optionally zip it.
-
-    Returns the model folder (or the zip). ``zip_to`` also writes ``<zip stem>.predictions.csv`` (split,
-    label, probability: enough for the calibration plot).
-    """
-    from ALNMPredictorLib import synth
-    from ALNMPredictorLib.fileio import atomic_path, write_table
-    from ALNMPredictorLib.pipeline import PipelineSettings, train
-
-    work = Path(work_dir)
-    cohort_dir = work / "cohort"
-    manifest = synth.existing_cohort(cohort_dir, DEMO_PATIENTS, DEMO_SEED)
-    if manifest is None:
-        manifest = synth.synth_cohort(cohort_dir, DEMO_PATIENTS, DEMO_SEED, workers=workers or 1,
-                                      progress=progress).manifest_path  # fmt: skip
-    settings = PipelineSettings.from_sources(DEMO_SETTINGS, {"workers": workers})
-    result = train(manifest, work / "run", settings, progress=progress)
-    if zip_to is None:
-        return result.model_dir
-    import zipfile
-
-    target = Path(zip_to)
-    with atomic_path(target) as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as archive:
-        for file in sorted(result.model_dir.iterdir()):
-            archive.write(file, file.name)
-    keep = [c for c in ("split", "label", f"prob_{COMBINED}") if c in result.predictions.columns]
-    write_table(target.with_name(target.name.removesuffix(".zip") + ".predictions.csv"),
-                result.predictions[keep].reset_index().round(10))  # fmt: skip
-    return target
-
-
-def ensure_demo_model(work_dir: str | os.PathLike[str] | None = None, *, progress: bool = False) -> Path:
-    """A usable SYNTHETIC demo model: the committed one, else one trained in ``work_dir`` on first use."""
-    from ALNMPredictorLib.pipeline import load_model
-
-    try:
-        load_model(DEMO_MODEL_RESOURCE)
-        return DEMO_MODEL_RESOURCE
-    except (BundleError, OSError, KeyError, TypeError, ALNMError) as exc:
-        if work_dir is None:
-            raise ALNMError(f"the committed demo model cannot be used ({exc}); give a folder to train one in") from exc
-        log.warning("committed demo model not usable (%s); training one in %s", exc, work_dir)
-    built = Path(work_dir) / "run" / "model"
-    if (built / "model.json").is_file():
-        try:
-            load_model(built)
-            return built
-        except ALNMError as exc:
-            log.warning("the demo model trained earlier in %s is not usable (%s); training it again", built, exc)
-    return build_demo_model(work_dir, progress=progress)
-
-
-@dataclass
-class DemoCase:
-    """One SYNTHETIC patient: arrays per region, clinical factors, true label and where its files are."""
-
-    case_id: str
-    label: int | None
-    split: str
-    regions: dict[str, RegionArrays]
-    clinical: dict[str, Any]
-    files: dict[str, tuple[Path, Path]] = field(default_factory=dict)
-
-
-def demo_case(folder: str | os.PathLike[str], index: int = 0) -> DemoCase:
-    """The ``index``-th test-set patient of a small SYNTHETIC cohort (written to ``folder`` on first use)."""
-    from ALNMPredictorLib import synth
-    from ALNMPredictorLib.cohort import load_manifest
-    from ALNMPredictorLib.imaging import load_image, load_mask
-
-    folder = Path(folder)
-    manifest = synth.existing_cohort(folder, DEMO_CASE_PATIENTS, DEMO_CASE_SEED)
-    if manifest is None:
-        manifest = synth.synth_cohort(folder, DEMO_CASE_PATIENTS, DEMO_CASE_SEED).manifest_path
-    cohort = load_manifest(manifest)
-    tests = [c for c in cohort.case_ids() if c not in set(cohort.case_ids(cohort.train_split))]
-    ids = tests or cohort.case_ids()
-    case_id = ids[int(index) % len(ids)]
-    row = cohort.table.loc[case_id]
-    regions, files = {}, {}
-    for region in cohort.regions:
-        inputs = cohort.region_inputs(case_id, region)
-        if inputs is None:
-            raise InputError("no image or mask in the demo cohort", case=case_id, column=f"{region}_image")
-        image = load_image(inputs.image_path, spacing=inputs.spacing)
-        array = image.array.astype(np.uint8) if image.original_dtype == "uint8" else image.array
-        mask = load_mask(inputs.mask_path, label=inputs.mask_label)
-        regions[region] = RegionArrays(array, mask, image.spacing, source=Path(inputs.image_path).name)
-        files[region] = (Path(inputs.image_path), Path(inputs.mask_path))
-    clinical = {name: (None if _is_missing(row[name]) else row[name]) for name in cohort.clinical}
-    labels = cohort.labels()
-    label = labels.get(case_id)
-    return DemoCase(str(case_id), None if label is None or pd.isna(label) else int(label),
-                    str(row.get(cohort.split_column, "")), regions, clinical, files)  # fmt: skip
-
-
-# --------------------------------------------------------------------------------------------------
-# Reader study
-
-
-def _reads_table(path: Path) -> pd.DataFrame:
-    from ALNMPredictorLib.readers import READS_COLUMNS, load_reads
-
-    if not path.is_file():
-        return pd.DataFrame(columns=list(READS_COLUMNS))
-    return load_reads(path)
-
-
-def read_status(path: str | os.PathLike[str], case_id: str, reader: str) -> dict[str, int]:
-    """The calls a reader already recorded for a case: ``{session: call}``."""
-    table = _reads_table(Path(path))
-    part = table[(table["case_id"].astype(str) == str(case_id)) & (table["reader"].astype(str) == str(reader))]
-    return {str(s): int(c) for s, c in zip(part["session"], part["call"], strict=True)}
-
-
-def record_read(
-    path: str | os.PathLike[str],
-    case_id: str,
-    reader: str,
-    session: str,
-    call: int,
-    confidence: float | None = None,
-) -> pd.DataFrame:
-    """Append one read to a reads CSV (written atomically) and return the whole table.
-
-    The protocol of the study's reader study is enforced: a reader records the ``unaided`` call of a
-    case before seeing the model's output and the ``aided`` call after; each once.
-    """
-    from ALNMPredictorLib.fileio import write_table
-    from ALNMPredictorLib.readers import READS_COLUMNS, SESSIONS, validate_reads
-
-    path = Path(path)
-    case_id, reader, session = str(case_id).strip(), str(reader).strip(), str(session).strip().lower()
-    if not reader:
-        raise InputError("enter the reader's name or code", case=case_id, column="reader")
-    if session not in SESSIONS:
-        raise InputError(f"session must be 'unaided' or 'aided', got {session!r}", case=case_id, column="session")
-    done = read_status(path, case_id, reader)
-    if session in done:
-        raise InputError(f"reader {reader} already recorded the {session} call of this case", case=case_id,
-                         column="session", path=path)  # fmt: skip
-    if session == "aided" and "unaided" not in done:
-        raise InputError(f"reader {reader}: record the unaided call before the aided one", case=case_id,
-                         column="session", path=path)  # fmt: skip
-    table = _reads_table(path)
-    row = {"case_id": case_id, "reader": reader, "session": session, "call": call,
-           "confidence": math.nan if confidence is None else confidence}  # fmt: skip
-    frame = pd.DataFrame([row], columns=list(READS_COLUMNS))
-    combined = frame if table.empty else pd.concat([table, frame], ignore_index=True)
-    checked = validate_reads(combined, path=None)
-    if checked["confidence"].isna().all():
-        checked = checked.drop(columns=["confidence"])
-    write_table(path, checked)
-    return checked

@@ -105,7 +105,7 @@ def stage_train(run: DemoRun) -> None:
 
 def stage_readers(run: DemoRun) -> None:
     """SIMULATED reads of the prospective set by a junior and a senior radiologist, unaided and aided."""
-    from ALNMPredictorLib.readers import simulate_reads
+    from ALNMPredictorLib.reader_study import simulate_reads
 
     predictions = run.trained.predictions
     if "prospective" not in set(predictions["split"].astype(str)):

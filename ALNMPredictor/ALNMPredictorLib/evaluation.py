@@ -19,7 +19,7 @@ recomputed from ``predictions.csv`` with one stats call:
 * Decision curves (rmda net benefit) and clinical impact curves on thresholds 0, 0.01, ..., 0.99.
 * Table 1: baseline characteristics per split, with a test across splits named in its ``test`` column.
 * Table 2: univariate and multivariable odds ratios, read from the fitted models.
-* Reader study: :func:`ALNMPredictorLib.readers.reader_study` on the reads joined with the labels.
+* Reader study: :func:`ALNMPredictorLib.reader_study.reader_study` on the reads joined with the labels.
 
 Only cases with status ``ok`` and a known label are evaluated. A split with one outcome class gives a
 warning naming it and NaN in the analyses that need both classes, never an exception.
@@ -575,7 +575,7 @@ def _add_reader_study(
     summary: dict[str, Any],
 ) -> None:  # fmt: skip
     """The reader study's tables, ROC points and summary from validated ``reads``."""
-    from ALNMPredictorLib.readers import reader_study, validate_reads
+    from ALNMPredictorLib.reader_study import reader_study, validate_reads
 
     reads = validate_reads(reads)
     study = reader_study(reads, pred["label"])

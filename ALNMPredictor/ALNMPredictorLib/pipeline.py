@@ -1258,7 +1258,7 @@ def _tqdm(enabled: bool, desc: str) -> Any:
 def _reads(path: str | None) -> pd.DataFrame | None:
     if not path:
         return None
-    from ALNMPredictorLib.readers import load_reads
+    from ALNMPredictorLib.reader_study import load_reads
 
     return load_reads(path)
 

@@ -991,7 +991,7 @@ def _readers_worse_with_ai(tables: Mapping[str, pd.DataFrame], simulated: bool, 
         if small:
             text.append(f"With {_num(model.get('n'), 0)} patients a few calls move these numbers by several points: "
                         "read the CIs and p-values, not the direction alone.")  # fmt: skip
-    from ALNMPredictorLib.readers import STUDY_READER_RESULTS
+    from ALNMPredictorLib.reader_study import STUDY_READER_RESULTS
 
     study_auc = [v["clinical_radiomics"][0] for k, v in STUDY_TABLE3_AUC.items() if k != "train" and "clinical_radiomics" in v]
     text.append(f"In the study, the model (AUC {min(study_auc):.2f}-{max(study_auc):.2f} on its test sets) outperformed "

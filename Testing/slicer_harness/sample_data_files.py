@@ -2,7 +2,7 @@
 
     python Testing/slicer_harness/sample_data_files.py          # rewrites ALNMPredictor/Resources/SampleData
 
-The case is the first test-set patient of the demo-case cohort (``casepredict.demo_case(folder, 0)``):
+The case is the first test-set patient of the demo-case cohort (``demomodel.demo_case(folder, 0)``):
 each region's image as NRRD and its ROI as a ``.seg.nrrd`` segmentation, written by slicer-core's own
 storage nodes (the files Slicer writes), plus a 260 x 280 thumbnail. ``test_slicer_module`` checks that
 the committed files hold exactly what this writes.
@@ -23,7 +23,7 @@ def write(folder: Path, logic) -> dict:
     """Write the files into ``folder`` with the module's logic; returns the demo case's arrays by region."""
     import slicer
 
-    from ALNMPredictorLib.casepredict import demo_case
+    from ALNMPredictorLib.demomodel import demo_case
 
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as cases:

@@ -9,7 +9,7 @@ from scipy.special import expit
 
 from ALNMPredictorLib import stats
 from ALNMPredictorLib.errors import InputError
-from ALNMPredictorLib.readers import (
+from ALNMPredictorLib.reader_study import (
     STUDY_READERS,
     load_reads,
     mcnemar_test,

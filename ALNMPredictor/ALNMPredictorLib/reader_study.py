@@ -12,6 +12,7 @@ calls' correctness (accuracy), of the calls of events (sensitivity) and of non-e
 per session, Cohen's kappa of every pair of readers' calls.
 
 :func:`simulate_reads` makes SIMULATED reads for ``alnm demo`` (see its docstring and :data:`AIDED_RULE`).
+:func:`record_read` appends one read to a reads CSV (the Slicer panel), keeping the study's protocol.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ __all__ = [
     "load_reads",
     "reader_study",
     "simulate_reads",
+    "read_status",
+    "record_read",
 ]
 
 READS_COLUMNS = ("case_id", "reader", "session", "call", "confidence")
@@ -508,3 +511,61 @@ def _infer_cutoff(pred: pd.DataFrame, model_column: str) -> float:
         return float(high.min()) if not high.empty else 0.5
     return float((low.max() + high.min()) / 2.0)
 
+
+# --------------------------------------------------------------------------------------------------
+# Recording reads (the Slicer panel)
+
+
+
+
+def _reads_table(path: Path) -> pd.DataFrame:
+    if not path.is_file():
+        return pd.DataFrame(columns=list(READS_COLUMNS))
+    return load_reads(path)
+
+
+def read_status(path: str | PathLike[str], case_id: str, reader: str) -> dict[str, int]:
+    """The calls a reader already recorded for a case: ``{session: call}``."""
+    table = _reads_table(Path(path))
+    part = table[(table["case_id"].astype(str) == str(case_id)) & (table["reader"].astype(str) == str(reader))]
+    return {str(s): int(c) for s, c in zip(part["session"], part["call"], strict=True)}
+
+
+def record_read(
+    path: str | PathLike[str],
+    case_id: str,
+    reader: str,
+    session: str,
+    call: int,
+    confidence: float | None = None,
+) -> pd.DataFrame:
+    """Append one read to a reads CSV (written atomically) and return the whole table.
+
+    The protocol of the study's reader study is enforced: a reader records the ``unaided`` call of a
+    case before seeing the model's output and the ``aided`` call after; each once.
+    """
+    from ALNMPredictorLib.fileio import write_table
+
+    path = Path(path)
+    case_id, reader, session = str(case_id).strip(), str(reader).strip(), str(session).strip().lower()
+    if not reader:
+        raise InputError("enter the reader's name or code", case=case_id, column="reader")
+    if session not in SESSIONS:
+        raise InputError(f"session must be 'unaided' or 'aided', got {session!r}", case=case_id, column="session")
+    done = read_status(path, case_id, reader)
+    if session in done:
+        raise InputError(f"reader {reader} already recorded the {session} call of this case", case=case_id,
+                         column="session", path=path)  # fmt: skip
+    if session == "aided" and "unaided" not in done:
+        raise InputError(f"reader {reader}: record the unaided call before the aided one", case=case_id,
+                         column="session", path=path)  # fmt: skip
+    table = _reads_table(path)
+    row = {"case_id": case_id, "reader": reader, "session": session, "call": call,
+           "confidence": math.nan if confidence is None else confidence}  # fmt: skip
+    frame = pd.DataFrame([row], columns=list(READS_COLUMNS))
+    combined = frame if table.empty else pd.concat([table, frame], ignore_index=True)
+    checked = validate_reads(combined, path=None)
+    if checked["confidence"].isna().all():
+        checked = checked.drop(columns=["confidence"])
+    write_table(path, checked)
+    return checked
