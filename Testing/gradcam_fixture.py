@@ -25,14 +25,14 @@ def deep_score_model() -> Path:
     import numpy as np
     from casepredict_fixture import shared_model
 
-    from ALNMPredictorLib import casepredict as cp
+    from ALNMPredictorLib import demomodel
     from ALNMPredictorLib.deep import DeepFeatureExtractor, crop_roi
     from ALNMPredictorLib.pipeline import load_model, save_model
     from ALNMPredictorLib.selection import RegionScore
 
     shared = shared_model()
     loaded = load_model(shared.model_dir)
-    cases = [cp.demo_case(shared.cases_dir, i) for i in range(N_CASES)]
+    cases = [demomodel.demo_case(shared.cases_dir, i) for i in range(N_CASES)]
     labels = np.array([c.label for c in cases])
     assert set(labels) == {0, 1}, labels
     heads = {}

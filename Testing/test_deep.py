@@ -183,7 +183,7 @@ def test_a_crops_features_do_not_depend_on_the_crops_computed_with_it(fitted, da
     the same way alone (Slicer, one case) and inside a cohort (alnm extract/predict)."""
     crops, _ = data
     seen: list[int] = []
-    hook = fitted._current_trunk().register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    hook = fitted.current_trunk().register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
     try:
         together = fitted.trunk_features(crops)
     finally:
@@ -560,3 +560,36 @@ def test_head_training_reports_progress_over_every_trunk_pass(data):
     _extractor(n_views=2, epochs=1).fit(crops, labels, trunk=_extractor().trunk_features(crops),
                                         progress=lambda done, total: seen.append((done, total)))  # fmt: skip
     assert seen[-1] == (2 * n_train, 2 * n_train)  # given trunk features: the views only
+
+
+def test_deep_cache_keys_entries_and_heads(fitted, data, tmp_path, caplog):
+    """The deep extractor's own cache: keys follow the trunk identity and input; bad entries are recomputed."""
+    store = deep.DeepCache(tmp_path, version=1)
+    identity = fitted.trunk_identity()
+    assert identity == _extractor().trunk_identity()  # the frozen backbone's outputs do not depend on the head
+    assert identity != _extractor(margin=0.2).trunk_identity() != _extractor(seed=1).trunk_identity()
+    path = store.trunk_path("input-a", identity)
+    assert path.parent == tmp_path / "deep" / "trunk"
+    assert path != store.trunk_path("input-b", identity) and path != store.trunk_path("input-a", "other")
+    assert deep.DeepCache(tmp_path, version=2).trunk_path("input-a", identity) != path
+
+    crops, labels = data
+    vector = fitted.trunk_features(crops[:1])[0]
+    assert store.load_trunk(path, fitted.trunk_dim) is None
+    store.save_trunk(path, vector)
+    assert np.array_equal(store.load_trunk(path, fitted.trunk_dim), vector)
+    store.save_trunk(path, vector[:-1])
+    assert store.load_trunk(path, fitted.trunk_dim) is None and "expected" in caplog.text
+    path.write_bytes(b"not numpy")
+    assert store.load_trunk(path, fitted.trunk_dim) is None and "unreadable cache entry" in caplog.text
+
+    train = [(f"case-{i}", int(y)) for i, y in enumerate(labels)]
+    head_dir = store.head_dir(fitted, "none", train)
+    assert head_dir.parent == tmp_path / "deep" / "heads"
+    assert head_dir != store.head_dir(fitted, "none", [*train[:-1], (train[-1][0], 1 - train[-1][1])])
+    assert store.load_head(head_dir, "tumor", {}) is None
+    fitted.save(head_dir, "tumor")
+    loaded = store.load_head(head_dir, "tumor", {"device": "cpu"})
+    assert loaded is not None and np.array_equal(loaded.transform(crops[:2]), fitted.transform(crops[:2]))
+    (head_dir / "tumor.json").write_text("{}")
+    assert store.load_head(head_dir, "tumor", {}) is None and "retraining it" in caplog.text

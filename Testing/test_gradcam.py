@@ -78,7 +78,7 @@ def _active(extractor: DeepFeatureExtractor, crops: np.ndarray, crop_index: int)
 def _hooked(extractor: DeepFeatureExtractor, crop: np.ndarray, target) -> np.ndarray:
     """Grad-CAM the way hook libraries compute it: a forward hook keeps the layer's output, the whole network
     is run with gradients from the input, and the target is back-propagated (an independent reference)."""
-    trunk = copy.deepcopy(extractor._current_trunk())
+    trunk = copy.deepcopy(extractor.current_trunk())
     trunk[LAST_CONV_RELU].inplace = False  # same values; keeps the hooked tensor itself
     head = copy.deepcopy(extractor.head_).eval()
     kept = {}
@@ -267,9 +267,10 @@ def test_case_heatmaps_explain_the_numbers_the_prediction_used() -> None:
     from gradcam_fixture import deep_score_model
 
     from ALNMPredictorLib import casepredict as cp
+    from ALNMPredictorLib import demomodel
 
     loaded = cp.load_model_cached(deep_score_model())
-    case = cp.demo_case(shared_model().cases_dir, 0)
+    case = demomodel.demo_case(shared_model().cases_dir, 0)
     clinical = {**case.clinical, "us_reported_alnm": "present", "tumor_size_cm": 2.5}
     prediction = cp.predict_case(loaded, case.regions, clinical, case.case_id)
     maps = cp.case_heatmaps(loaded, case.regions, case.case_id)
@@ -283,7 +284,7 @@ def test_case_heatmaps_explain_the_numbers_the_prediction_used() -> None:
         assert region_maps["score"].value == pytest.approx(deep_part, rel=1e-5, abs=1e-6)
         image = np.asarray(case.regions[region].image)
         assert region_maps["head"].on_image().shape == image.shape[:2]
-    demo = cp.load_model_cached(cp.DEMO_MODEL_RESOURCE)
+    demo = cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE)
     assert cp.case_heatmaps(demo, case.regions, case.case_id) == {}  # no deep features, no heatmaps
 
 
@@ -392,11 +393,12 @@ def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(
     assert "this VGG19 weights file has SHA-256" in err and "refuses it" in err and str(cache) in err
     assert not (tmp_path / "pred2.csv").exists()
     from ALNMPredictorLib import casepredict as cp
+    from ALNMPredictorLib import demomodel
     from ALNMPredictorLib.errors import BundleError
 
     with pytest.raises(BundleError, match="refuses it"):  # the Slicer panel's loader says the same
         cp.load_model_cached(model_dir)
     # a model without deep features has nothing for --heatmaps to explain: said before any work
-    assert alnm(["predict", manifest, "--model", str(cp.DEMO_MODEL_RESOURCE), "--out", str(tmp_path / "p3.csv"),
+    assert alnm(["predict", manifest, "--model", str(demomodel.DEMO_MODEL_RESOURCE), "--out", str(tmp_path / "p3.csv"),
                  "--heatmaps", str(tmp_path / "m3"), "--no-progress"]) == 2  # fmt: skip
     assert "has no deep features" in capsys.readouterr().err and not (tmp_path / "p3.csv").exists()

@@ -468,12 +468,12 @@ def deep_bundle(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo model with a tumor deep head (random VGG19 backbone, untrained head) written by DeepFeatureExtractor.save."""
     pytest.importorskip("torch", reason="deep heads need PyTorch")
     pytest.importorskip("safetensors")
-    from ALNMPredictorLib.deep import DeepFeatureExtractor, RandomWeightsWarning, _Head
+    from ALNMPredictorLib.deep import DeepFeatureExtractor, DeepHead, RandomWeightsWarning
 
     root = tmp_path_factory.mktemp("deep")
     folder = _demo_folder(root)
     extractor = DeepFeatureExtractor(weights="none", input_size=32, device="cpu")
-    extractor.head_ = _Head(extractor.trunk_dim, extractor.n_features, extractor.dropout).eval()
+    extractor.head_ = DeepHead(extractor.trunk_dim, extractor.n_features, extractor.dropout).eval()
     extractor.training_summary_ = {}
     with pytest.warns(RandomWeightsWarning):
         extractor.save(folder, "deep_tumor")

@@ -100,7 +100,7 @@ def bench_extraction(args: argparse.Namespace, weights: str) -> dict:
     crops = extractor._as_crops(pairs)
     tensors = torch.from_numpy(crops)
     features = torchvision.models.vgg19(weights=None).features.eval()
-    features.load_state_dict(extractor._current_trunk().state_dict())
+    features.load_state_dict(extractor.current_trunk().state_dict())
     full = torchvision.models.vgg19(weights=None).eval()
 
     def bare(network: torch.nn.Module, pool: bool) -> None:

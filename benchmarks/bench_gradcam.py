@@ -132,12 +132,12 @@ class _Targets(torch.nn.Module):
 
     def __init__(self, extractor, terms) -> None:
         super().__init__()
-        self.trunk, self.head, self.pool, self.terms = extractor._current_trunk(), extractor.head_, extractor.pool, terms
+        self.trunk, self.head, self.pool, self.terms = extractor.current_trunk(), extractor.head_, extractor.pool, terms
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from ALNMPredictorLib.deep import _pool
+        from ALNMPredictorLib.deep import pool_trunk
 
-        features = self.head.features(_pool(self.trunk(x), self.pool))
+        features = self.head.features(pool_trunk(self.trunk(x), self.pool))
         logits = self.head.classifier(features)
         score = torch.stack([self.terms.value(row) for row in features])
         return torch.stack([logits[:, 1] - logits[:, 0], score], dim=1)

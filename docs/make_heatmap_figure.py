@@ -41,7 +41,7 @@ def main() -> None:
     from ALNMPredictorLib.extraction import deep_input
     from ALNMPredictorLib.fileio import write_bytes
     from ALNMPredictorLib.gradcam import image_heatmaps, overlay_rgb
-    from ALNMPredictorLib.plots import _STYLE, figure_bytes
+    from ALNMPredictorLib.plots import FIGURE_STYLE, figure_bytes
     from ALNMPredictorLib.synth import synth_cohort
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -58,7 +58,7 @@ def main() -> None:
         negative = min((p, c) for p, c in zip(probs, tests, strict=True) if labels[c] == 0)[1]
         maps = {c: image_heatmaps(head, *arrays[c], region="tumor", case_id=c)["head"] for c in (positive, negative)}
     backbone = "ImageNet VGG19" if args.weights == "imagenet" else "RANDOM VGG19 backbone (no ImageNet weights here)"
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         fig = Figure(figsize=(7.6, 4.0))
         for i, (case, heatmap) in enumerate(maps.items()):
             ax = fig.add_axes((0.01 + 0.45 * i, 0.1, 0.43, 0.7))

@@ -66,7 +66,7 @@ from torchvision.models import VGG19_Weights, vgg19
 
 from ALNMPredictorLib.bundle import check_types, integer, is_plain_name, mapping, required, text
 from ALNMPredictorLib.errors import ALNMError, BundleError, InputError
-from ALNMPredictorLib.fileio import atomic_open, write_bytes, write_json
+from ALNMPredictorLib.fileio import atomic_open, atomic_path, content_sha256, write_bytes, write_json
 from ALNMPredictorLib.fileio import sha256_file as file_sha256
 from ALNMPredictorLib.imaging import NORMALIZE_SCALE
 
@@ -567,7 +567,7 @@ def _freeze(trunk: nn.Sequential) -> nn.Sequential:
 # --------------------------------------------------------------------------------------------------
 
 
-class _Head(nn.Module):
+class DeepHead(nn.Module):
     """Standardise → Linear(D, 128) → ReLU (the deep features) → Dropout → Linear(128, 2)."""
 
     def __init__(self, in_dim: int, n_features: int = N_FEATURES, dropout: float = 0.5) -> None:
@@ -585,7 +585,7 @@ class _Head(nn.Module):
         return self.classifier(self.dropout(self.features(trunk_out)))
 
 
-def _pool(conv: torch.Tensor, pool: int) -> torch.Tensor:
+def pool_trunk(conv: torch.Tensor, pool: int) -> torch.Tensor:
     """Average-pool the trunk's feature maps to pool × pool and flatten."""
     if pool == 1:  # a plain mean: deterministic backward on CUDA, unlike adaptive_avg_pool2d
         return conv.mean(dim=(2, 3))
@@ -708,7 +708,7 @@ class DeepFeatureExtractor:
         self._base: nn.Sequential | None = None  # the backbone as loaded (frozen)
         self._tuned: nn.Sequential | None = None  # the trunk after fine-tuning (finetune="full")
         self._backbone_info: dict[str, Any] | None = None
-        self.head_: _Head | None = None
+        self.head_: DeepHead | None = None
         self.training_summary_: dict[str, Any] | None = None
         self.timings_: dict[str, float] = {}
 
@@ -736,7 +736,8 @@ class DeepFeatureExtractor:
         """Length of the trunk output vector (512 × pool²)."""
         return _TRUNK_CHANNELS * self.pool * self.pool
 
-    def _device(self) -> torch.device:
+    def compute_device(self) -> torch.device:
+        """The device this extractor runs on: the one given, else CUDA when available, else the CPU."""
         if self.device is not None:
             return torch.device(self.device)
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
@@ -748,19 +749,27 @@ class DeepFeatureExtractor:
             self._backbone_info = self._backbone_info or info
         return self._base
 
-    def _current_trunk(self) -> nn.Sequential:
+    def current_trunk(self) -> nn.Sequential:
+        """The trunk in use: the fine-tuned copy after a ``finetune="full"`` fit, else the backbone."""
         return self._tuned if self._tuned is not None else self._ensure_backbone()
-
-    @property
-    def _trunk(self) -> nn.Sequential:
-        """The trunk :meth:`trunk_features` runs (kept for callers of the former attribute)."""
-        return self._current_trunk()
 
     def trunk_checksum(self) -> str:
         """SHA-256 of the tensors of the trunk in use: the backbone's, or the fine-tuned trunk's after fit."""
         if self._tuned is None:
             return str(self.backbone_info["tensor_sha256"])
         return tensor_sha256(self._tuned.state_dict())
+
+    def trunk_identity(self) -> str:
+        """What a trunk output depends on (the backbone's or fine-tuned trunk's tensors, crop settings), hashed."""
+        if self.finetune == "full" and self.head_ is not None:  # the fine-tuned trunk replaces the backbone
+            weights = "finetuned:" + tensor_sha256(self.current_trunk().state_dict())
+        else:
+            weights = str(self.backbone_info["tensor_sha256"])
+        # "crop": outputs computed one crop at a time (older caches ran zero-padded batches of 8)
+        identity = {"trunk": weights, "size": self.input_size, "margin": self.margin, "pool": self.pool, "crop": "single"}
+        if self.intensity != "auto":  # older caches (always "auto") keep their keys
+            identity["intensity"] = self.intensity
+        return content_sha256(identity)
 
     @property
     def backbone_info(self) -> dict[str, Any]:
@@ -777,7 +786,7 @@ class DeepFeatureExtractor:
         return [f"{prefix}deep_{i:03d}" for i in range(self.n_features)]
 
     @contextlib.contextmanager
-    def _session(self, device: torch.device) -> Iterator[None]:
+    def session(self, device: torch.device) -> Iterator[None]:
         """Seeded, deterministic torch state for this call; the caller's settings are restored after."""
         threads = torch.get_num_threads()
         det, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
@@ -848,7 +857,7 @@ class DeepFeatureExtractor:
         with torch.inference_mode():
             for start in range(0, total, step):
                 batch = torch.as_tensor(crops[start : start + step]).to(device)
-                outputs.append(_pool(trunk(batch), self.pool).float().cpu())
+                outputs.append(pool_trunk(trunk(batch), self.pool).float().cpu())
                 if progress is not None:
                     progress(min(start + step, total), total)
         return torch.cat(outputs)
@@ -856,16 +865,16 @@ class DeepFeatureExtractor:
     def trunk_features(self, crops: Crops, progress: Callable[[int, int], None] | None = None) -> np.ndarray:
         """Pooled trunk output (N, 512·pool²) of un-augmented crops, each crop computed on its own."""
         array = self._as_crops(crops)
-        trunk = self._current_trunk()
-        device = self._device()
+        trunk = self.current_trunk()
+        device = self.compute_device()
         trunk.to(device).eval()
-        with self._session(device):
+        with self.session(device):
             out = self._trunk_batches(trunk, array, device, progress)
         return out.numpy()
 
     def _head_rows(self, trunk: np.ndarray, logits: bool = False) -> np.ndarray:
         """The head's bottleneck features (or logits) row by row, so no row depends on the others."""
-        head = self._fitted_head()
+        head = self.fitted_head()
         values = np.asarray(trunk, dtype=np.float32)
         if values.ndim != 2 or values.shape[1] != self.trunk_dim:
             raise ALNMError(f"trunk features must have shape (N, {self.trunk_dim}), got {values.shape}")
@@ -883,16 +892,17 @@ class DeepFeatureExtractor:
 
     def transform(self, crops: Crops) -> np.ndarray:
         """Deep features (N, 128) of crops or (image, mask) pairs."""
-        self._fitted_head()
+        self.fitted_head()
         return self.transform_trunk(self.trunk_features(crops))
 
     def predict_proba(self, crops: Crops) -> np.ndarray:
         """The head's probability of metastasis for each crop (N,)."""
-        self._fitted_head()
+        self.fitted_head()
         logits = torch.from_numpy(self._head_rows(self.trunk_features(crops), logits=True))
         return torch.softmax(logits, dim=1)[:, 1].numpy()
 
-    def _fitted_head(self) -> _Head:
+    def fitted_head(self) -> DeepHead:
+        """The trained head; ALNMError when the extractor is not fitted."""
         if self.head_ is None:
             raise ALNMError("the deep feature extractor is not fitted: call fit() or load a saved one")
         return self.head_
@@ -923,9 +933,9 @@ class DeepFeatureExtractor:
         if len(np.unique(y)) < 2:
             raise ALNMError(f"labels contain one class only ({int(y[0])}): the deep head needs both")
         base = self._ensure_backbone()
-        device = self._device()
+        device = self.compute_device()
         train_idx, val_idx = _stratified_split(y, self.val_fraction, self.seed)
-        with self._session(device):
+        with self.session(device):
             if self.finetune == "frozen":
                 self._fit_frozen(base, array, y, train_idx, val_idx, device, trunk, progress)
             else:
@@ -934,8 +944,8 @@ class DeepFeatureExtractor:
                 self._fit_full(base, array, y, train_idx, val_idx, device)
         return self
 
-    def _new_head(self, train_trunk: torch.Tensor) -> _Head:
-        head = _Head(self.trunk_dim, self.n_features, self.dropout)
+    def _new_head(self, train_trunk: torch.Tensor) -> DeepHead:
+        head = DeepHead(self.trunk_dim, self.n_features, self.dropout)
         with torch.no_grad():
             head.mean.copy_(train_trunk.mean(0))
             sd = train_trunk.std(0) if len(train_trunk) > 1 else torch.ones(self.trunk_dim)
@@ -1048,7 +1058,7 @@ class DeepFeatureExtractor:
                 idx = order[s : s + self.batch_size]
                 batch = augment(x_train[idx], gen).to(device)
                 optimiser.zero_grad()
-                loss = loss_fn(head(_pool(trunk(batch), self.pool)), y_train[idx].to(device))
+                loss = loss_fn(head(pool_trunk(trunk(batch), self.pool)), y_train[idx].to(device))
                 loss.backward()
                 optimiser.step()
                 total += loss.item() * len(idx)
@@ -1111,7 +1121,7 @@ class DeepFeatureExtractor:
 
     def _finish(
         self,
-        head: _Head,
+        head: DeepHead,
         summary: dict[str, Any],
         y: np.ndarray,
         train_idx: np.ndarray,
@@ -1143,14 +1153,14 @@ class DeepFeatureExtractor:
 
     def save(self, directory: str | os.PathLike[str], name: str) -> list[Path]:
         """Write ``<name>.safetensors`` (head; trunk too when fine-tuned) and ``<name>.json`` (metadata)."""
-        head = self._fitted_head()
+        head = self.fitted_head()
         if not name or Path(name).name != name or name.startswith("."):
             raise ALNMError(f"model name must be a plain file name, got {name!r}")
         from safetensors.torch import save as save_tensors
 
         tensors = {f"head.{k}": v.detach().cpu().contiguous() for k, v in head.state_dict().items()}
         if self.finetune == "full":
-            trunk_state = self._current_trunk().state_dict()
+            trunk_state = self.current_trunk().state_dict()
             tensors.update({f"trunk.{k}": v.detach().cpu().contiguous() for k, v in trunk_state.items()})
         blob = save_tensors(tensors, metadata={"format": FORMAT, "version": str(FORMAT_VERSION)})
         directory = Path(directory)
@@ -1244,7 +1254,7 @@ class DeepFeatureExtractor:
             extractor._base, extractor._backbone_info = load_backbone(
                 weights, int(info.get("seed") or 0), weights_path if kind == "imagenet" else None, expected=info
             )
-        head = _Head(trunk_dim, extractor.n_features, extractor.dropout)
+        head = DeepHead(trunk_dim, extractor.n_features, extractor.dropout)
         try:
             head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")}, strict=True)
         except RuntimeError as exc:
@@ -1282,3 +1292,71 @@ class DeepFeatureExtractor:
             integer(info["seed"], "backbone.seed")
         trunk_dim = integer(required(meta, "trunk_dim", ""), "trunk_dim")
         return directory / file_name, tensor_sha, settings, info, trunk_dim
+
+
+class DeepCache:
+    """Trunk outputs and trained heads on disk under ``<cache_dir>/deep``, keyed by what they depend on.
+
+    A trunk output (``trunk/<key>.npy``) is keyed by the input's content key and the extractor's
+    :meth:`~DeepFeatureExtractor.trunk_identity`; a trained head (``heads/<key>/``) by the backbone, the
+    extractor's settings and the training cases with their labels. An unreadable entry is recomputed.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike[str], version: int) -> None:
+        self.root = Path(cache_dir) / "deep"
+        self.version = version
+
+    def trunk_path(self, input_key: str, identity: str) -> Path:
+        """Where the trunk output of an input (its content key) under a trunk identity is kept."""
+        return self.root / "trunk" / f"{content_sha256({'v': self.version, 'input': input_key, 'trunk': identity})}.npy"
+
+    @staticmethod
+    def load_trunk(path: Path, dim: int) -> np.ndarray | None:
+        """A cached trunk output of length ``dim``; None when absent or unusable (with a warning)."""
+        try:
+            vector = np.load(path, allow_pickle=False)
+        except FileNotFoundError:
+            return None
+        except (OSError, ValueError) as exc:
+            logger.warning("%s: unreadable cache entry (%s); recomputing it", path, exc)
+            return None
+        if vector.shape != (dim,) or vector.dtype != np.float32:
+            logger.warning("%s: cache entry of shape %s, expected (%d,); recomputing it", path, vector.shape, dim)
+            return None
+        return vector
+
+    @staticmethod
+    def save_trunk(path: Path, vector: np.ndarray) -> None:
+        """Write a trunk output atomically."""
+        with atomic_path(path) as tmp, open(tmp, "wb") as handle:
+            np.save(handle, vector, allow_pickle=False)
+
+    def head_dir(self, model: DeepFeatureExtractor, weights: str, train: Sequence[tuple[str, int]]) -> Path:
+        """The folder of the head ``model``'s settings would train on ``train`` ((input key, label) pairs)."""
+        key = content_sha256(
+            {
+                "v": self.version,
+                "weights": weights,
+                "backbone": model.backbone_info["tensor_sha256"],
+                "settings": model.settings(),
+                "train": [[input_key, int(y)] for input_key, y in train],
+            }
+        )
+        return self.root / "heads" / key
+
+    @staticmethod
+    def load_head(head_dir: Path, region: str, options: dict[str, Any]) -> DeepFeatureExtractor | None:
+        """The head saved for ``region`` in ``head_dir``; None when absent or unusable (with a warning)."""
+        if not (head_dir / f"{region}.json").is_file():
+            return None
+        try:
+            return DeepFeatureExtractor.load(
+                head_dir,
+                region,
+                weights_path=options.get("weights_path"),
+                device=options.get("device"),
+                num_threads=options.get("num_threads"),
+            )
+        except ALNMError as exc:
+            logger.warning("%s: cached deep head not usable (%s); retraining it", head_dir, exc)
+            return None

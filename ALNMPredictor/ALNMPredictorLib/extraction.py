@@ -30,7 +30,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import datetime
-import hashlib
 import json
 import logging
 import math
@@ -54,7 +53,13 @@ import pandas as pd
 from ALNMPredictorLib import __version__
 from ALNMPredictorLib.cohort import VARIANTS, Cohort, RegionInput, load_manifest
 from ALNMPredictorLib.errors import ALNMError, InputError, format_location
-from ALNMPredictorLib.fileio import atomic_path, sha256_file, write_json, write_table, write_text
+from ALNMPredictorLib.fileio import (
+    content_sha256,
+    sha256_file,
+    write_json,
+    write_table,
+    write_text,
+)
 
 if TYPE_CHECKING:
     from ALNMPredictorLib.deep import DeepFeatureExtractor
@@ -127,10 +132,6 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
     return digest
 
 
-def _sha(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
-
-
 @dataclass
 class Features:
     """Per-variant feature tables indexed by case_id, with where they came from."""
@@ -189,7 +190,7 @@ def plan_items(
                 except InputError as exc:
                     failures.append((case_id, region, variant, str(exc)))
                     continue
-                key = _sha(
+                key = content_sha256(
                     {
                         "image": image_hash,
                         "mask": mask_hash,
@@ -746,7 +747,7 @@ def _run_handcrafted(
     done = 0
     try:
         for item in items:
-            key = _sha({"v": CACHE_VERSION, "input": item.input_key, "settings": settings_hash})
+            key = content_sha256({"v": CACHE_VERSION, "input": item.input_key, "settings": settings_hash})
             path = cache / f"{key}.json"
             hit = _load_handcrafted_cache(path, key)
             if hit is not None:
@@ -791,42 +792,6 @@ def _run_handcrafted(
 
 # ---------------------------------------------------------------------------------------------------
 # Deep stage
-
-
-def _trunk_identity(model: DeepFeatureExtractor) -> str:
-    """What the trunk output depends on: backbone tensors (or the fine-tuned trunk) and input settings."""
-    if model.finetune == "full" and model.head_ is not None:
-        from ALNMPredictorLib.deep import tensor_sha256
-
-        trunk = model._trunk  # the fine-tuned trunk replaces the backbone after fit
-        assert trunk is not None
-        weights = "finetuned:" + tensor_sha256(trunk.state_dict())
-    else:
-        weights = str(model.backbone_info["tensor_sha256"])
-    # "crop": outputs computed one crop at a time (older caches ran zero-padded batches of 8)
-    identity = {"trunk": weights, "size": model.input_size, "margin": model.margin, "pool": model.pool, "crop": "single"}
-    if model.intensity != "auto":  # older caches (always "auto") keep their keys
-        identity["intensity"] = model.intensity
-    return _sha(identity)
-
-
-def _load_trunk(path: Path, dim: int) -> np.ndarray | None:
-    try:
-        vector = np.load(path, allow_pickle=False)
-    except FileNotFoundError:
-        return None
-    except (OSError, ValueError) as exc:
-        logger.warning("%s: unreadable cache entry (%s); recomputing it", path, exc)
-        return None
-    if vector.shape != (dim,) or vector.dtype != np.float32:
-        logger.warning("%s: cache entry of shape %s, expected (%d,); recomputing it", path, vector.shape, dim)
-        return None
-    return vector
-
-
-def _save_npy(path: Path, array: np.ndarray) -> None:
-    with atomic_path(path) as tmp, open(tmp, "wb") as handle:
-        np.save(handle, array, allow_pickle=False)
 
 
 def _compute_crops(
@@ -877,18 +842,20 @@ def _ensure_trunk(
 
     ``memo`` holds the entries already loaded or computed in this run (not counted again).
     """
-    identity = _trunk_identity(model)
-    cache = cache_dir / "deep" / "trunk"
+    from ALNMPredictorLib.deep import DeepCache
+
+    store = DeepCache(cache_dir, CACHE_VERSION)
+    identity = model.trunk_identity()
     dim = model.trunk_dim
     trunks: dict[int, np.ndarray] = {}
     kept: dict[int, np.ndarray] = {}
     missing: list[tuple[WorkItem, Path]] = []
     done = 0
     for item in items:
-        path = cache / f"{_sha({'v': CACHE_VERSION, 'input': item.input_key, 'trunk': identity})}.npy"
+        path = store.trunk_path(item.input_key, identity)
         vector = memo.get(path)
         if vector is None:
-            vector = _load_trunk(path, dim)
+            vector = store.load_trunk(path, dim)
             if vector is None:
                 missing.append((item, path))
                 continue
@@ -910,7 +877,7 @@ def _ensure_trunk(
             vectors = _trunk_of(model, [crops[item.index] for item, _ in ready]) if ready else []
             per_item = (time.perf_counter() - started) / max(1, len(ready))
             for (item, path), vector in zip(ready, vectors, strict=True):
-                _save_npy(path, vector)
+                store.save_trunk(path, vector)
                 trunks[item.index] = memo[path] = vector
                 seconds[("deep", item.index)] = seconds.get(("deep", item.index), 0.0) + per_item
                 if item.index in keep_crops:
@@ -926,19 +893,102 @@ def _ensure_trunk(
     return trunks, kept
 
 
-def _head_cache_dir(
-    cache_dir: Path, model: DeepFeatureExtractor, weights: str, train: Sequence[WorkItem], labels: Sequence[int]
-) -> Path:
-    key = _sha(
-        {
-            "v": CACHE_VERSION,
-            "weights": weights,
-            "backbone": model.backbone_info["tensor_sha256"],
-            "settings": model.settings(),
-            "train": [[item.input_key, int(y)] for item, y in zip(train, labels, strict=True)],
-        }
-    )
-    return cache_dir / "deep" / "heads" / key
+def _train_heads(
+    cohort: Cohort,
+    items: list[WorkItem],
+    *,
+    deep: str,
+    deep_options: Mapping[str, Any],
+    base: DeepFeatureExtractor,
+    cache_dir: Path,
+    runner: _Runner | _DaskRunner,
+    counts: dict[str, dict[str, int]],
+    failures: list[_Failure],
+    seconds: dict[tuple[str, int], float],
+    progress: bool,
+    callback: Callback | None,
+    memo: dict[Path, np.ndarray],
+) -> tuple[dict[str, DeepFeatureExtractor], dict[str, str]]:
+    """Each region's deep head from the cache, or trained on the training split's main masks (and cached)."""
+    from ALNMPredictorLib.deep import DeepCache, DeepFeatureExtractor
+
+    store = DeepCache(cache_dir, CACHE_VERSION)
+    trunk_counts, head_counts = counts["deep_trunk"], counts["deep_heads"]
+    models: dict[str, DeepFeatureExtractor] = {}
+    origin: dict[str, str] = {}
+    options = dict(deep_options)
+    train_split = cohort.train_split
+    if train_split not in cohort.splits():
+        raise ALNMError(
+            f"deep features need a head trained on the '{train_split}' split, which has no case; "
+            "apply saved deep models (fitted_deep) or extract without deep features"
+        )
+    labels = cohort.labels(train_split)
+    train_ids = set(cohort.case_ids(train_split))
+    train_by_region = {
+        region: [
+            it for it in items
+            if it.region == region and it.variant == "main" and it.case_id in train_ids
+            and not pd.isna(labels.get(it.case_id))
+        ]
+        for region in cohort.regions
+    }
+    frozen = base.finetune == "frozen"
+    base_trunks: dict[int, np.ndarray] = {}
+    kept: dict[int, np.ndarray] = {}
+    pending_heads: dict[str, tuple[Path, list[WorkItem], list[int]]] = {}
+    for region in cohort.regions:
+        train = train_by_region[region]
+        y = [int(labels[it.case_id]) for it in train]
+        head_dir = store.head_dir(base, deep, [(it.input_key, lab) for it, lab in zip(train, y, strict=True)])
+        loaded = store.load_head(head_dir, region, options)
+        if loaded is not None:
+            models[region] = loaded
+            origin[region] = "cached"
+            head_counts["cached"] += 1
+        else:
+            pending_heads[region] = (head_dir, train, y)
+    if frozen:
+        # every item's trunk output now (the heads' training items' crops kept for augmentation)
+        keep = {it.index for _, train, _ in pending_heads.values() for it in train}
+        base_trunks, kept = _ensure_trunk(
+            items, base, cache_dir, runner, trunk_counts, failures, seconds, progress, callback,
+            "deep trunk", memo, keep_crops=keep,
+        )
+    for region, (head_dir, train, y) in pending_heads.items():
+        usable = [(it, lab) for it, lab in zip(train, y, strict=True) if not frozen or it.index in base_trunks]
+        need = [it for it, _ in usable if it.index not in kept]
+        kept.update(_compute_crops(need, base, runner, failures, seconds))
+        usable = [(it, lab) for it, lab in usable if it.index in kept]
+        if len({lab for _, lab in usable}) < 2:
+            raise ALNMError(
+                f"region {region}: the deep head needs training cases of both classes with a readable "
+                f"image and mask; {len(usable)} usable training case(s) of split '{cohort.train_split}'"
+            )
+        model = DeepFeatureExtractor(weights=deep, **options)
+        crops = np.stack([kept[it.index] for it, _ in usable])
+        trunk = np.stack([base_trunks[it.index] for it, _ in usable]) if frozen else None
+        logger.info("training the %s deep head on %d cases", region, len(usable))
+        started = time.perf_counter()
+        head_bar = _progress_bar(1, f"{region} deep head", progress)  # total set by the first callback
+
+        def head_progress(done: int, total: int, bar: Any = head_bar) -> None:
+            bar.total = total
+            bar.update(done - bar.n)
+
+        try:
+            model.fit(crops, np.array([lab for _, lab in usable]), trunk=trunk, progress=head_progress)
+        finally:
+            head_bar.close()
+        model.save(head_dir, region)
+        models[region] = model
+        origin[region] = "trained"
+        head_counts["computed"] += 1
+        seconds[("head", region)] = time.perf_counter() - started
+        if callback:
+            callback("deep head", head_counts["computed"], len(pending_heads))
+    kept.clear()
+    return models, origin
 
 
 def _deep_stage(
@@ -958,12 +1008,9 @@ def _deep_stage(
     callback: Callback | None,
 ) -> tuple[dict[int, np.ndarray], dict[str, DeepFeatureExtractor], dict[str, str]]:
     """Deep features of every item: per-region heads (trained, cached or given) over cached trunk outputs."""
-    from ALNMPredictorLib.deep import DeepFeatureExtractor
-
     trunk_counts = counts.setdefault("deep_trunk", {"computed": 0, "cached": 0, "failed": 0})
-    head_counts = counts.setdefault("deep_heads", {"computed": 0, "cached": 0})
-    models: dict[str, DeepFeatureExtractor] = {}
-    origin: dict[str, str] = {}
+    counts.setdefault("deep_heads", {"computed": 0, "cached": 0})
+    models: dict[str, DeepFeatureExtractor]
     memo: dict[Path, np.ndarray] = {}
     if fitted_deep is not None:
         absent = [r for r in cohort.regions if r not in fitted_deep]
@@ -972,83 +1019,15 @@ def _deep_stage(
                 f"no fitted deep feature model for region(s) {', '.join(absent)} (models for: "
                 f"{', '.join(fitted_deep) or 'none'})"
             )
-        for region in cohort.regions:
-            models[region] = fitted_deep[region]
-            origin[region] = "given"
+        models = {region: fitted_deep[region] for region in cohort.regions}
+        origin = dict.fromkeys(cohort.regions, "given")
     else:
         assert base is not None
-        options = dict(deep_options)
-        train_split = cohort.train_split
-        if train_split not in cohort.splits():
-            raise ALNMError(
-                f"deep features need a head trained on the '{train_split}' split, which has no case; "
-                "apply saved deep models (fitted_deep) or extract without deep features"
-            )
-        labels = cohort.labels(train_split)
-        train_ids = set(cohort.case_ids(train_split))
-        train_by_region = {
-            region: [
-                it for it in items
-                if it.region == region and it.variant == "main" and it.case_id in train_ids
-                and not pd.isna(labels.get(it.case_id))
-            ]
-            for region in cohort.regions
-        }
-        frozen = base.finetune == "frozen"
-        base_trunks: dict[int, np.ndarray] = {}
-        kept: dict[int, np.ndarray] = {}
-        pending_heads: dict[str, tuple[Path, list[WorkItem], list[int]]] = {}
-        for region in cohort.regions:
-            train = train_by_region[region]
-            y = [int(labels[it.case_id]) for it in train]
-            head_dir = _head_cache_dir(cache_dir, base, deep, train, y)
-            loaded = _load_head(head_dir, region, options)
-            if loaded is not None:
-                models[region] = loaded
-                origin[region] = "cached"
-                head_counts["cached"] += 1
-            else:
-                pending_heads[region] = (head_dir, train, y)
-        if frozen:
-            # every item's trunk output now (the heads' training items' crops kept for augmentation)
-            keep = {it.index for _, train, _ in pending_heads.values() for it in train}
-            base_trunks, kept = _ensure_trunk(
-                items, base, cache_dir, runner, trunk_counts, failures, seconds, progress, callback,
-                "deep trunk", memo, keep_crops=keep,
-            )
-        for region, (head_dir, train, y) in pending_heads.items():
-            usable = [(it, lab) for it, lab in zip(train, y, strict=True) if not frozen or it.index in base_trunks]
-            need = [it for it, _ in usable if it.index not in kept]
-            kept.update(_compute_crops(need, base, runner, failures, seconds))
-            usable = [(it, lab) for it, lab in usable if it.index in kept]
-            if len({lab for _, lab in usable}) < 2:
-                raise ALNMError(
-                    f"region {region}: the deep head needs training cases of both classes with a readable "
-                    f"image and mask; {len(usable)} usable training case(s) of split '{cohort.train_split}'"
-                )
-            model = DeepFeatureExtractor(weights=deep, **options)
-            crops = np.stack([kept[it.index] for it, _ in usable])
-            trunk = np.stack([base_trunks[it.index] for it, _ in usable]) if frozen else None
-            logger.info("training the %s deep head on %d cases", region, len(usable))
-            started = time.perf_counter()
-            head_bar = _progress_bar(1, f"{region} deep head", progress)  # total set by the first callback
-
-            def head_progress(done: int, total: int, bar: Any = head_bar) -> None:
-                bar.total = total
-                bar.update(done - bar.n)
-
-            try:
-                model.fit(crops, np.array([lab for _, lab in usable]), trunk=trunk, progress=head_progress)
-            finally:
-                head_bar.close()
-            model.save(head_dir, region)
-            models[region] = model
-            origin[region] = "trained"
-            head_counts["computed"] += 1
-            seconds[("head", region)] = time.perf_counter() - started
-            if callback:
-                callback("deep head", head_counts["computed"], len(pending_heads))
-        kept.clear()
+        models, origin = _train_heads(
+            cohort, items, deep=deep, deep_options=deep_options, base=base, cache_dir=cache_dir,
+            runner=runner, counts=counts, failures=failures, seconds=seconds, progress=progress,
+            callback=callback, memo=memo,
+        )
 
     features: dict[int, np.ndarray] = {}
     for region in cohort.regions:
@@ -1067,26 +1046,48 @@ def _deep_stage(
     return features, models, origin
 
 
-def _load_head(head_dir: Path, region: str, options: Mapping[str, Any]) -> DeepFeatureExtractor | None:
-    from ALNMPredictorLib.deep import DeepFeatureExtractor
-
-    if not (head_dir / f"{region}.json").is_file():
-        return None
-    try:
-        return DeepFeatureExtractor.load(
-            head_dir,
-            region,
-            weights_path=options.get("weights_path"),
-            device=options.get("device"),
-            num_threads=options.get("num_threads"),
-        )
-    except ALNMError as exc:
-        logger.warning("%s: cached deep head not usable (%s); retraining it", head_dir, exc)
-        return None
-
-
 # ---------------------------------------------------------------------------------------------------
 # Cohort extraction
+
+
+def _check_request(cohort: Cohort, anything: bool, workers: int | None) -> int:
+    """The number of workers for an extraction of ``cohort``, after checking the request can run."""
+    if not anything:
+        raise ALNMError("nothing to extract: give handcrafted parameters, deep weights, or both")
+    if cohort.table.index.duplicated().any():
+        dups = sorted({str(c) for c in cohort.table.index[cohort.table.index.duplicated()]})
+        raise InputError(f"duplicate case_id(s) {', '.join(dups[:5])}: fix the manifest first", path=cohort.path)
+    if not cohort.regions:
+        raise InputError("no <region>_image column: nothing to extract", path=cohort.path)
+    n_workers = int(workers) if workers else (os.cpu_count() or 1)
+    if n_workers < 1:
+        raise ALNMError(f"workers must be at least 1, got {workers}")
+    return n_workers
+
+
+def _handcrafted_stage(
+    items: Sequence[WorkItem],
+    extractor: HandcraftedExtractor,
+    cache_dir: Path,
+    runner: _Runner | _DaskRunner,
+    counts: dict[str, int],
+    failures: list[_Failure],
+    seconds: dict[tuple[str, Any], float],
+    progress: bool,
+    callback: Callback | None,
+) -> dict[int, dict[str, float]]:
+    """Handcrafted features of every item (cached or computed), with the run's warnings about them."""
+    values, no_spacing = _run_handcrafted(items, extractor, cache_dir, runner, counts, failures, seconds, progress, callback)
+    if no_spacing:
+        logger.warning(
+            "%d ROI(s) have no pixel spacing in the file or the manifest: 1.0 mm was used, so shape and "
+            "texture features are in pixel units (add <region>_spacing columns in mm)",
+            no_spacing,
+        )
+    note = extractor.degenerate_reason()
+    if note:
+        logger.info(note)
+    return values
 
 
 def extract_cohort(
@@ -1133,18 +1134,9 @@ def extract_cohort(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    if handcrafted is None and deep is None and fitted_deep is None:
-        raise ALNMError("nothing to extract: give handcrafted parameters, deep weights, or both")
-    if cohort.table.index.duplicated().any():
-        dups = sorted({str(c) for c in cohort.table.index[cohort.table.index.duplicated()]})
-        raise InputError(f"duplicate case_id(s) {', '.join(dups[:5])}: fix the manifest first", path=cohort.path)
-    if not cohort.regions:
-        raise InputError("no <region>_image column: nothing to extract", path=cohort.path)
+    n_workers = _check_request(cohort, handcrafted is not None or deep is not None or fitted_deep is not None, workers)
     if deep is not None and not isinstance(deep, str):
         deep = os.fspath(deep)
-    n_workers = int(workers) if workers else (os.cpu_count() or 1)
-    if n_workers < 1:
-        raise ALNMError(f"workers must be at least 1, got {workers}")
     cache_dir = out_dir / "cache" if cache_dir is None else Path(cache_dir)
 
     from ALNMPredictorLib.handcrafted import HandcraftedExtractor
@@ -1168,7 +1160,6 @@ def extract_cohort(
     deep_values: dict[int, np.ndarray] = {}
     models: dict[str, DeepFeatureExtractor] = {}
     origin: dict[str, str] = {}
-    no_spacing = 0
     n_workers = max(1, min(n_workers, len(items)))
 
     runner: _Runner | _DaskRunner = _DaskRunner(scheduler, n_workers) if scheduler else _Runner(n_workers)
@@ -1177,18 +1168,9 @@ def extract_cohort(
     with runner:
         if hc_extractor is not None:
             counts["handcrafted"] = {"computed": 0, "cached": 0, "failed": 0}
-            hc_values, no_spacing = _run_handcrafted(
+            hc_values = _handcrafted_stage(
                 items, hc_extractor, cache_dir, runner, counts["handcrafted"], failures, seconds, progress, callback
             )
-            if no_spacing:
-                logger.warning(
-                    "%d ROI(s) have no pixel spacing in the file or the manifest: 1.0 mm was used, so shape and "
-                    "texture features are in pixel units (add <region>_spacing columns in mm)",
-                    no_spacing,
-                )
-            note = hc_extractor.degenerate_reason()
-            if note:
-                logger.info(note)
         if deep is not None or fitted_deep is not None:
             failed_items = {f.item.index for f in failures if f.item is not None}
             deep_items = [it for it in items if it.index not in failed_items]

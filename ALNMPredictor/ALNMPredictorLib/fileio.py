@@ -144,6 +144,11 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
     return digest.hexdigest()
 
 
+def content_sha256(obj: Any) -> str:
+    """SHA-256 of a JSON-able object's canonical JSON (sorted keys): a cache key of its content."""
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+
+
 def write_text(path: str | os.PathLike[str], text: str) -> Path:
     """Write UTF-8 text atomically."""
     with atomic_open(path, "w", encoding="utf-8", newline="\n") as handle:

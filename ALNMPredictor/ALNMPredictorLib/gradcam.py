@@ -48,10 +48,10 @@ from ALNMPredictorLib.deep import (
     IMAGENET_STD,
     LAST_CONV_RELU,
     DeepFeatureExtractor,
-    _Head,
-    _pool,
+    DeepHead,
     crop_box,
     crop_roi,
+    pool_trunk,
 )
 from ALNMPredictorLib.errors import ALNMError, InputError
 
@@ -165,22 +165,22 @@ class Heatmap:
 
 def _activations(extractor: DeepFeatureExtractor, crop: np.ndarray, device: torch.device) -> torch.Tensor:
     """The last convolutional block's output A (1, 512, h, w) of one crop, without gradients."""
-    trunk = extractor._current_trunk().to(device).eval()
+    trunk = extractor.current_trunk().to(device).eval()
     x = torch.as_tensor(np.asarray(crop, dtype=np.float32)[None]).to(device)
     with torch.no_grad():
         return trunk[: LAST_CONV_RELU + 1](x)
 
 
 def _signed_maps(
-    extractor: DeepFeatureExtractor, head: _Head, acts: torch.Tensor, terms: ScoreTerms | None
+    extractor: DeepFeatureExtractor, head: DeepHead, acts: torch.Tensor, terms: ScoreTerms | None
 ) -> dict[str, tuple[np.ndarray, float]]:
     """target → (Σₖ αₖ Aₖ, target value), every target from one pass through the layers after A."""
     leaf = acts.detach().clone().requires_grad_(True)
-    tail = extractor._current_trunk()[LAST_CONV_RELU + 1 :]
+    tail = extractor.current_trunk()[LAST_CONV_RELU + 1 :]
     head = head.to(leaf.device).eval()
     out: dict[str, tuple[np.ndarray, float]] = {}
     with torch.enable_grad():
-        features = head.features(_pool(tail(leaf), extractor.pool))
+        features = head.features(pool_trunk(tail(leaf), extractor.pool))
         logits = head.classifier(head.dropout(features))
         targets = {"head": logits[0, 1] - logits[0, 0]}
         if terms is not None:
@@ -206,16 +206,16 @@ def crop_heatmaps(
 ) -> dict[str, Heatmap]:
     """Grad-CAM of one (3, S, S) crop: ``head`` always, ``score`` when ``score`` (the region's fitted
     RegionScore) kept deep features of ``region``."""
-    extractor._fitted_head()
+    extractor.fitted_head()
     crop = np.asarray(crop, dtype=np.float32)
     size = extractor.input_size
     if crop.shape != (3, size, size):
         raise ALNMError(f"crop must have shape (3, {size}, {size}), got {crop.shape}")
-    device = extractor._device()
+    device = extractor.compute_device()
     terms = score_terms(score, region, extractor)
-    with extractor._session(device):
+    with extractor.session(device):
         acts = _activations(extractor, crop, device)
-        maps = _signed_maps(extractor, extractor._fitted_head(), acts, terms)
+        maps = _signed_maps(extractor, extractor.fitted_head(), acts, terms)
     return {
         name: Heatmap(case_id, region, name, value, signed, crop, box, image_shape, roi)
         for name, (signed, value) in maps.items()
@@ -251,10 +251,10 @@ def image_heatmaps(
 # Sanity check
 
 
-def randomised_head(extractor: DeepFeatureExtractor, seed: int = 1) -> _Head:
+def randomised_head(extractor: DeepFeatureExtractor, seed: int = 1) -> DeepHead:
     """A copy of the fitted head with its two layers re-drawn as PyTorch initialises them (seeded); the
     standardisation (training means and SDs of the trunk output) is kept, since it is not learned."""
-    head = copy.deepcopy(extractor._fitted_head())
+    head = copy.deepcopy(extractor.fitted_head())
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(int(seed))
         head.bottleneck.reset_parameters()
@@ -291,12 +291,12 @@ def sanity_check(
 ) -> SanityCheck:
     """Adebayo et al.'s model-randomisation test of the ``head`` map on ``crops`` (see :class:`SanityCheck`)."""
     heads = [randomised_head(extractor, seed) for seed in seeds]
-    device = extractor._device()
+    device = extractor.compute_device()
     rhos = []
-    with extractor._session(device):
+    with extractor.session(device):
         for crop in crops:
             acts = _activations(extractor, np.asarray(crop, dtype=np.float32), device)
-            trained = _signed_maps(extractor, extractor._fitted_head(), acts, None)["head"][0]
+            trained = _signed_maps(extractor, extractor.fitted_head(), acts, None)["head"][0]
             values = [_spearman(trained, _signed_maps(extractor, head, acts, None)["head"][0]) for head in heads]
             finite = [v for v in values if math.isfinite(v)]
             rhos.append(float(np.mean(finite)) if finite else math.nan)
@@ -324,9 +324,9 @@ def heatmap_figure(heatmap: Heatmap, *, synthetic: bool = False) -> Any:
     from matplotlib.colors import Normalize
     from matplotlib.figure import Figure
 
-    from ALNMPredictorLib.plots import _STYLE, _watermark
+    from ALNMPredictorLib.plots import FIGURE_STYLE, watermark
 
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         fig = Figure(figsize=(4.0, 3.75))
         ax = fig.add_axes((0.02, 0.05, 0.72, 0.77))
         ax.imshow(overlay_rgb(heatmap), interpolation="nearest")
@@ -338,7 +338,7 @@ def heatmap_figure(heatmap: Heatmap, *, synthetic: bool = False) -> Any:
         bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), "jet"), cax=bar_ax)
         bar.set_label("Grad-CAM, share of this map's maximum", fontsize=8.5)
         bar.ax.tick_params(labelsize=8)
-        _watermark(fig, synthetic)
+        watermark(fig, synthetic)
     return fig
 
 

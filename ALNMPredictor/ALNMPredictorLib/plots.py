@@ -29,9 +29,11 @@ from ALNMPredictorLib.errors import ALNMError
 from ALNMPredictorLib.fileio import atomic_path
 
 __all__ = [
+    "FIGURE_STYLE",
     "MODEL_COLORS",
     "COMBINED_MODEL",
     "model_label",
+    "watermark",
     "split_label",
     "variable_label",
     "plot_roc",
@@ -115,7 +117,8 @@ _STEP_LABELS = {
     "lasso": "LASSO",
 }
 
-_STYLE = {
+#: matplotlib rc settings of every figure of the report and the panel
+FIGURE_STYLE = {
     "font.size": 11,
     "axes.titlesize": 12,
     "axes.labelsize": 11,
@@ -138,7 +141,7 @@ def _styled(func: _F) -> _F:
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Figure:
-        with matplotlib.rc_context(_STYLE):
+        with matplotlib.rc_context(FIGURE_STYLE):
             return func(*args, **kwargs)
 
     return wrapper  # type: ignore[return-value]
@@ -248,7 +251,7 @@ def _panels(n: int, panel_size: tuple[float, float] = (4.6, 4.2)) -> tuple[Figur
     return fig, axes[:n]
 
 
-def _watermark(fig: Figure, synthetic: bool) -> None:
+def watermark(fig: Figure, synthetic: bool) -> None:
     """Diagonal SYNTHETIC watermark and a footer with the full label, in space kept free for it."""
     if not synthetic:
         return
@@ -327,7 +330,7 @@ def plot_roc(
         ax.set_xlabel("1 − Specificity")
         ax.set_ylabel("Sensitivity")
         ax.legend(loc="lower right", frameon=True, framealpha=0.9)
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -381,7 +384,7 @@ def plot_calibration(
         ax.set_ylabel("Observed proportion")
         ax.legend(loc="upper left", framealpha=0.9)
     fig.suptitle(f"Calibration: {model_label(model)}")
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -436,7 +439,7 @@ def plot_decision(
         ax.set_xlabel("Threshold probability")
         ax.set_ylabel("Net benefit")
     _shared_legend(fig, axes)
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -485,7 +488,7 @@ def plot_clinical_impact(
         ax.set_ylabel(f"Number high risk (of {population:,})")
         _cost_benefit_axis(ax)
     _shared_legend(fig, axes, title=f"Clinical impact of the {model_label(model)[:1].lower()}{model_label(model)[1:]}")
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -522,7 +525,7 @@ def plot_risk_groups(
         ax.grid(axis="x", visible=False)
     fig.legend(*axes[0].get_legend_handles_labels(), loc="outside right upper", frameon=False)
     fig.suptitle("Risk groups at the training cut-off")
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -650,7 +653,7 @@ def plot_nomogram(
                 fontsize=9, weight="bold", ha="left" if xt < 60 else "right")  # fmt: skip
     if title:
         ax.set_title(title, loc="left", fontsize=12)
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -723,7 +726,7 @@ def plot_lasso_path(
     _count_axis(ax, x, nonzero)
     if ax.get_legend_handles_labels()[0]:
         ax.legend(loc="upper right", framealpha=0.9)
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -768,7 +771,7 @@ def plot_lasso_cv(
     if "n_nonzero" in frame:
         _count_axis(ax, x, frame["n_nonzero"].to_numpy())
     ax.legend(loc="upper left", framealpha=0.9)
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -823,7 +826,7 @@ def plot_selection_funnel(logs: Mapping[str, Any], *, synthetic: bool = False) -
     ax.set_title("Feature selection: features left after each step")
     ax.grid(axis="y", visible=False)
     ax.legend(loc="lower right", framealpha=0.95)
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -869,7 +872,7 @@ def plot_selection_stability(stability: Any, *, top: int = 20, synthetic: bool =
         ax.set_title(model_label(f"{region}_score"))
         ax.grid(axis="y", visible=False)
         ax.legend(loc="lower right", framealpha=0.95, fontsize=8)
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -976,7 +979,7 @@ def plot_readers(
         ax.legend(loc="upper left", fontsize=8, framealpha=0.9)
     if simulated:
         fig.suptitle("Reader study — SIMULATED reads (not real radiologists)", color="#B00000", weight="bold")
-    _watermark(fig, synthetic)
+    watermark(fig, synthetic)
     return fig
 
 
@@ -990,7 +993,7 @@ def save_figure(fig: Figure, out_dir: str | os.PathLike[str], name: str, dpi: in
         raise ALNMError(f"figure name {name!r} must be a plain file name without folders")
     out = Path(out_dir)
     png, svg = out / f"{name}.png", out / f"{name}.svg"
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         with atomic_path(png) as tmp:
             fig.savefig(tmp, format="png", dpi=dpi, metadata={"Software": None})
         with atomic_path(svg) as tmp:
@@ -1001,7 +1004,7 @@ def save_figure(fig: Figure, out_dir: str | os.PathLike[str], name: str, dpi: in
 def figure_bytes(fig: Figure, fmt: str = "png", dpi: int = 130) -> bytes:
     """The figure rendered in memory (``png`` or ``svg``)."""
     buffer = io.BytesIO()
-    with matplotlib.rc_context(_STYLE):
+    with matplotlib.rc_context(FIGURE_STYLE):
         meta = {"Software": None} if fmt == "png" else {"Date": None}
         fig.savefig(buffer, format=fmt, dpi=dpi, metadata=meta)
     return buffer.getvalue()
