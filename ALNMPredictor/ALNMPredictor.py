@@ -97,16 +97,18 @@ def sampleDataSources() -> list:
         nodes.append(nodeName)
         types.append(fileType)
         checksums.append("SHA256:" + hashlib.sha256(path.read_bytes()).hexdigest())
-    return [{
-        "category": SAMPLE_DATA["category"],
-        "sampleName": SAMPLE_DATA["name"],
-        "thumbnailFileName": str(folder / "ALNMDemoCase.png"),
-        "uris": uris,
-        "fileNames": names,
-        "nodeNames": nodes,
-        "loadFileTypes": types,
-        "checksums": checksums,
-    }]
+    return [
+        {
+            "category": SAMPLE_DATA["category"],
+            "sampleName": SAMPLE_DATA["name"],
+            "thumbnailFileName": str(folder / "ALNMDemoCase.png"),
+            "uris": uris,
+            "fileNames": names,
+            "nodeNames": nodes,
+            "loadFileTypes": types,
+            "checksums": checksums,
+        }
+    ]
 
 
 def registerSampleData():
@@ -249,7 +251,9 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
             self._parameterNodeGuiTag = None
-            self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            self.removeObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+            )
 
     def _releaseSegmentEditor(self) -> None:
         """What Slicer's Segment Editor module does on exit: no active effect, no shortcuts, no view observers."""
@@ -281,8 +285,12 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def setParameterNode(self, inputParameterNode) -> None:
         if self._parameterNode:
             self._parameterNode.disconnectGui(self._parameterNodeGuiTag)
-            if self.hasObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified):
-                self.removeObserver(self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified)
+            if self.hasObserver(
+                self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+            ):
+                self.removeObserver(
+                    self._parameterNode, vtk.vtkCommand.ModifiedEvent, self.onParameterNodeModified
+                )
         self._parameterNode = inputParameterNode
         if self._parameterNode:
             self._parameterNodeGuiTag = self._parameterNode.connectGui(self.ui)
@@ -302,7 +310,8 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self.ui.predictButton.enabled = ready
         self.ui.predictButton.toolTip = (
             _("Tumour score, LN score, Nomo-score, risk group at the cut-off and nomogram points.")
-            if ready else _("Select the tumour and the lymph-node images first.")
+            if ready
+            else _("Select the tumour and the lymph-node images first.")
         )
         self.ui.recordAidedButton.enabled = self._prediction is not None
         self.ui.batchDeepComboBox.enabled = p.batchTask == "train"
@@ -333,9 +342,13 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         missing = self.logic.missingDependencies(deep)
         if not missing:
             return True
-        text = _("ALNM Predictor needs these Python packages, which are not installed:\n\n{names}\n\n"
-                 "Install them now? This can take several minutes.").format(names="\n".join(missing))
-        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("ALNM Predictor - install Python packages")):
+        text = _(
+            "ALNM Predictor needs these Python packages, which are not installed:\n\n{names}\n\n"
+            "Install them now? This can take several minutes."
+        ).format(names="\n".join(missing))
+        if not slicer.util.confirmOkCancelDisplay(
+            text, windowTitle=_("ALNM Predictor - install Python packages")
+        ):
             self.ui.resultsText.plainText = _("Not installed: {names}").format(names=", ".join(missing))
             return False
         self.logic.installDependencies(deep, showProgress=True)
@@ -348,17 +361,26 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         need = self.logic.backboneWeightsNeeded(modelPath=modelPath, deep=deep)
         if need is None:
             return True
-        text = _("The deep features use torchvision's ImageNet VGG19 weights ({file}, {size} MB), which are not on "
-                 "this computer.\n\nDownload them now from {url}?\nThey are saved once in {folder} (checksum "
-                 "verified) and used from there afterwards.").format(**need)
-        if not slicer.util.confirmOkCancelDisplay(text, windowTitle=_("ALNM Predictor - download VGG19 weights")):
+        text = _(
+            "The deep features use torchvision's ImageNet VGG19 weights ({file}, {size} MB), which are not on "
+            "this computer.\n\nDownload them now from {url}?\nThey are saved once in {folder} (checksum "
+            "verified) and used from there afterwards."
+        ).format(**need)
+        if not slicer.util.confirmOkCancelDisplay(
+            text, windowTitle=_("ALNM Predictor - download VGG19 weights")
+        ):
             self.ui.resultsText.plainText = _(
                 "Not downloaded. Without a network: copy {file} (from {url}) into {folder}, or set the "
-                "environment variable ALNM_VGG19_WEIGHTS to its path, then try again.").format(**need)
+                "environment variable ALNM_VGG19_WEIGHTS to its path, then try again."
+            ).format(**need)
             return deep == "auto"  # auto goes on with a random backbone, as it says
-        dialog = slicer.util.createProgressDialog(labelText=_("Downloading {file}...").format(**need),
-                                                  windowTitle=_("ALNM Predictor - download"), maximum=100)
+        dialog = slicer.util.createProgressDialog(
+            labelText=_("Downloading {file}...").format(**need),
+            windowTitle=_("ALNM Predictor - download"),
+            maximum=100,
+        )
         try:
+
             def progress(done, total):
                 dialog.value = int(100 * done / total) if total else 0
                 slicer.app.processEvents()
@@ -406,8 +428,10 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._formModel = None
         missing = self.logic.missingDependencies()  # the form needs the library, not PyTorch
         if missing:  # asked for at the first button press, not when the panel opens
-            self.ui.modelInfoLabel.text = _("Python packages are missing ({names}): they are installed, after "
-                                            "asking, at the first Predict.").format(names=", ".join(missing))
+            self.ui.modelInfoLabel.text = _(
+                "Python packages are missing ({names}): they are installed, after "
+                "asking, at the first Predict."
+            ).format(names=", ".join(missing))
             return
         try:
             fields = self.logic.clinicalFields(modelPath)
@@ -427,14 +451,18 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                 widget.setPlaceholderText(_("number"))
                 if previous.get(spec.name):
                     widget.setText(str(previous[spec.name]))
-            widget.toolTip = (_("Required by the clinical-radiomics model") if spec.required
-                              else _("Used by the clinical model only"))
+            widget.toolTip = (
+                _("Required by the clinical-radiomics model")
+                if spec.required
+                else _("Used by the clinical model only")
+            )
             layout.addRow(spec.name + (" *" if spec.required else ""), widget)
             self._clinicalWidgets[spec.name] = widget
         torch = self.logic.missingDependencies(deep=True) if self.logic.modelNeedsPyTorch(modelPath) else []
         if torch:
-            description += " " + _("- its deep features need PyTorch ({names}), installed after asking at the first "
-                                   "Predict.").format(names=", ".join(torch))
+            description += " " + _(
+                "- its deep features need PyTorch ({names}), installed after asking at the first Predict."
+            ).format(names=", ".join(torch))
         self.ui.modelInfoLabel.text = description
         self._formModel = str(modelPath)
 
@@ -492,7 +520,9 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if p.readerMode:
                 done = self.logic.readerStatus(p.readsPath, p.caseId, p.readerName)
                 if "unaided" not in done:
-                    raise ValueError(_("Reader study: record the unaided call before seeing the model's output."))
+                    raise ValueError(
+                        _("Reader study: record the unaided call before seeing the model's output.")
+                    )
             if not self.ensureDependencies(self.logic.modelNeedsPyTorch(p.modelPath)):
                 return
             if not self.ensureBackboneWeights(modelPath=p.modelPath):
@@ -500,14 +530,17 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self._formModel != str(p.modelPath):
                 self.updateClinicalForm()
             prediction, table = self.logic.predictCase(
-                p.modelPath, self._regionInputs(), self._clinicalValues(), p.caseId, p.resultTable)
+                p.modelPath, self._regionInputs(), self._clinicalValues(), p.caseId, p.resultTable
+            )
             p.resultTable = table
             self._removeHeatmaps()
             self._prediction = prediction
             self._predictionInputs = self._currentInputs()
             self.ui.recordAidedButton.enabled = True
             self.ui.resultsText.plainText = prediction.summary()
-            figures = self.logic.renderFigures(p.modelPath, prediction, Path(slicer.app.temporaryPath) / "ALNMPredictor")
+            figures = self.logic.renderFigures(
+                p.modelPath, prediction, Path(slicer.app.temporaryPath) / "ALNMPredictor"
+            )
             self._showImage(self.ui.nomogramLabel, figures.get("nomogram"))
             self._showImage(self.ui.calibrationLabel, figures.get("calibration"))
             selection = slicer.app.applicationLogic().GetSelectionNode()
@@ -531,7 +564,9 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if p is None:
             return
         if not self._heatmaps:
-            self.ui.heatmapInfoLabel.text = _("No heatmap: this model has no deep features (Grad-CAM explains those).")
+            self.ui.heatmapInfoLabel.text = _(
+                "No heatmap: this model has no deep features (Grad-CAM explains those)."
+            )
             self._heatmapShown = None
             return
         region, target = p.heatmapRegion, p.heatmapTarget
@@ -540,14 +575,18 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         if node is None and target == "score":
             node = self._heatmaps.get((region, "head"))
             note = " " + _("(the {region} score kept no deep feature: the deep head's map is shown)").format(
-                region=REGIONS.get(region, region))
+                region=REGIONS.get(region, region)
+            )
         if node is None:
-            self.ui.heatmapInfoLabel.text = _("No heatmap for the {region}: the model has no deep head for it.").format(
-                region=REGIONS.get(region, region))
+            self.ui.heatmapInfoLabel.text = _(
+                "No heatmap for the {region}: the model has no deep head for it."
+            ).format(region=REGIONS.get(region, region))
             self._heatmapShown = (region, target, p.heatmapOpacity)
             return
         volume = self._regionInputs()[region][0]
-        slicer.util.setSliceViewerLayers(background=volume, foreground=node, foregroundOpacity=p.heatmapOpacity)
+        slicer.util.setSliceViewerLayers(
+            background=volume, foreground=node, foregroundOpacity=p.heatmapOpacity
+        )
         self.ui.heatmapInfoLabel.text = node.GetAttribute("ALNMPredictor.heatmap") + note
         self._heatmapShown = (region, target, p.heatmapOpacity)
 
@@ -568,15 +607,21 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             call = 1 if self.ui.callMetastasisRadioButton.checked else 0
             if session == "aided":
                 if self._prediction is None or self._predictionInputs != self._currentInputs():
-                    raise ValueError(_("Aided call: press Predict for case {case} first, so that its output is on "
-                                       "screen.").format(case=p.caseId))
+                    raise ValueError(
+                        _(
+                            "Aided call: press Predict for case {case} first, so that its output is on "
+                            "screen."
+                        ).format(case=p.caseId)
+                    )
             confidence = self.ui.confidenceSpinBox.value if self.ui.confidenceSpinBox.value > 0 else None
             if not self.ensureDependencies():
                 return
             table = self.logic.recordRead(p.readsPath, p.caseId, p.readerName, session, call, confidence)
             self.ui.resultsText.appendPlainText(
-                _("Recorded the {session} call of reader {reader} for case {case} ({n} reads in {path}).").format(
-                    session=session, reader=p.readerName, case=p.caseId, n=len(table), path=p.readsPath))
+                _(
+                    "Recorded the {session} call of reader {reader} for case {case} ({n} reads in {path})."
+                ).format(session=session, reader=p.readerName, case=p.caseId, n=len(table), path=p.readsPath)
+            )
 
     # ----- cohort panel ------------------------------------------------------------------------
 
@@ -585,7 +630,9 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if not self.ensureDependencies():
                 return
             p = self._parameterNode
-            manifest = self.logic.generateDemoCohort(Path(p.demoFolder) / "cohort", p.demoPatients, p.demoSeed)
+            manifest = self.logic.generateDemoCohort(
+                Path(p.demoFolder) / "cohort", p.demoPatients, p.demoSeed
+            )
             p.manifestPath = manifest
             self.ui.batchLogText.plainText = self.logic.formatProblems(self.logic.validateManifest(manifest))
 
@@ -599,7 +646,11 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
     def onRunBatch(self) -> None:
         with slicer.util.tryWithErrorDisplay(_("Failed to start the cohort run."), waitCursor=True):
             p = self._parameterNode
-            deep = (p.batchDeep != "off") if p.batchTask == "train" else self.logic.modelNeedsPyTorch(p.batchModelPath)
+            deep = (
+                (p.batchDeep != "off")
+                if p.batchTask == "train"
+                else self.logic.modelNeedsPyTorch(p.batchModelPath)
+            )
             if not self.ensureDependencies(deep):
                 return
             if p.batchTask == "train":
@@ -608,9 +659,14 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             elif not self.ensureBackboneWeights(modelPath=p.batchModelPath):
                 return
             extra = ["--deep", p.batchDeep] if p.batchTask == "train" else []
-            args = self.batchLogic.commandLine(p.batchTask, p.manifestPath, p.batchOutputFolder, p.batchModelPath,
-                                               p.readsPath if _isSet(p.readsPath) and Path(p.readsPath).is_file() else None,
-                                               extra)
+            args = self.batchLogic.commandLine(
+                p.batchTask,
+                p.manifestPath,
+                p.batchOutputFolder,
+                p.batchModelPath,
+                p.readsPath if _isSet(p.readsPath) and Path(p.readsPath).is_file() else None,
+                extra,
+            )
             self.ui.batchLogText.plainText = " ".join(args)
             self.batchLogic.start(args)
             self.ui.batchProgressBar.value = 0
@@ -698,8 +754,10 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         """None when nothing needs torchvision's ImageNet VGG19 weights or they are on this computer; else what a
         download fetches: {file, url, size, folder}. ``modelPath``: a saved model to apply; ``deep``: the
         training setting (imagenet and auto use them)."""
-        needed = deep in ("imagenet", "auto") or (deep is None and dependencies.model_needs_imagenet_weights(
-            ALNMPredictorLogic._modelFile(modelPath)))
+        needed = deep in ("imagenet", "auto") or (
+            deep is None
+            and dependencies.model_needs_imagenet_weights(ALNMPredictorLogic._modelFile(modelPath))
+        )
         if not needed:
             return None
         from ALNMPredictorLib import deep as deepLib
@@ -708,8 +766,12 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
             deepLib.find_imagenet_weights(download=False)
             return None
         except ValueError:
-            return {"file": deepLib.VGG19_FILENAME, "url": deepLib.VGG19_URL, "size": f"{deepLib.VGG19_SIZE_MB:.0f}",
-                    "folder": str(deepLib.imagenet_cache_path().parent)}
+            return {
+                "file": deepLib.VGG19_FILENAME,
+                "url": deepLib.VGG19_URL,
+                "size": f"{deepLib.VGG19_SIZE_MB:.0f}",
+                "folder": str(deepLib.imagenet_cache_path().parent),
+            }
 
     @staticmethod
     def _modelFile(modelPath):
@@ -747,26 +809,40 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
             except subprocess.CalledProcessError as exc:
                 hint = ""
                 if any(r.name == "pyradiomics-bhklab" for r in missing):
-                    hint = _(" PyRadiomics is compiled from source: macOS needs the Xcode command-line tools "
-                             "(xcode-select --install), Windows the Microsoft C++ Build Tools; or install the "
-                             "SlicerRadiomics extension where it is available, whose PyRadiomics is used as is.")
-                raise ValueError(_("pip could not install {names} (see the Python console).{hint}").format(
-                    names=", ".join(others), hint=hint)) from exc
+                    hint = _(
+                        " PyRadiomics is compiled from source: macOS needs the Xcode command-line tools "
+                        "(xcode-select --install), Windows the Microsoft C++ Build Tools; or install the "
+                        "SlicerRadiomics extension where it is available, whose PyRadiomics is used as is."
+                    )
+                raise ValueError(
+                    _("pip could not install {names} (see the Python console).{hint}").format(
+                        names=", ".join(others), hint=hint
+                    )
+                ) from exc
         if torch:
             try:
                 import PyTorchUtils
             except ImportError as exc:
-                raise ValueError(_("This model uses deep features, which need PyTorch: install the PyTorch extension "
-                                   "from the Extensions Manager, restart Slicer and try again.")) from exc
+                raise ValueError(
+                    _(
+                        "This model uses deep features, which need PyTorch: install the PyTorch extension "
+                        "from the Extensions Manager, restart Slicer and try again."
+                    )
+                ) from exc
             installed = PyTorchUtils.PyTorchUtilsLogic().installTorch(
-                askConfirmation=False, torchVersionRequirement=">=2.1", torchvisionVersionRequirement=">=0.16")
+                askConfirmation=False, torchVersionRequirement=">=2.1", torchvisionVersionRequirement=">=0.16"
+            )
             if installed is None:
                 raise ValueError(_("PyTorch was not installed (declined)."))
         importlib.invalidate_caches()
         still = self.missingDependencies(deep)
         if still:
-            raise ValueError(_("These Python packages could not be installed: {names} (see the Python console for "
-                               "pip's messages).").format(names=", ".join(still)))
+            raise ValueError(
+                _(
+                    "These Python packages could not be installed: {names} (see the Python console for "
+                    "pip's messages)."
+                ).format(names=", ".join(still))
+            )
 
     # ----- MRML -> arrays ---------------------------------------------------------------------------
 
@@ -779,8 +855,11 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
             raise ValueError(_("Volume '{name}' has no image data.").format(name=_nodeName(volumeNode)))
         array = slicer.util.arrayFromVolume(volumeNode)
         if array.shape[0] != 1:
-            raise ValueError(_("Volume '{name}' has {n} slices: a 2D ultrasound image (one slice) is needed.").format(
-                name=_nodeName(volumeNode), n=array.shape[0]))
+            raise ValueError(
+                _("Volume '{name}' has {n} slices: a 2D ultrasound image (one slice) is needed.").format(
+                    name=_nodeName(volumeNode), n=array.shape[0]
+                )
+            )
         spacing = volumeNode.GetSpacing()
         return np.array(array[0], copy=True), (float(spacing[1]), float(spacing[0]))
 
@@ -791,16 +870,24 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         names = [segmentation.GetSegment(i).GetName() for i in ids]
         if segmentId:
             if segmentId not in ids:
-                raise ValueError(_("Segmentation '{seg}' has no segment '{id}' (segments: {names}).").format(
-                    seg=_nodeName(segmentationNode), id=segmentId, names=", ".join(names) or "none"))
+                raise ValueError(
+                    _("Segmentation '{seg}' has no segment '{id}' (segments: {names}).").format(
+                        seg=_nodeName(segmentationNode), id=segmentId, names=", ".join(names) or "none"
+                    )
+                )
             return segmentId
         if len(ids) == 1:
             return ids[0]
         for i, name in zip(ids, names, strict=True):
             if name.lower() in (region, REGIONS.get(region, region).lower()):
                 return i
-        raise ValueError(_("Segmentation '{seg}': choose the {region} segment (segments: {names}).").format(
-            seg=_nodeName(segmentationNode), region=REGIONS.get(region, region), names=", ".join(names) or "none"))
+        raise ValueError(
+            _("Segmentation '{seg}': choose the {region} segment (segments: {names}).").format(
+                seg=_nodeName(segmentationNode),
+                region=REGIONS.get(region, region),
+                names=", ".join(names) or "none",
+            )
+        )
 
     def segmentMask(self, segmentationNode, segmentId, volumeNode, region: str = "tumor") -> np.ndarray:
         """The segment as a bool array (rows, cols) on the volume's pixel grid.
@@ -811,15 +898,22 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         from vtk.util import numpy_support
 
         if segmentationNode is None:
-            raise ValueError(_("No segmentation selected for the {region}.").format(region=REGIONS.get(region, region)))
+            raise ValueError(
+                _("No segmentation selected for the {region}.").format(region=REGIONS.get(region, region))
+            )
         if volumeNode is None:
-            raise ValueError(_("No image volume selected for the {region}.").format(region=REGIONS.get(region, region)))
+            raise ValueError(
+                _("No image volume selected for the {region}.").format(region=REGIONS.get(region, region))
+            )
         segmentId = self._segmentId(segmentationNode, segmentId, region)
         segmentName = segmentationNode.GetSegmentation().GetSegment(segmentId).GetName()
         where = f"segment '{segmentName}' of '{_nodeName(segmentationNode)}'"
         if segmentationNode.GetParentTransformNode() is not volumeNode.GetParentTransformNode():
-            raise ValueError(_("{where} and volume '{vol}' are under different transforms: harden them first.").format(
-                where=where, vol=_nodeName(volumeNode)))
+            raise ValueError(
+                _("{where} and volume '{vol}' are under different transforms: harden them first.").format(
+                    where=where, vol=_nodeName(volumeNode)
+                )
+            )
         segmentationNode.CreateBinaryLabelmapRepresentation()
         labelmap = slicer.vtkOrientedImageData()
         segmentationNode.GetBinaryLabelmapRepresentation(segmentId, labelmap)
@@ -843,11 +937,17 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
             shift, np.round(shift), atol=1e-3
         ):
             segSpacing = labelmap.GetSpacing()
-            raise ValueError(_(
-                "{where} is defined on a different geometry (spacing {segsp}) than volume '{vol}' (spacing {volsp}): "
-                "segment it on this image (Segment Editor: select this volume as source) or resample it."
-            ).format(where=where, segsp=tuple(round(s, 6) for s in segSpacing), vol=_nodeName(volumeNode),
-                     volsp=tuple(round(s, 6) for s in volumeNode.GetSpacing())))
+            raise ValueError(
+                _(
+                    "{where} is defined on a different geometry (spacing {segsp}) than volume '{vol}' (spacing {volsp}): "
+                    "segment it on this image (Segment Editor: select this volume as source) or resample it."
+                ).format(
+                    where=where,
+                    segsp=tuple(round(s, 6) for s in segSpacing),
+                    vol=_nodeName(volumeNode),
+                    volsp=tuple(round(s, 6) for s in volumeNode.GetSpacing()),
+                )
+            )
         offset = np.round(shift).astype(int)
         k = nz[0] + extent[4] + offset[2]
         j = nz[1] + extent[2] + offset[1]
@@ -855,13 +955,19 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         size = volumeNode.GetImageData().GetDimensions()
         outside = (i < 0) | (i >= size[0]) | (j < 0) | (j >= size[1]) | (k < 0) | (k >= size[2])
         if outside.any():
-            raise ValueError(_("{where} reaches outside the image '{vol}' ({n} voxels): crop it to the image.").format(
-                where=where, vol=_nodeName(volumeNode), n=int(outside.sum())))
+            raise ValueError(
+                _("{where} reaches outside the image '{vol}' ({n} voxels): crop it to the image.").format(
+                    where=where, vol=_nodeName(volumeNode), n=int(outside.sum())
+                )
+            )
         mask = np.zeros((size[2], size[1], size[0]), dtype=bool)
         mask[k, j, i] = True
         if mask.shape[0] != 1:
-            raise ValueError(_("Volume '{name}' has {n} slices: a 2D ultrasound image (one slice) is needed.").format(
-                name=_nodeName(volumeNode), n=mask.shape[0]))
+            raise ValueError(
+                _("Volume '{name}' has {n} slices: a 2D ultrasound image (one slice) is needed.").format(
+                    name=_nodeName(volumeNode), n=mask.shape[0]
+                )
+            )
         return mask[0]
 
     def regionArrays(self, volumeNode, segmentationNode, segmentId, region: str):
@@ -881,13 +987,15 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
         scene = scene or slicer.mrmlScene
         colour = array.ndim == 3
-        node = scene.AddNewNodeByClass("vtkMRMLVectorVolumeNode" if colour else "vtkMRMLScalarVolumeNode", name)
+        node = scene.AddNewNodeByClass(
+            "vtkMRMLVectorVolumeNode" if colour else "vtkMRMLScalarVolumeNode", name
+        )
         image = vtk.vtkImageData()
         image.SetDimensions(array.shape[1], array.shape[0], 1)
         image.AllocateScalars(numpy_support.get_vtk_array_type(array.dtype), array.shape[2] if colour else 1)
         node.SetAndObserveImageData(image)
         slicer.util.arrayFromVolume(node)[0] = array
-        row, col = (spacing or (1.0, 1.0))
+        row, col = spacing or (1.0, 1.0)
         node.SetSpacing(float(col), float(row), 1.0)
         node.SetIJKToRASDirections(-1, 0, 0, 0, -1, 0, 0, 0, 1)
         node.Modified()
@@ -895,14 +1003,18 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         return node
 
     @staticmethod
-    def addSegmentFromMask(segmentationNode, mask: np.ndarray, volumeNode, name: str, color=(0.9, 0.3, 0.2)) -> str:
+    def addSegmentFromMask(
+        segmentationNode, mask: np.ndarray, volumeNode, name: str, color=(0.9, 0.3, 0.2)
+    ) -> str:
         """Add a segment from a bool array on the volume's grid; returns its ID."""
         from vtk.util import numpy_support
 
         labelmap = slicer.vtkOrientedImageData()
         labelmap.SetDimensions(mask.shape[1], mask.shape[0], 1)
         labelmap.AllocateScalars(vtk.VTK_UNSIGNED_CHAR, 1)
-        numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = np.asarray(mask, dtype=np.uint8).ravel()
+        numpy_support.vtk_to_numpy(labelmap.GetPointData().GetScalars())[:] = np.asarray(
+            mask, dtype=np.uint8
+        ).ravel()
         matrix = vtk.vtkMatrix4x4()
         volumeNode.GetIJKToRASMatrix(matrix)
         labelmap.SetImageToWorldMatrix(matrix)
@@ -976,7 +1088,9 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 
     # ----- prediction -------------------------------------------------------------------------------
 
-    def predictCase(self, modelPath, regionInputs: dict, clinical: dict, caseId: str = "case", tableNode=None):
+    def predictCase(
+        self, modelPath, regionInputs: dict, clinical: dict, caseId: str = "case", tableNode=None
+    ):
         """Predict one case from nodes; returns (CasePrediction, table node filled with every value).
 
         ``regionInputs``: region -> (volume node, segmentation node, segment ID or None). Colour volumes are
@@ -988,8 +1102,11 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         loaded = self.loadModel(path)
         missing = [r for r in loaded.model.regions if r not in regionInputs]
         if missing:
-            raise ValueError(_("The model needs the {regions} image and segment.").format(
-                regions=", ".join(REGIONS.get(r, r) for r in missing)))
+            raise ValueError(
+                _("The model needs the {regions} image and segment.").format(
+                    regions=", ".join(REGIONS.get(r, r) for r in missing)
+                )
+            )
         arrays = {region: self.regionArrays(*regionInputs[region], region) for region in loaded.model.regions}
         prediction = predict_case(loaded, arrays, clinical, caseId or "case")
         prediction.model_path = str(path)
@@ -1011,11 +1128,18 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         out = {}
         for region, maps in case_heatmaps(loaded, arrays, caseId or "case").items():
             for target, heatmap in maps.items():
-                what = _("{region} score (its deep features)") if target == "score" else _("{region} deep head")
+                what = (
+                    _("{region} score (its deep features)") if target == "score" else _("{region} deep head")
+                )
                 name = f"{caseId} {region} Grad-CAM ({target})"
                 node = self.addHeatmapVolume(heatmap.on_image(), regionInputs[region][0], name)
-                node.SetAttribute("ALNMPredictor.heatmap", _("Grad-CAM of the {what}: red raises it most ({value}).").format(
-                    what=what.format(region=REGIONS.get(region, region)), value=heatmap.title().split(": ", 1)[1]))
+                node.SetAttribute(
+                    "ALNMPredictor.heatmap",
+                    _("Grad-CAM of the {what}: red raises it most ({value}).").format(
+                        what=what.format(region=REGIONS.get(region, region)),
+                        value=heatmap.title().split(": ", 1)[1],
+                    ),
+                )
                 out[(region, target)] = node
         return out
 
@@ -1027,13 +1151,18 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         scene = referenceVolume.GetScene() or slicer.mrmlScene
         dims = referenceVolume.GetImageData().GetDimensions()
         if tuple(array.shape) != (dims[1], dims[0]):
-            raise ValueError(_("Heatmap of size {got} does not fit volume '{vol}' ({want}).").format(
-                got=tuple(array.shape), vol=_nodeName(referenceVolume), want=(dims[1], dims[0])))
+            raise ValueError(
+                _("Heatmap of size {got} does not fit volume '{vol}' ({want}).").format(
+                    got=tuple(array.shape), vol=_nodeName(referenceVolume), want=(dims[1], dims[0])
+                )
+            )
         node = scene.AddNewNodeByClass("vtkMRMLScalarVolumeNode", name)
         image = vtk.vtkImageData()
         image.SetDimensions(dims[0], dims[1], 1)
         image.AllocateScalars(vtk.VTK_FLOAT, 1)
-        numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = np.asarray(array, dtype=np.float32).ravel()
+        numpy_support.vtk_to_numpy(image.GetPointData().GetScalars())[:] = np.asarray(
+            array, dtype=np.float32
+        ).ravel()
         node.SetAndObserveImageData(image)
         matrix = vtk.vtkMatrix4x4()
         referenceVolume.GetIJKToRASMatrix(matrix)
@@ -1075,12 +1204,23 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         """Fill (or create) a table node: quantity, value, text, description; one row per value."""
         rows = prediction.records()
         if tableNode is None:
-            tableNode = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLTableNode", f"ALNM prediction {prediction.case_id}")
+            tableNode = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLTableNode", f"ALNM prediction {prediction.case_id}"
+            )
         wasModifying = tableNode.StartModify()
         tableNode.RemoveAllColumns()
-        quantity, value, text, description = (vtk.vtkStringArray(), vtk.vtkDoubleArray(), vtk.vtkStringArray(),
-                                              vtk.vtkStringArray())
-        for array, name in ((quantity, "quantity"), (value, "value"), (text, "text"), (description, "description")):
+        quantity, value, text, description = (
+            vtk.vtkStringArray(),
+            vtk.vtkDoubleArray(),
+            vtk.vtkStringArray(),
+            vtk.vtkStringArray(),
+        )
+        for array, name in (
+            (quantity, "quantity"),
+            (value, "value"),
+            (text, "text"),
+            (description, "description"),
+        ):
             array.SetName(name)
         for row in rows:
             quantity.InsertNextValue(str(row["quantity"]))
@@ -1118,7 +1258,9 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", str(prediction.case_id)) if prediction is not None else "model"
         out = {"nomogram": figure_png(nomogram_figure(loaded, prediction), folder / f"nomogram-{safe}.png")}
         calibration = calibration_figure(path, loaded)
-        out["calibration"] = None if calibration is None else figure_png(calibration, folder / "calibration.png")
+        out["calibration"] = (
+            None if calibration is None else figure_png(calibration, folder / "calibration.png")
+        )
         return out
 
     # ----- demo case ----------------------------------------------------------------------------------
@@ -1130,14 +1272,23 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
         case = demo_case(folder, index)
         volumes, segmentations = {}, {}
         for region, arrays in case.regions.items():
-            volume = self.addVolumeFromArray(np.asarray(arrays.image), arrays.spacing, f"{case.case_id} {region}")
-            segmentation = slicer.mrmlScene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{case.case_id} {region} ROI")
+            volume = self.addVolumeFromArray(
+                np.asarray(arrays.image), arrays.spacing, f"{case.case_id} {region}"
+            )
+            segmentation = slicer.mrmlScene.AddNewNodeByClass(
+                "vtkMRMLSegmentationNode", f"{case.case_id} {region} ROI"
+            )
             segmentation.CreateDefaultDisplayNodes()
             segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
             self.addSegmentFromMask(segmentation, arrays.mask, volume, region)
             volumes[region], segmentations[region] = volume, segmentation
-        return {"caseId": case.case_id, "label": case.label, "volumes": volumes, "segmentations": segmentations,
-                "clinical": case.clinical}
+        return {
+            "caseId": case.case_id,
+            "label": case.label,
+            "volumes": volumes,
+            "segmentations": segmentations,
+            "clinical": case.clinical,
+        }
 
     # ----- reader study -------------------------------------------------------------------------------
 
@@ -1196,8 +1347,17 @@ class ALNMPredictorLogic(ScriptedLoadableModuleLogic):
 class BatchResult:
     """What a cohort run left behind: exit status, outputs and the tables worth showing."""
 
-    def __init__(self, task: str, returnCode, outputFolder: Path, predictionsPath=None, modelPath=None,
-                 reportPath=None, tables=None, log=()):
+    def __init__(
+        self,
+        task: str,
+        returnCode,
+        outputFolder: Path,
+        predictionsPath=None,
+        modelPath=None,
+        reportPath=None,
+        tables=None,
+        log=(),
+    ):
         self.task = task
         self.returnCode = returnCode
         self.outputFolder = Path(outputFolder)
@@ -1213,9 +1373,15 @@ class BatchResult:
         return self.returnCode == 1
 
     def summary(self) -> str:
-        status = {0: "finished", 1: "finished; some cases failed (see the error column)", None: "still running",
-                  130: "cancelled", -2: "cancelled", -9: "cancelled", -15: "cancelled"}.get(self.returnCode,
-                                                                                          f"failed (exit status {self.returnCode})")
+        status = {
+            0: "finished",
+            1: "finished; some cases failed (see the error column)",
+            None: "still running",
+            130: "cancelled",
+            -2: "cancelled",
+            -9: "cancelled",
+            -15: "cancelled",
+        }.get(self.returnCode, f"failed (exit status {self.returnCode})")
         lines = [f"alnm {self.task}: {status}"]
         if self.returnCode not in (0, 1, None):
             errors = [line for line in self.log if line.startswith("alnm: error") or "Error" in line]
@@ -1256,10 +1422,14 @@ class ALNMPredictorBatchLogic:
         self._outputFolder = None
         self._started = 0.0
 
-    def commandLine(self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=()) -> list:
+    def commandLine(
+        self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=()
+    ) -> list:
         """The ``alnm`` command for a task; ValueError naming what is missing."""
         if task not in self.TASKS:
-            raise ValueError(_("Unknown task '{task}' (one of: {tasks}).").format(task=task, tasks=", ".join(self.TASKS)))
+            raise ValueError(
+                _("Unknown task '{task}' (one of: {tasks}).").format(task=task, tasks=", ".join(self.TASKS))
+            )
         if not _isSet(manifest) or not Path(manifest).is_file():
             raise ValueError(_("Manifest file not found: {path}").format(path=manifest))
         if not _isSet(outputFolder):
@@ -1287,7 +1457,9 @@ class ALNMPredictorBatchLogic:
             useStartup = app is not None and hasattr(app, "startupEnvironment")
             env = slicer.util.startupEnvironment() if useStartup else os.environ
         environment = dict(env)
-        environment["PYTHONPATH"] = os.pathsep.join(p for p in (str(MODULE_DIR), environment.get("PYTHONPATH", "")) if p)
+        environment["PYTHONPATH"] = os.pathsep.join(
+            p for p in (str(MODULE_DIR), environment.get("PYTHONPATH", "")) if p
+        )
         environment["PYTHONUNBUFFERED"] = "1"
         self.progress, self.stage, self.lines, self._cancelled = 0.0, "", [], False
         self._queue = queue.Queue()
@@ -1298,8 +1470,15 @@ class ALNMPredictorBatchLogic:
             kwargs["creationflags"] = subprocess.CREATE_NEW_PROCESS_GROUP
         else:
             kwargs["start_new_session"] = True  # its own process group: the launcher, Python and workers
-        self.process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, env=environment,
-                                        text=True, errors="replace", **kwargs)  # \r of progress bars ends a line too
+        self.process = subprocess.Popen(
+            args,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            env=environment,
+            text=True,
+            errors="replace",
+            **kwargs,
+        )  # \r of progress bars ends a line too
         self._thread = threading.Thread(target=self._read, args=(self.process, self._queue), daemon=True)
         self._thread.start()
 
@@ -1320,7 +1499,11 @@ class ALNMPredictorBatchLogic:
         """True while the process runs or its output is still being read."""
         if self.process is None:
             return False
-        return self.process.poll() is None or (self._thread is not None and self._thread.is_alive()) or not self._queue.empty()
+        return (
+            self.process.poll() is None
+            or (self._thread is not None and self._thread.is_alive())
+            or not self._queue.empty()
+        )
 
     @property
     def returnCode(self):
@@ -1412,7 +1595,9 @@ class ALNMPredictorBatchLogic:
 
             remove_temporaries(self._outputFolder, since=self._started)
 
-    def run(self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=(), callback=None) -> BatchResult:
+    def run(
+        self, task: str, manifest, outputFolder, modelPath=None, readsPath=None, extra=(), callback=None
+    ) -> BatchResult:
         """Run a task to the end (headless, tests); returns its BatchResult."""
         self.start(self.commandLine(task, manifest, outputFolder, modelPath, readsPath, extra))
         self.wait(callback)
@@ -1435,8 +1620,16 @@ class ALNMPredictorBatchLogic:
         code = self.returnCode
         if self._cancelled and code not in (0, None):
             code = 130
-        return BatchResult(task, code, out, predictions if predictions.is_file() else None, model,
-                           reports[0] if reports else None, tables, self.lines)
+        return BatchResult(
+            task,
+            code,
+            out,
+            predictions if predictions.is_file() else None,
+            model,
+            reports[0] if reports else None,
+            tables,
+            self.lines,
+        )
 
     @staticmethod
     def loadResultTables(result: BatchResult, scene=None, limit: int = 20) -> dict:
@@ -1469,7 +1662,9 @@ def dataframeToTable(frame, tableNode):
         else:
             array = vtk.vtkStringArray()
             for value in series:
-                array.InsertNextValue("" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value))
+                array.InsertNextValue(
+                    "" if value is None or (isinstance(value, float) and np.isnan(value)) else str(value)
+                )
         array.SetName(str(column))
         tableNode.AddColumn(array)
     tableNode.SetUseColumnTitleAsColumnHeader(True)
@@ -1516,8 +1711,12 @@ class ALNMPredictorTest(ScriptedLoadableModuleTest):
         self.assertTrue(0.0 < values["nomo_score"] < 1.0)
         self.assertIn(values["risk_group"], ("high", "low"))
         # the same numbers as the library on the generator's own arrays
-        reference = predict_case(load_model_cached(model), demo_case(folder / "cases", 0).regions, loaded["clinical"],
-                                 loaded["caseId"])
+        reference = predict_case(
+            load_model_cached(model),
+            demo_case(folder / "cases", 0).regions,
+            loaded["clinical"],
+            loaded["caseId"],
+        )
         self.assertAlmostEqual(prediction.probability, reference.probability, places=12)
         for region, score in reference.scores.items():
             self.assertAlmostEqual(values[f"{region}_score"], score, places=12)
@@ -1538,7 +1737,9 @@ class ALNMPredictorTest(ScriptedLoadableModuleTest):
         image, spacing = logic.volumeArrays(volume)
         coarser = logic.addVolumeFromArray(image, (2 * spacing[0], 2 * spacing[1]), "coarser")
         with self.assertRaisesRegex(ValueError, "geometry"):
-            logic.predictCase(model, {**inputs, "tumor": (coarser, segmentation, None)}, loaded["clinical"], "x")
+            logic.predictCase(
+                model, {**inputs, "tumor": (coarser, segmentation, None)}, loaded["clinical"], "x"
+            )
         clinical = dict(loaded["clinical"])
         required = [f.name for f in logic.clinicalFields(model) if f.required]
         if required:
@@ -1557,5 +1758,7 @@ class ALNMPredictorTest(ScriptedLoadableModuleTest):
         logic.recordRead(reads, "P1", "R1", "unaided", 0)
         table = logic.recordRead(reads, "P1", "R1", "aided", 1)
         self.assertEqual(list(table["session"]), ["unaided", "aided"])
-        self.assertEqual(json.loads(json.dumps(logic.readerStatus(reads, "P1", "R1"))), {"unaided": 0, "aided": 1})
+        self.assertEqual(
+            json.loads(json.dumps(logic.readerStatus(reads, "P1", "R1"))), {"unaided": 0, "aided": 1}
+        )
         self.delayDisplay("Test passed")

@@ -47,7 +47,11 @@ def shared_model() -> SharedModel:
         variables=[*base.variables, "us_reported_alnm", "tumor_size_cm"],
         encoding={
             **base.encoding,
-            "us_reported_alnm": {"type": "categorical", "reference": "absent", "levels": ["absent", "present"]},
+            "us_reported_alnm": {
+                "type": "categorical",
+                "reference": "absent",
+                "levels": ["absent", "present"],
+            },
             "tumor_size_cm": {"type": "numeric"},
         },
         coefficients={**base.coefficients, **ADDED},

@@ -39,10 +39,12 @@ def deep_score_model() -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for region in ("tumor", "ln"):
-            head = DeepFeatureExtractor(weights="none", input_size=SIZE, epochs=5, n_views=0, val_fraction=0.0,
-                                        device="cpu")  # fmt: skip
-            crops = np.stack([crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, SIZE)
-                              for c in cases])  # fmt: skip
+            head = DeepFeatureExtractor(
+                weights="none", input_size=SIZE, epochs=5, n_views=0, val_fraction=0.0, device="cpu"
+            )
+            crops = np.stack(
+                [crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, SIZE) for c in cases]
+            )
             heads[region] = head.fit(crops, labels)
             features = head.transform(crops)
             # two features that vary and are active for the first demo case (the one the panel tests load)

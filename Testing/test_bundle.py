@@ -83,7 +83,9 @@ def test_newer_schema_is_refused_with_clear_message(tmp_path: Path) -> None:
     from ALNMPredictorLib.bundle import sha256_file
 
     (folder / CHECKSUM_FILE).write_text(f"{sha256_file(folder / MODEL_FILE)}  {MODEL_FILE}\n")
-    with pytest.raises(BundleError, match=f"schema version {SCHEMA_VERSION + 1} is newer.*update ALNM Predictor"):
+    with pytest.raises(
+        BundleError, match=f"schema version {SCHEMA_VERSION + 1} is newer.*update ALNM Predictor"
+    ):
         load_bundle(folder)
 
 

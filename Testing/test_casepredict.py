@@ -81,8 +81,16 @@ def test_predict_case_equals_alnm_predict_on_files(model, loaded, tmp_path) -> N
 def test_records_name_every_value(loaded, case) -> None:
     got = cp.predict_case(loaded, case.regions, case.clinical, case.case_id)
     records = {r["quantity"]: r for r in got.records()}
-    for key in ("tumor_score", "ln_score", "nomo_score", "cutoff", "risk_group", "total_points",
-                "points_us_reported_alnm", "prob_clinical_radiomics"):  # fmt: skip
+    for key in (
+        "tumor_score",
+        "ln_score",
+        "nomo_score",
+        "cutoff",
+        "risk_group",
+        "total_points",
+        "points_us_reported_alnm",
+        "prob_clinical_radiomics",
+    ):
         assert key in records
     assert records["nomo_score"]["value"] == got.probability
     assert records["risk_group"]["text"] == got.risk_group
@@ -92,7 +100,9 @@ def test_records_name_every_value(loaded, case) -> None:
 
 @pytest.mark.parametrize("intensity", ["auto", "zscore"])
 def test_deep_features_equal_the_cohort_extraction(model, tmp_path, intensity) -> None:
-    pytest.importorskip("torch", reason="deep features need PyTorch (.ci/run's Slicer-version jobs run without it)")
+    pytest.importorskip(
+        "torch", reason="deep features need PyTorch (.ci/run's Slicer-version jobs run without it)"
+    )
     from ALNMPredictorLib.cohort import load_manifest
     from ALNMPredictorLib.deep import DeepFeatureExtractor, crop_roi
     from ALNMPredictorLib.extraction import extract_cohort
@@ -103,13 +113,34 @@ def test_deep_features_equal_the_cohort_extraction(model, tmp_path, intensity) -
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # random backbone warning
         for region in ("tumor", "ln"):
-            head = DeepFeatureExtractor(weights="none", input_size=32, epochs=1, seed=0, n_views=0, val_fraction=0.0,
-                                        device="cpu", intensity=intensity)  # fmt: skip
-            crops = np.stack([crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32,
-                                       intensity=intensity) for c in cases])  # fmt: skip
+            head = DeepFeatureExtractor(
+                weights="none",
+                input_size=32,
+                epochs=1,
+                seed=0,
+                n_views=0,
+                val_fraction=0.0,
+                device="cpu",
+                intensity=intensity,
+            )
+            crops = np.stack(
+                [
+                    crop_roi(
+                        c.regions[region].image, c.regions[region].mask, head.margin, 32, intensity=intensity
+                    )
+                    for c in cases
+                ]
+            )
             heads[region] = head.fit(crops, np.array([0, 1, 0, 1])) or head
-        result = extract_cohort(load_manifest(model.cases_dir / "manifest.csv"), tmp_path / "features", handcrafted=None,
-                                deep=None, fitted_deep=heads, workers=1, progress=False)  # fmt: skip
+        result = extract_cohort(
+            load_manifest(model.cases_dir / "manifest.csv"),
+            tmp_path / "features",
+            handcrafted=None,
+            deep=None,
+            fitted_deep=heads,
+            workers=1,
+            progress=False,
+        )
     table = result.table[result.table["variant"] == "main"].set_index("case_id")
     fake = LoadedModel(model=None, info={"extraction": {"handcrafted": None}}, deep_models=heads)
     for c in cases[:2]:
@@ -130,7 +161,9 @@ def test_missing_and_wrong_clinical_values(loaded, case) -> None:
     with pytest.raises(ValueError, match="tumor_size_cm: not a finite number"):
         clinicalform.parse_clinical(loaded, {**case.clinical, "tumor_size_cm": float("inf")}, "X1")
     optional = [f.name for f in clinicalform.clinical_fields(loaded) if not f.required]
-    values = clinicalform.parse_clinical(loaded, {k: v for k, v in case.clinical.items() if k not in optional}, "X1")
+    values = clinicalform.parse_clinical(
+        loaded, {k: v for k, v in case.clinical.items() if k not in optional}, "X1"
+    )
     assert set(values) == {"us_reported_alnm", "tumor_size_cm"}
     assert isinstance(values["tumor_size_cm"], float) and values["us_reported_alnm"] in ("absent", "present")
 
@@ -207,7 +240,10 @@ def test_figures_and_demo_model(loaded, case, tmp_path) -> None:
 def test_load_model_cached_reports_a_missing_model(tmp_path) -> None:
     with pytest.raises(ValueError, match="model not found"):
         cp.load_model_cached(tmp_path / "absent")
-    assert isinstance(cp.load_model_cached(Path(demomodel.DEMO_MODEL_RESOURCE)), type(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE)))
+    assert isinstance(
+        cp.load_model_cached(Path(demomodel.DEMO_MODEL_RESOURCE)),
+        type(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE)),
+    )
 
 
 def test_a_table_trained_model_refuses_images_clearly(loaded, case) -> None:
@@ -222,16 +258,23 @@ def test_a_case_unlike_the_training_images_is_flagged(loaded, case) -> None:
     import dataclasses
 
     normal = cp.predict_case(loaded, case.regions, case.clinical, case.case_id)
-    assert (normal.out_of_range == {"tumor": 0, "ln": 0}) != ("outside their training range" in normal.summary())
+    assert (normal.out_of_range == {"tumor": 0, "ln": 0}) != (
+        "outside their training range" in normal.summary()
+    )
     tumor = case.regions["tumor"]
     image = np.array(tumor.image, dtype=np.float64, copy=True)
     roi = np.asarray(tumor.mask) != 0
     rows, cols = np.indices(image.shape)
-    image[roi] = np.where((rows[roi] + cols[roi]) % 2 == 0, 0.0, 255.0)  # a checkerboard lesion: no real tissue
+    image[roi] = np.where(
+        (rows[roi] + cols[roi]) % 2 == 0, 0.0, 255.0
+    )  # a checkerboard lesion: no real tissue
     odd = dataclasses.replace(tumor, image=image.astype(np.asarray(tumor.image).dtype))
     got = cp.predict_case(loaded, {**case.regions, "tumor": odd}, case.clinical, case.case_id)
     assert got.out_of_range["tumor"] > 0
-    assert f"Note: {got.out_of_range['tumor']} tumor score feature(s) outside their training range" in got.summary()
+    assert (
+        f"Note: {got.out_of_range['tumor']} tumor score feature(s) outside their training range"
+        in got.summary()
+    )
     records = {r["quantity"]: r for r in got.records()}
     assert records["tumor_out_of_range"]["value"] == got.out_of_range["tumor"]
     assert got.row["tumor_out_of_range"] == got.out_of_range["tumor"]

@@ -105,7 +105,9 @@ def test_valid_cohort_loads(cohort_dir):
     problems = cohort.validate()
     assert _messages(problems) == []
     # the LN images are PNG without a spacing column: one aggregated warning
-    assert any("column ln_image: 8 image(s) have no pixel spacing" in w for w in _messages(problems, "warning"))
+    assert any(
+        "column ln_image: 8 image(s) have no pixel spacing" in w for w in _messages(problems, "warning")
+    )
     assert not any("tumor_image" in w for w in _messages(problems, "warning"))
 
 
@@ -115,8 +117,13 @@ def test_region_inputs_and_variants(cohort_dir):
     assert cohort.variants("ln") == ["main"]
     main_input = cohort.region_inputs("P002", "tumor")
     assert main_input == RegionInput(
-        "P002", "tumor", "main", str(cohort_dir / "images/P002_tumor.png"),
-        str(cohort_dir / "masks/P002_tumor.png"), None, (0.08, 0.08),
+        "P002",
+        "tumor",
+        "main",
+        str(cohort_dir / "images/P002_tumor.png"),
+        str(cohort_dir / "masks/P002_tumor.png"),
+        None,
+        (0.08, 0.08),
     )
     reader2 = cohort.region_inputs("P001", "tumor", "reader2")
     assert reader2.image_path == str(cohort_dir / "images/P001_tumor.png")  # the main image is reused
@@ -160,7 +167,9 @@ def test_missing_and_duplicate_case_id(cohort_dir):
 def test_missing_file(cohort_dir):
     _edit(cohort_dir, tumor_mask=(0, "masks/nowhere.png"), ln_image=(3, "/abs/none.png"))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate())
-    assert f"error: case P001, column tumor_mask: file not found: {cohort_dir / 'masks/nowhere.png'}" in errors
+    assert (
+        f"error: case P001, column tumor_mask: file not found: {cohort_dir / 'masks/nowhere.png'}" in errors
+    )
     assert "error: case P004, column ln_image: file not found: /abs/none.png" in errors
 
 
@@ -175,7 +184,10 @@ def test_unknown_and_empty_split(cohort_dir):
     _edit(cohort_dir, split=(0, "holdout"))
     _edit(cohort_dir, split=(7, ""))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate(check_files=False))
-    assert any(e.startswith("error: case P001, column split: unknown split 'holdout' (allowed: train,") for e in errors)
+    assert any(
+        e.startswith("error: case P001, column split: unknown split 'holdout' (allowed: train,")
+        for e in errors
+    )
     assert "error: case P008, column split: split is empty" in errors
     # a name declared in study.yaml is accepted
     (cohort_dir / "study.yaml").write_text("test_splits: [holdout]\n")
@@ -187,7 +199,9 @@ def test_unknown_and_empty_split(cohort_dir):
 def test_label_other_than_0_1(cohort_dir, value):
     _edit(cohort_dir, label=(4, value))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate(check_files=False))
-    assert f"error: case P005, column label: label must be 0 or 1 (or empty if unknown), got '{value}'" in errors
+    assert (
+        f"error: case P005, column label: label must be 0 or 1 (or empty if unknown), got '{value}'" in errors
+    )
 
 
 def test_empty_labels(cohort_dir):
@@ -215,7 +229,9 @@ def test_mask_size_differs_from_image(cohort_dir):
     _edit(cohort_dir, ln_mask=(2, path))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate())
     assert any(
-        e.startswith("error: case P003, column ln_mask: mask size 20x20 (rows x cols) differs from image size 36x30")
+        e.startswith(
+            "error: case P003, column ln_mask: mask size 20x20 (rows x cols) differs from image size 36x30"
+        )
         for e in errors
     )
 
@@ -224,7 +240,9 @@ def test_empty_mask(cohort_dir):
     path = _make_mask(cohort_dir, "empty.png", np.zeros((40, 48), np.uint8))
     _edit(cohort_dir, tumor_mask_reader2=(0, path))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate())
-    assert errors == [f"error: case P001, column tumor_mask_reader2: mask is empty (no non-zero pixel) ({cohort_dir / path})"]
+    assert errors == [
+        f"error: case P001, column tumor_mask_reader2: mask is empty (no non-zero pixel) ({cohort_dir / path})"
+    ]
 
 
 def test_mask_label_not_present_and_label_column(cohort_dir):
@@ -237,9 +255,13 @@ def test_mask_label_not_present_and_label_column(cohort_dir):
     assert cohort.region_inputs("P001", "tumor").mask_label == 255
     errors = _messages(cohort.validate())
     assert any(
-        e.startswith("error: case P004, column tumor_mask: label 7 not in mask; labels present: 255") for e in errors
+        e.startswith("error: case P004, column tumor_mask: label 7 not in mask; labels present: 255")
+        for e in errors
     )
-    assert "error: case P005, column tumor_mask_label: mask label must be a positive integer, got 'abc'" in errors
+    assert (
+        "error: case P005, column tumor_mask_label: mask label must be a positive integer, got 'abc'"
+        in errors
+    )
 
 
 def test_multilabel_mask_warns_without_label(cohort_dir):
@@ -250,15 +272,24 @@ def test_multilabel_mask_warns_without_label(cohort_dir):
     _edit(cohort_dir, tumor_mask=(0, path))
     problems = load_manifest(cohort_dir / "manifest.csv").validate()
     assert _messages(problems) == []
-    assert any("case P001, column tumor_mask: mask has several labels (1, 2)" in w for w in _messages(problems, "warning"))
+    assert any(
+        "case P001, column tumor_mask: mask has several labels (1, 2)" in w
+        for w in _messages(problems, "warning")
+    )
 
 
 @pytest.mark.parametrize("value", ["", "NA", "nan", "N/A"])
 def test_nan_clinical_value(cohort_dir, value):
     _edit(cohort_dir, age=(3, value), margin=(6, value))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate(check_files=False))
-    assert f"error: case P004, column age: missing value ('{value}'): clinical values are never imputed" in errors
-    assert f"error: case P007, column margin: missing value ('{value}'): clinical values are never imputed" in errors
+    assert (
+        f"error: case P004, column age: missing value ('{value}'): clinical values are never imputed"
+        in errors
+    )
+    assert (
+        f"error: case P007, column margin: missing value ('{value}'): clinical values are never imputed"
+        in errors
+    )
 
 
 def test_tiny_roi_and_border_are_warnings(cohort_dir, capsys):
@@ -274,8 +305,12 @@ def test_tiny_roi_and_border_are_warnings(cohort_dir, capsys):
     problems = load_manifest(cohort_dir / "manifest.csv").validate()
     warnings = _messages(problems, "warning")
     assert _messages(problems) == []
-    assert any(w.startswith("warning: case P001, column tumor_mask: tiny ROI: 25 pixels (< 64)") for w in warnings)
-    assert any(w.startswith("warning: case P002, column ln_mask: ROI touches the image border") for w in warnings)
+    assert any(
+        w.startswith("warning: case P001, column tumor_mask: tiny ROI: 25 pixels (< 64)") for w in warnings
+    )
+    assert any(
+        w.startswith("warning: case P002, column ln_mask: ROI touches the image border") for w in warnings
+    )
     assert main(["validate", str(cohort_dir / "manifest.csv")]) == 0  # warnings do not fail
     assert "tiny ROI" in capsys.readouterr().out
 
@@ -283,7 +318,10 @@ def test_tiny_roi_and_border_are_warnings(cohort_dir, capsys):
 def test_bad_spacing_text(cohort_dir):
     _edit(cohort_dir, tumor_spacing=(2, "fine"))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate(check_files=False))
-    assert any(e.startswith("error: case P003, column tumor_spacing: spacing must be") and "'fine'" in e for e in errors)
+    assert any(
+        e.startswith("error: case P003, column tumor_spacing: spacing must be") and "'fine'" in e
+        for e in errors
+    )
 
 
 def test_unreadable_image_and_volume(cohort_dir):
@@ -293,7 +331,10 @@ def test_unreadable_image_and_volume(cohort_dir):
     _edit(cohort_dir, tumor_image=(0, "images/bad.png"), ln_image=(1, "images/vol.nrrd"))
     errors = _messages(load_manifest(cohort_dir / "manifest.csv").validate())
     assert any(e.startswith("error: case P001, column tumor_image:") and "bad.png" in e for e in errors)
-    assert any(e.startswith("error: case P002, column ln_image: 3 slices/frames; a 2D image is needed") for e in errors)
+    assert any(
+        e.startswith("error: case P002, column ln_image: 3 slices/frames; a 2D image is needed")
+        for e in errors
+    )
 
 
 def test_images_with_spacing_in_file_need_no_spacing_column(cohort_dir):

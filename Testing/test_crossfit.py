@@ -93,8 +93,11 @@ def test_out_of_fold_score_is_the_fold_models_score(monkeypatch):
     model = _model().fit(table, y)
     for region, fitted_on, scorer in fitted[2:]:
         held = table.index.difference(fitted_on)
-        np.testing.assert_allclose(model.training_predictors_.loc[held, f"{region}_score"],
-                                   scorer.decision_function(table.loc[held]), rtol=1e-12)  # fmt: skip
+        np.testing.assert_allclose(
+            model.training_predictors_.loc[held, f"{region}_score"],
+            scorer.decision_function(table.loc[held]),
+            rtol=1e-12,
+        )
 
 
 def test_copies_of_a_case_stay_in_one_fold(monkeypatch):
@@ -112,7 +115,10 @@ def test_copies_of_a_case_stay_in_one_fold(monkeypatch):
     # without groups, copies are split across folds (which would let a case score itself)
     recorder.calls.clear()
     _model().fit(resample, y.iloc[rows].set_axis(resample.index))
-    shared = [bool(set(groups.loc[resample.index.difference(f)]) & set(groups.loc[f])) for _, f in recorder.calls[2:]]
+    shared = [
+        bool(set(groups.loc[resample.index.difference(f)]) & set(groups.loc[f]))
+        for _, f in recorder.calls[2:]
+    ]
     assert any(shared)
 
 
@@ -180,7 +186,9 @@ def noise_results() -> dict[str, list[tuple[float, float, list[str]]]]:
     for seed in NOISE_SEEDS:
         train, y_train, test, y_test = _noise_cohort(seed)
         for mode in out:
-            model = ALNMModel(regions=("tumor",), clinical=["age"], score_fit=mode, random_state=seed).fit(train, y_train)
+            model = ALNMModel(regions=("tumor",), clinical=["age"], score_fit=mode, random_state=seed).fit(
+                train, y_train
+            )
             inputs = model.predictor_table(test)
             models = model.models()
             clinical = auc_ci(y_test, models["clinical"].predict_proba(inputs).to_numpy()).auc
@@ -191,7 +199,9 @@ def noise_results() -> dict[str, list[tuple[float, float, list[str]]]]:
 
 def test_crossfit_keeps_a_noise_score_from_pulling_the_combined_model_down(noise_results):
     for seed, (clinical, combined, _) in zip(NOISE_SEEDS, noise_results["crossfit"], strict=True):
-        assert combined >= clinical - NOISE_MARGIN, f"seed {seed}: combined {combined:.3f} < clinical {clinical:.3f}"
+        assert combined >= clinical - NOISE_MARGIN, (
+            f"seed {seed}: combined {combined:.3f} < clinical {clinical:.3f}"
+        )
 
 
 def test_insample_reproduces_the_reference_studys_failure(noise_results):

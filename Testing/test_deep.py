@@ -54,7 +54,14 @@ def _crops(pairs: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
 
 
 def _extractor(**kwargs) -> DeepFeatureExtractor:
-    settings = {"weights": "none", "input_size": SIZE, "epochs": 8, "patience": 3, "batch_size": 32, "n_views": 1}
+    settings = {
+        "weights": "none",
+        "input_size": SIZE,
+        "epochs": 8,
+        "patience": 3,
+        "batch_size": 32,
+        "n_views": 1,
+    }
     settings["device"] = "cpu"
     settings.update(kwargs)
     return DeepFeatureExtractor(**settings)
@@ -183,7 +190,9 @@ def test_a_crops_features_do_not_depend_on_the_crops_computed_with_it(fitted, da
     the same way alone (Slicer, one case) and inside a cohort (alnm extract/predict)."""
     crops, _ = data
     seen: list[int] = []
-    hook = fitted.current_trunk().register_forward_pre_hook(lambda module, args: seen.append(args[0].shape[0]))
+    hook = fitted.current_trunk().register_forward_pre_hook(
+        lambda module, args: seen.append(args[0].shape[0])
+    )
     try:
         together = fitted.trunk_features(crops)
     finally:
@@ -193,7 +202,9 @@ def test_a_crops_features_do_not_depend_on_the_crops_computed_with_it(fitted, da
     # same process, same single-crop computation: equal up to float32 rounding (1e-6 relative is ~8 ulps)
     np.testing.assert_allclose(alone, together[[5, 0, 11]], rtol=1e-6, atol=1e-7)
     rows: list[int] = []
-    hook = fitted.head_.bottleneck.register_forward_pre_hook(lambda module, args: rows.append(args[0].shape[0]))
+    hook = fitted.head_.bottleneck.register_forward_pre_hook(
+        lambda module, args: rows.append(args[0].shape[0])
+    )
     try:
         features = fitted.transform_trunk(together)
     finally:
@@ -359,12 +370,16 @@ def test_imagenet_weights_from_cache_and_env(state_files, data, tmp_path, monkey
     assert info["weights"] == "imagenet" and info["sha256"] == sha and info["url"] == VGG19_URL
     extractor.save(tmp_path, "m")
     features = extractor.transform(crops)
-    np.testing.assert_array_equal(DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features)
+    np.testing.assert_array_equal(
+        DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features
+    )
     # from the environment variable when the cache is empty
     elsewhere = tmp_path / "copy.pth"
     cached.rename(elsewhere)
     monkeypatch.setenv(deep.WEIGHTS_ENV, str(elsewhere))
-    np.testing.assert_array_equal(DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features)
+    np.testing.assert_array_equal(
+        DeepFeatureExtractor.load(tmp_path, "m", device="cpu").transform(crops), features
+    )
 
 
 # ----- torchvision's VGG19 ---------------------------------------------------------------------------
@@ -372,14 +387,39 @@ def test_imagenet_weights_from_cache_and_env(state_files, data, tmp_path, monkey
 
 def _handwritten_trunk() -> torch.nn.Sequential:
     """The trunk as this project wrote it by hand before it used torchvision (configuration "E")."""
-    cfg = (64, 64, "M", 128, 128, "M", 256, 256, 256, 256, "M", 512, 512, 512, 512, "M", 512, 512, 512, 512, "M")
+    cfg = (
+        64,
+        64,
+        "M",
+        128,
+        128,
+        "M",
+        256,
+        256,
+        256,
+        256,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+        512,
+        512,
+        512,
+        512,
+        "M",
+    )
     layers: list[torch.nn.Module] = []
     channels = 3
     for v in cfg:
         if v == "M":
             layers.append(torch.nn.MaxPool2d(kernel_size=2, stride=2))
         else:
-            layers += [torch.nn.Conv2d(channels, int(v), kernel_size=3, padding=1), torch.nn.ReLU(inplace=True)]
+            layers += [
+                torch.nn.Conv2d(channels, int(v), kernel_size=3, padding=1),
+                torch.nn.ReLU(inplace=True),
+            ]
             channels = int(v)
     return torch.nn.Sequential(*layers)
 
@@ -406,7 +446,9 @@ def test_the_trunk_is_torchvisions_vgg19_and_gives_the_features_of_the_handwritt
     with torch.no_grad():
         for module in old:
             if isinstance(module, torch.nn.Conv2d):
-                torch.nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu", generator=gen)
+                torch.nn.init.kaiming_normal_(
+                    module.weight, mode="fan_out", nonlinearity="relu", generator=gen
+                )
                 torch.nn.init.zeros_(module.bias)
     assert tensor_sha256(old.state_dict()) == tensor_sha256(state)
 
@@ -418,7 +460,9 @@ def test_imagenet_facts_come_from_torchvisions_weights_api():
     assert deep.IMAGENET_WEIGHTS is weights and deep.IMAGENET_WEIGHTS_NAME == "VGG19_Weights.IMAGENET1K_V1"
     assert VGG19_URL == weights.url and VGG19_FILENAME == weights.url.split("/")[-1] == "vgg19-dcbb9e9d.pth"
     assert deep.IMAGENET_SHA256_PREFIX == "dcbb9e9d"
-    assert list(IMAGENET_MEAN) == list(weights.transforms().mean) and list(IMAGENET_STD) == list(weights.transforms().std)
+    assert list(IMAGENET_MEAN) == list(weights.transforms().mean) and list(IMAGENET_STD) == list(
+        weights.transforms().std
+    )
     assert deep.VGG19_SIZE_MB == weights.meta["_file_size"]
 
 
@@ -436,8 +480,9 @@ def test_download_checks_length_and_checksum_and_leaves_nothing_when_it_fails(tm
     seen: list[tuple[int, int | None]] = []
     with serve({"/w.pth": blob}) as base:
         # match: every byte, the progress reported up to the announced total
-        path = deep.download_weights(f"{base}/w.pth", folder / f"w-{sha[:8]}.pth", sha[:8],
-                                     progress=lambda d, t: seen.append((d, t)))  # fmt: skip
+        path = deep.download_weights(
+            f"{base}/w.pth", folder / f"w-{sha[:8]}.pth", sha[:8], progress=lambda d, t: seen.append((d, t))
+        )
         assert path.read_bytes() == blob and _leftovers(folder) == [path.name]
         assert seen[0] == (0, len(blob)) and seen[-1] == (len(blob), len(blob))
         # mismatch: the file's bytes do not have the checksum its name promises
@@ -445,10 +490,16 @@ def test_download_checks_length_and_checksum_and_leaves_nothing_when_it_fails(tm
             deep.download_weights(f"{base}/w.pth", folder / "bad.pth", "00000000", progress=lambda d, t: None)
         assert str(folder) in str(err.value)
         # interrupted: the server closes the connection halfway through the body
-        with pytest.raises(ALNMError, match=r"interrupted: the connection closed after 1,500,000 of 3,000,000 bytes"):
-            deep.download_weights(f"{base}/cut/w.pth", folder / "cut.pth", sha[:8], progress=lambda d, t: None)
+        with pytest.raises(
+            ALNMError, match=r"interrupted: the connection closed after 1,500,000 of 3,000,000 bytes"
+        ):
+            deep.download_weights(
+                f"{base}/cut/w.pth", folder / "cut.pth", sha[:8], progress=lambda d, t: None
+            )
         with pytest.raises(ALNMError, match="HTTP 404"):
-            deep.download_weights(f"{base}/absent.pth", folder / "absent.pth", None, progress=lambda d, t: None)
+            deep.download_weights(
+                f"{base}/absent.pth", folder / "absent.pth", None, progress=lambda d, t: None
+            )
     assert _leftovers(folder) == [path.name]  # no partial or temporary file of the three failures
     # no server at all (no network): the message names the URL, the file and where to put it by hand
     url = f"http://127.0.0.1:{free_port()}/{VGG19_FILENAME}"
@@ -462,12 +513,15 @@ def test_download_checks_length_and_checksum_and_leaves_nothing_when_it_fails(tm
     # a file:// URL (a local mirror) works the same way
     source = tmp_path / "mirror.pth"
     source.write_bytes(blob)
-    copied = deep.download_weights(source.as_uri(), tmp_path / "copy" / "w.pth", sha[:8], progress=lambda d, t: None)
+    copied = deep.download_weights(
+        source.as_uri(), tmp_path / "copy" / "w.pth", sha[:8], progress=lambda d, t: None
+    )
     assert copied.read_bytes() == blob
 
 
-def test_imagenet_weights_are_downloaded_into_torch_hubs_cache_only_with_consent(state_files, data, tmp_path,
-                                                                                 monkeypatch, capsys):  # fmt: skip
+def test_imagenet_weights_are_downloaded_into_torch_hubs_cache_only_with_consent(
+    state_files, data, tmp_path, monkeypatch, capsys
+):
     crops, _ = data
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(deep.WEIGHTS_ENV, raising=False)
@@ -479,7 +533,9 @@ def test_imagenet_weights_are_downloaded_into_torch_hubs_cache_only_with_consent
     assert cache.parent == tmp_path / "torch" / "hub" / "checkpoints"
     with serve({f"/{VGG19_FILENAME}": blob}) as base:
         monkeypatch.setattr(deep, "VGG19_URL", f"{base}/{VGG19_FILENAME}")
-        with pytest.raises(ALNMError, match="add --download to the alnm command or set ALNM_ALLOW_DOWNLOAD=1"):
+        with pytest.raises(
+            ALNMError, match="add --download to the alnm command or set ALNM_ALLOW_DOWNLOAD=1"
+        ):
             deep.find_imagenet_weights()
         assert not cache.parent.exists()  # nothing fetched without consent
         monkeypatch.setenv(deep.ALLOW_DOWNLOAD_ENV, "0")
@@ -494,8 +550,12 @@ def test_imagenet_weights_are_downloaded_into_torch_hubs_cache_only_with_consent
     # from now on the cache is used, without the server
     monkeypatch.delenv(deep.ALLOW_DOWNLOAD_ENV)
     assert deep.find_imagenet_weights() == cache
-    np.testing.assert_allclose(extractor.trunk_features(crops[:2]), _extractor(weights=str(state_files["pth"]))
-                               .trunk_features(crops[:2]), rtol=1e-6, atol=1e-7)  # fmt: skip
+    np.testing.assert_allclose(
+        extractor.trunk_features(crops[:2]),
+        _extractor(weights=str(state_files["pth"])).trunk_features(crops[:2]),
+        rtol=1e-6,
+        atol=1e-7,
+    )
 
 
 # ----- intensity standardisation --------------------------------------------------------------------
@@ -516,7 +576,9 @@ def test_zscore_crop_ignores_gain_and_dynamic_range():
     assert np.abs(crop_roi(as8_bright, mask, size=SIZE) - crop_roi(as8, mask, size=SIZE)).mean() > 0.5
     # grey = 127.5 + 32 z of the whole image: the crop's mean follows the lesion's z-score
     z_lesion = (img[mask > 0].mean() - img.mean()) / img.std()
-    grey = crop_roi(img, mask, margin=0.0, size=SIZE, intensity="zscore")[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    grey = (
+        crop_roi(img, mask, margin=0.0, size=SIZE, intensity="zscore")[0] * IMAGENET_STD[0] + IMAGENET_MEAN[0]
+    )
     assert grey.mean() * 255 == pytest.approx(127.5 + deep.NORMALIZE_SCALE * z_lesion, abs=1.0)
     flat = crop_roi(np.full((40, 40), 7.0), np.ones((40, 40)), size=SIZE, intensity="zscore")
     np.testing.assert_allclose(flat[0], (0.5 - IMAGENET_MEAN[0]) / IMAGENET_STD[0], atol=1e-6)
@@ -532,7 +594,8 @@ def test_intensity_setting_is_used_saved_and_checked(tmp_path):
     assert model.settings()["intensity"] == "zscore"
     # (image, mask) pairs are cropped with the model's own intensity mode
     np.testing.assert_array_equal(
-        model.transform(pairs), model.transform(np.stack([crop_roi(i, m, size=SIZE, intensity="zscore") for i, m in pairs]))
+        model.transform(pairs),
+        model.transform(np.stack([crop_roi(i, m, size=SIZE, intensity="zscore") for i, m in pairs])),
     )
     model.save(tmp_path, "tumor")
     loaded = DeepFeatureExtractor.load(tmp_path, "tumor", device="cpu")
@@ -552,13 +615,21 @@ def test_intensity_setting_is_used_saved_and_checked(tmp_path):
 def test_head_training_reports_progress_over_every_trunk_pass(data):
     crops, labels = data
     seen: list[tuple[int, int]] = []
-    model = _extractor(n_views=2, epochs=1).fit(crops, labels, progress=lambda done, total: seen.append((done, total)))
+    model = _extractor(n_views=2, epochs=1).fit(
+        crops, labels, progress=lambda done, total: seen.append((done, total))
+    )
     n_train = model.training_summary_["n_train"]
     assert {total for _, total in seen} == {len(crops) + 2 * n_train}  # plain crops, then two augmented views
-    assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1][0] == len(crops) + 2 * n_train
+    assert [done for done, _ in seen] == sorted(done for done, _ in seen) and seen[-1][0] == len(
+        crops
+    ) + 2 * n_train
     seen.clear()
-    _extractor(n_views=2, epochs=1).fit(crops, labels, trunk=_extractor().trunk_features(crops),
-                                        progress=lambda done, total: seen.append((done, total)))  # fmt: skip
+    _extractor(n_views=2, epochs=1).fit(
+        crops,
+        labels,
+        trunk=_extractor().trunk_features(crops),
+        progress=lambda done, total: seen.append((done, total)),
+    )
     assert seen[-1] == (2 * n_train, 2 * n_train)  # given trunk features: the views only
 
 
@@ -566,7 +637,9 @@ def test_deep_cache_keys_entries_and_heads(fitted, data, tmp_path, caplog):
     """The deep extractor's own cache: keys follow the trunk identity and input; bad entries are recomputed."""
     store = deep.DeepCache(tmp_path, version=1)
     identity = fitted.trunk_identity()
-    assert identity == _extractor().trunk_identity()  # the frozen backbone's outputs do not depend on the head
+    assert (
+        identity == _extractor().trunk_identity()
+    )  # the frozen backbone's outputs do not depend on the head
     assert identity != _extractor(margin=0.2).trunk_identity() != _extractor(seed=1).trunk_identity()
     path = store.trunk_path("input-a", identity)
     assert path.parent == tmp_path / "deep" / "trunk"

@@ -53,11 +53,19 @@ def setup() -> dict:
     train = data[data["split"] == "train"]
     y = train["label"].to_numpy()
     models = {
-        "clinical": fit_logistic_model("clinical", train, y, ["tumor_size", "us_alnm", "age"], categorical=["us_alnm"]),
-        "tumor_score": fit_logistic_model("tumor_score", train, y, ["tumor_score"], screen_p=None, stepwise_p=0.999),
+        "clinical": fit_logistic_model(
+            "clinical", train, y, ["tumor_size", "us_alnm", "age"], categorical=["us_alnm"]
+        ),
+        "tumor_score": fit_logistic_model(
+            "tumor_score", train, y, ["tumor_score"], screen_p=None, stepwise_p=0.999
+        ),
         "ln_score": fit_logistic_model("ln_score", train, y, ["ln_score"], screen_p=None, stepwise_p=0.999),
         "clinical_radiomics": fit_logistic_model(
-            "clinical_radiomics", train, y, ["tumor_score", "ln_score", "tumor_size", "us_alnm", "age"], categorical=["us_alnm"]
+            "clinical_radiomics",
+            train,
+            y,
+            ["tumor_score", "ln_score", "tumor_size", "us_alnm", "age"],
+            categorical=["us_alnm"],
         ),
     }
     pred = data[["split", "label", "tumor_score", "ln_score"]].copy()
@@ -74,9 +82,21 @@ def setup() -> dict:
     pred["label"] = pred["label"].astype(float)
     pred.loc["P0600", "label"] = np.nan
     clinical = data[["tumor_size", "age", "us_alnm", "histology"]]
-    kinds = {"tumor_size": "continuous", "age": "continuous", "us_alnm": "categorical", "histology": "categorical"}
+    kinds = {
+        "tumor_size": "continuous",
+        "age": "continuous",
+        "us_alnm": "categorical",
+        "histology": "categorical",
+    }
     result = evaluate(pred, models, clinical=clinical, clinical_kinds=kinds, n_boot=200, seed=1)
-    return {"data": data, "pred": pred, "models": models, "result": result, "clinical": clinical, "kinds": kinds}
+    return {
+        "data": data,
+        "pred": pred,
+        "models": models,
+        "result": result,
+        "clinical": clinical,
+        "kinds": kinds,
+    }
 
 
 def _cases(pred: pd.DataFrame, split: str) -> pd.DataFrame:
@@ -95,7 +115,9 @@ def test_table3_equals_stats_api(setup) -> None:
             p = cases[f"prob_{name}"].to_numpy()
             row = t3[(t3["split"] == split) & (t3["model"] == name)].iloc[0]
             auc = stats.auc_ci(y, p)
-            assert (row["auc"], row["auc_low"], row["auc_high"]) == pytest.approx((auc.auc, auc.low, auc.high), rel=1e-12)
+            assert (row["auc"], row["auc_low"], row["auc_high"]) == pytest.approx(
+                (auc.auc, auc.low, auc.high), rel=1e-12
+            )
             m = stats.classification_metrics(y, p, models[name].cutoff)
             for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
                 assert row[key] == pytest.approx(getattr(m, key), rel=1e-12)
@@ -128,9 +150,13 @@ def test_delong_nri_idi_equal_direct_calls(setup) -> None:
         n = stats.nri(y, clin, comb)
         i = stats.idi(y, clin, comb)
         cat = stats.nri(y, clin, comb, cutoffs=[models["clinical_radiomics"].cutoff])
-        assert (row["nri"], row["nri_low"], row["nri_high"], row["nri_p"]) == pytest.approx((n.nri, n.low, n.high, n.p), rel=1e-12)
+        assert (row["nri"], row["nri_low"], row["nri_high"], row["nri_p"]) == pytest.approx(
+            (n.nri, n.low, n.high, n.p), rel=1e-12
+        )
         assert (row["nri_events"], row["nri_nonevents"]) == pytest.approx((n.nri_events, n.nri_nonevents))
-        assert (row["idi"], row["idi_low"], row["idi_high"], row["idi_p"]) == pytest.approx((i.idi, i.low, i.high, i.p), rel=1e-12)
+        assert (row["idi"], row["idi_low"], row["idi_high"], row["idi_p"]) == pytest.approx(
+            (i.idi, i.low, i.high, i.p), rel=1e-12
+        )
         assert row["nri_cat"] == pytest.approx(cat.nri)
 
 
@@ -142,10 +168,14 @@ def test_calibration_and_risk_groups(setup) -> None:
     row = hl[(hl["split"] == "internal") & (hl["model"] == "clinical_radiomics")].iloc[0]
     direct = stats.hosmer_lemeshow(y, p)
     assert (row["statistic"], row["df"], row["p"]) == pytest.approx((direct.statistic, direct.df, direct.p))
-    assert res.summary["splits"]["internal"]["hosmer_lemeshow_p"]["clinical_radiomics"] == pytest.approx(direct.p)
+    assert res.summary["splits"]["internal"]["hosmer_lemeshow_p"]["clinical_radiomics"] == pytest.approx(
+        direct.p
+    )
     row = cal[(cal["split"] == "internal") & (cal["model"] == "clinical_radiomics")].iloc[0]
     cs = stats.calibration_stats(y, p)
-    assert (row["intercept"], row["slope"], row["brier"]) == pytest.approx((cs.intercept, cs.slope, cs.brier), rel=1e-9)
+    assert (row["intercept"], row["slope"], row["brier"]) == pytest.approx(
+        (cs.intercept, cs.slope, cs.brier), rel=1e-9
+    )
     assert row["slope_low"] < row["slope"] < row["slope_high"]
     assert row["intercept_low"] < row["intercept"] < row["intercept_high"]
     # the vectorised recalibration fit used by the bootstrap equals calibration_stats on the full sample
@@ -153,15 +183,21 @@ def test_calibration_and_risk_groups(setup) -> None:
     assert (a[0], b[0]) == pytest.approx((cs.intercept, cs.slope), rel=1e-8)
     # ... and its percentile CIs equal stats.bootstrap_ci over calibration_stats with the same resamples
     lo_a, hi_a, lo_b, hi_b = stats.calibration_bootstrap_ci(y == 1, p, 40, 7)
-    slope = stats.bootstrap_ci(lambda yy, pp: stats.calibration_stats(yy, pp).slope, y, p, n_boot=40, seed=7, stratify=y)
+    slope = stats.bootstrap_ci(
+        lambda yy, pp: stats.calibration_stats(yy, pp).slope, y, p, n_boot=40, seed=7, stratify=y
+    )
     assert (lo_b, hi_b) == pytest.approx((slope.low, slope.high), rel=1e-7)
-    icpt = stats.bootstrap_ci(lambda yy, pp: stats.calibration_stats(yy, pp).intercept, y, p, n_boot=40, seed=7, stratify=y)
+    icpt = stats.bootstrap_ci(
+        lambda yy, pp: stats.calibration_stats(yy, pp).intercept, y, p, n_boot=40, seed=7, stratify=y
+    )
     assert (lo_a, hi_a) == pytest.approx((icpt.low, icpt.high), rel=1e-7, abs=1e-9)
     # every model and set has its CIs, from the same resamples of the set
     assert cal[["intercept_low", "intercept_high", "slope_low", "slope_high"]].notna().all().all()
     clin = cal[(cal["split"] == "internal") & (cal["model"] == "clinical")].iloc[0]
     p_clin = cases["prob_clinical"].to_numpy()
-    assert (clin["slope_low"], clin["slope_high"]) == pytest.approx(stats.calibration_bootstrap_ci(y == 1, p_clin, 200, 1 + 1)[2:], rel=1e-12)  # internal: 2nd set
+    assert (clin["slope_low"], clin["slope_high"]) == pytest.approx(
+        stats.calibration_bootstrap_ci(y == 1, p_clin, 200, 1 + 1)[2:], rel=1e-12
+    )  # internal: 2nd set
     high = p >= models["clinical_radiomics"].cutoff
     got = rg[rg["split"] == "internal"].set_index("risk_group")
     assert got.loc["high", "n"] == high.sum() and got.loc["low", "n"] == (~high).sum()
@@ -180,12 +216,16 @@ def test_hosmer_lemeshow_says_when_it_is_unreliable() -> None:
     assert hl.share_expected_below_5 == 0 and hl.min_expected > 5 and hosmer_lemeshow_caveat(hl, 600) == ""
     small = stats.hosmer_lemeshow(y[:40], p[:40])
     assert hosmer_lemeshow_caveat(small, 40).startswith("unreliable: small set (n = 40 < 100)")
-    lp = np.where(y[:300] == 1, 6.0, -6.0) + rng.normal(0, 1, 300)  # predictions near 0 and 1: tiny expected counts
+    lp = np.where(y[:300] == 1, 6.0, -6.0) + rng.normal(
+        0, 1, 300
+    )  # predictions near 0 and 1: tiny expected counts
     lp[:3] = -lp[:3]  # three confident errors
     extreme = 1 / (1 + np.exp(-lp))
     sparse = stats.hosmer_lemeshow(y[:300], extreme)
     assert sparse.min_expected < 1 and sparse.share_expected_below_5 > 0.2
-    assert "sparse groups" in hosmer_lemeshow_caveat(sparse, 300) and "small set" not in hosmer_lemeshow_caveat(sparse, 300)
+    assert "sparse groups" in hosmer_lemeshow_caveat(
+        sparse, 300
+    ) and "small set" not in hosmer_lemeshow_caveat(sparse, 300)
 
 
 def test_curves_are_long_format(setup) -> None:
@@ -262,7 +302,9 @@ def test_table1_formatting_and_tests(setup) -> None:
     n = counts.loc["present", "internal"]
     total = counts["internal"].sum()
     assert rows.loc["present", "internal"] == f"{n} ({100 * n / total:.1f})"
-    assert rows.loc["absent", "p_value"] == pytest.approx(sps.chi2_contingency(counts.to_numpy(), correction=False).pvalue)
+    assert rows.loc["absent", "p_value"] == pytest.approx(
+        sps.chi2_contingency(counts.to_numpy(), correction=False).pvalue
+    )
     assert rows.loc["absent", "statistical_test"] == "chi-square"
     # label row
     alnm = t1[t1["characteristic"] == "ALNM"].set_index("level")
@@ -316,15 +358,26 @@ def test_save_then_recompute_from_csv(setup, tmp_path) -> None:
     setup["pred"].reset_index().to_csv(pred_csv, index=False)
     paths = res.save(tmp_path / "eval")
     names = {p.name for p in paths}
-    assert {"table1.csv", "table3.csv", "table_s3.csv", "table_s4.csv", "evaluation.json", "curve_roc.csv"} <= names
+    assert {
+        "table1.csv",
+        "table3.csv",
+        "table_s3.csv",
+        "table_s4.csv",
+        "evaluation.json",
+        "curve_roc.csv",
+    } <= names
     payload = json.loads((tmp_path / "eval" / "evaluation.json").read_text())
     assert set(payload) == {"summary", "warnings", "tables"}
-    assert payload["summary"]["cutoffs"]["clinical_radiomics"] == pytest.approx(models["clinical_radiomics"].cutoff)
+    assert payload["summary"]["cutoffs"]["clinical_radiomics"] == pytest.approx(
+        models["clinical_radiomics"].cutoff
+    )
     t3 = pd.read_csv(tmp_path / "eval" / "table3.csv")
     pred = pd.read_csv(pred_csv)
     cases = pred[(pred["split"] == "prospective") & (pred["status"] == "ok") & pred["label"].notna()]
     row = t3[(t3["split"] == "prospective") & (t3["model"] == "clinical_radiomics")].iloc[0]
-    assert row["auc"] == pytest.approx(stats.auc_ci(cases["label"], cases["prob_clinical_radiomics"]).auc, rel=1e-12)
+    assert row["auc"] == pytest.approx(
+        stats.auc_ci(cases["label"], cases["prob_clinical_radiomics"]).auc, rel=1e-12
+    )
     s3 = pd.read_csv(tmp_path / "eval" / "table_s3.csv")
     direct = stats.delong_test(cases["label"], cases["prob_clinical_radiomics"], cases["prob_clinical"])
     got = s3[(s3["split"] == "prospective") & (s3["model_b"] == "clinical")]["p"].iloc[0]
@@ -354,7 +407,11 @@ def test_no_clinical_model(setup) -> None:
     pred, models = setup["pred"], setup["models"]
     subset = {k: v for k, v in models.items() if k != "clinical"}
     res = evaluate(pred.drop(columns="prob_clinical"), subset, splits=["train", "internal"], n_boot=0)
-    assert list(res.tables["table3"].query("split == 'internal'")["model"]) == ["tumor_score", "ln_score", "clinical_radiomics"]
+    assert list(res.tables["table3"].query("split == 'internal'")["model"]) == [
+        "tumor_score",
+        "ln_score",
+        "clinical_radiomics",
+    ]
     assert res.tables["table_s4"].empty
     assert res.tables["table2"]["clin_or"].isna().all()
 

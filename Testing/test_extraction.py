@@ -67,7 +67,11 @@ def serial(cohort_dir: Path, tmp_path_factory: pytest.TempPathFactory):
 
 
 def _no_temp_files(directory: Path) -> bool:
-    return not [p for p in directory.rglob("*") if p.name.startswith(".") and p.name.endswith((".tmp", ".csv", ".parquet", ".json", ".npy"))]
+    return not [
+        p
+        for p in directory.rglob("*")
+        if p.name.startswith(".") and p.name.endswith((".tmp", ".csv", ".parquet", ".json", ".npy"))
+    ]
 
 
 def test_table_has_one_row_per_case_and_variant_with_region_prefixed_features(serial):
@@ -96,7 +100,9 @@ def test_table_has_one_row_per_case_and_variant_with_region_prefixed_features(se
     # re-segmentations differ from the main mask (shape features)
     main = table[(table["case_id"] == train[0]) & (table["variant"] == "main")]
     reader2 = table[(table["case_id"] == train[0]) & (table["variant"] == "reader2")]
-    assert main["tumor_original_shape2D_Perimeter"].item() != reader2["tumor_original_shape2D_Perimeter"].item()
+    assert (
+        main["tumor_original_shape2D_Perimeter"].item() != reader2["tumor_original_shape2D_Perimeter"].item()
+    )
 
     assert result.failed == [] and (result.status["status"] == "ok").all()
     assert len(result.status) == len(cases) * 2 + len(train) * 4 - 1
@@ -134,8 +140,15 @@ def test_two_workers_give_the_serial_table_and_resume_an_interrupted_run(serial,
     cohort, _, first = serial
     total = len(first.status)
     with pytest.raises(_Interrupt):
-        extract_cohort(cohort, tmp_path, handcrafted=PARAMS, deep=None, workers=2, progress=False,
-                       callback=_interrupt_after(5))
+        extract_cohort(
+            cohort,
+            tmp_path,
+            handcrafted=PARAMS,
+            deep=None,
+            workers=2,
+            progress=False,
+            callback=_interrupt_after(5),
+        )
     assert not (tmp_path / "features.parquet").exists() and _no_temp_files(tmp_path)
     finished = len(list((tmp_path / "cache" / "handcrafted").glob("*.json")))
     assert 5 <= finished < total  # running tasks finish (and are cached), queued ones are cancelled
@@ -161,7 +174,9 @@ def test_rerun_loads_everything_from_the_cache(serial):
 def test_other_settings_do_not_reuse_the_cache(serial):
     cohort, out, first = serial
     params = {**PARAMS, "setting": {**PARAMS["setting"], "binWidth": 10}}
-    result = extract_cohort(cohort, out / "binwidth10", handcrafted=params, deep=None, workers=1, progress=False)
+    result = extract_cohort(
+        cohort, out / "binwidth10", handcrafted=params, deep=None, workers=1, progress=False
+    )
     assert result.counts["handcrafted"]["cached"] == 0
     assert not np.array_equal(
         result.table["tumor_original_firstorder_Entropy"], first.table["tumor_original_firstorder_Entropy"]
@@ -172,8 +187,15 @@ def test_interrupted_run_resumes_without_recomputing(serial, tmp_path):
     cohort, _, first = serial
     total = len(first.status)
     with pytest.raises(_Interrupt):
-        extract_cohort(cohort, tmp_path, handcrafted=PARAMS, deep=None, workers=1, progress=False,
-                       callback=_interrupt_after(7))
+        extract_cohort(
+            cohort,
+            tmp_path,
+            handcrafted=PARAMS,
+            deep=None,
+            workers=1,
+            progress=False,
+            callback=_interrupt_after(7),
+        )
     for name in OUTPUTS:
         assert not (tmp_path / name).exists()
     assert _no_temp_files(tmp_path)
@@ -199,8 +221,22 @@ def test_corrupt_image_fails_only_its_case(cohort_dir, serial, tmp_path, capsys)
     preset.write_text(yaml.safe_dump(PARAMS))
     out = tmp_path / "out"
 
-    code = cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--preset", str(preset),
-                     "--deep", "off", "--workers", "2", "--no-progress", "--no-normalize"])
+    code = cli.main(
+        [
+            "extract",
+            str(copy / "small.csv"),
+            "--out",
+            str(out),
+            "--preset",
+            str(preset),
+            "--deep",
+            "off",
+            "--workers",
+            "2",
+            "--no-progress",
+            "--no-normalize",
+        ]
+    )
     assert code == 1
     captured = capsys.readouterr()
     assert bad_case in captured.err and "1 failure" not in captured.out and "4 failure(s)" in captured.out
@@ -233,8 +269,9 @@ def test_corrupt_image_fails_only_its_case(cohort_dir, serial, tmp_path, capsys)
 def test_deep_features_train_on_training_cases_then_apply_saved_heads(cohort_dir, tmp_path):
     cohort = load_manifest(cohort_dir / "small.csv")
     out = tmp_path / "train"
-    result = extract_cohort(cohort, out, handcrafted=None, deep="none", deep_options=DEEP_OPTIONS, workers=1,
-                            progress=False)
+    result = extract_cohort(
+        cohort, out, handcrafted=None, deep="none", deep_options=DEEP_OPTIONS, workers=1, progress=False
+    )
     deep_cols = [f"{r}_deep_{i:03d}" for r in ("tumor", "ln") for i in range(128)]
     assert result.feature_columns() == deep_cols
     assert set(result.deep_models) == {"tumor", "ln"}
@@ -248,15 +285,26 @@ def test_deep_features_train_on_training_cases_then_apply_saved_heads(cohort_dir
     assert values.notna().sum().sum() == values.size - 128  # the missing LN repeat mask
     assert (values.fillna(0) >= 0).all(axis=None) and np.nanstd(values.to_numpy()) > 0  # ReLU bottleneck
     info = result.info["deep"]
-    assert info["regions"]["tumor"]["head"] == "trained" and info["regions"]["ln"]["backbone"]["weights"] == "none"
+    assert (
+        info["regions"]["tumor"]["head"] == "trained"
+        and info["regions"]["ln"]["backbone"]["weights"] == "none"
+    )
 
-    rerun = extract_cohort(cohort, out, handcrafted=None, deep="none", deep_options=DEEP_OPTIONS, workers=1,
-                           progress=False)
+    rerun = extract_cohort(
+        cohort, out, handcrafted=None, deep="none", deep_options=DEEP_OPTIONS, workers=1, progress=False
+    )
     assert rerun.computed == 0 and rerun.counts["deep_heads"]["cached"] == 2
     pd.testing.assert_frame_equal(rerun.table, result.table)
 
-    applied = extract_cohort(cohort, tmp_path / "apply", handcrafted=None, deep=None, workers=1, progress=False,
-                             fitted_deep=result.deep_models)
+    applied = extract_cohort(
+        cohort,
+        tmp_path / "apply",
+        handcrafted=None,
+        deep=None,
+        workers=1,
+        progress=False,
+        fitted_deep=result.deep_models,
+    )
     assert applied.counts["deep_heads"] == {"computed": 0, "cached": 0}
     assert applied.info["deep"]["regions"]["ln"]["head"] == "given"
     # float32 features of the same single-crop computation: 1e-6 relative allows rounding, and is 10x
@@ -268,21 +316,48 @@ def test_deep_features_train_on_training_cases_then_apply_saved_heads(cohort_dir
     manifest[manifest["split"] != "train"].to_csv(cohort_dir / "new_cases.csv", index=False)
     new = load_manifest(cohort_dir / "new_cases.csv")
     with pytest.raises(ValueError, match="deep features need a head trained on the 'train' split"):
-        extract_cohort(new, tmp_path / "refused", handcrafted=None, deep="none", deep_options=DEEP_OPTIONS,
-                       workers=1, progress=False)
-    predicted = extract_cohort(new, tmp_path / "new", handcrafted=None, deep=None, workers=1, progress=False,
-                               fitted_deep=result.deep_models)
+        extract_cohort(
+            new,
+            tmp_path / "refused",
+            handcrafted=None,
+            deep="none",
+            deep_options=DEEP_OPTIONS,
+            workers=1,
+            progress=False,
+        )
+    predicted = extract_cohort(
+        new,
+        tmp_path / "new",
+        handcrafted=None,
+        deep=None,
+        workers=1,
+        progress=False,
+        fitted_deep=result.deep_models,
+    )
     expected = result.table[result.table["case_id"].isin(new.case_ids())].reset_index(drop=True)
     # other cases in the run (the training cases are gone): a case's features must not move (see above)
     pd.testing.assert_frame_equal(predicted.table, expected, check_exact=False, rtol=1e-6, atol=1e-7)
 
 
-def test_missing_imagenet_weights_stop_the_run_with_the_place_to_put_them(cohort_dir, tmp_path, monkeypatch, capsys):
+def test_missing_imagenet_weights_stop_the_run_with_the_place_to_put_them(
+    cohort_dir, tmp_path, monkeypatch, capsys
+):
     monkeypatch.delenv("ALNM_VGG19_WEIGHTS", raising=False)
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     out = tmp_path / "out"
-    code = cli.main(["extract", str(cohort_dir / "small.csv"), "--out", str(out), "--deep", "imagenet",
-                     "--workers", "1", "--no-progress"])
+    code = cli.main(
+        [
+            "extract",
+            str(cohort_dir / "small.csv"),
+            "--out",
+            str(out),
+            "--deep",
+            "imagenet",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert code == 2
     err = capsys.readouterr().err
     assert "vgg19-dcbb9e9d.pth" in err and str(tmp_path / "torch") in err
@@ -304,11 +379,19 @@ def test_extract_resolves_its_settings_as_train_does(cohort_dir, serial, tmp_pat
     preset = copy / "params.yaml"
     preset.write_text(yaml.safe_dump(PARAMS))
     study = yaml.safe_load((copy / "study.yaml").read_text())
-    study["settings"] = {**(study.get("settings") or {}), "handcrafted": str(preset), "deep": "off", "normalize": False}
+    study["settings"] = {
+        **(study.get("settings") or {}),
+        "handcrafted": str(preset),
+        "deep": "off",
+        "normalize": False,
+    }
     (copy / "study.yaml").write_text(yaml.safe_dump(study))
 
     out = tmp_path / "from_study"
-    assert cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--workers", "1", "--no-progress"]) == 0
+    assert (
+        cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--workers", "1", "--no-progress"])
+        == 0
+    )
     info = json.loads((out / "extraction.json").read_text())
     assert info["settings"]["handcrafted"] == str(preset) and info["settings"]["normalize"] is False
     assert info["deep"] is None and "normalize" not in info["handcrafted"]["params"]["setting"]
@@ -318,10 +401,24 @@ def test_extract_resolves_its_settings_as_train_does(cohort_dir, serial, tmp_pat
     caplog.clear()
     out = tmp_path / "cli_wins"
     with caplog.at_level(logging.WARNING, logger="ALNMPredictorLib.pipeline"):
-        cli.main(["extract", str(copy / "small.csv"), "--out", str(out), "--workers", "1", "--no-progress", "--normalize"])
+        cli.main(
+            [
+                "extract",
+                str(copy / "small.csv"),
+                "--out",
+                str(out),
+                "--workers",
+                "1",
+                "--no-progress",
+                "--normalize",
+            ]
+        )
     assert "setting normalize: the command line gives True, study.yaml False; True is used" in caplog.text
     info = json.loads((out / "extraction.json").read_text())
-    assert info["settings"]["normalize"] is True and info["handcrafted"]["params"]["setting"]["normalize"] is True
+    assert (
+        info["settings"]["normalize"] is True
+        and info["handcrafted"]["params"]["setting"]["normalize"] is True
+    )
 
     caplog.clear()
     preset.write_text(yaml.safe_dump({**PARAMS, "setting": {**PARAMS["setting"], "normalize": True}}))

@@ -56,8 +56,16 @@ def _write_cohort(folder: Path, bad: bool = False) -> Path:
             mask[:] = 0
         Image.fromarray(image).save(folder / f"img{i:02d}.png")
         Image.fromarray(mask).save(folder / f"mask{i:02d}.png")
-        records.append({"case_id": f"c{i:02d}", "label": i % 2, "split": "train" if i < 16 else "test",
-                        "tumor_image": f"img{i:02d}.png", "tumor_mask": f"mask{i:02d}.png", "tumor_spacing": "0.1"})  # fmt: skip
+        records.append(
+            {
+                "case_id": f"c{i:02d}",
+                "label": i % 2,
+                "split": "train" if i < 16 else "test",
+                "tumor_image": f"img{i:02d}.png",
+                "tumor_mask": f"mask{i:02d}.png",
+                "tumor_spacing": "0.1",
+            }
+        )
     if bad:
         (folder / "img06.png").unlink()
     path = folder / "manifest.csv"
@@ -77,8 +85,9 @@ def cluster():
 def pool_run(tmp_path_factory: pytest.TempPathFactory):
     folder = tmp_path_factory.mktemp("dask")
     manifest = _write_cohort(folder / "cohort")
-    result = extract_cohort(load_manifest(manifest), folder / "pool", handcrafted=PARAMS, deep=None, workers=2,
-                            progress=False)  # fmt: skip
+    result = extract_cohort(
+        load_manifest(manifest), folder / "pool", handcrafted=PARAMS, deep=None, workers=2, progress=False
+    )
     return manifest, result
 
 
@@ -93,9 +102,19 @@ def _cache_entries(out: Path) -> list[Path]:
 def test_local_cluster_gives_the_process_pool_table_and_resumes(pool_run, cluster, tmp_path) -> None:
     manifest, pool = pool_run
     out = tmp_path / "dask"
-    result = extract_cohort(load_manifest(manifest), out, handcrafted=PARAMS, deep=None,
-                            scheduler=cluster.scheduler_address, progress=False)  # fmt: skip
-    assert result.failed == [] and result.counts["handcrafted"] == {"computed": N_CASES, "cached": 0, "failed": 0}
+    result = extract_cohort(
+        load_manifest(manifest),
+        out,
+        handcrafted=PARAMS,
+        deep=None,
+        scheduler=cluster.scheduler_address,
+        progress=False,
+    )
+    assert result.failed == [] and result.counts["handcrafted"] == {
+        "computed": N_CASES,
+        "cached": 0,
+        "failed": 0,
+    }
     assert list(result.table.columns) == list(pool.table.columns)
     assert result.table[["case_id", "variant"]].equals(pool.table[["case_id", "variant"]])
     np.testing.assert_allclose(_feature_values(result.table), _feature_values(pool.table), rtol=RTOL, atol=0)
@@ -107,8 +126,14 @@ def test_local_cluster_gives_the_process_pool_table_and_resumes(pool_run, cluste
     info = json.loads((out / "extraction.json").read_text())
     assert info["scheduler"] == cluster.scheduler_address and info["workers"] == 2
     # resume: a rerun loads every ROI from the cache and computes nothing
-    again = extract_cohort(load_manifest(manifest), out, handcrafted=PARAMS, deep=None,
-                           scheduler=cluster.scheduler_address, progress=False)  # fmt: skip
+    again = extract_cohort(
+        load_manifest(manifest),
+        out,
+        handcrafted=PARAMS,
+        deep=None,
+        scheduler=cluster.scheduler_address,
+        progress=False,
+    )
     assert again.counts["handcrafted"] == {"computed": 0, "cached": N_CASES, "failed": 0}
     np.testing.assert_array_equal(_feature_values(again.table), _feature_values(result.table))
 
@@ -130,12 +155,23 @@ def test_a_worker_killed_mid_run_is_survived(pool_run, cluster, tmp_path) -> Non
                 killed[address] = list(processing[address])
                 os.kill(pid, signal.SIGKILL)
 
-        result = extract_cohort(load_manifest(manifest), tmp_path / "killed", handcrafted=PARAMS, deep=None,
-                                scheduler=cluster.scheduler_address, progress=False, callback=kill_a_busy_worker)  # fmt: skip
+        result = extract_cohort(
+            load_manifest(manifest),
+            tmp_path / "killed",
+            handcrafted=PARAMS,
+            deep=None,
+            scheduler=cluster.scheduler_address,
+            progress=False,
+            callback=kill_a_busy_worker,
+        )
         client.wait_for_workers(2, timeout=60)  # the nanny restarted it, for the other tests
     assert killed and next(iter(killed.values())), "no task was running on the killed worker"
     assert progress == list(range(1, N_CASES + 1))  # each ROI reported once
-    assert result.failed == [] and result.counts["handcrafted"] == {"computed": N_CASES, "cached": 0, "failed": 0}
+    assert result.failed == [] and result.counts["handcrafted"] == {
+        "computed": N_CASES,
+        "cached": 0,
+        "failed": 0,
+    }
     assert (result.status["status"] == "ok").all() and len(result.status) == N_CASES
     assert len(_cache_entries(tmp_path / "killed")) == N_CASES
     np.testing.assert_allclose(_feature_values(result.table), _feature_values(pool.table), rtol=RTOL, atol=0)
@@ -143,8 +179,23 @@ def test_a_worker_killed_mid_run_is_survived(pool_run, cluster, tmp_path) -> Non
 
 def test_failures_are_recorded_per_case_and_the_cli_runs_on_a_local_cluster(tmp_path, capsys) -> None:
     manifest = _write_cohort(tmp_path / "cohort", bad=True)
-    code = cli.main(["extract", str(manifest), "--out", str(tmp_path / "out"), "--preset", str(_params_file(tmp_path)),
-                     "--deep", "off", "--dask", "local", "--workers", "2", "--no-progress"])  # fmt: skip
+    code = cli.main(
+        [
+            "extract",
+            str(manifest),
+            "--out",
+            str(tmp_path / "out"),
+            "--preset",
+            str(_params_file(tmp_path)),
+            "--deep",
+            "off",
+            "--dask",
+            "local",
+            "--workers",
+            "2",
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 1
     assert "c03" in err and "tumor_mask" in err and "empty" in err
@@ -170,5 +221,11 @@ def test_an_unreachable_scheduler_is_a_clear_error(tmp_path, monkeypatch) -> Non
     monkeypatch.setattr(extraction, "DASK_CONNECT_SECONDS", 2)  # nothing listens there: do not wait 30 s
     manifest = _write_cohort(tmp_path / "cohort")
     with pytest.raises(ALNMError, match=r"cannot connect to the Dask scheduler at tcp://127\.0\.0\.1:9"):
-        extract_cohort(load_manifest(manifest), tmp_path / "out", handcrafted=PARAMS, deep=None,
-                       scheduler="tcp://127.0.0.1:9", progress=False)  # fmt: skip
+        extract_cohort(
+            load_manifest(manifest),
+            tmp_path / "out",
+            handcrafted=PARAMS,
+            deep=None,
+            scheduler="tcp://127.0.0.1:9",
+            progress=False,
+        )

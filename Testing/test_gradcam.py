@@ -43,14 +43,17 @@ def _cohort(n: int, seed: int) -> tuple[list[tuple[np.ndarray, np.ndarray]], np.
 @pytest.fixture(scope="module")
 def trained():
     pairs, labels = _cohort(16, 0)
-    extractor = DeepFeatureExtractor(weights="none", input_size=SIZE, epochs=15, patience=15, n_views=0,
-                                     val_fraction=0.0, device="cpu")  # fmt: skip
+    extractor = DeepFeatureExtractor(
+        weights="none", input_size=SIZE, epochs=15, patience=15, n_views=0, val_fraction=0.0, device="cpu"
+    )
     crops = np.stack([crop_roi(i, m, size=SIZE) for i, m in pairs])
     extractor.fit(crops, labels)
     return extractor, pairs, crops
 
 
-def _score(extractor: DeepFeatureExtractor, crops: np.ndarray, picks: list[int], clip_first: bool = False) -> RegionScore:
+def _score(
+    extractor: DeepFeatureExtractor, crops: np.ndarray, picks: list[int], clip_first: bool = False
+) -> RegionScore:
     """A fitted tumour score keeping deep features ``picks`` (plus one handcrafted term), as a bundle stores it."""
     features = extractor.transform(crops)
     names = [f"tumor_deep_{j:03d}" for j in picks] + ["tumor_original_firstorder_Mean"]
@@ -60,11 +63,21 @@ def _score(extractor: DeepFeatureExtractor, crops: np.ndarray, picks: list[int],
     maxs = [float(features[:, j].max()) for j in picks] + [255.0]
     if clip_first:  # a training range the cases lie above: the first term is clipped for every case
         mins[0] = maxs[0] = float(features[:, picks[0]].min()) - 1.0
-    return RegionScore.from_dict({
-        "kind": "ALNMPredictor.RegionScore", "version": 2, "params": {"region": "tumor"}, "selected": names,
-        "intercept": -0.4, "coefficients": [0.8, -0.5, 0.3][: len(picks)] + [0.2], "means": means, "sds": sds,
-        "mins": mins, "maxs": maxs, "lambda": 0.01,
-    })  # fmt: skip
+    return RegionScore.from_dict(
+        {
+            "kind": "ALNMPredictor.RegionScore",
+            "version": 2,
+            "params": {"region": "tumor"},
+            "selected": names,
+            "intercept": -0.4,
+            "coefficients": [0.8, -0.5, 0.3][: len(picks)] + [0.2],
+            "means": means,
+            "sds": sds,
+            "mins": mins,
+            "maxs": maxs,
+            "lambda": 0.01,
+        }
+    )
 
 
 def _active(extractor: DeepFeatureExtractor, crops: np.ndarray, crop_index: int) -> list[int]:
@@ -120,21 +133,35 @@ def test_score_map_follows_the_lasso_weights_and_clipping(trained) -> None:
     maps = gradcam.crop_heatmaps(extractor, crops[1], region="tumor", score=score, case_id="P1")
     assert list(maps) == ["head", "score"]
     features = extractor.transform(crops[1:2])[0]
-    table = pd.DataFrame([{**{f"tumor_deep_{j:03d}": float(features[j]) for j in picks},
-                           "tumor_original_firstorder_Mean": 100.0}], index=["P1"])  # fmt: skip
+    table = pd.DataFrame(
+        [
+            {
+                **{f"tumor_deep_{j:03d}": float(features[j]) for j in picks},
+                "tumor_original_firstorder_Mean": 100.0,
+            }
+        ],
+        index=["P1"],
+    )
     # the handcrafted term sits at its mean: the score is the intercept plus the deep part (float32 vs float64)
-    assert maps["score"].value - 0.4 == pytest.approx(float(score.decision_function(table).iloc[0]), rel=1e-5, abs=1e-6)
+    assert maps["score"].value - 0.4 == pytest.approx(
+        float(score.decision_function(table).iloc[0]), rel=1e-5, abs=1e-6
+    )
     coef = dict(zip(score.selected_, score.coef_, strict=True))
     sds = dict(zip(score.selected_, score.sds_, strict=True))
     per_feature = [_hooked(extractor, crops[1], lambda f, logit, j=j: f[0, j]) for j in picks]
-    expected = sum(coef[f"tumor_deep_{j:03d}"] / sds[f"tumor_deep_{j:03d}"] * m for j, m in zip(picks, per_feature,
-                                                                                                   strict=True))  # fmt: skip
+    expected = sum(
+        coef[f"tumor_deep_{j:03d}"] / sds[f"tumor_deep_{j:03d}"] * m
+        for j, m in zip(picks, per_feature, strict=True)
+    )
     # the score is linear in the standardised features: its map is the LASSO-weighted sum of the features' maps
     np.testing.assert_allclose(maps["score"].signed, expected, rtol=1e-4, atol=1e-5 * np.abs(expected).max())
-    clipped = gradcam.crop_heatmaps(extractor, crops[1], region="tumor",
-                                    score=_score(extractor, crops, picks, clip_first=True))["score"]  # fmt: skip
-    rest = sum(coef[f"tumor_deep_{j:03d}"] / sds[f"tumor_deep_{j:03d}"] * m for j, m in zip(picks[1:], per_feature[1:],
-                                                                                               strict=True))  # fmt: skip
+    clipped = gradcam.crop_heatmaps(
+        extractor, crops[1], region="tumor", score=_score(extractor, crops, picks, clip_first=True)
+    )["score"]
+    rest = sum(
+        coef[f"tumor_deep_{j:03d}"] / sds[f"tumor_deep_{j:03d}"] * m
+        for j, m in zip(picks[1:], per_feature[1:], strict=True)
+    )
     # a feature clipped to its training range does not move the score, so it adds nothing to the map
     np.testing.assert_allclose(clipped.signed, rest, rtol=1e-4, atol=1e-5 * np.abs(rest).max())
     # a score without deep features of this region has no score map
@@ -192,8 +219,9 @@ def test_sanity_check_a_randomised_head_gives_other_maps(trained) -> None:
     assert all(-1 <= r <= 1 for r in check.spearman)
     assert check.mean < 0.5, check
     head = gradcam.randomised_head(extractor, seed=1)
-    assert torch.equal(head.mean, extractor.head_.mean) and not torch.equal(head.bottleneck.weight,
-                                                                           extractor.head_.bottleneck.weight)  # fmt: skip
+    assert torch.equal(head.mean, extractor.head_.mean) and not torch.equal(
+        head.bottleneck.weight, extractor.head_.bottleneck.weight
+    )
     assert torch.equal(gradcam.randomised_head(extractor, seed=1).classifier.weight, head.classifier.weight)
 
 
@@ -222,16 +250,39 @@ def test_png_is_written_whole_with_a_colour_bar(trained, tmp_path) -> None:
 def test_gallery_picks_the_most_confident_of_each_category_per_test_set() -> None:
     rows = []
     for split in ("train", "internal"):
-        for i, (label, prob) in enumerate([(1, 0.9), (1, 0.7), (1, 0.2), (0, 0.8), (0, 0.1), (0, 0.05), (1, 0.95)]):
-            rows.append({"case_id": f"{split[0]}{i}", "split": split, "label": label, "status": "ok",
-                         "prob_clinical_radiomics": prob, "risk_group": "high" if prob >= 0.5 else "low"})  # fmt: skip
-    rows.append({"case_id": "bad", "split": "internal", "label": 1, "status": "failed",
-                 "prob_clinical_radiomics": math.nan, "risk_group": ""})  # fmt: skip
+        for i, (label, prob) in enumerate(
+            [(1, 0.9), (1, 0.7), (1, 0.2), (0, 0.8), (0, 0.1), (0, 0.05), (1, 0.95)]
+        ):
+            rows.append(
+                {
+                    "case_id": f"{split[0]}{i}",
+                    "split": split,
+                    "label": label,
+                    "status": "ok",
+                    "prob_clinical_radiomics": prob,
+                    "risk_group": "high" if prob >= 0.5 else "low",
+                }
+            )
+    rows.append(
+        {
+            "case_id": "bad",
+            "split": "internal",
+            "label": 1,
+            "status": "failed",
+            "prob_clinical_radiomics": math.nan,
+            "risk_group": "",
+        }
+    )
     predictions = pd.DataFrame(rows).set_index("case_id")
     chosen = gradcam.gallery_cases(predictions, "train", per_category=2)
-    assert chosen == [("internal", "true positive", "i6"), ("internal", "true positive", "i0"),
-                      ("internal", "false negative", "i2"), ("internal", "false positive", "i3"),
-                      ("internal", "true negative", "i5"), ("internal", "true negative", "i4")]  # fmt: skip
+    assert chosen == [
+        ("internal", "true positive", "i6"),
+        ("internal", "true positive", "i0"),
+        ("internal", "false negative", "i2"),
+        ("internal", "false positive", "i3"),
+        ("internal", "true negative", "i5"),
+        ("internal", "true negative", "i4"),
+    ]
     assert gradcam.gallery_cases(predictions.drop(columns=["risk_group"]), "train") == []
 
 
@@ -245,8 +296,15 @@ def test_cohort_heatmaps_name_a_case_that_cannot_be_read_and_go_on(trained, tmp_
     for i in (1, 2):
         Image.fromarray(pairs[i][0]).save(tmp_path / f"img{i}.png")
         Image.fromarray((pairs[i][1] > 0).astype(np.uint8) * 255).save(tmp_path / f"mask{i}.png")
-        rows.append({"case_id": f"C{i}", "label": i % 2, "split": "internal", "tumor_image": f"img{i}.png",
-                     "tumor_mask": f"mask{i}.png"})  # fmt: skip
+        rows.append(
+            {
+                "case_id": f"C{i}",
+                "label": i % 2,
+                "split": "internal",
+                "tumor_image": f"img{i}.png",
+                "tumor_mask": f"mask{i}.png",
+            }
+        )
     rows[1]["tumor_image"] = "missing.png"
     pd.DataFrame(rows).to_csv(tmp_path / "manifest.csv", index=False)
     cohort = load_manifest(tmp_path / "manifest.csv")
@@ -277,9 +335,13 @@ def test_case_heatmaps_explain_the_numbers_the_prediction_used() -> None:
     assert sorted(maps) == ["ln", "tumor"] and all(sorted(m) == ["head", "score"] for m in maps.values())
     for region, region_maps in maps.items():
         scorer = loaded.model.region_scores_[region]
-        deep_part = sum(float(scorer.coef_[f]) * (min(max(float(prediction.features[f]), scorer.lower_[f]),
-                                                           scorer.upper_[f]) - scorer.means_[f]) / scorer.sds_[f]
-                        for f in scorer.selected_ if "_deep_" in f)  # fmt: skip
+        deep_part = sum(
+            float(scorer.coef_[f])
+            * (min(max(float(prediction.features[f]), scorer.lower_[f]), scorer.upper_[f]) - scorer.means_[f])
+            / scorer.sds_[f]
+            for f in scorer.selected_
+            if "_deep_" in f
+        )
         # the same crop and head as the prediction's features, in float32 (the score sums in float64)
         assert region_maps["score"].value == pytest.approx(deep_part, rel=1e-5, abs=1e-6)
         image = np.asarray(case.regions[region].image)
@@ -298,13 +360,16 @@ def _cohort_with_small_crops(root) -> object:
 
     cohort = synth_cohort(root / "cohort", n_patients=40, seed=5)
     params = root / "firstorder.yaml"  # a few handcrafted features: this test is about the deep ones
-    params.write_text("imageType:\n  Original: {}\nfeatureClass:\n  shape2D:\n  firstorder:\n"
-                      "setting:\n  binWidth: 5\n  force2D: true\n  force2Ddimension: 0\n  label: 1\n")  # fmt: skip
+    params.write_text(
+        "imageType:\n  Original: {}\nfeatureClass:\n  shape2D:\n  firstorder:\n"
+        "setting:\n  binWidth: 5\n  force2D: true\n  force2Ddimension: 0\n  label: 1\n"
+    )
     study_path = cohort.manifest_path.parent / "study.yaml"
     study = yaml.safe_load(study_path.read_text())
     # 32 px crops and 2 epochs keep the VGG19 work of a test small
-    study["settings"].update({"deep_input_size": 32, "deep_epochs": 2, "handcrafted": str(params), "lasso_folds": 5,
-                              "n_boot": 20})  # fmt: skip
+    study["settings"].update(
+        {"deep_input_size": 32, "deep_epochs": 2, "handcrafted": str(params), "lasso_folds": 5, "n_boot": 20}
+    )
     study_path.write_text(yaml.safe_dump(study, sort_keys=False))
     return cohort
 
@@ -319,7 +384,9 @@ def _subset(manifest, ids: list[str], path) -> str:
     return str(path)
 
 
-def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(tmp_path, monkeypatch, capsys) -> None:
+def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(
+    tmp_path, monkeypatch, capsys
+) -> None:
     import hashlib
     import json
 
@@ -332,7 +399,9 @@ def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.delenv(deep.WEIGHTS_ENV, raising=False)
     monkeypatch.delenv(deep.ALLOW_DOWNLOAD_ENV, raising=False)
-    weights = tmp_path / "served.pth"  # a stand-in for torchvision's file: a VGG19 state dict with its checksum
+    weights = (
+        tmp_path / "served.pth"
+    )  # a stand-in for torchvision's file: a VGG19 state dict with its checksum
     torch.save({f"features.{k}": v for k, v in random_trunk(5).state_dict().items()}, weights)
     blob = weights.read_bytes()
     monkeypatch.setattr(deep, "IMAGENET_SHA256_PREFIX", hashlib.sha256(blob).hexdigest()[:8])
@@ -342,27 +411,70 @@ def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(
     with serve({f"/{VGG19_FILENAME}": blob}) as base:
         monkeypatch.setattr(deep, "VGG19_URL", f"{base}/{VGG19_FILENAME}")
         # without consent: nothing downloaded, the run stops before any work with what to do
-        assert alnm(["train", manifest, "--out", str(tmp_path / "refused"), "--deep", "imagenet", "--workers", "1",
-                     "--no-progress"]) == 2  # fmt: skip
+        assert (
+            alnm(
+                [
+                    "train",
+                    manifest,
+                    "--out",
+                    str(tmp_path / "refused"),
+                    "--deep",
+                    "imagenet",
+                    "--workers",
+                    "1",
+                    "--no-progress",
+                ]
+            )
+            == 2
+        )
         err = capsys.readouterr().err
         assert "--download" in err and VGG19_FILENAME in err and str(cache) in err and "--deep none" in err
         assert not cache.parent.exists() and not (tmp_path / "refused" / "features").exists()
-        status = alnm(["run", manifest, "--out", str(tmp_path / "run"), "--deep", "imagenet", "--download",
-                       "--workers", "2", "--no-progress", "--optimism-boot", "0"])  # fmt: skip
+        status = alnm(
+            [
+                "run",
+                manifest,
+                "--out",
+                str(tmp_path / "run"),
+                "--deep",
+                "imagenet",
+                "--download",
+                "--workers",
+                "2",
+                "--no-progress",
+                "--optimism-boot",
+                "0",
+            ]
+        )
         assert status in (0, 1), capsys.readouterr().err
     assert cache.read_bytes() == blob and sorted(p.name for p in cache.parent.iterdir()) == [VGG19_FILENAME]
     model_dir = tmp_path / "run" / "model"
     head = json.loads((model_dir / "deep_tumor.json").read_text())
-    assert head["backbone"]["weights"] == "imagenet" and head["backbone"]["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert (
+        head["backbone"]["weights"] == "imagenet"
+        and head["backbone"]["sha256"] == hashlib.sha256(blob).hexdigest()
+    )
     assert head["backbone"]["torchvision_weights"] == "VGG19_Weights.IMAGENET1K_V1"
 
     # predict with heatmaps (the weights now come from the cache, no server), on four cases
     maps = tmp_path / "maps"
     four = pd.read_csv(manifest, dtype=str)["case_id"].tolist()[-4:]
     (tmp_path / "four").mkdir()
-    status = alnm(["predict", _subset(cohort.manifest_path, four, tmp_path / "four" / "manifest.csv"), "--model",
-                   str(model_dir), "--out", str(tmp_path / "pred.csv"), "--heatmaps", str(maps), "--workers", "1",
-                   "--no-progress"])  # fmt: skip
+    status = alnm(
+        [
+            "predict",
+            _subset(cohort.manifest_path, four, tmp_path / "four" / "manifest.csv"),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(tmp_path / "pred.csv"),
+            "--heatmaps",
+            str(maps),
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
+    )
     assert status in (0, 1)
     predictions = pd.read_csv(tmp_path / "pred.csv", dtype={"case_id": str})
     listing = pd.read_csv(maps / "heatmaps.csv", dtype={"case_id": str}, keep_default_na=False)
@@ -375,10 +487,12 @@ def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(
 
     # the run's report: a gallery of heatmaps per test set and the sanity check
     html = (tmp_path / "run" / "report" / "report.html").read_text()
-    section = html[html.index('<section id="heatmaps">'):]
+    section = html[html.index('<section id="heatmaps">') :]
     section = section[: section.index("</section>")]
     assert section.count("<img ") >= 4 and ("true positive" in section or "true negative" in section)
-    assert "Sanity check (Adebayo et al. 2018)" in section and re.search(r"tumor -?\d\.\d\d \(n = \d+\)", section)
+    assert "Sanity check (Adebayo et al. 2018)" in section and re.search(
+        r"tumor -?\d\.\d\d \(n = \d+\)", section
+    )
     assert list((tmp_path / "run" / "report" / "heatmaps").glob("*.png"))
 
     # another file in the cache (its checksum would pass as torchvision's): the model refuses it, by name
@@ -387,8 +501,22 @@ def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(
     shutil_copy = __import__("shutil").copy
     shutil_copy(other, cache)
     monkeypatch.setattr(deep, "IMAGENET_SHA256_PREFIX", hashlib.sha256(cache.read_bytes()).hexdigest()[:8])
-    assert alnm(["predict", manifest, "--model", str(model_dir), "--out", str(tmp_path / "pred2.csv"),
-                 "--no-progress", "--workers", "1"]) == 2  # fmt: skip
+    assert (
+        alnm(
+            [
+                "predict",
+                manifest,
+                "--model",
+                str(model_dir),
+                "--out",
+                str(tmp_path / "pred2.csv"),
+                "--no-progress",
+                "--workers",
+                "1",
+            ]
+        )
+        == 2
+    )
     err = capsys.readouterr().err
     assert "this VGG19 weights file has SHA-256" in err and "refuses it" in err and str(cache) in err
     assert not (tmp_path / "pred2.csv").exists()
@@ -399,6 +527,20 @@ def test_cli_downloads_with_consent_draws_heatmaps_and_refuses_another_backbone(
     with pytest.raises(BundleError, match="refuses it"):  # the Slicer panel's loader says the same
         cp.load_model_cached(model_dir)
     # a model without deep features has nothing for --heatmaps to explain: said before any work
-    assert alnm(["predict", manifest, "--model", str(demomodel.DEMO_MODEL_RESOURCE), "--out", str(tmp_path / "p3.csv"),
-                 "--heatmaps", str(tmp_path / "m3"), "--no-progress"]) == 2  # fmt: skip
+    assert (
+        alnm(
+            [
+                "predict",
+                manifest,
+                "--model",
+                str(demomodel.DEMO_MODEL_RESOURCE),
+                "--out",
+                str(tmp_path / "p3.csv"),
+                "--heatmaps",
+                str(tmp_path / "m3"),
+                "--no-progress",
+            ]
+        )
+        == 2
+    )
     assert "has no deep features" in capsys.readouterr().err and not (tmp_path / "p3.csv").exists()

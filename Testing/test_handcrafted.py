@@ -54,8 +54,15 @@ def _bare(preset: str, image: np.ndarray, mask: np.ndarray, spacing=(1.0, 1.0), 
 #: 3D shape features computed from pyradiomics' mesh surface area and volume, which shape3d gives to
 #: rounding (its sum over 15 window configurations against pyradiomics' running sum over every triangle:
 #: 2e-13 relative on these small ROIs, 2e-12 on the largest BUS-BRA ROI; see Testing/test_shape3d.py)
-_MESH_AREA_VOLUME = {"MeshVolume", "SurfaceArea", "SurfaceVolumeRatio", "Sphericity", "Compactness1",
-                     "Compactness2", "SphericalDisproportion"}  # fmt: skip
+_MESH_AREA_VOLUME = {
+    "MeshVolume",
+    "SurfaceArea",
+    "SurfaceVolumeRatio",
+    "Sphericity",
+    "Compactness1",
+    "Compactness2",
+    "SphericalDisproportion",
+}
 
 
 def _assert_pyradiomics_values(ours: dict, bare: dict) -> None:
@@ -64,7 +71,9 @@ def _assert_pyradiomics_values(ours: dict, bare: dict) -> None:
     names = list(ours)
     mesh = [n for n in names if n.split("_")[-1] in _MESH_AREA_VOLUME and "_shape_" in n]
     rest = [n for n in names if n not in mesh]
-    np.testing.assert_allclose([ours[n] for n in rest], [bare[n] for n in rest], rtol=1e-12, atol=0, equal_nan=True)
+    np.testing.assert_allclose(
+        [ours[n] for n in rest], [bare[n] for n in rest], rtol=1e-12, atol=0, equal_nan=True
+    )
     np.testing.assert_allclose([ours[n] for n in mesh], [bare[n] for n in mesh], rtol=1e-10, atol=0)
 
 
@@ -166,7 +175,9 @@ def test_radiomics_logging_is_quiet() -> None:
 # --- equality with bare pyradiomics ---------------------------------------------------------------
 
 
-def test_paper_full_table_gives_851_features_identical_to_bare_pyradiomics(paper_full: hc.HandcraftedExtractor) -> None:
+def test_paper_full_table_gives_851_features_identical_to_bare_pyradiomics(
+    paper_full: hc.HandcraftedExtractor,
+) -> None:
     image, mask = _synthetic(1)
     ours = paper_full.extract(image.astype(np.float64), mask, (0.1, 0.1))
     bare = _bare("paper", image, mask, (0.1, 0.1))
@@ -189,7 +200,12 @@ def test_paper_default_leaves_out_the_372_noise_features_and_keeps_the_rest_equa
     assert len(ours) == 851 - 372 == 479 and len(left_out) == 372
     assert list(ours) == [k for k in bare if k not in set(left_out)] == paper.feature_names()
     assert paper.all_feature_names() == list(bare)
-    assert {k.split("_", 1)[0] for k in left_out} == {"wavelet-LLH", "wavelet-LHH", "wavelet-HLH", "wavelet-HHH"}
+    assert {k.split("_", 1)[0] for k in left_out} == {
+        "wavelet-LLH",
+        "wavelet-LHH",
+        "wavelet-HLH",
+        "wavelet-HHH",
+    }
     _assert_pyradiomics_values(ours, bare)
     # the cache key tells the two tables apart
     assert paper.settings_hash != hc.HandcraftedExtractor("paper", full_table=True).settings_hash
@@ -245,7 +261,9 @@ def test_paper_flags_the_z_high_pass_wavelet_features(
     assert set(degenerate) <= set(paper_full.feature_names())
     assert paper_full.degenerate_features(prefix="ln_")[0] == "ln_" + degenerate[0]
     reason = paper_full.degenerate_reason()
-    assert "372" in reason and "LeastAxisLength" in reason and "us2d" in reason and "not computed" not in reason
+    assert (
+        "372" in reason and "LeastAxisLength" in reason and "us2d" in reason and "not computed" not in reason
+    )
     # by default the 372 are not computed; the 2 shape features are still flagged
     assert sorted(paper.degenerate_features()) == zero and paper.degenerate_image_types() == []
     assert paper.noise_features() == paper_full.noise_features() == paper.not_computed_features()
@@ -380,7 +398,9 @@ def test_convenience_function_matches_extractor(paper: hc.HandcraftedExtractor) 
     expected = paper.extract(image, mask, (0.1, 0.1), prefix="ln_")
     assert hc.extract_handcrafted(image, mask, (0.1, 0.1), params="paper", prefix="ln_") == expected
     assert hc.DEFAULT_PRESET == "us2d"
-    assert hc.extract_handcrafted(image, mask, (0.1, 0.1)) == hc.HandcraftedExtractor("us2d").extract(image, mask, 0.1)
+    assert hc.extract_handcrafted(image, mask, (0.1, 0.1)) == hc.HandcraftedExtractor("us2d").extract(
+        image, mask, 0.1
+    )
     custom = hc.extract_handcrafted(image, mask, (0.1, 0.1), params={"featureClass": {"firstorder": None}})
     assert set(custom) == {k[3:] for k in expected if k.startswith("ln_original_firstorder_")}
 
@@ -389,7 +409,9 @@ def test_convenience_function_matches_extractor(paper: hc.HandcraftedExtractor) 
 
 
 @pytest.mark.skipif(not BUSBRA.is_dir(), reason=f"BUS-BRA data set not found at {BUSBRA}")
-def test_real_busbra_image_extracts(paper_full: hc.HandcraftedExtractor, us2d: hc.HandcraftedExtractor) -> None:
+def test_real_busbra_image_extracts(
+    paper_full: hc.HandcraftedExtractor, us2d: hc.HandcraftedExtractor
+) -> None:
     from PIL import Image
 
     image = np.asarray(Image.open(BUSBRA / "Images" / "bus_0001-l.png"))
@@ -423,11 +445,18 @@ def test_normalize_adds_pyradiomics_standardisation_and_removes_gain() -> None:
     grey = image.astype(np.float64)
     gained = 1.5 * grey + 20.0  # another scanner's gain and dynamic range
     base, other = norm.extract(grey, mask, (0.2, 0.2)), norm.extract(gained, mask, (0.2, 0.2))
-    for name in ("original_firstorder_Mean", "original_firstorder_90Percentile", "original_glcm_Contrast",
-                 "original_glszm_ZonePercentage", "wavelet-LL_firstorder_Median"):  # fmt: skip
+    for name in (
+        "original_firstorder_Mean",
+        "original_firstorder_90Percentile",
+        "original_glcm_Contrast",
+        "original_glszm_ZonePercentage",
+        "wavelet-LL_firstorder_Median",
+    ):
         assert other[name] == pytest.approx(base[name], rel=1e-6, abs=1e-9), name
     raw_base, raw_other = raw.extract(grey, mask, (0.2, 0.2)), raw.extract(gained, mask, (0.2, 0.2))
-    assert raw_other["original_firstorder_Mean"] != pytest.approx(raw_base["original_firstorder_Mean"], rel=0.1)
+    assert raw_other["original_firstorder_Mean"] != pytest.approx(
+        raw_base["original_firstorder_Mean"], rel=0.1
+    )
     # equal to bare pyradiomics with the same two settings
     params = hc.load_params("us2d")
     params["setting"].update(normalize=True, normalizeScale=32)
@@ -436,7 +465,11 @@ def test_normalize_adds_pyradiomics_standardisation_and_removes_gain() -> None:
     sitk_mask = sitk.GetImageFromArray((mask != 0).astype(np.uint8)[np.newaxis])
     for item in (sitk_image, sitk_mask):
         item.SetSpacing((0.2, 0.2, 1.0))
-    expected = {k: float(v) for k, v in bare.execute(sitk_image, sitk_mask).items() if not k.startswith("diagnostics_")}
+    expected = {
+        k: float(v)
+        for k, v in bare.execute(sitk_image, sitk_mask).items()
+        if not k.startswith("diagnostics_")
+    }
     assert base.keys() == expected.keys()
     np.testing.assert_allclose(list(base.values()), list(expected.values()), rtol=1e-12, atol=0)
 

@@ -209,7 +209,9 @@ def test_multipage_tiff_needs_frame(tmp_path):
 # --------------------------------------------------------------------------- ITK formats
 
 
-@pytest.mark.parametrize("name, fmt", [("a.nrrd", "nrrd"), ("a.nii.gz", "nifti"), ("a.nii", "nifti"), ("a.mha", "metaimage")])
+@pytest.mark.parametrize(
+    "name, fmt", [("a.nrrd", "nrrd"), ("a.nii.gz", "nifti"), ("a.nii", "nifti"), ("a.mha", "metaimage")]
+)
 def test_itk_formats_with_spacing(tmp_path, name, fmt):
     pixels = _grey(dtype=np.int16, high=3000, seed=9)
     image = sitk.GetImageFromArray(pixels)
@@ -311,7 +313,9 @@ def test_dicom_palette_colour(tmp_path):
     ramp = np.arange(256, dtype=np.uint16)
     tables = {"Red": ramp * 256, "Green": (255 - ramp) * 256, "Blue": np.full(256, 100 * 256, np.uint16)}
     for offset, table in enumerate(tables.values()):
-        ds.add_new(0x00281101 + offset, "US", [256, 0, 16])  # {Red,Green,Blue}PaletteColorLookupTableDescriptor
+        ds.add_new(
+            0x00281101 + offset, "US", [256, 0, 16]
+        )  # {Red,Green,Blue}PaletteColorLookupTableDescriptor
         ds.add_new(0x00281201 + offset, "OW", table.tobytes())  # ...PaletteColorLookupTableData
     ds.save_as(tmp_path / "pal.dcm")
     img = load_image(tmp_path / "pal.dcm")

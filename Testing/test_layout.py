@@ -33,11 +33,14 @@ def test_every_lib_and_resource_file_is_listed_in_module_cmake() -> None:
     listed = _cmake_listed()
     present = {
         p.relative_to(MODULE_DIR).as_posix()
-        for p in list(LIB_DIR.rglob("*.py")) + list((MODULE_DIR / "Scripts").glob("*.py"))
+        for p in list(LIB_DIR.rglob("*.py"))
+        + list((MODULE_DIR / "Scripts").glob("*.py"))
         + [q for q in (MODULE_DIR / "Resources").rglob("*") if q.is_file()]
         if "__pycache__" not in p.parts
     }
-    assert not present - listed, f"files missing from ALNMPredictor/CMakeLists.txt: {sorted(present - listed)}"
+    assert not present - listed, (
+        f"files missing from ALNMPredictor/CMakeLists.txt: {sorted(present - listed)}"
+    )
     assert not listed - present - {"ALNMPredictor.py"}, f"listed but absent: {sorted(listed - present)}"
     if MODULE_FILE.exists():
         assert "ALNMPredictor.py" in listed
@@ -65,8 +68,15 @@ def test_no_helper_python_files_beside_the_module_file() -> None:
 
 def test_top_level_cmake_has_extension_metadata() -> None:
     text = (REPO / "CMakeLists.txt").read_text()
-    for key in ("EXTENSION_HOMEPAGE", "EXTENSION_CATEGORY", "EXTENSION_CONTRIBUTORS", "EXTENSION_DESCRIPTION",
-                "EXTENSION_ICONURL", "EXTENSION_SCREENSHOTURLS", "EXTENSION_DEPENDS"):
+    for key in (
+        "EXTENSION_HOMEPAGE",
+        "EXTENSION_CATEGORY",
+        "EXTENSION_CONTRIBUTORS",
+        "EXTENSION_DESCRIPTION",
+        "EXTENSION_ICONURL",
+        "EXTENSION_SCREENSHOTURLS",
+        "EXTENSION_DEPENDS",
+    ):
         assert re.search(rf'set\({key} "[^"]+"\)', text), key
     assert "PyTorch" in re.search(r'set\(EXTENSION_DEPENDS "([^"]+)"\)', text).group(1)
     assert "add_subdirectory(ALNMPredictor)" in text
@@ -97,7 +107,11 @@ def test_ui_parameter_names_match_parameter_node_fields() -> None:
         if isinstance(node, ast.ClassDef) and any(
             (isinstance(d, ast.Name) and d.id == "parameterNodeWrapper") for d in node.decorator_list
         ):
-            fields |= {s.target.id for s in node.body if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)}
+            fields |= {
+                s.target.id
+                for s in node.body
+                if isinstance(s, ast.AnnAssign) and isinstance(s.target, ast.Name)
+            }
     assert fields, "no @parameterNodeWrapper class found"
     assert not bound - fields, f"SlicerParameterName without a parameter-node field: {sorted(bound - fields)}"
 
@@ -115,15 +129,20 @@ def test_every_cli_command_resolves() -> None:
 def test_cli_help_and_unknown_command() -> None:
     out = subprocess.run([sys.executable, "-m", "ALNMPredictorLib", "--help"], capture_output=True, text=True)
     assert out.returncode == 0 and "validate" in out.stdout
-    bad = subprocess.run([sys.executable, "-m", "ALNMPredictorLib", "frobnicate"], capture_output=True, text=True)
+    bad = subprocess.run(
+        [sys.executable, "-m", "ALNMPredictorLib", "frobnicate"], capture_output=True, text=True
+    )
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
 
 
-def test_ruff_clean() -> None:
+@pytest.mark.parametrize("command", [["check"], ["format", "--check"]], ids=["lint", "format"])
+def test_ruff_clean(command: list[str]) -> None:
     ruff = shutil.which("ruff") or str(Path(sys.executable).parent / "ruff")
     if not Path(ruff).exists():
         pytest.skip("ruff is not installed (it is in the [test] extra)")
-    result = subprocess.run([ruff, "check", "--no-cache", str(REPO)], capture_output=True, text=True, cwd=REPO)
+    result = subprocess.run(
+        [ruff, *command, "--no-cache", str(REPO)], capture_output=True, text=True, cwd=REPO
+    )
     assert result.returncode == 0, result.stdout + result.stderr
 
 
@@ -137,8 +156,17 @@ def test_extension_metadata_is_ready_for_the_extensions_index() -> None:
     raw = entry_path.read_bytes()
     assert b"\r" not in raw  # "File contains non-LF line endings"
     entry = json.loads(raw)
-    allowed = {"$schema", "category", "scm_url", "scm_revision", "scm_type", "build_dependencies",
-               "build_subdirectory", "enabled", "tier"}  # fmt: skip
+    allowed = {
+        "$schema",
+        "category",
+        "scm_url",
+        "scm_revision",
+        "scm_type",
+        "build_dependencies",
+        "build_subdirectory",
+        "enabled",
+        "tier",
+    }
     assert {"$schema", "category", "scm_url"} <= set(entry) and set(entry) <= allowed
     assert entry["$schema"].endswith("slicer-extension-catalog-entry-schema-v1.0.1.json#")
     assert isinstance(entry["tier"], int) and 1 <= entry["tier"] <= 5
@@ -146,7 +174,9 @@ def test_extension_metadata_is_ready_for_the_extensions_index() -> None:
     project = re.search(r"project\s*\(\s*([^\s\)]+)", (REPO / "CMakeLists.txt").read_text()).group(1)
     assert project == name and not name.lower().startswith("slicer")
     url = entry["scm_url"]
-    assert url.startswith("https://") and url.rstrip("/").split("/")[-1].removesuffix(".git").startswith("Slicer")
+    assert url.startswith("https://") and url.rstrip("/").split("/")[-1].removesuffix(".git").startswith(
+        "Slicer"
+    )
     assert entry["category"] == _cmake_var("EXTENSION_CATEGORY") == "Quantification"
     assert entry["build_dependencies"] == _cmake_var("EXTENSION_DEPENDS").split()
     assert any((REPO / name).is_file() for name in ("LICENSE.txt", "LICENSE"))
@@ -169,7 +199,9 @@ def test_slicer_requirements_match_the_package_dependencies() -> None:
     from ALNMPredictorLib import dependencies
 
     declared = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
-    pip = {dependencies.Requirement.parse(d).text for d in declared if not d.startswith(("torch", "torchvision"))}
+    pip = {
+        dependencies.Requirement.parse(d).text for d in declared if not d.startswith(("torch", "torchvision"))
+    }
     slicer = {r.text for r in dependencies.read_requirements()}
     assert slicer == pip
     assert {dependencies.Requirement.parse(t).name for t in dependencies.PYTORCH} == {"torch", "torchvision"}

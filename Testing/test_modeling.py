@@ -33,8 +33,14 @@ def cohort() -> tuple[pd.DataFrame, np.ndarray]:
 
 def test_stepwise_keeps_signal_and_drops_noise(cohort) -> None:
     data, y = cohort
-    model = fit_logistic_model("clinical", data, y, ["tumor_size", "us_alnm", "noise", "colour"],
-                               categorical=["us_alnm", "colour"], reference={"us_alnm": "absent"})
+    model = fit_logistic_model(
+        "clinical",
+        data,
+        y,
+        ["tumor_size", "us_alnm", "noise", "colour"],
+        categorical=["us_alnm", "colour"],
+        reference={"us_alnm": "absent"},
+    )
     assert model.variables == ["tumor_size", "us_alnm"]
     # final coefficients equal a direct glm-style fit of the kept variables
     direct = logistic_fit(data[["tumor_size", "us_alnm"]], y)
@@ -64,7 +70,9 @@ def test_nomogram_points_map_back_to_probability(cohort) -> None:
 
 def test_json_round_trip_is_exact(cohort) -> None:
     data, y = cohort
-    model = fit_logistic_model("clinical", data, y, ["tumor_size", "us_alnm", "noise"], categorical=["us_alnm"])
+    model = fit_logistic_model(
+        "clinical", data, y, ["tumor_size", "us_alnm", "noise"], categorical=["us_alnm"]
+    )
     again = LogisticModel.from_dict(json.loads(json.dumps(model.to_dict(), allow_nan=False)))
     np.testing.assert_array_equal(again.predict_proba(data), model.predict_proba(data))
     assert again.formula() == model.formula()
@@ -122,8 +130,13 @@ def test_alnm_model_fits_scores_and_combined_model(feature_table) -> None:
     table, y = feature_table
     train = table.index[:240]
     test = table.index[240:]
-    model = ALNMModel(clinical=["us_alnm", "age"], categorical=["us_alnm"], reference={"us_alnm": "absent"},
-                      score_params={"lasso_folds": 5}, random_state=0)
+    model = ALNMModel(
+        clinical=["us_alnm", "age"],
+        categorical=["us_alnm"],
+        reference={"us_alnm": "absent"},
+        score_params={"lasso_folds": 5},
+        random_state=0,
+    )
     model.fit(table.loc[train], y.loc[train])
     assert set(model.combined_model_.variables) >= {"tumor_score", "ln_score"}
     assert "age" not in model.combined_model_.variables
@@ -141,7 +154,9 @@ def test_alnm_model_fits_scores_and_combined_model(feature_table) -> None:
     np.testing.assert_allclose(again.predict_proba(table.loc[test]), prob, rtol=1e-12, atol=0)
     for name, m in model.models().items():
         inputs = model.predictor_table(table.loc[test])
-        np.testing.assert_allclose(again.models()[name].predict_proba(inputs), m.predict_proba(inputs), rtol=1e-12)
+        np.testing.assert_allclose(
+            again.models()[name].predict_proba(inputs), m.predict_proba(inputs), rtol=1e-12
+        )
     need = model.required_columns()
     assert set(need) == {"tumor", "ln", "clinical"}
     with pytest.raises(InputError, match=need["ln"][0]):
@@ -185,7 +200,9 @@ def test_nomogram_axes_span_the_training_range() -> None:
     rng = np.random.default_rng(3)
     score = np.concatenate([[-3.2, 3.43], rng.normal(0, 1, 60)])
     y = (rng.random(62) < expit(1.5 * score)).astype(int)
-    made_up = fit_logistic_model("m", pd.DataFrame({"ln_score": score}), y, ["ln_score"], screen_p=None, stepwise_p=None)
+    made_up = fit_logistic_model(
+        "m", pd.DataFrame({"ln_score": score}), y, ["ln_score"], screen_p=None, stepwise_p=None
+    )
     for model in (combined, made_up):
         scale = model.nomogram_scale()
         fig = plot_nomogram(scale)
@@ -198,6 +215,10 @@ def test_nomogram_axes_span_the_training_range() -> None:
             assert min(values) <= lo and max(values) >= hi, axis["variable"]
             assert min(values) > lo - 0.1 * (hi - lo) and max(values) < hi + 0.1 * (hi - lo)  # not far beyond
             points = [p for _, p in axis["ticks"]]
-            assert any(min(x) == pytest.approx(min(points)) and max(x) == pytest.approx(max(points)) for x in lines)
+            assert any(
+                min(x) == pytest.approx(min(points)) and max(x) == pytest.approx(max(points)) for x in lines
+            )
     ticks = [v for v, _ in made_up.nomogram_scale()["axes"][0]["ticks"]]
-    assert ticks[0] == -3.2 and ticks[-1] == pytest.approx(3.5)  # 3.43 rounded outward to a tenth of the step 2
+    assert ticks[0] == -3.2 and ticks[-1] == pytest.approx(
+        3.5
+    )  # 3.43 rounded outward to a tenth of the step 2

@@ -72,8 +72,13 @@ def r_validated() -> OptimismResult:
 
 
 R_NAMES = {"auc": "Dxy", "intercept": "Intercept", "slope": "Slope", "brier": "B"}
-R_COLUMNS = {"apparent": "index.orig", "training": "training", "test": "test", "optimism": "optimism",
-             "corrected": "index.corrected"}  # fmt: skip
+R_COLUMNS = {
+    "apparent": "index.orig",
+    "training": "training",
+    "test": "test",
+    "optimism": "optimism",
+    "corrected": "index.corrected",
+}
 
 
 @pytest.mark.parametrize("index", INDICES)
@@ -131,7 +136,10 @@ def test_separating_refits_leave_only_the_calibration_out():
     assert np.isnan(separated["slope"]) and np.isnan(separated["intercept"]) and separated["auc"] == 1.0
     rows = _r_rows()[:6].copy()
     x1 = table["x1"].to_numpy()
-    low, high = np.flatnonzero((y == 0) & (x1 < np.median(x1))), np.flatnonzero((y == 1) & (x1 > np.median(x1)))
+    low, high = (
+        np.flatnonzero((y == 0) & (x1 < np.median(x1))),
+        np.flatnonzero((y == 1) & (x1 > np.median(x1))),
+    )
     rows[1] = np.resize(np.concatenate([low[:5], high[:5]]), len(y))  # x1 separates this resample
     result = bootstrap_validation(Standardised().fit(table, y), table, y, rows=rows, workers=1)
     assert result.n_used == 6 and not result.failures

@@ -36,7 +36,9 @@ def shared(tmp_path_factory: pytest.TempPathFactory) -> dict:
 
     root = tmp_path_factory.mktemp("pipeline")
     cohort = synth_cohort(root / "cohort", n_patients=72, seed=4)
-    trained, evaluated = run_pipeline(cohort.manifest_path, root / "run", PipelineSettings(**SETTINGS), progress=False)
+    trained, evaluated = run_pipeline(
+        cohort.manifest_path, root / "run", PipelineSettings(**SETTINGS), progress=False
+    )
     return {"root": root, "manifest": cohort.manifest_path, "trained": trained, "evaluated": evaluated}
 
 
@@ -88,10 +90,14 @@ def test_internal_validation_is_in_the_model_the_tables_and_the_report(shared: d
         assert row["corrected"] == pytest.approx(row["apparent"] - row["optimism"], rel=1e-12)
     # the apparent AUC is the training AUC of the combined model in the report's Table 3
     table3 = pd.read_csv(run / "report" / "tables" / "table3.csv")
-    train_auc = table3[(table3["split"] == "train") & (table3["model"] == "clinical_radiomics")]["auc"].iloc[0]
+    train_auc = table3[(table3["split"] == "train") & (table3["model"] == "clinical_radiomics")]["auc"].iloc[
+        0
+    ]
     assert validation["table"]["auc"]["apparent"] == pytest.approx(train_auc, rel=1e-9)
     written = pd.read_csv(run / "report" / "tables" / "internal_validation.csv").set_index("index")
-    assert written.loc["auc", "corrected"] == pytest.approx(validation["table"]["auc"]["corrected"], rel=1e-12)
+    assert written.loc["auc", "corrected"] == pytest.approx(
+        validation["table"]["auc"]["corrected"], rel=1e-12
+    )
     stability = pd.read_csv(run / "report" / "tables" / "selection_stability.csv")
     final = stability[stability["final"].astype(bool)]
     model = shared["trained"].model
@@ -128,8 +134,12 @@ def test_reloaded_bundle_predicts_like_the_model_in_memory(shared: dict) -> None
     data = trained.features.main.join(clinical_frame(cohort), how="outer")
     again = predict_cases(loaded.model, data)
     for col in ("tumor_score", "ln_score", "prob_clinical_radiomics", "prob_clinical", "total_points"):
-        np.testing.assert_allclose(again[col].astype(float), trained.predictions.loc[again.index, col].astype(float),
-                                   rtol=1e-12, atol=0)  # fmt: skip
+        np.testing.assert_allclose(
+            again[col].astype(float),
+            trained.predictions.loc[again.index, col].astype(float),
+            rtol=1e-12,
+            atol=0,
+        )
 
 
 def test_tampered_bundle_is_refused(shared: dict, tmp_path: Path) -> None:
@@ -145,7 +155,17 @@ def test_tampered_bundle_is_refused(shared: dict, tmp_path: Path) -> None:
 def test_alnm_predict_cli_equals_training_predictions(shared: dict, capsys: pytest.CaptureFixture) -> None:
     run = shared["root"] / "run"
     out = shared["root"] / "predicted.csv"
-    status = alnm(["predict", str(shared["manifest"]), "--model", str(run / "model"), "--out", str(out), "--no-progress"])
+    status = alnm(
+        [
+            "predict",
+            str(shared["manifest"]),
+            "--model",
+            str(run / "model"),
+            "--out",
+            str(out),
+            "--no-progress",
+        ]
+    )
     assert status == 0, capsys.readouterr().err
     # the training run's feature cache is reused by key: nothing is extracted again, no re-segmentation read
     work = shared["root"] / "predicted-work" / "features"
@@ -157,7 +177,9 @@ def test_alnm_predict_cli_equals_training_predictions(shared: dict, capsys: pyte
     got = pd.read_csv(out).set_index("case_id")
     want = shared["trained"].predictions
     # predictions.csv holds 6 decimals (PREDICTION_DECIMALS): equal to half a unit of the 6th
-    np.testing.assert_allclose(got.loc[want.index, "prob_clinical_radiomics"], want["prob_clinical_radiomics"], rtol=0, atol=5e-7)
+    np.testing.assert_allclose(
+        got.loc[want.index, "prob_clinical_radiomics"], want["prob_clinical_radiomics"], rtol=0, atol=5e-7
+    )
 
 
 def test_no_leakage_shuffling_test_labels_changes_nothing_fitted(shared: dict) -> None:
@@ -174,7 +196,9 @@ def test_no_leakage_shuffling_test_labels_changes_nothing_fitted(shared: dict) -
     assert again.model.to_dict() == shared["trained"].model.to_dict()
 
 
-def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(shared: dict, capsys: pytest.CaptureFixture) -> None:
+def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(
+    shared: dict, capsys: pytest.CaptureFixture
+) -> None:
     root = shared["root"]
     manifest = pd.read_csv(shared["manifest"], dtype=str, keep_default_na=False)
     victim = manifest.loc[manifest["split"] == "external", "case_id"].iloc[0]
@@ -184,30 +208,76 @@ def test_run_with_a_corrupt_image_finishes_lists_the_case_and_exits_1(shared: di
     broken = shared["manifest"].with_name("manifest_broken.csv")
     manifest.to_csv(broken, index=False)
     _copy_cache(root / "run", root / "broken")
-    status = alnm(["run", str(broken), "--out", str(root / "broken"), "--preset", "us2d", "--deep", "off",
-                   "--seed", "1", "--workers", "2", "--no-progress", "--optimism-boot", "0"])  # fmt: skip
+    status = alnm(
+        [
+            "run",
+            str(broken),
+            "--out",
+            str(root / "broken"),
+            "--preset",
+            "us2d",
+            "--deep",
+            "off",
+            "--seed",
+            "1",
+            "--workers",
+            "2",
+            "--no-progress",
+            "--optimism-boot",
+            "0",
+        ]
+    )
     err = capsys.readouterr().err
     assert status == 1
     assert f"case {victim}" in err
     written = pd.read_csv(root / "broken" / "predictions.csv")
     # the manifest's order with the failed case in its place; the Nomo-score and its rule first
     assert written["case_id"].astype(str).tolist() == manifest["case_id"].tolist()
-    assert written.columns[:8].tolist() == ["case_id", "split", "center", "label", "status", "nomo_score", "risk_group",
-                                            "youden_cutoff"]  # fmt: skip
+    assert written.columns[:8].tolist() == [
+        "case_id",
+        "split",
+        "center",
+        "label",
+        "status",
+        "nomo_score",
+        "risk_group",
+        "youden_cutoff",
+    ]
     assert pd.api.types.is_integer_dtype(written["label"])
     ok = written[written["status"] == "ok"]
     assert (ok["nomo_score"] == ok["prob_clinical_radiomics"]).all()
     assert ((ok["nomo_score"] >= ok["youden_cutoff"]) == (ok["risk_group"] == "high")).all()
-    assert (ok["nomo_score"].round(6) == ok["nomo_score"]).all() and (ok["total_points"].round(2) == ok["total_points"]).all()
+    assert (ok["nomo_score"].round(6) == ok["nomo_score"]).all() and (
+        ok["total_points"].round(2) == ok["total_points"]
+    ).all()
     preds = written.set_index("case_id")
     assert preds.loc[victim, "status"] == "failed" and "ln_image" in preds.loc[victim, "error"]
     assert (preds.drop(index=victim)["status"] == "ok").all()
     assert victim in (root / "broken" / "report" / "report.html").read_text()
 
 
-def test_demo_runs_every_stage_and_labels_simulated_readers(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    status = alnm(["demo", "--out", str(tmp_path / "demo"), "--patients", "60", "--seed", "2", "--preset", "us2d",
-                   "--deep", "off", "--workers", "2", "--optimism-boot", "2"])  # fmt: skip
+def test_demo_runs_every_stage_and_labels_simulated_readers(
+    tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    status = alnm(
+        [
+            "demo",
+            "--out",
+            str(tmp_path / "demo"),
+            "--patients",
+            "60",
+            "--seed",
+            "2",
+            "--preset",
+            "us2d",
+            "--deep",
+            "off",
+            "--workers",
+            "2",
+            "--optimism-boot",
+            "2",
+        ]
+    )
     out = capsys.readouterr().out
     assert status == 0, out
     for stage in ("cohort", "validate", "train", "readers", "evaluate"):
@@ -217,7 +287,10 @@ def test_demo_runs_every_stage_and_labels_simulated_readers(tmp_path: Path, caps
     assert "SYNTHETIC" in html and "published study" in html
     assert "simulated" in html.lower() and 'id="readers"' in html
     simulated = pd.read_csv(tmp_path / "demo" / "report" / "reads_simulated.csv")
-    assert set(simulated.columns) >= {"case_id", "reader", "session", "call"} and simulated["reader"].str.contains("simulated").all()
+    assert (
+        set(simulated.columns) >= {"case_id", "reader", "session", "call"}
+        and simulated["reader"].str.contains("simulated").all()
+    )
     reads = pd.read_csv(tmp_path / "demo" / "report" / "tables" / "reader_metrics.csv")
     assert set(reads["session"]) == {"unaided", "aided"}
     assert reads["reader"].str.contains("simulated").all()
@@ -246,12 +319,22 @@ def test_predict_applies_the_models_own_normalisation_not_the_current_default(tm
     """A model trained on raw grey levels (handcrafted + random-backbone deep features) predicts, in a
     fresh folder with today's defaults (standardisation on), exactly what it predicted when trained; so
     does the same model saved as a bundle from before the setting existed (no ``normalize`` recorded)."""
-    pytest.importorskip("torch", reason="its model has deep features (.ci/run's Slicer-version jobs run without PyTorch)")
+    pytest.importorskip(
+        "torch", reason="its model has deep features (.ci/run's Slicer-version jobs run without PyTorch)"
+    )
     from ALNMPredictorLib.synth import synth_cohort
 
     cohort = synth_cohort(tmp_path / "cohort", n_patients=48, seed=2)
-    settings = PipelineSettings(**{**SETTINGS, "deep": "none", "deep_input_size": 32, "deep_epochs": 2, "optimism_boot": 0,
-                                   "normalize": False})  # fmt: skip
+    settings = PipelineSettings(
+        **{
+            **SETTINGS,
+            "deep": "none",
+            "deep_input_size": 32,
+            "deep_epochs": 2,
+            "optimism_boot": 0,
+            "normalize": False,
+        }
+    )
     trained = train(cohort.manifest_path, tmp_path / "train", settings, progress=False)
     info = json.loads((trained.model_dir / MODEL_FILE).read_text())
     assert info["settings"]["normalize"] is False
@@ -267,15 +350,25 @@ def test_predict_applies_the_models_own_normalisation_not_the_current_default(tm
     for name, model_dir in (("fresh", trained.model_dir), ("fresh_old", old_dir)):
         again, _, _ = predict(cohort.manifest_path, model_dir, tmp_path / name, progress=False)
         for col in ("tumor_score", "ln_score", "prob_clinical_radiomics"):
-            np.testing.assert_allclose(again.loc[want.index, col].astype(float), want[col].astype(float),
-                                       rtol=1e-9, atol=1e-12, err_msg=f"{name}: {col}")  # fmt: skip
+            np.testing.assert_allclose(
+                again.loc[want.index, col].astype(float),
+                want[col].astype(float),
+                rtol=1e-9,
+                atol=1e-12,
+                err_msg=f"{name}: {col}",
+            )
 
 
 def test_random_backbone_regions_read_from_the_saved_extraction_info() -> None:
     from ALNMPredictorLib.pipeline import random_backbone_regions
 
-    deep = {"weights": "imagenet", "regions": {"tumor": {"backbone": {"weights": "none"}},
-                                               "ln": {"backbone": {"weights": "imagenet"}}}}  # fmt: skip
+    deep = {
+        "weights": "imagenet",
+        "regions": {"tumor": {"backbone": {"weights": "none"}}, "ln": {"backbone": {"weights": "imagenet"}}},
+    }
     assert random_backbone_regions(deep) == ["tumor"]
     assert random_backbone_regions({"weights": "none", "regions": {"ln": {}}}) == ["ln"]
-    assert random_backbone_regions(None) == [] and random_backbone_regions({"weights": "imagenet", "regions": {"ln": {}}}) == []
+    assert (
+        random_backbone_regions(None) == []
+        and random_backbone_regions({"weights": "imagenet", "regions": {"ln": {}}}) == []
+    )

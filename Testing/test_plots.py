@@ -43,7 +43,11 @@ def _texts(fig: Figure) -> list[str]:
 
 
 def _visible_axes(fig: Figure) -> list:
-    return [ax for ax in fig.axes if ax.get_visible() and ax.get_label() != "<colorbar>" and ax.get_position().width > 0]
+    return [
+        ax
+        for ax in fig.axes
+        if ax.get_visible() and ax.get_label() != "<colorbar>" and ax.get_position().width > 0
+    ]
 
 
 def test_roc_panels_legend_and_colours(evaluation) -> None:
@@ -94,7 +98,14 @@ def test_calibration_hl_in_title_and_points(evaluation) -> None:
 def test_decision_curves_have_reference_strategies(evaluation) -> None:
     fig = plots.plot_decision(evaluation.curves["decision"], splits=["internal", "external"])
     labels = [t.get_text() for t in fig.legends[0].get_texts()]  # one legend shared by the panels
-    assert labels == ["Clinical model", "Tumor score", "LN score", "Clinical-radiomics model", "Treat all", "Treat none"]
+    assert labels == [
+        "Clinical model",
+        "Tumor score",
+        "LN score",
+        "Clinical-radiomics model",
+        "Treat all",
+        "Treat none",
+    ]
     for ax in [a for a in fig.axes if a.get_visible() and a.get_title()]:
         assert [ln.get_label() for ln in ax.get_lines()] == labels
 
@@ -138,8 +149,12 @@ def test_nomogram_tick_labels_never_overlap() -> None:
     scale = make_nomogram_scale()
     # crowded risk axis: a tick every 0.05
     ppu, offset = scale["points_per_unit_lp"], scale["lp_offset"]
-    scale["probability_ticks"] = [(p, (math.log(p / (1 - p)) - offset) * ppu) for p in np.arange(0.05, 0.96, 0.05)]
-    scale["probability_ticks"] = [(round(p, 2), t) for p, t in scale["probability_ticks"] if 0 <= t <= scale["max_total_points"]]
+    scale["probability_ticks"] = [
+        (p, (math.log(p / (1 - p)) - offset) * ppu) for p in np.arange(0.05, 0.96, 0.05)
+    ]
+    scale["probability_ticks"] = [
+        (round(p, 2), t) for p, t in scale["probability_ticks"] if 0 <= t <= scale["max_total_points"]
+    ]
     fig = plots.plot_nomogram(scale, synthetic=True)
     ax = fig.axes[0]
     fig.draw_without_rendering()
@@ -158,15 +173,24 @@ def test_nomogram_from_a_fitted_model() -> None:
     rng = np.random.default_rng(3)
     n = 80
     y = rng.integers(0, 2, n)
-    data = pd.DataFrame({
-        "tumor_size": rng.normal(2.5, 1, n) + y,
-        "us_reported_alnm": np.where(rng.random(n) < 0.3 + 0.4 * y, "present", "absent"),
-        "ln_score": rng.normal(0, 1, n) + 1.5 * y,
-    }, index=[f"P{i}" for i in range(n)])  # fmt: skip
+    data = pd.DataFrame(
+        {
+            "tumor_size": rng.normal(2.5, 1, n) + y,
+            "us_reported_alnm": np.where(rng.random(n) < 0.3 + 0.4 * y, "present", "absent"),
+            "ln_score": rng.normal(0, 1, n) + 1.5 * y,
+        },
+        index=[f"P{i}" for i in range(n)],
+    )
     model = fit_logistic_model(
-        "clinical_radiomics", data, y, list(data.columns), categorical=["us_reported_alnm"],
-        reference={"us_reported_alnm": "absent"}, screen_p=None, stepwise_p=0.999,
-    )  # fmt: skip
+        "clinical_radiomics",
+        data,
+        y,
+        list(data.columns),
+        categorical=["us_reported_alnm"],
+        reference={"us_reported_alnm": "absent"},
+        screen_p=None,
+        stepwise_p=0.999,
+    )
     points = model.points(data.iloc[:1]).iloc[0].to_dict()
     fig = plots.plot_nomogram(model.nomogram_scale(), points)
     prob = float(model.predict_proba(data.iloc[:1]).iloc[0])
@@ -181,13 +205,19 @@ def test_lasso_and_funnel_from_a_fitted_region_score() -> None:
     y = rng.integers(0, 2, n)
     x = pd.DataFrame(
         rng.normal(size=(n, 12)) + y[:, None] * np.linspace(0, 1, 12),
-        index=[f"P{i}" for i in range(n)], columns=[f"tumor_f{j}" for j in range(12)],
-    )  # fmt: skip
+        index=[f"P{i}" for i in range(n)],
+        columns=[f"tumor_f{j}" for j in range(12)],
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # no re-segmentations: ICC step skipped
         score = RegionScore("tumor", lasso_folds=3, n_lambdas=20, mi_top_k=8).fit(x, y)
-    path = plots.plot_lasso_path(score.lasso_path_, region="tumor", lambda_=score.lambda_,
-                                 lambda_min=score.lambda_min_, lambda_1se=score.lambda_1se_)  # fmt: skip
+    path = plots.plot_lasso_path(
+        score.lasso_path_,
+        region="tumor",
+        lambda_=score.lambda_,
+        lambda_min=score.lambda_min_,
+        lambda_1se=score.lambda_1se_,
+    )
     ax = path.axes[0]
     n_features = score.lasso_path_.shape[1] - 1  # without the intercept
     assert len([ln for ln in ax.get_lines() if len(ln.get_xdata()) == len(score.lasso_path_)]) == n_features
@@ -195,7 +225,9 @@ def test_lasso_and_funnel_from_a_fitted_region_score() -> None:
     assert len(used) == 1 and used[0].get_xdata()[0] == pytest.approx(math.log(score.lambda_))
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert any("(used)" in t for t in legend)
-    cv = plots.plot_lasso_cv(score.lasso_cv_, region="tumor", lambda_min=score.lambda_min_, lambda_1se=score.lambda_1se_)
+    cv = plots.plot_lasso_cv(
+        score.lasso_cv_, region="tumor", lambda_min=score.lambda_min_, lambda_1se=score.lambda_1se_
+    )
     assert "LASSO cross-validation: Tumor score" in _texts(cv)
     funnel = plots.plot_selection_funnel({"tumor": score.log_})
     bars = [p.get_width() for p in funnel.axes[0].patches]
@@ -218,7 +250,11 @@ def test_readers_figure(evaluation) -> None:
     assert any("SIMULATED" in t for t in texts)
     assert "0.71" in texts and "82.1%" in texts
     roc_axis = fig.axes[0]
-    marks = {line.get_label(): (line.get_marker(), line.get_markersize()) for line in roc_axis.lines if line.get_marker() != "None"}
+    marks = {
+        line.get_label(): (line.get_marker(), line.get_markersize())
+        for line in roc_axis.lines
+        if line.get_marker() != "None"
+    }
     by_reader = {label.rsplit(" (", 1)[0]: m for label, m in marks.items()}
     assert len(set(by_reader.values())) == len(by_reader) >= 2  # coinciding readers stay distinguishable
     fig = plots.plot_readers(metrics)
@@ -248,9 +284,19 @@ def test_selection_stability(summary) -> None:
 
 def test_labels_use_the_studys_wording() -> None:
     assert [plots.variable_label(v) for v in ("er", "pr", "her2", "ki67", "tumor_size_cm")] == [
-        "ER status", "PR status", "HER2 status", "Ki-67 status", "Tumor size (cm)"]  # fmt: skip
+        "ER status",
+        "PR status",
+        "HER2 status",
+        "Ki-67 status",
+        "Tumor size (cm)",
+    ]
     assert [plots.level_label(v) for v in ("ge20", "lt20", "luminal_a", "non-circumscribed", "present")] == [
-        "≥ 20%", "< 20%", "Luminal A", "Non-circumscribed", "Present"]  # fmt: skip
+        "≥ 20%",
+        "< 20%",
+        "Luminal A",
+        "Non-circumscribed",
+        "Present",
+    ]
     assert plots.variable_label("my_own_factor") == "My own factor"
 
 
@@ -263,9 +309,20 @@ def test_synthetic_watermark(evaluation) -> None:
 def test_draw_all_names(evaluation, summary) -> None:
     names = set(plots.draw_all(evaluation, summary))
     assert names == {
-        "roc", "calibration", "decision", "clinical_impact", "risk_groups", "nomogram", "selection_funnel",
-        "lasso_path_tumor", "lasso_path_ln", "lasso_cv_tumor", "lasso_cv_ln", "selection_stability", "readers",
-    }  # fmt: skip
+        "roc",
+        "calibration",
+        "decision",
+        "clinical_impact",
+        "risk_groups",
+        "nomogram",
+        "selection_funnel",
+        "lasso_path_tumor",
+        "lasso_path_ln",
+        "lasso_cv_tumor",
+        "lasso_cv_ln",
+        "selection_stability",
+        "readers",
+    }
     bare = make_evaluation(readers=False)
     assert "readers" not in plots.draw_all(bare, {})
 

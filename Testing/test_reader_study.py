@@ -26,7 +26,10 @@ def _write(tmp_path, text: str):
 
 
 def test_load_reads_accepts_a_good_file(tmp_path) -> None:
-    path = _write(tmp_path, "case_id,reader,session,call,confidence\n007,A,unaided,1,4\n007,A,Aided ,0,2\n008,A,unaided,0,1\n008,A,aided,0,1\n")
+    path = _write(
+        tmp_path,
+        "case_id,reader,session,call,confidence\n007,A,unaided,1,4\n007,A,Aided ,0,2\n008,A,unaided,0,1\n008,A,aided,0,1\n",
+    )
     reads = load_reads(path)
     assert list(reads["case_id"]) == ["007", "007", "008", "008"]  # leading zeros kept
     assert list(reads["session"]) == ["unaided", "aided", "unaided", "aided"]
@@ -38,12 +41,24 @@ def test_load_reads_accepts_a_good_file(tmp_path) -> None:
     [
         ("case_id,reader,call\nc1,A,1\n", "column session"),
         ("case_id,reader,session,call\n", "no rows"),
-        ("case_id,reader,session,call\nc1,A,unaided,1\nc2,A,before,0\n", r"case c2, column session.*row 2 \(line 3\).*'before'"),
+        (
+            "case_id,reader,session,call\nc1,A,unaided,1\nc2,A,before,0\n",
+            r"case c2, column session.*row 2 \(line 3\).*'before'",
+        ),
         ("case_id,reader,session,call\nc1,A,unaided,2\n", r"case c1, column call.*0 or 1, got 2"),
         ("case_id,reader,session,call\nc1,A,unaided,yes\n", r"column call.*'yes'"),
-        ("case_id,reader,session,call\nc1,A,unaided,1\nc1,A,unaided,0\n", r"case c1, column case_id.*row 2 \(line 3\).*reader A read this case twice"),
-        ("case_id,reader,session,call,confidence\nc1,A,unaided,1,0.9\nc2,A,unaided,0,\n", r"case c2, column confidence.*some"),
-        ("case_id,reader,session,call,confidence\nc1,A,unaided,1,high\n", r"column confidence.*number.*'high'"),
+        (
+            "case_id,reader,session,call\nc1,A,unaided,1\nc1,A,unaided,0\n",
+            r"case c1, column case_id.*row 2 \(line 3\).*reader A read this case twice",
+        ),
+        (
+            "case_id,reader,session,call,confidence\nc1,A,unaided,1,0.9\nc2,A,unaided,0,\n",
+            r"case c2, column confidence.*some",
+        ),
+        (
+            "case_id,reader,session,call,confidence\nc1,A,unaided,1,high\n",
+            r"column confidence.*number.*'high'",
+        ),
         ("case_id,reader,session,call\nc1,,unaided,1\n", r"column reader.*row 1.*empty"),
     ],
 )
@@ -90,7 +105,9 @@ def _reads_fixture(seed: int = 0, n: int = 80, confidence: bool = True) -> tuple
         base = 1.2 * y + rng.normal(0, noise, n)
         for session, shift in (("unaided", 0.0), ("aided", 0.8)):
             score = base + shift * (2 * y - 1) + rng.normal(0, 0.3, n)
-            part = pd.DataFrame({"case_id": ids, "reader": reader, "session": session, "call": (score > 0.6).astype(int)})
+            part = pd.DataFrame(
+                {"case_id": ids, "reader": reader, "session": session, "call": (score > 0.6).astype(int)}
+            )
             if confidence:
                 part["confidence"] = np.round(expit(score), 3)
             rows.append(part)
@@ -106,8 +123,12 @@ def test_reader_study_equals_stats_api() -> None:
         auc = stats.auc_ci(y, grp["confidence"])
         m = stats.classification_metrics(y, grp["call"], 0.5)
         row = rm.loc[(reader, session)]
-        assert (row["auc"], row["auc_low"], row["auc_high"]) == pytest.approx((auc.auc, auc.low, auc.high), rel=1e-12)
-        assert (row["accuracy"], row["sensitivity"], row["specificity"]) == pytest.approx((m.accuracy, m.sensitivity, m.specificity))
+        assert (row["auc"], row["auc_low"], row["auc_high"]) == pytest.approx(
+            (auc.auc, auc.low, auc.high), rel=1e-12
+        )
+        assert (row["accuracy"], row["sensitivity"], row["specificity"]) == pytest.approx(
+            (m.accuracy, m.sensitivity, m.specificity)
+        )
         assert row["auc_of"] == "confidence"
     tests = out["reader_tests"].set_index("reader")
     un = reads[(reads["reader"] == "A") & (reads["session"] == "unaided")]
@@ -116,14 +137,20 @@ def test_reader_study_equals_stats_api() -> None:
     dl = stats.delong_test(y, ai["confidence"], un["confidence"])
     assert tests.loc["A", "delong_p"] == pytest.approx(dl.p, rel=1e-12)
     mc = mcnemar_test(un["call"].to_numpy() == y, ai["call"].to_numpy() == y)
-    assert (tests.loc["A", "mcnemar_stat"], tests.loc["A", "mcnemar_p"]) == pytest.approx((mc.statistic, mc.p))
+    assert (tests.loc["A", "mcnemar_stat"], tests.loc["A", "mcnemar_p"]) == pytest.approx(
+        (mc.statistic, mc.p)
+    )
     assert tests.loc["A", "acc_aided"] == pytest.approx(np.mean(ai["call"].to_numpy() == y))
     kap = out["reader_kappa"].set_index("session")
     for session in ("unaided", "aided"):
         a = reads[(reads["reader"] == "A") & (reads["session"] == session)]["call"]
         b = reads[(reads["reader"] == "B") & (reads["session"] == session)]["call"]
         k = stats.cohen_kappa(a.to_numpy(), b.to_numpy())
-        assert (kap.loc[session, "kappa"], kap.loc[session, "low"], kap.loc[session, "high"]) == pytest.approx((k.kappa, k.low, k.high))
+        assert (
+            kap.loc[session, "kappa"],
+            kap.loc[session, "low"],
+            kap.loc[session, "high"],
+        ) == pytest.approx((k.kappa, k.low, k.high))
 
 
 def test_reader_auc_from_calls_without_confidence() -> None:

@@ -36,7 +36,9 @@ PATH_COLUMNS = ("_image", "_mask", "_reader2", "_repeat")
 @pytest.fixture(scope="module")
 def model():
     shared = shared_model()
-    demomodel.demo_case(shared.cases_dir, 0)  # writes the demo cases (manifest, study.yaml, images) on first use
+    demomodel.demo_case(
+        shared.cases_dir, 0
+    )  # writes the demo cases (manifest, study.yaml, images) on first use
     return shared
 
 
@@ -46,8 +48,14 @@ def work(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("work")
 
 
-def _manifest(model, folder: Path, mutate: Callable[[pd.DataFrame, Path], pd.DataFrame] | None = None, *,
-              n: int = 3, study: str | None = "copy") -> Path:  # fmt: skip
+def _manifest(
+    model,
+    folder: Path,
+    mutate: Callable[[pd.DataFrame, Path], pd.DataFrame] | None = None,
+    *,
+    n: int = 3,
+    study: str | None = "copy",
+) -> Path:
     """A manifest of ``n`` demo cases with absolute paths in ``folder`` (+ study.yaml unless ``study`` is None)."""
     folder.mkdir(parents=True, exist_ok=True)
     table = pd.read_csv(model.cases_dir / "manifest.csv", dtype=str, keep_default_na=False).head(n)
@@ -76,21 +84,45 @@ def _run(capsys, *args) -> tuple[int, str, str]:
 
 
 def _predict(capsys, model, manifest: Path, out: Path, work: Path, *extra) -> tuple[int, str, str]:
-    return _run(capsys, "predict", manifest, "--model", model.model_dir, "--out", out, "--work-dir", work,
-                "--workers", "1", "--no-progress", *extra)  # fmt: skip
+    return _run(
+        capsys,
+        "predict",
+        manifest,
+        "--model",
+        model.model_dir,
+        "--out",
+        out,
+        "--work-dir",
+        work,
+        "--workers",
+        "1",
+        "--no-progress",
+        *extra,
+    )
 
 
 def _files(folder: Path) -> list[str]:
-    return sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file()) if folder.exists() else []
+    return (
+        sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+        if folder.exists()
+        else []
+    )
 
 
 def _png_header_only(path: Path, width: int, height: int) -> Path:
     """A PNG whose header declares ``width`` x ``height`` pixels, with almost no data."""
-    def chunk(tag: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
 
-    png = (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
-           + chunk(b"IDAT", zlib.compress(b"\x00" * 100)) + chunk(b"IEND", b""))  # fmt: skip
+    def chunk(tag: bytes, data: bytes) -> bytes:
+        return (
+            struct.pack(">I", len(data)) + tag + data + struct.pack(">I", zlib.crc32(tag + data) & 0xFFFFFFFF)
+        )
+
+    png = (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0))
+        + chunk(b"IDAT", zlib.compress(b"\x00" * 100))
+        + chunk(b"IEND", b"")
+    )
     path.write_bytes(png)
     return path
 
@@ -147,7 +179,10 @@ def test_bad_cells_are_errors_of_their_case(capsys, model, tmp_path) -> None:
     assert code == 1
     assert f"case {ids[0]}, column label: label must be 0 or 1" in text
     assert f"case {ids[1]}, column split: unknown split 'holdout'" in text
-    assert f"case {ids[2]}, column tumor_size_cm: the column is numeric but value '4.5cm' is not a number" in text
+    assert (
+        f"case {ids[2]}, column tumor_size_cm: the column is numeric but value '4.5cm' is not a number"
+        in text
+    )
     assert "tumor_size_cm (continuous)" in text  # one typo does not turn the column into a 3-level category
 
     def duplicate(t: pd.DataFrame, _: Path) -> pd.DataFrame:
@@ -174,9 +209,13 @@ def test_missing_value_texts_and_empty_columns(capsys, model, tmp_path) -> None:
     assert code == 1 and "age (continuous)" in text
     assert f"case {ids[1]}, column age: missing value ('not available')" in text
     assert f"case {ids[0]}, column histology: missing value ('Unknown')" in text
-    assert "column notes: empty in every case: ignored" in text and "notes (" not in text.split("clinical:")[1]
+    assert (
+        "column notes: empty in every case: ignored" in text and "notes (" not in text.split("clinical:")[1]
+    )
     # a level declared in study.yaml is a level even if it reads like a missing value; na_values adds texts
-    study = "variables:\n  histology: {type: categorical, levels: [nst, other, unknown]}\nna_values: ['n.d.']\n"
+    study = (
+        "variables:\n  histology: {type: categorical, levels: [nst, other, unknown]}\nna_values: ['n.d.']\n"
+    )
 
     def declared(t: pd.DataFrame, _: Path) -> pd.DataFrame:
         t.loc[:2, "histology"] = ["unknown", "nst", "other"]
@@ -184,7 +223,10 @@ def test_missing_value_texts_and_empty_columns(capsys, model, tmp_path) -> None:
         return t
 
     code, text = _validate(capsys, _manifest(model, tmp_path / "declared", declared, n=12, study=study))
-    assert "histology: missing value" not in text and f"case {ids[1]}, column age: missing value ('n.d.')" in text
+    assert (
+        "histology: missing value" not in text
+        and f"case {ids[1]}, column age: missing value ('n.d.')" in text
+    )
 
 
 def test_a_split_may_not_take_a_table1_column_name(capsys, model, tmp_path) -> None:
@@ -232,17 +274,20 @@ def _image_fault(kind: str) -> Callable[[pd.DataFrame, Path], pd.DataFrame]:
     return mutate
 
 
-@pytest.mark.parametrize("kind, message", [
-    ("missing", "file not found"),
-    ("truncated", "cannot"),
-    ("bomb", "image too large"),
-    ("nan", "NaN or infinite"),
-    ("blank", "blank image: every pixel is 0"),
-    ("pixel", "mask has a single pixel"),
-    ("line", "mask is one pixel thick"),
-    ("empty", "mask is empty"),
-    ("size", "differs from image size"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "kind, message",
+    [
+        ("missing", "file not found"),
+        ("truncated", "cannot"),
+        ("bomb", "image too large"),
+        ("nan", "NaN or infinite"),
+        ("blank", "blank image: every pixel is 0"),
+        ("pixel", "mask has a single pixel"),
+        ("line", "mask is one pixel thick"),
+        ("empty", "mask is empty"),
+        ("size", "differs from image size"),
+    ],
+)
 def test_validate_checks_files_as_extraction_will_use_them(capsys, model, tmp_path, kind, message) -> None:
     manifest = _manifest(model, tmp_path / kind, _image_fault(kind))
     code, text = _validate(capsys, manifest)
@@ -258,14 +303,20 @@ def test_validate_checks_files_as_extraction_will_use_them(capsys, model, tmp_pa
 # Settings and output locations: checked before any work (exit 2, nothing written)
 
 
-@pytest.mark.parametrize("setting, message", [
-    ("mi_top_k: thirty", "setting mi_top_k: must be a whole number, got 'thirty'"),
-    ("normalize: 'no'", "setting normalize: must be true or false (without quotes), got 'no'"),
-    ("icc_threshold: 1.5", "setting icc_threshold: must be between 0 and 1, got 1.5"),
-    ("lasso_rule: lambda.max", "setting lasso_rule: must be lambda.min or lambda.1se"),
-    ("deep: /no/such/weights.pth", "setting deep: must be imagenet, none, auto, off or a VGG19 weights file"),
-    ("handcrafted: 3", "setting handcrafted: must be a text"),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    "setting, message",
+    [
+        ("mi_top_k: thirty", "setting mi_top_k: must be a whole number, got 'thirty'"),
+        ("normalize: 'no'", "setting normalize: must be true or false (without quotes), got 'no'"),
+        ("icc_threshold: 1.5", "setting icc_threshold: must be between 0 and 1, got 1.5"),
+        ("lasso_rule: lambda.max", "setting lasso_rule: must be lambda.min or lambda.1se"),
+        (
+            "deep: /no/such/weights.pth",
+            "setting deep: must be imagenet, none, auto, off or a VGG19 weights file",
+        ),
+        ("handcrafted: 3", "setting handcrafted: must be a text"),
+    ],
+)
 def test_bad_settings_stop_train_before_any_work(capsys, model, tmp_path, setting, message) -> None:
     study = yaml.safe_load((model.cases_dir / "study.yaml").read_text())
     study.setdefault("settings", {}).update(yaml.safe_load(setting))
@@ -278,8 +329,18 @@ def test_bad_settings_stop_train_before_any_work(capsys, model, tmp_path, settin
 def test_bad_counts_and_output_locations_are_refused_up_front(capsys, model, tmp_path) -> None:
     manifest = _manifest(model, tmp_path / "m")
     with pytest.raises(SystemExit) as exited:
-        alnm(["predict", str(manifest), "--model", str(model.model_dir), "--out", str(tmp_path / "p.csv"),
-              "--workers", "0"])  # fmt: skip
+        alnm(
+            [
+                "predict",
+                str(manifest),
+                "--model",
+                str(model.model_dir),
+                "--out",
+                str(tmp_path / "p.csv"),
+                "--workers",
+                "0",
+            ]
+        )
     assert exited.value.code == 2 and "argument --workers: must be at least 1" in capsys.readouterr().err
     with pytest.raises(SystemExit) as exited:
         alnm(["extract", str(manifest), "--out", str(tmp_path / "x"), "--workers", "0"])
@@ -288,12 +349,18 @@ def test_bad_counts_and_output_locations_are_refused_up_front(capsys, model, tmp
     for command in ("train", "extract", "evaluate"):
         extra = ["--model", str(model.model_dir)] if command == "evaluate" else []
         code, _, err = _run(capsys, command, manifest, "--out", tmp_path / "afile", "--no-progress", *extra)
-        assert code == 2 and "is a file, not a folder" in err and (tmp_path / "afile").read_text() == "keep me"
+        assert (
+            code == 2 and "is a file, not a folder" in err and (tmp_path / "afile").read_text() == "keep me"
+        )
     code, _, err = _run(capsys, "run", manifest, "--out", "/proc/alnm-cannot-be-here", "--no-progress")
     assert code == 2 and "/proc/alnm-cannot-be-here" in err and "cannot" in err
-    code, _, err = _run(capsys, "predict", manifest, "--model", model.model_dir, "--out", tmp_path, "--no-progress")
+    code, _, err = _run(
+        capsys, "predict", manifest, "--model", model.model_dir, "--out", tmp_path, "--no-progress"
+    )
     assert code == 2 and "is a folder: give a file name" in err
-    code, _, err = _run(capsys, "predict", manifest, "--model", tmp_path / "nomodel", "--out", tmp_path / "x.csv")
+    code, _, err = _run(
+        capsys, "predict", manifest, "--model", tmp_path / "nomodel", "--out", tmp_path / "x.csv"
+    )
     assert code == 2 and "nomodel" in err and "model not found" in err
 
 
@@ -310,15 +377,22 @@ def test_a_level_the_combined_model_never_saw_fails_that_case_only(capsys, model
     code, _, err = _predict(capsys, model, _manifest(model, tmp_path / "m", maybe, study=None), out, work)
     table = pd.read_csv(out, keep_default_na=False).set_index("case_id")
     second = _ids(tmp_path / "m" / "manifest.csv")[1]
-    assert code == 1 and f"failed: case {second}: column us_reported_alnm: level 'maybe' unknown to the model " \
-        "(it knows absent, present)" in err  # fmt: skip
+    assert (
+        code == 1
+        and f"failed: case {second}: column us_reported_alnm: level 'maybe' unknown to the model "
+        "(it knows absent, present)"
+        in err
+    )
     assert table.loc[second, "status"] == "failed" and (table.drop(index=second)["status"] == "ok").all()
     assert table.drop(index=second)["prob_clinical_radiomics"].astype(float).between(0, 1).all()
 
 
-def test_a_factor_only_the_clinical_model_needs_leaves_its_probability_out_with_a_note(capsys, model, work,
-                                                                                       tmp_path) -> None:  # fmt: skip
-    demo = cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE).model  # its combined model uses the two scores only
+def test_a_factor_only_the_clinical_model_needs_leaves_its_probability_out_with_a_note(
+    capsys, model, work, tmp_path
+) -> None:
+    demo = cp.load_model_cached(
+        demomodel.DEMO_MODEL_RESOURCE
+    ).model  # its combined model uses the two scores only
     factor = next(v for v in demo.clinical_model_.variables if v not in demo.combined_model_.variables)
 
     def drop(t: pd.DataFrame, _: Path) -> pd.DataFrame:
@@ -326,12 +400,26 @@ def test_a_factor_only_the_clinical_model_needs_leaves_its_probability_out_with_
 
     out = tmp_path / "pred.csv"
     manifest = _manifest(model, tmp_path / "m", drop, study=None)
-    code, _, err = _run(capsys, "predict", manifest, "--model", demomodel.DEMO_MODEL_RESOURCE, "--out", out, "--work-dir",
-                        work, "--workers", "1", "--no-progress")  # fmt: skip
+    code, _, err = _run(
+        capsys,
+        "predict",
+        manifest,
+        "--model",
+        demomodel.DEMO_MODEL_RESOURCE,
+        "--out",
+        out,
+        "--work-dir",
+        work,
+        "--workers",
+        "1",
+        "--no-progress",
+    )
     table = pd.read_csv(out, keep_default_na=False)
     assert code == 0 and (table["status"] == "ok").all()
     assert "prob_clinical" not in table.columns or table["prob_clinical"].eq("").all()
-    assert table["note"].str.contains(f"prob_clinical not computed: the manifest has no column {factor}").all()
+    assert (
+        table["note"].str.contains(f"prob_clinical not computed: the manifest has no column {factor}").all()
+    )
     assert f"note: case {table['case_id'][0]}: prob_clinical not computed" in err
 
 
@@ -351,8 +439,22 @@ def _limit_file_size(limit: int) -> Callable[[], None]:
 def test_a_write_that_fails_midway_is_one_line_and_keeps_the_cache(model, work, tmp_path) -> None:
     manifest = _manifest(model, tmp_path / "m")
     out = tmp_path / "pred.csv"
-    command = [sys.executable, "-m", "ALNMPredictorLib", "predict", str(manifest), "--model", str(model.model_dir),
-               "--out", str(out), "--work-dir", str(tmp_path / "work"), "--workers", "1", "--no-progress"]  # fmt: skip
+    command = [
+        sys.executable,
+        "-m",
+        "ALNMPredictorLib",
+        "predict",
+        str(manifest),
+        "--model",
+        str(model.model_dir),
+        "--out",
+        str(out),
+        "--work-dir",
+        str(tmp_path / "work"),
+        "--workers",
+        "1",
+        "--no-progress",
+    ]
     first = subprocess.run(command, capture_output=True, text=True)
     assert first.returncode == 0, first.stderr
     size = out.stat().st_size
@@ -362,7 +464,11 @@ def test_a_write_that_fails_midway_is_one_line_and_keeps_the_cache(model, work, 
     # the predictions file is bigger than the limit; every cache file already exists
     run = subprocess.run(command, capture_output=True, text=True, preexec_fn=_limit_file_size(size // 2))
     assert run.returncode == 2, run.stderr
-    assert "Traceback" not in run.stderr and "File too large" in run.stderr and "the feature cache is kept" in run.stderr
+    assert (
+        "Traceback" not in run.stderr
+        and "File too large" in run.stderr
+        and "the feature cache is kept" in run.stderr
+    )
     assert not out.exists() and {name: (cache / name).read_bytes() for name in _files(cache)} == cached
     leftovers = [p.name for p in tmp_path.iterdir() if p.name.startswith(".pred")]
     assert leftovers == []  # the atomic writer removed its temporary file
@@ -376,10 +482,18 @@ def test_an_all_train_cohort_is_reported_with_a_warning(model) -> None:
     from ALNMPredictorLib.pipeline import coverage_notes
 
     cohort = type("C", (), {"train_split": "train"})()
-    predictions = pd.DataFrame({"status": ["ok", "ok"], "label": [0.0, 1.0], "split": ["train", "train"],
-                                "note": ["", "prob_clinical not computed: column x is missing"]})  # fmt: skip
+    predictions = pd.DataFrame(
+        {
+            "status": ["ok", "ok"],
+            "label": [0.0, 1.0],
+            "split": ["train", "train"],
+            "note": ["", "prob_clinical not computed: column x is missing"],
+        }
+    )
     notes = coverage_notes(predictions, cohort)
-    assert notes[0].startswith("no test set: every number in this report comes from the training split 'train'")
+    assert notes[0].startswith(
+        "no test set: every number in this report comes from the training split 'train'"
+    )
     assert notes[1] == "1 case(s): prob_clinical not computed: column x is missing"
     predictions.loc[1, "split"] = "internal"
     assert not any(n.startswith("no test set") for n in coverage_notes(predictions, cohort))
@@ -404,7 +518,9 @@ def test_too_few_training_cases_is_said_before_extraction_with_the_reasons(capsy
         return t
 
     manifest = _manifest(model, tmp_path / "m", no_age, n=20, study=None)
-    code, _, err = _run(capsys, "train", manifest, "--out", tmp_path / "run", "--no-progress", "--deep", "off")
+    code, _, err = _run(
+        capsys, "train", manifest, "--out", tmp_path / "run", "--no-progress", "--deep", "off"
+    )
     assert code == 2 and "too few to fit a model (at least 20, both outcomes)" in err
     assert "were set aside, most often for:" in err and "column age: missing value ('not available')" in err
     assert not (tmp_path / "run" / "features").exists()  # said before any extraction
@@ -414,7 +530,10 @@ def test_a_file_that_is_not_a_csv_manifest_is_named_as_such(capsys, tmp_path) ->
     toml = tmp_path / "pyproject.csv"
     toml.write_text("[project]\nname = 'x'\n" + "a, b, c, d\n" * 3)
     code, _, err = _run(capsys, "validate", toml)
-    assert code == 2 and "line 3 has 4 comma-separated fields but the header row has 1: is this a CSV manifest" in err
+    assert (
+        code == 2
+        and "line 3 has 4 comma-separated fields but the header row has 1: is this a CSV manifest" in err
+    )
     empty = tmp_path / "empty.csv"
     empty.write_text("")
     code, _, err = _run(capsys, "validate", empty)
@@ -431,7 +550,9 @@ def test_library_info_lines_stay_off_the_console(capsys, tmp_path) -> None:
     assert "pykwalify" in QUIET_LOGGERS
 
 
-def test_without_pytorch_the_handcrafted_path_works_and_deep_asks_say_how_to_install(capsys, monkeypatch, model, tmp_path) -> None:
+def test_without_pytorch_the_handcrafted_path_works_and_deep_asks_say_how_to_install(
+    capsys, monkeypatch, model, tmp_path
+) -> None:
     """PyTorch is the [deep] extra: without it (sys.modules['torch'] = None makes it unimportable and
     unfindable) --deep imagenet stops before any work naming how to install it, and auto goes on
     handcrafted only."""
@@ -443,10 +564,14 @@ def test_without_pytorch_the_handcrafted_path_works_and_deep_asks_say_how_to_ins
     monkeypatch.setitem(sys.modules, "torch", None)
     assert not pipeline.torch_available()
     manifest = _manifest(model, tmp_path / "m")
-    code, _, err = _run(capsys, "train", manifest, "--out", tmp_path / "run", "--deep", "imagenet", "--no-progress")
+    code, _, err = _run(
+        capsys, "train", manifest, "--out", tmp_path / "run", "--deep", "imagenet", "--no-progress"
+    )
     assert code == 2 and "--deep imagenet: deep features need PyTorch, which is not installed" in err
     assert not (tmp_path / "run" / "features").exists()  # before any work
-    with pytest.raises(ALNMError, match=r"--deep none: deep features need PyTorch.*alnm-predictor\[deep\].*--deep off"):
+    with pytest.raises(
+        ALNMError, match=r"--deep none: deep features need PyTorch.*alnm-predictor\[deep\].*--deep off"
+    ):
         pipeline._check_deep("none")
     pipeline._check_deep("auto")
     pipeline._check_deep("off")
@@ -459,7 +584,9 @@ def test_without_pytorch_the_handcrafted_path_works_and_deep_asks_say_how_to_ins
     finally:
         logging.getLogger("ALNMPredictorLib.pipeline").removeHandler(handler)
     assert any("PyTorch is not installed: no deep features" in r.getMessage() for r in records)
-    code, _, err = _run(capsys, "extract", manifest, "--out", tmp_path / "x", "--deep", "imagenet", "--no-progress")
+    code, _, err = _run(
+        capsys, "extract", manifest, "--out", tmp_path / "x", "--deep", "imagenet", "--no-progress"
+    )
     assert code == 2 and "deep features need PyTorch" in err
     # a handcrafted-only model predicts without PyTorch
     code, _, err = _predict(capsys, model, manifest, tmp_path / "p.csv", tmp_path / "w")

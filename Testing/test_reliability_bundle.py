@@ -108,7 +108,9 @@ def test_zip_bomb_is_refused_before_anything_is_unpacked(tmp_path: Path) -> None
                 member.write(zeros)
     assert bomb.stat().st_size < 2_000_000
     assert 300 * 2**20 > MAX_TENSOR_BYTES
-    with pytest.raises(BundleError, match=r"bomb\.zip: 'deep_tumor\.safetensors' would unpack to 314,572,800 bytes"):
+    with pytest.raises(
+        BundleError, match=r"bomb\.zip: 'deep_tumor\.safetensors' would unpack to 314,572,800 bytes"
+    ):
         load_model(bomb)
     dest = tmp_path / "dest"
     dest.mkdir()
@@ -120,7 +122,9 @@ def test_zip_bomb_is_refused_before_anything_is_unpacked(tmp_path: Path) -> None
 def test_zip_total_and_member_count_limits(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     archive = _zip(_demo_folder(tmp_path), tmp_path / "model.zip")
     monkeypatch.setattr(bundle_module, "MAX_TOTAL_BYTES", 100_000)  # the demo model unpacks to about 240 KB
-    with pytest.raises(BundleError, match=r"model\.zip: the model zip would unpack to [\d,]+ bytes, more than the 100,000"):
+    with pytest.raises(
+        BundleError, match=r"model\.zip: the model zip would unpack to [\d,]+ bytes, more than the 100,000"
+    ):
         load_model(archive)
     monkeypatch.undo()
     monkeypatch.setattr(bundle_module, "MAX_MEMBERS", 2)
@@ -141,7 +145,9 @@ def _patch_declared_size(archive: Path, name: str, declared: int) -> None:
     archive.write_bytes(bytes(data))
 
 
-def test_zip_member_larger_than_its_header_declares_is_stopped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_zip_member_larger_than_its_header_declares_is_stopped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     archive = tmp_path / "liar.zip"
     with zipfile.ZipFile(archive, "w", compression=zipfile.ZIP_DEFLATED) as zf:
         zf.writestr("model.json", bytes(8 * 2**20))  # 8 MB of zeros, a few KB compressed
@@ -214,19 +220,44 @@ def test_zip_with_a_member_twice_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "path"),
     [
-        (lambda m: m["model"]["combined_model"]["coefficients"].update(ln_score=math.nan), r"model\.combined_model\.coefficients\.ln_score is nan"),
-        (lambda m: m["model"]["combined_model"]["coefficients"].update({"(Intercept)": math.inf}),
-         r"model\.combined_model\.coefficients\['\(Intercept\)'\] is inf"),
-        (lambda m: m["model"]["region_scores"]["ln"]["means"].__setitem__(3, -math.inf), r"model\.region_scores\.ln\.means\[3\] is -inf"),
-        (lambda m: m["model"]["region_scores"]["tumor"]["sds"].__setitem__(0, math.nan), r"model\.region_scores\.tumor\.sds\[0\] is nan"),
-        (lambda m: m["model"]["region_scores"]["tumor"].update(intercept=math.nan), r"model\.region_scores\.tumor\.intercept is nan"),
-        (lambda m: m["model"]["combined_model"].update(cutoff=math.nan), r"model\.combined_model\.cutoff is nan"),
-        (lambda m: m["model"]["score_models"]["ln"]["ranges"]["ln_score"].__setitem__(1, math.inf), r"model\.score_models\.ln\.ranges\.ln_score\[1\] is inf"),
-        (lambda m: m["model"]["region_scores"]["ln"]["maxs"].__setitem__(0, math.nan), r"model\.region_scores\.ln\.maxs\[0\] is nan"),
+        (
+            lambda m: m["model"]["combined_model"]["coefficients"].update(ln_score=math.nan),
+            r"model\.combined_model\.coefficients\.ln_score is nan",
+        ),
+        (
+            lambda m: m["model"]["combined_model"]["coefficients"].update({"(Intercept)": math.inf}),
+            r"model\.combined_model\.coefficients\['\(Intercept\)'\] is inf",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["ln"]["means"].__setitem__(3, -math.inf),
+            r"model\.region_scores\.ln\.means\[3\] is -inf",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["tumor"]["sds"].__setitem__(0, math.nan),
+            r"model\.region_scores\.tumor\.sds\[0\] is nan",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["tumor"].update(intercept=math.nan),
+            r"model\.region_scores\.tumor\.intercept is nan",
+        ),
+        (
+            lambda m: m["model"]["combined_model"].update(cutoff=math.nan),
+            r"model\.combined_model\.cutoff is nan",
+        ),
+        (
+            lambda m: m["model"]["score_models"]["ln"]["ranges"]["ln_score"].__setitem__(1, math.inf),
+            r"model\.score_models\.ln\.ranges\.ln_score\[1\] is inf",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["ln"]["maxs"].__setitem__(0, math.nan),
+            r"model\.region_scores\.ln\.maxs\[0\] is nan",
+        ),
         (lambda m: m["settings"].update(icc_threshold=math.nan), r"settings\.icc_threshold is nan"),
     ],
 )
-def test_non_finite_numbers_are_refused_with_their_json_path(tmp_path: Path, change: Callable, path: str) -> None:
+def test_non_finite_numbers_are_refused_with_their_json_path(
+    tmp_path: Path, change: Callable, path: str
+) -> None:
     folder = _edit(_demo_folder(tmp_path), change)
     assert "NaN" in (folder / MODEL_FILE).read_text() or "Infinity" in (folder / MODEL_FILE).read_text()
     message = str(_refused(folder, path + ", not a finite number"))
@@ -247,18 +278,36 @@ def test_a_number_too_large_for_a_float_is_refused(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m["model"]["combined_model"]["coefficients"].update(ln_score="1.7"),
-         r"model\.combined_model\.coefficients\.ln_score: expected a number, found the text \"1\.7\""),
-        (lambda m: m["model"]["region_scores"]["tumor"]["coefficients"].__setitem__(0, "0.3"),
-         r"model\.region_scores\.tumor\.coefficients\[0\]: expected a number, found the text \"0\.3\""),
-        (lambda m: m["model"]["combined_model"].update(cutoff=True), r"model\.combined_model\.cutoff: expected a number, found true"),
+        (
+            lambda m: m["model"]["combined_model"]["coefficients"].update(ln_score="1.7"),
+            r"model\.combined_model\.coefficients\.ln_score: expected a number, found the text \"1\.7\"",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["tumor"]["coefficients"].__setitem__(0, "0.3"),
+            r"model\.region_scores\.tumor\.coefficients\[0\]: expected a number, found the text \"0\.3\"",
+        ),
+        (
+            lambda m: m["model"]["combined_model"].update(cutoff=True),
+            r"model\.combined_model\.cutoff: expected a number, found true",
+        ),
         (lambda m: m["model"]["combined_model"].update(cutoff=1.5), r"cut-off must lie in \[0, 1\]"),
-        (lambda m: m["model"]["region_scores"]["ln"]["sds"].__setitem__(2, 0.0), r"model\.region_scores\.ln\.sds\[2\]: a scaler SD must be positive"),
-        (lambda m: m["model"]["region_scores"]["ln"]["means"].append(1.0), r"model\.region_scores\.ln: 11 selected features but .*12 means"),
-        (lambda m: m["model"]["clinical_model"]["ranges"].update(tumor_size_cm=[6.8, 0.5]), r"tumor_size_cm: expected a training range \[low, high\]"),
+        (
+            lambda m: m["model"]["region_scores"]["ln"]["sds"].__setitem__(2, 0.0),
+            r"model\.region_scores\.ln\.sds\[2\]: a scaler SD must be positive",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["ln"]["means"].append(1.0),
+            r"model\.region_scores\.ln: 11 selected features but .*12 means",
+        ),
+        (
+            lambda m: m["model"]["clinical_model"]["ranges"].update(tumor_size_cm=[6.8, 0.5]),
+            r"tumor_size_cm: expected a training range \[low, high\]",
+        ),
     ],
 )
-def test_texts_and_impossible_values_where_numbers_belong_are_refused(tmp_path: Path, change: Callable, message: str) -> None:
+def test_texts_and_impossible_values_where_numbers_belong_are_refused(
+    tmp_path: Path, change: Callable, message: str
+) -> None:
     _refused(_edit(_demo_folder(tmp_path), change), message, deep_heads=False)
 
 
@@ -272,7 +321,10 @@ def test_deep_head_name_outside_the_bundle_is_refused(tmp_path: Path) -> None:
     (outside / "x.json").write_text('{"format": "alnm-deep-features"}')
     (outside / "x.safetensors").write_bytes(b"not loaded")
     for name in ("../outside/x", "..", "/abs/x", "sub\\x", ".hidden"):
-        folder = _edit(_demo_folder(tmp_path, f"model{abs(hash(name))}"), lambda m, n=name: m.update(deep_heads={"tumor": n}))
+        folder = _edit(
+            _demo_folder(tmp_path, f"model{abs(hash(name))}"),
+            lambda m, n=name: m.update(deep_heads={"tumor": n}),
+        )
         _refused(folder, r"model\.json: deep_heads\.tumor: .* is not the name of a file inside the model")
         _refused(folder, "is not the name of a file inside the model", deep_heads=False)
     folder = _edit(_demo_folder(tmp_path, "typed"), lambda m: m.update(deep_heads={"tumor": ["deep_tumor"]}))
@@ -291,24 +343,32 @@ def test_deep_head_files_must_be_covered_by_the_checksums(tmp_path: Path) -> Non
     with pytest.raises(BundleError, match="not covered by the checksums.*deep_tumor"):
         load_model(folder)
     (folder / "deep_tumor.safetensors").unlink()
-    (folder / CHECKSUM_FILE).write_text(checksums + f"{sha256_file(folder / 'deep_tumor.json')}  deep_tumor.json\n")
+    (folder / CHECKSUM_FILE).write_text(
+        checksums + f"{sha256_file(folder / 'deep_tumor.json')}  deep_tumor.json\n"
+    )
     _refused(folder, r"has no file 'deep_tumor\.safetensors'", deep_heads=False)
 
 
-@pytest.mark.parametrize("name", ["../outside.json", "/etc/hostname", "sub/x.json", ".hidden.json", CHECKSUM_FILE])
+@pytest.mark.parametrize(
+    "name", ["../outside.json", "/etc/hostname", "sub/x.json", ".hidden.json", CHECKSUM_FILE]
+)
 def test_checksum_lines_naming_files_outside_the_bundle_are_refused(tmp_path: Path, name: str) -> None:
     folder = _demo_folder(tmp_path)
     (tmp_path / "outside.json").write_text("{}")
     digest = "0" * 64
     with open(folder / CHECKSUM_FILE, "a") as fh:
         fh.write(f"{digest}  {name}\n")
-    with pytest.raises(BundleError, match=f"{CHECKSUM_FILE} lists '.*', which is not a file inside the model"):
+    with pytest.raises(
+        BundleError, match=f"{CHECKSUM_FILE} lists '.*', which is not a file inside the model"
+    ):
         load_bundle(folder)
 
 
 def test_malformed_checksum_digest_is_refused(tmp_path: Path) -> None:
     folder = _demo_folder(tmp_path)
-    (folder / CHECKSUM_FILE).write_text((folder / CHECKSUM_FILE).read_text().replace("b0a7a0d9", "B0A7A0D9zz", 1))
+    (folder / CHECKSUM_FILE).write_text(
+        (folder / CHECKSUM_FILE).read_text().replace("b0a7a0d9", "B0A7A0D9zz", 1)
+    )
     with pytest.raises(BundleError, match="is not a SHA-256 digest"):
         load_model(folder)
 
@@ -346,7 +406,10 @@ def test_bundle_file_only_serves_checksummed_files(tmp_path: Path) -> None:
         (True, "the schema version must be an integer, found true"),
         (None, "the schema version must be an integer, found null"),
         (0, "schema version 0 is not a version ALNM Predictor ever wrote"),
-        (SCHEMA_VERSION + 1, f"schema version {SCHEMA_VERSION + 1} is newer than this software reads .*update ALNM Predictor"),
+        (
+            SCHEMA_VERSION + 1,
+            f"schema version {SCHEMA_VERSION + 1} is newer than this software reads .*update ALNM Predictor",
+        ),
     ],
 )
 def test_schema_version_must_be_a_known_integer(tmp_path: Path, version: Any, message: str) -> None:
@@ -380,37 +443,90 @@ def _drop(*keys: Any) -> Callable[[dict[str, Any]], None]:
         (_drop("model"), r"model\.json: required key 'model' is missing"),
         (_drop("model", "combined_model"), r"model\.json: model: required key 'combined_model' is missing"),
         (_drop("model", "clinical_model"), r"model: required key 'clinical_model' is missing"),
-        (_drop("model", "region_scores", "ln", "coefficients"), r"model\.region_scores\.ln: required key 'coefficients' is missing"),
-        (_drop("model", "region_scores", "ln"), r"model\.region_scores: region scores for tumor, but the model's regions are tumor, ln"),
-        (_drop("model", "region_scores", "tumor", "params", "region"), r"model\.region_scores\.tumor\.params: required key 'region'"),
-        (_drop("model", "combined_model", "coefficients", "ln_score"), r"model\.combined_model\.coefficients: required key 'ln_score' is missing"),
-        (_drop("model", "clinical_model", "coefficients", "us_reported_alnm[present]"),
-         r"model\.clinical_model\.coefficients: required key 'us_reported_alnm\[present\]' is missing"),
-        (_drop("model", "combined_model", "ranges", "tumor_score"), r"model\.combined_model\.ranges: required key 'tumor_score' is missing"),
-        (_drop("model", "score_models", "ln", "encoding", "ln_score"), r"model\.score_models\.ln\.encoding: required key 'ln_score' is missing"),
-        (_drop("model", "clinical_model", "encoding", "us_reported_alnm", "reference"),
-         r"model\.clinical_model\.encoding\.us_reported_alnm: required key 'reference' is missing"),
+        (
+            _drop("model", "region_scores", "ln", "coefficients"),
+            r"model\.region_scores\.ln: required key 'coefficients' is missing",
+        ),
+        (
+            _drop("model", "region_scores", "ln"),
+            r"model\.region_scores: region scores for tumor, but the model's regions are tumor, ln",
+        ),
+        (
+            _drop("model", "region_scores", "tumor", "params", "region"),
+            r"model\.region_scores\.tumor\.params: required key 'region'",
+        ),
+        (
+            _drop("model", "combined_model", "coefficients", "ln_score"),
+            r"model\.combined_model\.coefficients: required key 'ln_score' is missing",
+        ),
+        (
+            _drop("model", "clinical_model", "coefficients", "us_reported_alnm[present]"),
+            r"model\.clinical_model\.coefficients: required key 'us_reported_alnm\[present\]' is missing",
+        ),
+        (
+            _drop("model", "combined_model", "ranges", "tumor_score"),
+            r"model\.combined_model\.ranges: required key 'tumor_score' is missing",
+        ),
+        (
+            _drop("model", "score_models", "ln", "encoding", "ln_score"),
+            r"model\.score_models\.ln\.encoding: required key 'ln_score' is missing",
+        ),
+        (
+            _drop("model", "clinical_model", "encoding", "us_reported_alnm", "reference"),
+            r"model\.clinical_model\.encoding\.us_reported_alnm: required key 'reference' is missing",
+        ),
         (_drop("model", "params", "regions"), r"model\.params: required key 'regions' is missing"),
-        (lambda m: m["model"].update(region_scores=[]), r"model\.region_scores: expected an object, found a list"),
-        (lambda m: m["model"].update(combined_model="x"), r"model\.combined_model: expected an object, found the text \"x\""),
+        (
+            lambda m: m["model"].update(region_scores=[]),
+            r"model\.region_scores: expected an object, found a list",
+        ),
+        (
+            lambda m: m["model"].update(combined_model="x"),
+            r"model\.combined_model: expected an object, found the text \"x\"",
+        ),
         (lambda m: m["model"]["params"].update(colour="blue"), r"model\.params: unknown setting\(s\) colour"),
-        (lambda m: m["model"]["region_scores"]["ln"].update(version="2"), r"model\.region_scores\.ln\.version: expected an integer"),
-        (lambda m: m["model"]["region_scores"]["ln"].update(kind="other"), r"model\.region_scores\.ln: not a saved region score"),
-        (lambda m: m["model"]["region_scores"]["ln"]["params"].update(region="tumor"), r"params\.region: the text \"tumor\" is not the region it is saved under \('ln'\)"),
-        (lambda m: m["model"]["combined_model"]["encoding"]["ln_score"].update(type="ordinal"), r"encoding\.ln_score\.type: expected \"numeric\" or \"categorical\""),
+        (
+            lambda m: m["model"]["region_scores"]["ln"].update(version="2"),
+            r"model\.region_scores\.ln\.version: expected an integer",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["ln"].update(kind="other"),
+            r"model\.region_scores\.ln: not a saved region score",
+        ),
+        (
+            lambda m: m["model"]["region_scores"]["ln"]["params"].update(region="tumor"),
+            r"params\.region: the text \"tumor\" is not the region it is saved under \('ln'\)",
+        ),
+        (
+            lambda m: m["model"]["combined_model"]["encoding"]["ln_score"].update(type="ordinal"),
+            r"encoding\.ln_score\.type: expected \"numeric\" or \"categorical\"",
+        ),
         (lambda m: m.update(settings=["seed", 0]), r"settings: expected an object, found a list"),
     ],
 )
-def test_missing_keys_and_wrong_shapes_name_the_key_and_the_file(tmp_path: Path, change: Callable, message: str) -> None:
+def test_missing_keys_and_wrong_shapes_name_the_key_and_the_file(
+    tmp_path: Path, change: Callable, message: str
+) -> None:
     folder = _edit(_demo_folder(tmp_path), change)
     _refused(folder, message, deep_heads=False)
     _refused(_zip(folder, tmp_path / "model.zip"), message)
 
 
-def test_cli_reports_a_bad_model_as_one_error_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_cli_reports_a_bad_model_as_one_error_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     folder = _edit(_demo_folder(tmp_path), _drop("model", "combined_model"))
-    code = alnm(["predict", str(tmp_path / "absent.csv"), "--model", str(folder), "--out", str(tmp_path / "p.csv"),
-                 "--no-progress"])  # fmt: skip
+    code = alnm(
+        [
+            "predict",
+            str(tmp_path / "absent.csv"),
+            "--model",
+            str(folder),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "--no-progress",
+        ]
+    )
     err = capsys.readouterr().err
     assert code == 2
     assert "alnm: error:" in err and "required key 'combined_model' is missing" in err and str(folder) in err
@@ -424,16 +540,39 @@ def test_cli_reports_a_bad_model_as_one_error_line(tmp_path: Path, capsys: pytes
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m["settings"].update(normalize="no"), r'settings\.normalize: expected true or false, found the text "no"'),
-        (lambda m: m["settings"].update(normalize=0), r"settings\.normalize: expected true or false, found the number 0"),
-        (lambda m: m["settings"].update(seed="0"), r'settings\.seed: expected an integer, found the text "0"'),
-        (lambda m: m["settings"].update(deep_epochs=True), r"settings\.deep_epochs: expected an integer, found true"),
-        (lambda m: m["settings"].update(workers="all"), r'settings\.workers: expected an integer or null, found the text "all"'),
-        (lambda m: m["settings"].update(lasso_rule=1), r"settings\.lasso_rule: expected a text, found the number 1"),
+        (
+            lambda m: m["settings"].update(normalize="no"),
+            r'settings\.normalize: expected true or false, found the text "no"',
+        ),
+        (
+            lambda m: m["settings"].update(normalize=0),
+            r"settings\.normalize: expected true or false, found the number 0",
+        ),
+        (
+            lambda m: m["settings"].update(seed="0"),
+            r'settings\.seed: expected an integer, found the text "0"',
+        ),
+        (
+            lambda m: m["settings"].update(deep_epochs=True),
+            r"settings\.deep_epochs: expected an integer, found true",
+        ),
+        (
+            lambda m: m["settings"].update(workers="all"),
+            r'settings\.workers: expected an integer or null, found the text "all"',
+        ),
+        (
+            lambda m: m["settings"].update(lasso_rule=1),
+            r"settings\.lasso_rule: expected a text, found the number 1",
+        ),
         (lambda m: m["settings"].update(colour="blue"), r"settings: unknown setting\(s\) colour"),
-        (lambda m: m["model"]["region_scores"]["ln"]["params"].update(clip="no"),
-         r'model\.region_scores\.ln\.params\.clip: expected true or false, found the text "no"'),
-        (lambda m: m["model"]["params"].update(screen_p="0.05"), r'model\.params\.screen_p: expected a number, found the text "0.05"'),
+        (
+            lambda m: m["model"]["region_scores"]["ln"]["params"].update(clip="no"),
+            r'model\.region_scores\.ln\.params\.clip: expected true or false, found the text "no"',
+        ),
+        (
+            lambda m: m["model"]["params"].update(screen_p="0.05"),
+            r'model\.params\.screen_p: expected a number, found the text "0.05"',
+        ),
     ],
 )
 def test_settings_of_the_wrong_type_are_refused(tmp_path: Path, change: Callable, message: str) -> None:
@@ -442,7 +581,9 @@ def test_settings_of_the_wrong_type_are_refused(tmp_path: Path, change: Callable
 
 def test_settings_of_the_right_type_still_load(tmp_path: Path) -> None:
     def change(m: dict[str, Any]) -> None:
-        m["settings"].update(normalize=False, workers=None, icc_threshold=1)  # an int where a float is expected
+        m["settings"].update(
+            normalize=False, workers=None, icc_threshold=1
+        )  # an int where a float is expected
         m["model"]["region_scores"]["ln"]["params"].update(clip=False)
 
     loaded = load_model(_edit(_demo_folder(tmp_path), change))
@@ -505,10 +646,19 @@ def test_deep_bundle_loads(deep_bundle: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        (lambda m: m["settings"].update(margin="0.1"), r'deep_tumor\.json: settings\.margin: expected a number, found the text "0\.1"'),
-        (lambda m: m["settings"].update(input_size=32.0), r"settings\.input_size: expected an integer, found the number 32\.0"),
+        (
+            lambda m: m["settings"].update(margin="0.1"),
+            r'deep_tumor\.json: settings\.margin: expected a number, found the text "0\.1"',
+        ),
+        (
+            lambda m: m["settings"].update(input_size=32.0),
+            r"settings\.input_size: expected an integer, found the number 32\.0",
+        ),
         (lambda m: m["settings"].update(intensity=None), r"settings\.intensity: expected a text, found null"),
-        (lambda m: m["settings"].update(dropout=math.nan), r"deep_tumor\.json: settings\.dropout: not a finite number"),
+        (
+            lambda m: m["settings"].update(dropout=math.nan),
+            r"deep_tumor\.json: settings\.dropout: not a finite number",
+        ),
         (lambda m: m["settings"].update(device="cuda"), r"settings: unknown setting\(s\) device"),
         (lambda m: m.pop("settings"), r"deep_tumor\.json: required key 'settings' is missing"),
         (lambda m: m.pop("trunk_dim"), r"required key 'trunk_dim' is missing"),
@@ -516,10 +666,15 @@ def test_deep_bundle_loads(deep_bundle: Path, tmp_path: Path) -> None:
         (lambda m: m.update(version=99), r"newer version \(format 99 > 2\)"),
         (lambda m: m["backbone"].pop("seed"), r"backbone: required key 'seed' is missing"),
         (lambda m: m["backbone"].update(seed=None), r"backbone\.seed: expected an integer, found null"),
-        (lambda m: m["tensors"].update(file="../deep_tumor.safetensors"), r"tensors\.file: '\.\./deep_tumor\.safetensors' is not the name of a file"),
+        (
+            lambda m: m["tensors"].update(file="../deep_tumor.safetensors"),
+            r"tensors\.file: '\.\./deep_tumor\.safetensors' is not the name of a file",
+        ),
     ],
 )
-def test_deep_head_metadata_is_read_strictly(deep_bundle: Path, tmp_path: Path, change: Callable, message: str) -> None:
+def test_deep_head_metadata_is_read_strictly(
+    deep_bundle: Path, tmp_path: Path, change: Callable, message: str
+) -> None:
     pytest.importorskip("torch")
     folder = _edit_head(_deep_copy(deep_bundle, tmp_path), change)
     with pytest.raises(BundleError, match=message):
@@ -542,7 +697,9 @@ def test_nan_in_deep_head_tensors_is_refused(deep_bundle: Path, tmp_path: Path) 
     import hashlib
 
     _edit_head(folder, lambda m: m["tensors"].update(sha256=hashlib.sha256(blob).hexdigest()))
-    with pytest.raises(BundleError, match=r"deep_tumor\.safetensors: tensor 'head\.bottleneck\.weight' holds NaN or infinite"):
+    with pytest.raises(
+        BundleError, match=r"deep_tumor\.safetensors: tensor 'head\.bottleneck\.weight' holds NaN or infinite"
+    ):
         load_model(folder)
 
 

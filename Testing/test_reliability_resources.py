@@ -125,15 +125,24 @@ def _pyradiomics_sizes(extractor: handcrafted.HandcraftedExtractor, monkeypatch)
 # The 3D shape class's mesh surface area and volume (and the features computed from them) come from
 # ALNMPredictorLib.shape3d: the same sum as pyradiomics' C code in another order (Testing/test_shape3d.py).
 MESH_RTOL = 1e-10
-_MESH = ("MeshVolume", "SurfaceArea", "SurfaceVolumeRatio", "Sphericity", "Compactness1", "Compactness2",
-         "SphericalDisproportion")  # fmt: skip
+_MESH = (
+    "MeshVolume",
+    "SurfaceArea",
+    "SurfaceVolumeRatio",
+    "Sphericity",
+    "Compactness1",
+    "Compactness2",
+    "SphericalDisproportion",
+)
 
 
 def _assert_same(ours: dict[str, float], bare: dict[str, float]) -> None:
     assert list(ours) == list(bare)
     mesh = [k for k in ours if k.startswith("original_shape_") and k.split("_")[-1] in _MESH]
     rest = [k for k in ours if k not in mesh]
-    np.testing.assert_allclose([ours[k] for k in rest], [bare[k] for k in rest], rtol=RTOL, atol=0, equal_nan=True)
+    np.testing.assert_allclose(
+        [ours[k] for k in rest], [bare[k] for k in rest], rtol=RTOL, atol=0, equal_nan=True
+    )
     np.testing.assert_allclose([ours[k] for k in mesh], [bare[k] for k in mesh], rtol=MESH_RTOL, atol=0)
 
 
@@ -179,7 +188,9 @@ def test_cropped_roi_gives_the_features_of_bare_pyradiomics_on_the_whole_image(
 @pytest.mark.parametrize("preset", ["paper", "us2d"])
 def test_cropped_roi_without_standardisation_and_a_colour_image(preset: str, one_thread) -> None:
     image, roi = _scene((40.0, 80.0), (7.0, 15.0), shape=(90, 151), seed=4)
-    extractor = handcrafted.HandcraftedExtractor(preset, full_table=True)  # normalize off: the presets as written
+    extractor = handcrafted.HandcraftedExtractor(
+        preset, full_table=True
+    )  # normalize off: the presets as written
     _assert_same(extractor.extract(image, roi, (0.2, 0.1)), _bare(extractor.params, image, roi))
     grey8 = image.astype(np.uint8)
     rgb = np.repeat(grey8[..., None], 3, axis=2)  # grey saved as RGB: the grey values
@@ -233,12 +244,16 @@ def test_the_equality_tests_would_see_a_too_small_margin_or_a_wrapped_border(one
 
     def clipped_box(mask: np.ndarray, margin: int) -> tuple[slice, slice]:
         rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
-        return (slice(max(0, rows[0] - margin), rows[-1] + 1 + margin),
-                slice(max(0, cols[0] - margin), cols[-1] + 1 + margin))
+        return (
+            slice(max(0, rows[0] - margin), rows[-1] + 1 + margin),
+            slice(max(0, cols[0] - margin), cols[-1] + 1 + margin),
+        )
 
     monkeypatch.setattr(handcrafted, "_crop_box", clipped_box)
     wrapped = extractor.extract(image, roi, (0.2, 0.1))
-    assert any(not np.isclose(wrapped[k], bare[k], rtol=1e-6, atol=0) for k in bare if k.startswith("wavelet"))
+    assert any(
+        not np.isclose(wrapped[k], bare[k], rtol=1e-6, atol=0) for k in bare if k.startswith("wavelet")
+    )
 
 
 def test_shape_features_do_not_depend_on_the_crop(one_thread) -> None:
@@ -263,7 +278,12 @@ def _png_header(path: Path, rows: int, cols: int) -> Path:
     """A PNG whose header declares rows x cols 8-bit grey pixels, with (almost) no pixel data."""
 
     def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        return (
+            struct.pack(">I", len(data))
+            + kind
+            + data
+            + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+        )
 
     header = struct.pack(">IIBBBBB", cols, rows, 8, 0, 0, 0, 0)
     body = chunk(b"IHDR", header) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b"")
@@ -273,7 +293,9 @@ def _png_header(path: Path, rows: int, cols: int) -> Path:
 
 def test_limits_are_ordered_and_documented() -> None:
     assert 0 < imaging.WARN_IMAGE_PIXELS < imaging.MAX_IMAGE_PIXELS
-    assert imaging.MAX_IMAGE_PIXELS < 2 * Image.MAX_IMAGE_PIXELS  # below Pillow's bomb error: ours comes first
+    assert (
+        imaging.MAX_IMAGE_PIXELS < 2 * Image.MAX_IMAGE_PIXELS
+    )  # below Pillow's bomb error: ours comes first
     assert 8000 * 8000 <= imaging.MAX_IMAGE_PIXELS  # the 64-Mpixel case of the issue is read (with a warning)
 
 
@@ -354,7 +376,9 @@ def _manifest_of(cohort_dir: Path, folder: Path, n: int) -> Path:
     return folder / "manifest.csv"
 
 
-def test_validate_reports_a_bomb_and_goes_on_with_the_other_cases(cohort_dir: Path, tmp_path: Path, capsys) -> None:
+def test_validate_reports_a_bomb_and_goes_on_with_the_other_cases(
+    cohort_dir: Path, tmp_path: Path, capsys
+) -> None:
     manifest_path = _manifest_of(cohort_dir, tmp_path / "cohort", 3)
     manifest = pd.read_csv(manifest_path, dtype=str, keep_default_na=False)
     first, second = manifest["case_id"][0], manifest["case_id"][1]
@@ -377,7 +401,9 @@ def test_extraction_fails_only_the_oversized_images_naming_case_column_and_file(
     monkeypatch.setattr(imaging, "_WARNED_LARGE", set())
     cohort = load_manifest(manifest_path)
     with caplog.at_level(logging.WARNING, logger="ALNMPredictorLib.imaging"):
-        result = extract_cohort(cohort, tmp_path / "out", handcrafted=FAST_PARAMS, deep=None, workers=1, progress=False)
+        result = extract_cohort(
+            cohort, tmp_path / "out", handcrafted=FAST_PARAMS, deep=None, workers=1, progress=False
+        )
     failed = {(case, region, variant): error for case, region, variant, error in result.failed}
     main_ln = {key: error for key, error in failed.items() if key[1] == "ln" and key[2] == "main"}
     assert len(main_ln) == 3 and not [key for key in failed if key[1] == "tumor"]
@@ -387,7 +413,9 @@ def test_extraction_fails_only_the_oversized_images_naming_case_column_and_file(
         assert "image too large: 224 x 288 pixels" in error
     assert result.table["tumor_original_firstorder_Mean"].notna().all()
     warned = [r.getMessage() for r in caplog.records if "large image" in r.getMessage()]
-    assert sum(f"{os.sep}images{os.sep}" in m and "_tumor.png" in m for m in warned) == 3  # each tumour image once (and masks)
+    assert (
+        sum(f"{os.sep}images{os.sep}" in m and "_tumor.png" in m for m in warned) == 3
+    )  # each tumour image once (and masks)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -422,7 +450,9 @@ def _children(pid: int) -> list[tuple[int, str]]:
         try:
             ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
             if ppid == pid:
-                found.append((int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()))
+                found.append(
+                    (int(entry.name), (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode())
+                )
         except (OSError, IndexError, ValueError):
             continue
     return found
@@ -439,9 +469,25 @@ def _wait_until(condition, timeout: float, step: float = 0.1) -> bool:
 
 def _start_extract(manifest: Path, out: Path) -> tuple[subprocess.Popen, list[int]]:
     """`alnm extract` with two workers in its own session; returns once both workers run."""
-    command = [sys.executable, "-m", "ALNMPredictorLib", "extract", str(manifest), "--out", str(out), "--deep", "off",
-               "--workers", "2", "--preset", "us2d", "--no-progress"]
-    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    command = [
+        sys.executable,
+        "-m",
+        "ALNMPredictorLib",
+        "extract",
+        str(manifest),
+        "--out",
+        str(out),
+        "--deep",
+        "off",
+        "--workers",
+        "2",
+        "--preset",
+        "us2d",
+        "--no-progress",
+    ]
+    process = subprocess.Popen(
+        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+    )
     workers: list[int] = []
 
     def started() -> bool:
@@ -486,7 +532,9 @@ def test_workers_exit_when_the_main_process_is_killed(cohort_dir: Path, tmp_path
 
 
 @pytest.mark.skipif(not LINUX_PROC, reason="sends SIGINT to a process group and finds workers in /proc")
-def test_ctrl_c_exits_130_with_no_worker_left_and_nothing_half_written(cohort_dir: Path, tmp_path: Path) -> None:
+def test_ctrl_c_exits_130_with_no_worker_left_and_nothing_half_written(
+    cohort_dir: Path, tmp_path: Path
+) -> None:
     out = tmp_path / "out"
     process, workers = _start_extract(cohort_dir / "manifest.csv", out)
     try:
@@ -584,20 +632,27 @@ def test_atomic_writers_follow_the_umask(tmp_path: Path, mask: int) -> None:
 def test_temporaries_of_killed_writers_are_still_found(tmp_path: Path) -> None:
     started = time.time()
     done = write_text(tmp_path / "done.csv", "a\n")
-    left = [fileio._new_file(tmp_path, ".table.csv.", ".tmp"), fileio._new_file(tmp_path, ".features.", ".parquet")]
+    left = [
+        fileio._new_file(tmp_path, ".table.csv.", ".tmp"),
+        fileio._new_file(tmp_path, ".features.", ".parquet"),
+    ]
     assert sorted(fileio.remove_temporaries(tmp_path, since=started)) == sorted(left)
     assert done.is_file() and not any(p.exists() for p in left)
 
 
 @pytest.mark.skipif(os.name != "posix", reason="POSIX permissions")
 @pytest.mark.parametrize("mask", [0o022, 0o002])
-def test_saved_model_and_extraction_outputs_follow_the_umask(cohort_dir: Path, tmp_path: Path, mask: int) -> None:
+def test_saved_model_and_extraction_outputs_follow_the_umask(
+    cohort_dir: Path, tmp_path: Path, mask: int
+) -> None:
     manifest = _manifest_of(cohort_dir, tmp_path / "cohort", 2)
     with _umask(mask):
         model = write_bundle(tmp_path / "shared" / "model", {"cutoff": 0.5})
         zipped = write_bundle(tmp_path / "shared" / "model.zip", {"cutoff": 0.5})
         out = tmp_path / "features"
-        extract_cohort(load_manifest(manifest), out, handcrafted=FAST_PARAMS, deep=None, workers=1, progress=False)
+        extract_cohort(
+            load_manifest(manifest), out, handcrafted=FAST_PARAMS, deep=None, workers=1, progress=False
+        )
     assert _mode(model) == 0o777 & ~mask
     written = [*model.iterdir(), zipped, *[p for p in out.rglob("*") if p.is_file()]]
     assert len(written) > 8

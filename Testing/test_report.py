@@ -29,9 +29,20 @@ from ALNMPredictorLib.report import (
 )
 
 FIGURES = [
-    "nomogram", "roc", "calibration", "decision", "clinical_impact", "risk_groups", "selection_funnel",
-    "lasso_path_tumor", "lasso_cv_tumor", "lasso_path_ln", "lasso_cv_ln", "selection_stability", "readers",
-]  # fmt: skip
+    "nomogram",
+    "roc",
+    "calibration",
+    "decision",
+    "clinical_impact",
+    "risk_groups",
+    "selection_funnel",
+    "lasso_path_tumor",
+    "lasso_cv_tumor",
+    "lasso_path_ln",
+    "lasso_cv_ln",
+    "selection_stability",
+    "readers",
+]
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
@@ -117,9 +128,15 @@ def full_report(tmp_path_factory, inputs):
     out = tmp_path_factory.mktemp("report")
     seen: list[str] = []
     path = report.write_report(
-        out, evaluation=evaluation, model_summary=summary, synthetic=True, study_comparison=True, meta=meta,
-        title="Demo <report>", progress=seen.append,
-    )  # fmt: skip
+        out,
+        evaluation=evaluation,
+        model_summary=summary,
+        synthetic=True,
+        study_comparison=True,
+        meta=meta,
+        title="Demo <report>",
+        progress=seen.append,
+    )
     text = path.read_text(encoding="utf-8")
     return path, text, _parse(text), seen
 
@@ -159,7 +176,17 @@ def test_every_section_and_figure_present(full_report) -> None:
 def test_self_contained_no_network(full_report) -> None:
     _, text, page, _ = full_report
     lowered = text.lower()
-    for bad in ('src="http', "src='http", 'href="http', "@import", "url(", "<script", "<link", "<iframe", "//fonts."):
+    for bad in (
+        'src="http',
+        "src='http",
+        'href="http',
+        "@import",
+        "url(",
+        "<script",
+        "<link",
+        "<iframe",
+        "//fonts.",
+    ):
         assert bad not in lowered, bad
     assert "script" not in page.tags and "link" not in page.tags
     assert '<meta name="viewport" content="width=device-width, initial-scale=1">' in text
@@ -198,7 +225,9 @@ def test_table3_numbers_match_the_input(full_report, inputs) -> None:
         assert shown[2] == f"{rec.auc:.2f} ({rec.auc_low:.2f}–{rec.auc_high:.2f})"
         ref = STUDY_TABLE3_AUC[rec.split][rec.model]
         assert shown[3] == f"{ref[0]:.2f} ({ref[1]:.2f}–{ref[2]:.2f})"
-        assert shown[4:9] == [f"{100 * rec[c]:.1f}%" for c in ("accuracy", "sensitivity", "specificity", "ppv", "npv")]
+        assert shown[4:9] == [
+            f"{100 * rec[c]:.1f}%" for c in ("accuracy", "sensitivity", "specificity", "ppv", "npv")
+        ]
         assert shown[9] == f"{rec.cutoff:.3f}" and shown[10] == f"{rec.n} ({rec.n_events})"
     assert body[0][0] == "Training set" and body[1][0] == ""  # set named once per group
     assert STUDY_TABLE3_AUC["train"]["clinical_radiomics"] == (0.94, 0.91, 0.96)
@@ -207,7 +236,9 @@ def test_table3_numbers_match_the_input(full_report, inputs) -> None:
 def test_study_values_equal_the_reference_file() -> None:
     """report.STUDY_TABLE3_AUC equals the study's Table 3 (fixture copied from the project's machine-readable
     tables; where the shared original is present, the fixture must still equal it)."""
-    table3 = json.loads((Path(__file__).parent / "fixtures" / "study_table3.json").read_text(encoding="utf-8"))["table3"]
+    table3 = json.loads(
+        (Path(__file__).parent / "fixtures" / "study_table3.json").read_text(encoding="utf-8")
+    )["table3"]
     assert table3["_columns"][:3] == ["auc", "auc_low", "auc_high"]
     for split, models in STUDY_TABLE3_AUC.items():
         for model, values in models.items():
@@ -222,12 +253,22 @@ def test_summary_auc_table(full_report, inputs) -> None:
     evaluation, summary, _ = inputs
     page = full_report[2]
     rows = page.tables["auc-summary"]
-    assert rows[0] == ["Model", "Training set", "Internal test set", "External test set", "Prospective test set"]
+    assert rows[0] == [
+        "Model",
+        "Training set",
+        "Internal test set",
+        "External test set",
+        "Prospective test set",
+    ]
     assert rows[1][0] == "Patients" and rows[1][1] == "n = 120, ALNM 70"
     t3 = evaluation.tables["table3"]
     combined = next(r for r in rows if r[0] == "Clinical-radiomics model")
-    expected = [format_auc(*t3[(t3.split == s) & (t3.model == "clinical_radiomics")][["auc", "auc_low", "auc_high"]].iloc[0])
-                for s in ("train", "internal", "external", "prospective")]  # fmt: skip
+    expected = [
+        format_auc(
+            *t3[(t3.split == s) & (t3.model == "clinical_radiomics")][["auc", "auc_low", "auc_high"]].iloc[0]
+        )
+        for s in ("train", "internal", "external", "prospective")
+    ]
     assert combined[1:] == expected
     published = rows[rows.index(combined) + 1]
     assert published[1] == "0.94 (0.91–0.96)"
@@ -240,7 +281,9 @@ def test_summary_auc_table(full_report, inputs) -> None:
 def test_table2_s3_s4_and_calibration_numbers(full_report) -> None:
     _, text, page, _ = full_report
     t2 = page.text("table2")
-    assert "US-reported ALNM: Present 5.91 (3.81–9.16) <.001 4.68 (2.94–7.46) <.001 2.24 (1.19–4.21) .012" in t2
+    assert (
+        "US-reported ALNM: Present 5.91 (3.81–9.16) <.001 4.68 (2.94–7.46) <.001 2.24 (1.19–4.21) .012" in t2
+    )
     assert "Tumor size 1.75 (1.44–2.12) .004 1.52 (1.24–1.87) .045 — —" in t2
     assert "Clinical-radiomics model vs Clinical model 0.93 0.78 3.21 .001" in page.text("table_s3")
     assert "Training set 0.81 (0.56–1.07) <.001 0.41 0.40 0.20 (0.14–0.26) <.001" in page.text("table_s4")
@@ -286,10 +329,17 @@ def test_optimism_section_and_model_notes(full_report, inputs) -> None:
     assert auc["Clinical-radiomics model"][1] == "0.918" and auc["Clinical model"][1] == "—"
     assert len(auc["Clinical model"]) == 2 + 3  # apparent, corrected, then the three test sets
     stability = page.tables["stability-tumor"][1:]
-    assert len(stability) == report.STABILITY_ROWS and stability[0] == ["tumor_original_glcm_f0", "yes", "100.0%", "95.0%"]
+    assert len(stability) == report.STABILITY_ROWS and stability[0] == [
+        "tumor_original_glcm_f0",
+        "yes",
+        "100.0%",
+        "95.0%",
+    ]
     assert "5 more in tables/selection_stability.csv" in text
     note = "fitted by Firth's penalised likelihood: separation along ln_score"
-    assert note in page.text("table2") and f"Clinical-radiomics model: the clinical_radiomics model was {note}" in page.text("warnings")
+    assert note in page.text(
+        "table2"
+    ) and f"Clinical-radiomics model: the clinical_radiomics model was {note}" in page.text("warnings")
 
 
 def test_selection_section(full_report, inputs) -> None:
@@ -314,14 +364,26 @@ def _tiny_png(tmp_path: Path, name: str) -> Path:
 def test_a_random_backbone_is_flagged_in_the_summary_warnings_and_formulas(tmp_path, inputs) -> None:
     evaluation, summary, meta = inputs
     text = "Deep features of tumor come from a RANDOM VGG19 backbone (no ImageNet weights were available)"
-    flagged = {**summary, "random_backbone": text, "warnings": [text],
-               "region_formulas": {"tumor": "tumor score = 0.1 + 0.5 × tumor_deep_007 - 0.2 × tumor_original_glcm_f0"}}
-    page = _parse(report.write_report(tmp_path, evaluation=evaluation, model_summary=flagged, meta=meta).read_text())
+    flagged = {
+        **summary,
+        "random_backbone": text,
+        "warnings": [text],
+        "region_formulas": {
+            "tumor": "tumor score = 0.1 + 0.5 × tumor_deep_007 - 0.2 × tumor_original_glcm_f0"
+        },
+    }
+    page = _parse(
+        report.write_report(tmp_path, evaluation=evaluation, model_summary=flagged, meta=meta).read_text()
+    )
     assert text in page.text("summary") and text in page.text("warnings")
     assert "tumor_deep_007 [RANDOM backbone]" in page.text("summary")
     assert "tumor_original_glcm_f0 [RANDOM" not in page.text("summary")
     assert "tumor_deep_007 [RANDOM backbone]" in page.text("selection")
-    plain = _parse(report.write_report(tmp_path / "plain", evaluation=evaluation, model_summary=summary, meta=meta).read_text())
+    plain = _parse(
+        report.write_report(
+            tmp_path / "plain", evaluation=evaluation, model_summary=summary, meta=meta
+        ).read_text()
+    )
     assert "RANDOM" not in plain.text("summary")
 
 
@@ -332,8 +394,14 @@ def test_given_figures_are_embedded_and_missing_ones_reported(tmp_path, inputs) 
     given["roc"] = (roc_png, roc_png.with_suffix(".svg"))  # as plots.save_all returns
     given["decision"] = tmp_path / "figs" / "gone.png"
     seen: list[str] = []
-    path = report.write_report(tmp_path / "out", evaluation=evaluation, model_summary=summary, figures=given,
-                               meta=meta, progress=seen.append)  # fmt: skip
+    path = report.write_report(
+        tmp_path / "out",
+        evaluation=evaluation,
+        model_summary=summary,
+        figures=given,
+        meta=meta,
+        progress=seen.append,
+    )
     text = path.read_text(encoding="utf-8")
     page = _parse(text)
     uris = {fig: img["src"] for fig, img in zip(page.figures, page.images, strict=True)}
@@ -373,21 +441,34 @@ def test_report_from_a_real_evaluation(tmp_path) -> None:
     rng = np.random.default_rng(5)
     n = 240
     y = rng.random(n) < 0.55
-    data = pd.DataFrame({
-        "split": np.repeat(["train", "internal", "prospective"], [120, 60, 60]), "label": y.astype(float),
-        "tumor_size": rng.normal(2.5 + 0.6 * y, 1.0), "us_alnm": np.where(rng.random(n) < np.where(y, 0.7, 0.3), "present", "absent"),
-        "tumor_score": rng.normal(0.9 * y, 1.0), "ln_score": rng.normal(1.6 * y, 1.0),
-    }, index=pd.Index([f"P{i:03d}" for i in range(n)], name="case_id"))  # fmt: skip
+    data = pd.DataFrame(
+        {
+            "split": np.repeat(["train", "internal", "prospective"], [120, 60, 60]),
+            "label": y.astype(float),
+            "tumor_size": rng.normal(2.5 + 0.6 * y, 1.0),
+            "us_alnm": np.where(rng.random(n) < np.where(y, 0.7, 0.3), "present", "absent"),
+            "tumor_score": rng.normal(0.9 * y, 1.0),
+            "ln_score": rng.normal(1.6 * y, 1.0),
+        },
+        index=pd.Index([f"P{i:03d}" for i in range(n)], name="case_id"),
+    )
     train = data[data["split"] == "train"]
     fit = {"screen_p": None, "stepwise_p": 0.999}
     models = {
-        "clinical": fit_logistic_model("clinical", train, train["label"], ["tumor_size", "us_alnm"], categorical=["us_alnm"], **fit),
+        "clinical": fit_logistic_model(
+            "clinical", train, train["label"], ["tumor_size", "us_alnm"], categorical=["us_alnm"], **fit
+        ),
         "tumor_score": fit_logistic_model("tumor_score", train, train["label"], ["tumor_score"], **fit),
         "ln_score": fit_logistic_model("ln_score", train, train["label"], ["ln_score"], **fit),
         "clinical_radiomics": fit_logistic_model(
-            "clinical_radiomics", train, train["label"], ["us_alnm", "tumor_score", "ln_score"], categorical=["us_alnm"], **fit
+            "clinical_radiomics",
+            train,
+            train["label"],
+            ["us_alnm", "tumor_score", "ln_score"],
+            categorical=["us_alnm"],
+            **fit,
         ),
-    }  # fmt: skip
+    }
     pred = data[["split", "label"]].copy()
     pred["status"], pred["error"] = "ok", ""
     for name, model in models.items():
@@ -395,8 +476,13 @@ def test_report_from_a_real_evaluation(tmp_path) -> None:
     reads = simulate_reads(pred, split="prospective", seed=1, cutoff=models["clinical_radiomics"].cutoff)
     result = evaluate(pred, models, clinical=data[["tumor_size", "us_alnm"]], reads=reads, n_boot=0)
     given = {name: _tiny_png(tmp_path / "figs", name) for name in FIGURES}
-    summary = {"formula": models["clinical_radiomics"].formula(), "nomogram": models["clinical_radiomics"].nomogram_scale()}
-    text = report.write_report(tmp_path, evaluation=result, model_summary=summary, figures=given).read_text(encoding="utf-8")
+    summary = {
+        "formula": models["clinical_radiomics"].formula(),
+        "nomogram": models["clinical_radiomics"].nomogram_scale(),
+    }
+    text = report.write_report(tmp_path, evaluation=result, model_summary=summary, figures=given).read_text(
+        encoding="utf-8"
+    )
     page = _parse(text)
     assert page.sections == list(SECTIONS)
     assert "SIMULATED READS" in page.text("readers")  # from summary["reader_study"]["simulated"]
@@ -406,7 +492,9 @@ def test_report_from_a_real_evaluation(tmp_path) -> None:
     start = next(i for i, r in enumerate(rows) if r[0] == "Prospective test set")  # the set is named once
     shown = next(r for r in rows[start:] if r[1] == "Clinical-radiomics model")
     assert shown[2] == format_auc(rec.auc, rec.auc_low, rec.auc_high)
-    assert shown[3] == f"{100 * rec.accuracy:.1f}% ({100 * rec.accuracy_low:.1f}–{100 * rec.accuracy_high:.1f})"
+    assert (
+        shown[3] == f"{100 * rec.accuracy:.1f}% ({100 * rec.accuracy_low:.1f}–{100 * rec.accuracy_high:.1f})"
+    )
     s4 = page.tables["table-s4-data"]
     assert s4[0][-2] == "NRI at cut-off (95% CI)" and len(s4) == 1 + len(result.tables["table_s4"])
     assert "Us alnm: Present vs Absent" in page.text("table2")
@@ -441,10 +529,21 @@ def _chromium() -> str | None:
 def _run_chromium(binary: str, page: Path, work: Path, *extra: str) -> subprocess.CompletedProcess:
     profile = work / f"profile-{len(list(work.iterdir()))}"
     command = [
-        binary, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-        "--disable-background-networking", "--disable-component-update", "--disable-sync", "--hide-scrollbars",
-        f"--user-data-dir={profile}", '--host-resolver-rules=MAP * ~NOTFOUND', *extra, page.as_uri(),
-    ]  # fmt: skip
+        binary,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--hide-scrollbars",
+        f"--user-data-dir={profile}",
+        "--host-resolver-rules=MAP * ~NOTFOUND",
+        *extra,
+        page.as_uri(),
+    ]
     return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
 
 
@@ -457,7 +556,9 @@ def _page_requests(net_log: Path) -> list[str]:
         params = event.get("params") or {}
         if event.get("type") != start_job or "url" not in params:
             continue
-        from_page = params.get("initiator") != "not an origin" or "file://" in str(params.get("network_isolation_key"))
+        from_page = params.get("initiator") != "not an origin" or "file://" in str(
+            params.get("network_isolation_key")
+        )
         if from_page and not params["url"].startswith(("file:", "data:", "about:", "chrome:", "blob:")):
             urls.append(params["url"])
     return urls
@@ -479,17 +580,27 @@ def test_renders_offline_in_headless_chromium(full_report, tmp_path) -> None:
     check.write_text(text.replace("</body>", _CHECK_SCRIPT + "</body>"), encoding="utf-8")
     bad = tmp_path / "bad.html"  # negative control: the checks must see a remote image and a stylesheet
     bad.write_text(
-        text.replace("</body>", '<img src="http://example.invalid/x.png" alt="remote">'
-                     '<link rel="stylesheet" href="https://fonts.example.invalid/a.css">' + _CHECK_SCRIPT + "</body>"),
+        text.replace(
+            "</body>",
+            '<img src="http://example.invalid/x.png" alt="remote">'
+            '<link rel="stylesheet" href="https://fonts.example.invalid/a.css">' + _CHECK_SCRIPT + "</body>",
+        ),
         encoding="utf-8",
-    )  # fmt: skip
+    )
     work = tmp_path / "chromium"
     work.mkdir()
     results = {}
     for name, page in (("check", check), ("bad", bad)):
         net = tmp_path / f"net-{name}.json"
-        run = _run_chromium(binary, page, work, f"--log-net-log={net}", "--window-size=390,2000",
-                            "--virtual-time-budget=5000", "--dump-dom")  # fmt: skip
+        run = _run_chromium(
+            binary,
+            page,
+            work,
+            f"--log-net-log={net}",
+            "--window-size=390,2000",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+        )
         assert run.returncode == 0 and 'id="render-check"' in run.stdout, run.stderr[-2000:]
         results[name] = (_render_check(run.stdout), _page_requests(net), run.stdout)
     info, requests, dom = results["check"]
@@ -529,13 +640,25 @@ def test_printed_to_pdf_every_table_cell_is_on_paper(full_report, tmp_path) -> N
     path, text, page, _ = full_report
     work = tmp_path / "chromium"
     work.mkdir()
-    cells = [c for table in ("table2-data", "table3-data") for row in page.tables[table][1:] for c in row if c.strip()]
+    cells = [
+        c
+        for table in ("table2-data", "table3-data")
+        for row in page.tables[table][1:]
+        for c in row
+        if c.strip()
+    ]
     assert any("(" in c and "%" in c for c in cells)  # Table 3's metrics carry their CIs
 
     def printed(html: Path) -> tuple[str, list[tuple[float, float]]]:
         pdf = tmp_path / f"{html.stem}.pdf"
-        run = _run_chromium(binary, html, work, f"--print-to-pdf={pdf}", "--no-pdf-header-footer",
-                            "--virtual-time-budget=5000")  # fmt: skip
+        run = _run_chromium(
+            binary,
+            html,
+            work,
+            f"--print-to-pdf={pdf}",
+            "--no-pdf-header-footer",
+            "--virtual-time-budget=5000",
+        )
         assert run.returncode == 0 and pdf.is_file(), run.stderr[-2000:]
         return _pdf_text(pdf)
 
@@ -544,22 +667,44 @@ def test_printed_to_pdf_every_table_cell_is_on_paper(full_report, tmp_path) -> N
     missing = [c for c in cells if "".join(c.split()) not in words]
     assert not missing, f"{len(missing)} table cells are not in the PDF, e.g. {missing[:5]}"
     plain = tmp_path / "no-print-css.html"
-    plain.write_text(text.replace("@media print{", "@media not all{").replace("@page{", "@page-off{"), encoding="utf-8")
+    plain.write_text(
+        text.replace("@media print{", "@media not all{").replace("@page{", "@page-off{"), encoding="utf-8"
+    )
     words, _ = printed(plain)
-    assert [c for c in cells if "".join(c.split()) not in words], "the negative control lost no cell: the check is blind"
+    assert [c for c in cells if "".join(c.split()) not in words], (
+        "the negative control lost no cell: the check is blind"
+    )
 
 
 def test_a_reader_worse_with_ai_is_explained_beside_the_models_results() -> None:
-    tests = pd.DataFrame([
-        {"reader": "junior (simulated)", "auc_unaided": 0.74, "auc_aided": 0.66, "delong_p": 0.03, "acc_unaided": 0.76,
-         "acc_aided": 0.68, "mcnemar_p": 0.25},
-        {"reader": "senior (simulated)", "auc_unaided": 0.75, "auc_aided": 0.80, "delong_p": 0.4, "acc_unaided": 0.76,
-         "acc_aided": 0.80, "mcnemar_p": 0.5},
-    ])  # fmt: skip
-    table3 = pd.DataFrame([
-        {"split": "prospective", "model": "clinical_radiomics", "auc": 0.712, "accuracy": 0.64, "n": 25},
-        {"split": "external", "model": "clinical_radiomics", "auc": 0.9, "accuracy": 0.85, "n": 52},
-    ])  # fmt: skip
+    tests = pd.DataFrame(
+        [
+            {
+                "reader": "junior (simulated)",
+                "auc_unaided": 0.74,
+                "auc_aided": 0.66,
+                "delong_p": 0.03,
+                "acc_unaided": 0.76,
+                "acc_aided": 0.68,
+                "mcnemar_p": 0.25,
+            },
+            {
+                "reader": "senior (simulated)",
+                "auc_unaided": 0.75,
+                "auc_aided": 0.80,
+                "delong_p": 0.4,
+                "acc_unaided": 0.76,
+                "acc_aided": 0.80,
+                "mcnemar_p": 0.5,
+            },
+        ]
+    )
+    table3 = pd.DataFrame(
+        [
+            {"split": "prospective", "model": "clinical_radiomics", "auc": 0.712, "accuracy": 0.64, "n": 25},
+            {"split": "external", "model": "clinical_radiomics", "auc": 0.9, "accuracy": 0.85, "n": 52},
+        ]
+    )
     text = report._readers_worse_with_ai({"reader_tests": tests, "table3": table3}, True, "prospective")
     assert 'id="readers-worse"' in text and "Worse with AI here: junior (simulated)." in text
     assert "senior" not in text.split("In the study")[0]  # the senior improved: not listed
@@ -568,4 +713,6 @@ def test_a_reader_worse_with_ai_is_explained_beside_the_models_results() -> None
     assert "junior (simulated) without AI: AUC 0.74, accuracy 76.0%" in text and "blend" in text
     assert "With 25 patients" in text and "AUC 0.71 junior, 0.75 senior" in text
     better = tests.assign(auc_aided=[0.8, 0.8], acc_aided=[0.8, 0.8])
-    assert report._readers_worse_with_ai({"reader_tests": better, "table3": table3}, True, "prospective") == ""
+    assert (
+        report._readers_worse_with_ai({"reader_tests": better, "table3": table3}, True, "prospective") == ""
+    )

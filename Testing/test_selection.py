@@ -64,9 +64,9 @@ def make_region(region: str = "tumor", n: int = 160, seed: int = 0) -> dict:
         for c in out.columns:
             factor = 3.0 if c in noisy else 0.1
             out[c] = out[c] + factor * sd[c] * r.standard_normal(len(cases))
-        out[f"{region}_const"] = 3.0 * scale[list(cols).index(f"{region}_const")] + offset[
-            list(cols).index(f"{region}_const")
-        ]
+        out[f"{region}_const"] = (
+            3.0 * scale[list(cols).index(f"{region}_const")] + offset[list(cols).index(f"{region}_const")]
+        )
         return out
 
     unstable = [f"{region}_unstable_{i}" for i in range(3)]
@@ -95,7 +95,10 @@ def removed_at(model: RegionScore, step: str) -> set[str]:
 
 def auc(y: np.ndarray, score: np.ndarray) -> float:
     pos, neg = score[y == 1], score[y == 0]
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+    return float(
+        ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+        / (len(pos) * len(neg))
+    )
 
 
 # ------------------------------------------------------------------ the steps
@@ -127,7 +130,10 @@ def test_icc_removes_unstable_features_in_either_resegmentation(fitted: RegionSc
     assert icc.loc["tumor_repeat_unstable", "icc_repeat"] < 0.8
     assert not icc.loc["tumor_repeat_unstable", "kept"]
     assert (icc.loc[["tumor_inf_0", "tumor_noise_00"], ["icc_reader2", "icc_repeat"]] > 0.95).all().all()
-    assert fitted.icc_cases_ == {"reader2": [f"P{i:03d}" for i in range(40)], "repeat": [f"P{i:03d}" for i in range(20, 60)]}
+    assert fitted.icc_cases_ == {
+        "reader2": [f"P{i:03d}" for i in range(40)],
+        "repeat": [f"P{i:03d}" for i in range(20, 60)],
+    }
     # the threshold is configurable: at 0.0 nothing is removed for (in)stability
     assert "ICC(2,1)" in fitted.log_.set_index("step").loc["icc", "why"]
 
@@ -212,7 +218,9 @@ def test_informative_features_selected_and_noise_mostly_not(fitted: RegionScore,
     informative = sorted(selected - {f for f in selected if "noise" in f})
     noise = sorted(f for f in selected if "noise" in f)
     assert len(noise) <= 5, fitted.formula()  # of 30 noise features; lambda.min lets a few in...
-    assert fitted.coef_[noise].abs().max() < fitted.coef_[informative].abs().min() / 2  # ...with small weights
+    assert (
+        fitted.coef_[noise].abs().max() < fitted.coef_[informative].abs().min() / 2
+    )  # ...with small weights
     assert (fitted.coef_[informative] > 0).all()
     score = fitted.decision_function(data["X"])
     assert score.name == "tumor_score"
@@ -298,8 +306,17 @@ def mi_case(kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 
 @pytest.mark.parametrize(
     "kind",
-    ["plain", "bootstrap", "ties", "small_class_2", "small_class_3", "small_class_7", "small_class_8",
-     "three_classes_and_a_singleton", "heavy_tails"],
+    [
+        "plain",
+        "bootstrap",
+        "ties",
+        "small_class_2",
+        "small_class_3",
+        "small_class_7",
+        "small_class_8",
+        "three_classes_and_a_singleton",
+        "heavy_tails",
+    ],
 )
 def test_mutual_information_equals_scikit_learn(kind: str) -> None:
     for seed in (0, 1) if kind in ("plain", "bootstrap") else (int(kind == "ties"),):
@@ -317,7 +334,9 @@ def test_mutual_information_equals_scikit_learn(kind: str) -> None:
     np.testing.assert_allclose(_mutual_info_classif(x, y, random_state=None), expected, rtol=0, atol=1e-12)
 
 
-def test_mutual_information_step_equals_scikit_learn_on_the_fitted_table(fitted: RegionScore, data: dict) -> None:
+def test_mutual_information_step_equals_scikit_learn_on_the_fitted_table(
+    fitted: RegionScore, data: dict
+) -> None:
     # the MI step's input: the features left after the redundancy step, z-scored
     inputs = [f for f in fitted.means_.index if f not in removed_at(fitted, "redundancy")]
     z = ((data["X"][inputs] - fitted.means_[inputs]) / fitted.sds_[inputs]).to_numpy()
@@ -510,7 +529,10 @@ def ref_lasso_logistic_path(
 
 def ref_lasso_paths(problems: list, **kwargs: object) -> list:
     """``selection._lasso_paths`` by the reference: each problem's path alone."""
-    return [ref_lasso_logistic_path(x, y, lam, early_stop=bool(kwargs.get("early_stop"))) for x, y, lam in problems]
+    return [
+        ref_lasso_logistic_path(x, y, lam, early_stop=bool(kwargs.get("early_stop")))
+        for x, y, lam in problems
+    ]
 
 
 def lasso_case(kind: str, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -552,7 +574,9 @@ def test_lasso_path_equals_the_coordinate_descent_implementation(kind: str) -> N
 
 
 @pytest.mark.parametrize("kind", ["plain", "bootstrap", "constant_column"])
-def test_lasso_cv_equals_the_coordinate_descent_implementation(kind: str, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_lasso_cv_equals_the_coordinate_descent_implementation(
+    kind: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
     x, y = lasso_case(kind)
     new = cv_lasso_logistic(x, y, n_folds=10, random_state=0)
     monkeypatch.setattr(selection, "_lasso_paths", ref_lasso_paths)
@@ -585,7 +609,11 @@ def test_paths_fitted_side_by_side_equal_each_path_alone() -> None:
     x, y = lasso_case("plain", seed=3)
     x2 = x[:90].copy()
     x2[:, 4] = 1.5
-    problems = [(x, y, glmnet_lambdas(x, y)), (x2, y[:90], glmnet_lambdas(x2, y[:90])), (x[40:], y[40:], glmnet_lambdas(x[40:], y[40:]))]
+    problems = [
+        (x, y, glmnet_lambdas(x, y)),
+        (x2, y[:90], glmnet_lambdas(x2, y[:90])),
+        (x[40:], y[40:], glmnet_lambdas(x[40:], y[40:])),
+    ]
     together = selection._lasso_paths(problems, early_stop=True)
     for (xi, yi, lam), (b0, b) in zip(problems, together, strict=True):
         a0, a = selection._lasso_paths([(xi, yi, lam)], early_stop=True)[0]
@@ -598,7 +626,9 @@ def test_paths_fitted_side_by_side_equal_each_path_alone() -> None:
     assert (together[1][1][:, 4] == 0).all()
 
 
-def test_duplicated_cases_fitted_as_weighted_rows_equal_the_expanded_problem(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_duplicated_cases_fitted_as_weighted_rows_equal_the_expanded_problem(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
     # a bootstrap resample's copies of a case are one row weighted by their number: every sum of the
     # likelihood, gradient and gram is the same sum in another order, so the paths agree to rounding
     x, y = lasso_case("bootstrap", seed=4)
@@ -620,7 +650,9 @@ def test_distinct_rows_counts_copies_in_order_of_first_appearance() -> None:
     x = np.array([[1.0, 0.0], [2.0, 1.0], [1.0, -0.0], [2.0, 1.0], [2.0, 1.0], [1.0, 0.0]])
     y = np.array([0.0, 1.0, 0.0, 1.0, 0.0, 1.0])
     first, copies = selection._distinct_rows(x, y)
-    np.testing.assert_array_equal(first, [0, 1, 4, 5])  # -0.0 is 0.0; the same x with another label is another row
+    np.testing.assert_array_equal(
+        first, [0, 1, 4, 5]
+    )  # -0.0 is 0.0; the same x with another label is another row
     np.testing.assert_array_equal(copies, [2, 2, 1, 1])
     first, copies = selection._distinct_rows(x[:2], y[:2])
     np.testing.assert_array_equal(first, [0, 1])
@@ -631,8 +663,11 @@ def test_paths_of_different_widths_fitted_side_by_side_equal_each_path_alone() -
     # a batch of region-score fits stacks LASSO problems whose mutual-information step kept different
     # numbers of features: the narrower ones are padded with zero columns, cut off again
     x, y = lasso_case("plain", seed=6)
-    problems = [(x, y, glmnet_lambdas(x, y)), (x[:100, :9], y[:100], glmnet_lambdas(x[:100, :9], y[:100])),
-                (x[50:, :20], y[50:], glmnet_lambdas(x[50:, :20], y[50:]))]  # fmt: skip
+    problems = [
+        (x, y, glmnet_lambdas(x, y)),
+        (x[:100, :9], y[:100], glmnet_lambdas(x[:100, :9], y[:100])),
+        (x[50:, :20], y[50:], glmnet_lambdas(x[50:, :20], y[50:])),
+    ]
     together = selection._lasso_paths(problems, early_stop=True)
     for (xi, yi, lam), (b0, b) in zip(problems, together, strict=True):
         a0, a = selection._lasso_paths([(xi, yi, lam)], early_stop=True)[0]
@@ -651,10 +686,16 @@ def test_region_score_equals_the_coordinate_descent_implementation(
         data["X"], data["y"], data["reader2"], data["repeat"], degenerate=["tumor_degen"]
     )
     assert old.selected_ == fitted.selected_
-    assert (old.lambda_, old.lambda_min_, old.lambda_1se_) == (fitted.lambda_, fitted.lambda_min_, fitted.lambda_1se_)
+    assert (old.lambda_, old.lambda_min_, old.lambda_1se_) == (
+        fitted.lambda_,
+        fitted.lambda_min_,
+        fitted.lambda_1se_,
+    )
     np.testing.assert_allclose(fitted.coef_, old.coef_, rtol=0, atol=1e-8)
     assert fitted.intercept_ == pytest.approx(old.intercept_, abs=1e-8)
-    np.testing.assert_allclose(fitted.lasso_cv_["mean_deviance"], old.lasso_cv_["mean_deviance"], rtol=0, atol=1e-8)
+    np.testing.assert_allclose(
+        fitted.lasso_cv_["mean_deviance"], old.lasso_cv_["mean_deviance"], rtol=0, atol=1e-8
+    )
 
 
 def test_fits_in_a_lasso_batch_equal_each_fit_alone(data: dict, fitted: RegionScore) -> None:
@@ -664,29 +705,59 @@ def test_fits_in_a_lasso_batch_equal_each_fit_alone(data: dict, fitted: RegionSc
     batch = LassoBatch()
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a quiet fit's LASSO warning would be an error here
-        tumor = batch.fit(RegionScore("tumor", mi_top_k=10, random_state=0), data["X"], data["y"], data["reader2"],
-                          data["repeat"], degenerate=["tumor_degen"])  # fmt: skip
-        few = batch.fit(RegionScore("ln", mi_top_k=10, lasso_folds=10, random_state=0), other["X"].loc[small],
-                        yo.loc[small], other["reader2"], other["repeat"], quiet=True)  # fmt: skip
+        tumor = batch.fit(
+            RegionScore("tumor", mi_top_k=10, random_state=0),
+            data["X"],
+            data["y"],
+            data["reader2"],
+            data["repeat"],
+            degenerate=["tumor_degen"],
+        )
+        few = batch.fit(
+            RegionScore("ln", mi_top_k=10, lasso_folds=10, random_state=0),
+            other["X"].loc[small],
+            yo.loc[small],
+            other["reader2"],
+            other["repeat"],
+            quiet=True,
+        )
         with pytest.raises(InputError, match="too few"):  # an error before the LASSO: at once, nothing queued
             batch.fit(RegionScore("ln"), other["X"].iloc[:5], other["y"].iloc[:5])
-        ln = batch.fit(RegionScore("ln", mi_top_k=10, random_state=0), other["X"], other["y"], other["reader2"],
-                       other["repeat"])  # fmt: skip
+        ln = batch.fit(
+            RegionScore("ln", mi_top_k=10, random_state=0),
+            other["X"],
+            other["y"],
+            other["reader2"],
+            other["repeat"],
+        )
         assert len(batch) == 3 and not hasattr(tumor, "coef_")
         assert batch.run() == [None, None, None]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        alone = [RegionScore("ln", mi_top_k=10, lasso_folds=10, random_state=0).fit(other["X"].loc[small], yo.loc[small],
-                                                                                      other["reader2"], other["repeat"]),
-                 RegionScore("ln", mi_top_k=10, random_state=0).fit(other["X"], other["y"], other["reader2"], other["repeat"])]  # fmt: skip
+        alone = [
+            RegionScore("ln", mi_top_k=10, lasso_folds=10, random_state=0).fit(
+                other["X"].loc[small], yo.loc[small], other["reader2"], other["repeat"]
+            ),
+            RegionScore("ln", mi_top_k=10, random_state=0).fit(
+                other["X"], other["y"], other["reader2"], other["repeat"]
+            ),
+        ]
     for together, one in zip([tumor, few, ln], [fitted, *alone], strict=True):
         assert together.selected_ == one.selected_
-        assert (together.lambda_, together.lambda_min_, together.lambda_1se_) == (one.lambda_, one.lambda_min_, one.lambda_1se_)
+        assert (together.lambda_, together.lambda_min_, together.lambda_1se_) == (
+            one.lambda_,
+            one.lambda_min_,
+            one.lambda_1se_,
+        )
         pd.testing.assert_frame_equal(together.log_, one.log_)
         # paths fitted side by side equal each path alone to rounding (see the test of side-by-side paths)
         np.testing.assert_allclose(together.coef_, one.coef_, rtol=0, atol=1e-12)
-        np.testing.assert_allclose(together.lasso_cv_["mean_deviance"], one.lasso_cv_["mean_deviance"], rtol=0, atol=1e-12)
-    assert "8-fold" in few.log_.set_index("step").loc["lasso", "warning"]  # the warning was recorded, not shown
+        np.testing.assert_allclose(
+            together.lasso_cv_["mean_deviance"], one.lasso_cv_["mean_deviance"], rtol=0, atol=1e-12
+        )
+    assert (
+        "8-fold" in few.log_.set_index("step").loc["lasso", "warning"]
+    )  # the warning was recorded, not shown
 
 
 def test_weighted_lasso_is_the_exact_minimiser() -> None:
@@ -703,7 +774,9 @@ def test_weighted_lasso_is_the_exact_minimiser() -> None:
         start = np.where(rng.random(q) < 0.5, rng.standard_normal(q), 0.0)
         got = selection._weighted_lasso(gram, c, start, lam)
         ref = ref_weighted_lasso(gram, c, start, lam, tol=1e-16, max_sweeps=100_000)
-        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-9 * max(1.0, np.abs(ref).max()), err_msg=str(trial))
+        np.testing.assert_allclose(
+            got, ref, rtol=0, atol=1e-9 * max(1.0, np.abs(ref).max()), err_msg=str(trial)
+        )
         np.testing.assert_array_equal(got[1:] != 0, ref[1:] != 0)
         grad = c - gram @ got  # KKT: the gradient is lam * sign on the support, at most lam elsewhere
         on = np.flatnonzero(got[1:] != 0) + 1
@@ -717,7 +790,9 @@ def test_weighted_lasso_is_the_exact_minimiser() -> None:
         g2 = gram + np.diag(rng.uniform(0, 0.01, q))
         stack.append((g2, c + rng.standard_normal(q) * 0.001, np.zeros(q), lam * rng.uniform(0.5, 1)))
     together = selection._weighted_lasso(
-        np.stack([s[0] for s in stack]), np.stack([s[1] for s in stack]), np.stack([s[2] for s in stack]),
+        np.stack([s[0] for s in stack]),
+        np.stack([s[1] for s in stack]),
+        np.stack([s[2] for s in stack]),
         np.array([s[3] for s in stack]),
     )
     for i, (g, cc, b, lm) in enumerate(stack):
@@ -756,6 +831,7 @@ def test_near_separated_lasso_converges_in_few_steps(monkeypatch: pytest.MonkeyP
     np.testing.assert_allclose(b0, r0, rtol=0, atol=1e-4)
     np.testing.assert_array_equal(b != 0, r != 0)
 
+
 # ------------------------------------------------------------------ apply, persist, report
 
 
@@ -765,7 +841,9 @@ def test_to_dict_from_dict_round_trip_is_exact(fitted: RegionScore, data: dict) 
     restored = RegionScore.from_dict(json.loads(text))
     new = make_region(seed=11)["X"]
     for frame in (data["X"], new):
-        np.testing.assert_allclose(restored.decision_function(frame), fitted.decision_function(frame), rtol=0, atol=1e-12)
+        np.testing.assert_allclose(
+            restored.decision_function(frame), fitted.decision_function(frame), rtol=0, atol=1e-12
+        )
     assert restored.formula() == fitted.formula()
     assert restored.selected_ == fitted.selected_
     assert restored.get_params() == fitted.get_params()
@@ -779,9 +857,13 @@ def test_to_dict_from_dict_round_trip_is_exact(fitted: RegionScore, data: dict) 
 def test_score_is_intercept_plus_coefficients_times_z(fitted: RegionScore, data: dict) -> None:
     z = fitted.transform(data["X"])
     assert list(z.columns) == fitted.selected_
-    manual = (data["X"][fitted.selected_] - data["X"][fitted.selected_].mean()) / data["X"][fitted.selected_].std()
+    manual = (data["X"][fitted.selected_] - data["X"][fitted.selected_].mean()) / data["X"][
+        fitted.selected_
+    ].std()
     np.testing.assert_allclose(z, manual, atol=1e-10)
-    np.testing.assert_allclose(fitted.decision_function(data["X"]), fitted.intercept_ + manual @ fitted.coef_, atol=1e-10)
+    np.testing.assert_allclose(
+        fitted.decision_function(data["X"]), fitted.intercept_ + manual @ fitted.coef_, atol=1e-10
+    )
 
 
 def test_formula_text_and_table(fitted: RegionScore, tmp_path: Path) -> None:
@@ -845,14 +927,18 @@ def test_bad_training_input_is_reported(data: dict) -> None:
 # ------------------------------------------------------------------ whole table
 
 
-def make_table(n_train: int = 160, n_test: int = 60, seed: int = 0) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
+def make_table(
+    n_train: int = 160, n_test: int = 60, seed: int = 0
+) -> tuple[pd.DataFrame, pd.Series, pd.Series]:
     """A long feature table (case_id, variant, tumor_*, ln_*) for train and test cases."""
     tumor = make_region("tumor", n_train + n_test, seed)
     ln = make_region("ln", n_train + n_test, seed + 100)
     y = tumor["y"]
     ln_x = ln["X"].copy()
     main = pd.concat([tumor["X"], ln_x], axis=1).reset_index().assign(variant="main")
-    reader2 = pd.concat([tumor["reader2"], ln["reader2"].iloc[:30]], axis=1).reset_index().assign(variant="reader2")
+    reader2 = (
+        pd.concat([tumor["reader2"], ln["reader2"].iloc[:30]], axis=1).reset_index().assign(variant="reader2")
+    )
     repeat = pd.concat([tumor["repeat"], ln["repeat"]], axis=1).reset_index().assign(variant="repeat")
     table = pd.concat([main, reader2, repeat], ignore_index=True)
     split = pd.Series(np.where(np.arange(len(y)) < n_train, "train", "test"), index=y.index)
@@ -864,7 +950,9 @@ def make_table(n_train: int = 160, n_test: int = 60, seed: int = 0) -> tuple[pd.
 def test_fit_region_scores_splits_the_table_per_region() -> None:
     table, y, split = make_table()
     train = y[split == "train"]
-    scores = fit_region_scores(table, train, ["tumor", "ln"], degenerate=["tumor_degen", "ln_degen"], mi_top_k=10)
+    scores = fit_region_scores(
+        table, train, ["tumor", "ln"], degenerate=["tumor_degen", "ln_degen"], mi_top_k=10
+    )
     assert set(scores) == {"tumor", "ln"}
     for region, model in scores.items():
         assert all(f.startswith(f"{region}_") for f in model.feature_names_in_)
@@ -874,7 +962,9 @@ def test_fit_region_scores_splits_the_table_per_region() -> None:
     # ln reader2 rows exist for 30 cases only (the rest are NaN for ln): those are ignored
     assert len(scores["ln"].icc_cases_["reader2"]) == 30
     direct = RegionScore("tumor", mi_top_k=10).fit(
-        table[table["variant"] == "main"].set_index("case_id").loc[train.index, scores["tumor"].feature_names_in_],
+        table[table["variant"] == "main"]
+        .set_index("case_id")
+        .loc[train.index, scores["tumor"].feature_names_in_],
         train,
         table[table["variant"] == "reader2"].set_index("case_id")[scores["tumor"].feature_names_in_],
         table[table["variant"] == "repeat"].set_index("case_id")[scores["tumor"].feature_names_in_],
@@ -924,7 +1014,9 @@ def test_fit_region_scores_input_errors() -> None:
 # ------------------------------------------------------------------ clipping to the training range
 
 
-def test_out_of_range_values_are_clipped_to_the_training_range(fitted: RegionScore, data: dict, tmp_path: Path) -> None:
+def test_out_of_range_values_are_clipped_to_the_training_range(
+    fitted: RegionScore, data: dict, tmp_path: Path
+) -> None:
     x = data["X"]
     feature = max(fitted.selected_, key=lambda f: abs(fitted.coef_[f]))
     lo, hi = x[feature].min(), x[feature].max()
@@ -948,7 +1040,9 @@ def test_out_of_range_values_are_clipped_to_the_training_range(fitted: RegionSco
     assert scores["far_low"] == pytest.approx(fitted.decision_function(at_min).iloc[0], abs=1e-12)
     # without clipping the far case moves the score by about 1000 training ranges
     moved = unclipped.decision_function(cases)["far_high"] - scores["far_high"]
-    assert abs(moved) == pytest.approx(abs(fitted.coef_[feature]) * 1000 * span / fitted.sds_[feature], rel=1e-9)
+    assert abs(moved) == pytest.approx(
+        abs(fitted.coef_[feature]) * 1000 * span / fitted.sds_[feature], rel=1e-9
+    )
     assert fitted.out_of_range(cases).to_dict() == {"far_high": 1, "far_low": 1, "at_max": 0}
     _, text = fitted.write_formula(tmp_path / "tumor_score.csv")
     assert "after clipping x to its training range" in text.read_text()
@@ -963,7 +1057,9 @@ def test_score_saved_without_training_ranges_does_not_clip(fitted: RegionScore, 
     case = data["X"].iloc[:1].copy()
     case[feature] = data["X"][feature].max() + 50 * data["X"][feature].std()
     sel = fitted.selected_
-    expected = fitted.intercept_ + float(((case[sel] - fitted.means_[sel]) / fitted.sds_[sel]).iloc[0] @ fitted.coef_[sel])
+    expected = fitted.intercept_ + float(
+        ((case[sel] - fitted.means_[sel]) / fitted.sds_[sel]).iloc[0] @ fitted.coef_[sel]
+    )
     assert old.decision_function(case).iloc[0] == pytest.approx(expected, abs=1e-10)
     assert old.out_of_range(case).iloc[0] == 0
     assert fitted.decision_function(case).iloc[0] != pytest.approx(expected, abs=1e-3)
@@ -977,9 +1073,16 @@ def test_region_score_is_a_scikit_learn_estimator() -> None:
     from sklearn.base import clone
 
     score = RegionScore("ln", mi_top_k=12, lasso_rule="lambda.1se", clip=False)
-    assert score.get_params() == {**RegionScore("x").get_params(), "region": "ln", "mi_top_k": 12,
-                                  "lasso_rule": "lambda.1se", "clip": False}  # fmt: skip
+    assert score.get_params() == {
+        **RegionScore("x").get_params(),
+        "region": "ln",
+        "mi_top_k": 12,
+        "lasso_rule": "lambda.1se",
+        "clip": False,
+    }
     copy = clone(score)
     assert copy is not score and copy.get_params() == score.get_params()
     assert copy.set_params(mi_top_k=5).mi_top_k == 5 and score.mi_top_k == 12
-    assert not hasattr(RegionScore, "score")  # the region score is decision_function: score() means fit quality
+    assert not hasattr(
+        RegionScore, "score"
+    )  # the region score is decision_function: score() means fit quality

@@ -35,7 +35,14 @@ def _masks() -> list[np.ndarray]:
     ellipse = ((rows - 20) / 14.0) ** 2 + ((cols - 25) / 21.0) ** 2 <= 1
     ring = ellipse & ~(((rows - 20) / 6.0) ** 2 + ((cols - 25) / 8.0) ** 2 <= 1)
     checker = (rows + cols) % 2 == 0
-    masks = [ellipse, ring, checker[:9, :11], np.eye(12, dtype=bool), np.ones((1, 1), bool), np.ones((3, 17), bool)]
+    masks = [
+        ellipse,
+        ring,
+        checker[:9, :11],
+        np.eye(12, dtype=bool),
+        np.ones((1, 1), bool),
+        np.ones((3, 17), bool),
+    ]
     two = np.zeros((20, 30), bool)
     two[2:6, 3:9] = two[12:19, 20:28] = True
     masks.append(two)
@@ -82,7 +89,9 @@ def test_diameters_of_any_3d_mask_equal_pyradiomics() -> None:
         if not volume.any():
             continue
         spacing = rng.uniform(0.05, 3.0, size=3)
-        assert shape3d.mesh_diameters(volume, spacing) == tuple(cShape.calculate_coefficients(volume, spacing)[2])
+        assert shape3d.mesh_diameters(volume, spacing) == tuple(
+            cShape.calculate_coefficients(volume, spacing)[2]
+        )
 
 
 def test_other_masks_go_to_pyradiomics_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -126,6 +135,16 @@ def test_one_slice_shape_class_equals_pyradiomics() -> None:
     assert list(got) == list(expected) and len(got) == 14
     for name, value in expected.items():
         assert float(got[name]) == pytest.approx(float(value), rel=AREA_VOLUME_RTOL, abs=0), name
-    for name in ("Maximum3DDiameter", "Maximum2DDiameterSlice", "Maximum2DDiameterColumn", "Maximum2DDiameterRow",
-                 "MajorAxisLength", "MinorAxisLength", "LeastAxisLength", "Elongation", "Flatness", "VoxelVolume"):  # fmt: skip
+    for name in (
+        "Maximum3DDiameter",
+        "Maximum2DDiameterSlice",
+        "Maximum2DDiameterColumn",
+        "Maximum2DDiameterRow",
+        "MajorAxisLength",
+        "MinorAxisLength",
+        "LeastAxisLength",
+        "Elongation",
+        "Flatness",
+        "VoxelVolume",
+    ):
         assert float(got[name]) == float(expected[name]), name  # not from the mesh sums: the same doubles

@@ -82,7 +82,9 @@ def _nodes_from_case(logic, scene, case, regions=("tumor", "ln")) -> dict:
     nodes = {}
     for region in regions:
         arrays = case.regions[region]
-        volume = logic.addVolumeFromArray(np.asarray(arrays.image), arrays.spacing, f"{case.case_id} {region}")
+        volume = logic.addVolumeFromArray(
+            np.asarray(arrays.image), arrays.spacing, f"{case.case_id} {region}"
+        )
         segmentation = scene.AddNewNodeByClass("vtkMRMLSegmentationNode", f"{region} segmentation")
         segmentation.CreateDefaultDisplayNodes()
         segmentation.SetReferenceImageGeometryParameterFromVolumeNode(volume)
@@ -110,7 +112,9 @@ def _alnm_predict_on_exported_files(scene, nodes, case, model_dir, cases_dir, tm
         ids = vtk.vtkStringArray()
         ids.InsertNextValue(segmentation.GetSegmentation().GetNthSegmentID(0))
         label = scene.AddNewNodeByClass("vtkMRMLLabelMapVolumeNode", f"{region} export")
-        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(segmentation, ids, label, volume)
+        assert slicer.vtkSlicerSegmentationsModuleLogic.ExportSegmentsToLabelmapNode(
+            segmentation, ids, label, volume
+        )
         row[f"{region}_mask"] = str(_write(scene, label, tmp_path / f"{region}_mask.nrrd"))
     row.update({k: v for k, v in case.clinical.items() if v is not None})
     rows = [row]
@@ -124,10 +128,24 @@ def _alnm_predict_on_exported_files(scene, nodes, case, model_dir, cases_dir, tm
     (tmp_path / "study.yaml").write_text((cases_dir / "study.yaml").read_text())
     out = tmp_path / "predictions.csv"
     run = subprocess.run(
-        [sys.executable, "-m", "ALNMPredictorLib", "predict", str(manifest), "--model", str(model_dir),
-         "--out", str(out), "--no-progress", "--workers", "1"],
-        capture_output=True, text=True, cwd=tmp_path,
-    )  # fmt: skip
+        [
+            sys.executable,
+            "-m",
+            "ALNMPredictorLib",
+            "predict",
+            str(manifest),
+            "--model",
+            str(model_dir),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0, run.stderr
     return out
 
@@ -147,7 +165,9 @@ def test_volume_and_segment_become_the_original_arrays(module, scene, case) -> N
         np.testing.assert_array_equal(mask, case.regions[region].mask)
 
 
-def test_logic_prediction_fills_a_table_equal_to_alnm_predict_on_exported_files(module, scene, model, case, tmp_path) -> None:
+def test_logic_prediction_fills_a_table_equal_to_alnm_predict_on_exported_files(
+    module, scene, model, case, tmp_path
+) -> None:
     logic = module.ALNMPredictorLogic()
     nodes = _nodes_from_case(logic, scene, case)
     prediction, table = logic.predictCase(model.model_dir, nodes, case.clinical, case.case_id)
@@ -167,7 +187,11 @@ def test_logic_prediction_fills_a_table_equal_to_alnm_predict_on_exported_files(
             # predictions.csv is rounded (pipeline.PREDICTION_DECIMALS, POINTS_DECIMALS): within half its last unit
             points = column == "total_points" or column.startswith("points_")
             half_unit = 0.5 * 10.0 ** -(POINTS_DECIMALS if points else PREDICTION_DECIMALS)
-            assert math.isclose(value, float(expected[column]), rel_tol=0, abs_tol=half_unit * (1 + 1e-9)), (quantity, value, expected[column])
+            assert math.isclose(value, float(expected[column]), rel_tol=0, abs_tol=half_unit * (1 + 1e-9)), (
+                quantity,
+                value,
+                expected[column],
+            )
             compared += 1
     assert compared >= 10  # scores, probabilities and every predictor's points
     assert values["risk_group"] == expected["risk_group"]
@@ -180,7 +204,9 @@ def test_deep_model_panel_equals_alnm_predict_to_1e_6(module, scene, model, case
     Both run each crop on its own through the same float32 code on this CPU; they run in two processes, so
     the comparison allows 1e-6 (about 8 float32 ulps at 1) instead of asking for identical bits. Scores and
     probabilities: to predictions.csv's rounding (half its last decimal) plus that 1e-6 carried through the score."""
-    pytest.importorskip("torch", reason="deep features need PyTorch (.ci/run's Slicer-version jobs run without it)")
+    pytest.importorskip(
+        "torch", reason="deep features need PyTorch (.ci/run's Slicer-version jobs run without it)"
+    )
     from gradcam_fixture import deep_score_model
 
     model_dir = deep_score_model()
@@ -195,12 +221,16 @@ def test_deep_model_panel_equals_alnm_predict_to_1e_6(module, scene, model, case
     deep = [name for name in prediction.features.index if "_deep_" in str(name)]
     assert len(deep) == 2 * 128
     panel = prediction.features[deep].to_numpy(dtype=float)
-    np.testing.assert_allclose(panel, features.loc[case.case_id, deep].to_numpy(dtype=float), rtol=1e-6, atol=1e-6)
+    np.testing.assert_allclose(
+        panel, features.loc[case.case_id, deep].to_numpy(dtype=float), rtol=1e-6, atol=1e-6
+    )
     assert np.ptp(panel) > 0
     from ALNMPredictorLib.pipeline import PREDICTION_DECIMALS
 
     expected = pd.read_csv(out).set_index("case_id").loc[case.case_id]
-    tolerance = 0.5 * 10.0**-PREDICTION_DECIMALS + 1.5e-6  # the CSV's rounding, and the features' 1e-6 carried
+    tolerance = (
+        0.5 * 10.0**-PREDICTION_DECIMALS + 1.5e-6
+    )  # the CSV's rounding, and the features' 1e-6 carried
     for region in ("tumor", "ln"):
         assert math.isclose(prediction.scores[region], float(expected[f"{region}_score"]), abs_tol=tolerance)
     assert math.isclose(prediction.probability, float(expected["prob_clinical_radiomics"]), abs_tol=tolerance)
@@ -217,7 +247,9 @@ def test_seg_nrrd_round_trip_gives_the_same_mask_and_prediction(module, scene, m
         storage = scene.AddNewNodeByClass("vtkMRMLSegmentationStorageNode")
         storage.SetFileName(str(path))
         assert storage.ReadData(copy)
-        np.testing.assert_array_equal(logic.segmentMask(copy, None, volume, region), case.regions[region].mask)
+        np.testing.assert_array_equal(
+            logic.segmentMask(copy, None, volume, region), case.regions[region].mask
+        )
         reloaded[region] = (volume, copy, None)
     again, _ = logic.predictCase(model.model_dir, reloaded, case.clinical, "rt")
     assert again.probability == first.probability and again.scores == first.scores
@@ -225,9 +257,13 @@ def test_seg_nrrd_round_trip_gives_the_same_mask_and_prediction(module, scene, m
 
 def test_result_table_is_saved_with_the_scene(module, scene, model, case, tmp_path) -> None:
     logic = module.ALNMPredictorLogic()
-    prediction, table = logic.predictCase(model.model_dir, _nodes_from_case(logic, scene, case), case.clinical, "S1")
+    prediction, table = logic.predictCase(
+        model.model_dir, _nodes_from_case(logic, scene, case), case.clinical, "S1"
+    )
     path = _write(scene, table, tmp_path / "prediction.tsv")
-    table.SetAndObserveStorageNodeID(scene.GetNodesByClass("vtkMRMLTableStorageNode").GetItemAsObject(0).GetID())
+    table.SetAndObserveStorageNodeID(
+        scene.GetNodesByClass("vtkMRMLTableStorageNode").GetItemAsObject(0).GetID()
+    )
     scene.SetURL(str(tmp_path / "scene.mrml"))
     assert scene.Commit()
     assert "prediction.tsv" in (tmp_path / "scene.mrml").read_text()
@@ -247,8 +283,12 @@ def test_demo_case_loads_as_nodes_and_predicts_like_the_library(module, scene, m
     inputs = {r: (loaded["volumes"][r], loaded["segmentations"][r], None) for r in loaded["volumes"]}
     demo_model = logic.ensureDemoModel(None)
     prediction, table = logic.predictCase(demo_model, inputs, loaded["clinical"], loaded["caseId"])
-    reference = cp.predict_case(cp.load_model_cached(demo_model), demomodel.demo_case(model.cases_dir, 1).regions,
-                                loaded["clinical"], loaded["caseId"])  # fmt: skip
+    reference = cp.predict_case(
+        cp.load_model_cached(demo_model),
+        demomodel.demo_case(model.cases_dir, 1).regions,
+        loaded["clinical"],
+        loaded["caseId"],
+    )
     assert prediction.probability == reference.probability and prediction.scores == reference.scores
     assert table.GetAttribute("ALNMPredictor.synthetic") == "True"
     assert "synthetic demo" in logic.modelDescription("")
@@ -282,7 +322,9 @@ def test_segment_on_another_geometry_is_a_clear_error(module, scene, model, case
     image, spacing = logic.volumeArrays(volume)
     coarser = logic.addVolumeFromArray(image, (2 * spacing[0], 2 * spacing[1]), "coarser")
     with pytest.raises(ValueError, match="different geometry"):
-        logic.predictCase(model.model_dir, {**nodes, "tumor": (coarser, segmentation, None)}, case.clinical, "G1")
+        logic.predictCase(
+            model.model_dir, {**nodes, "tumor": (coarser, segmentation, None)}, case.clinical, "G1"
+        )
     shifted = logic.addVolumeFromArray(image, spacing, "shifted")
     origin = volume.GetOrigin()
     shifted.SetOrigin(origin[0] + 0.5 * spacing[1], origin[1], origin[2])
@@ -298,7 +340,9 @@ def test_segment_on_another_geometry_is_a_clear_error(module, scene, model, case
 def test_missing_clinical_factor_and_bad_volume_are_clear_errors(module, scene, model, case) -> None:
     logic = module.ALNMPredictorLogic()
     nodes = _nodes_from_case(logic, scene, case)
-    with pytest.raises(ValueError, match="column tumor_size_cm: clinical factor required by the model is missing"):
+    with pytest.raises(
+        ValueError, match="column tumor_size_cm: clinical factor required by the model is missing"
+    ):
         logic.predictCase(model.model_dir, nodes, {**case.clinical, "tumor_size_cm": ""}, "C1")
     with pytest.raises(ValueError, match="unknown level"):
         logic.predictCase(model.model_dir, nodes, {**case.clinical, "us_reported_alnm": "yes"}, "C1")
@@ -348,16 +392,28 @@ def _small_manifest(model, tmp_path: Path, n: int = 2, break_one: bool = False) 
     return path
 
 
-def test_batch_predict_runs_in_a_subprocess_with_progress_and_table_nodes(module, scene, model, tmp_path) -> None:
+def test_batch_predict_runs_in_a_subprocess_with_progress_and_table_nodes(
+    module, scene, model, tmp_path
+) -> None:
     batch = module.ALNMPredictorBatchLogic(sys.executable)
     manifest = _small_manifest(model, tmp_path, n=2)
     seen = []
-    result = batch.run("predict", manifest, tmp_path / "out", model.model_dir, extra=["--workers", "1"],
-                       callback=lambda lines, progress, stage: seen.append((progress, stage)))  # fmt: skip
+    result = batch.run(
+        "predict",
+        manifest,
+        tmp_path / "out",
+        model.model_dir,
+        extra=["--workers", "1"],
+        callback=lambda lines, progress, stage: seen.append((progress, stage)),
+    )
     assert result.returnCode == 0, "\n".join(result.log)
     assert batch.progress == 1.0 and any(0 < p for p, _ in seen)
     tables = batch.loadResultTables(result, scene)
-    predictions = slicer.util.dataframeFromTable(tables["predictions"]) if hasattr(slicer.util, "dataframeFromTable") else None
+    predictions = (
+        slicer.util.dataframeFromTable(tables["predictions"])
+        if hasattr(slicer.util, "dataframeFromTable")
+        else None
+    )
     node = tables["predictions"]
     assert node.GetNumberOfRows() == 2
     column = node.GetTable().GetColumnByName("prob_clinical_radiomics")
@@ -369,7 +425,9 @@ def test_batch_predict_runs_in_a_subprocess_with_progress_and_table_nodes(module
 def test_batch_reports_failed_cases_and_bad_arguments(module, scene, model, tmp_path) -> None:
     batch = module.ALNMPredictorBatchLogic(sys.executable)
     manifest = _small_manifest(model, tmp_path, n=2, break_one=True)
-    result = batch.run("predict", manifest, tmp_path / "out", model.model_dir, extra=["--workers", "1", "--no-progress"])
+    result = batch.run(
+        "predict", manifest, tmp_path / "out", model.model_dir, extra=["--workers", "1", "--no-progress"]
+    )
     assert result.returnCode == 1 and result.failedCases
     frame = pd.read_csv(result.predictionsPath)
     assert (frame["status"] == "failed").sum() == 1 and "ln_mask" in " ".join(frame["error"].fillna(""))
@@ -379,14 +437,18 @@ def test_batch_reports_failed_cases_and_bad_arguments(module, scene, model, tmp_
         batch.commandLine("train", tmp_path / "none.csv", tmp_path / "out")
     with pytest.raises(ValueError, match="Unknown task"):
         batch.commandLine("fly", manifest, tmp_path / "out")
-    args = batch.commandLine("evaluate", manifest, tmp_path / "ev", model.model_dir, readsPath=tmp_path / "r.csv")
+    args = batch.commandLine(
+        "evaluate", manifest, tmp_path / "ev", model.model_dir, readsPath=tmp_path / "r.csv"
+    )
     assert args[1:4] == ["-m", "ALNMPredictorLib", "evaluate"] and "--readers" in args
 
 
 def test_batch_cancel_stops_the_subprocess(module, scene, model, tmp_path) -> None:
     batch = module.ALNMPredictorBatchLogic(sys.executable)
     manifest = _small_manifest(model, tmp_path, n=4)
-    batch.start(batch.commandLine("predict", manifest, tmp_path / "out", model.model_dir, extra=["--workers", "1"]))
+    batch.start(
+        batch.commandLine("predict", manifest, tmp_path / "out", model.model_dir, extra=["--workers", "1"])
+    )
     started = time.monotonic()
     while batch.isRunning() and not batch.stage and time.monotonic() - started < 60:
         batch.poll()  # until the first progress bar shows: the work has started

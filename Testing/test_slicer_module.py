@@ -98,8 +98,17 @@ def _set_clinical(panel, values: dict) -> None:
 def test_panel_opens_and_every_bound_widget_moves_its_parameter(harness) -> None:
     panel = harness.show()
     p, ui = panel._parameterNode, panel.ui
-    assert [ui.batchTaskComboBox.itemText(i) for i in range(ui.batchTaskComboBox.count())] == ["predict", "evaluate", "train"]
-    assert [ui.batchDeepComboBox.itemText(i) for i in range(ui.batchDeepComboBox.count())] == ["off", "auto", "imagenet", "none"]
+    assert [ui.batchTaskComboBox.itemText(i) for i in range(ui.batchTaskComboBox.count())] == [
+        "predict",
+        "evaluate",
+        "train",
+    ]
+    assert [ui.batchDeepComboBox.itemText(i) for i in range(ui.batchDeepComboBox.count())] == [
+        "off",
+        "auto",
+        "imagenet",
+        "none",
+    ]
     ui.batchTaskComboBox.choose("train")
     assert p.batchTask == "train" and ui.batchDeepComboBox.enabled
     p.batchTask = "evaluate"  # parameter -> widget
@@ -125,8 +134,11 @@ def test_supported_slicer_versions_are_stated_and_checked() -> None:
     vermin = shutil.which("vermin") or str(Path(sys.executable).parent / "vermin")
     if not Path(vermin).exists():
         pytest.fail("vermin (the [test] extra) is needed to check the Python versions the code needs")
-    run = subprocess.run([vermin, "--no-tips", "--violations", "--eval-annotations", "-t=3.10-",
-                          str(REPO / "ALNMPredictor")], capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        [vermin, "--no-tips", "--violations", "--eval-annotations", "-t=3.10-", str(REPO / "ALNMPredictor")],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stdout + run.stderr
 
 
@@ -138,7 +150,10 @@ def test_demo_case_predict_fills_table_text_and_figures(panel) -> None:
     p = _load_demo(panel)
     ui = panel.ui
     assert p.tumorVolume is not None and p.lnVolume is not None and p.caseId.startswith("P")
-    assert ui.tumorSegmentSelector.currentNode() is not None and ui.tumorVolumeSelector.currentNode() is p.tumorVolume
+    assert (
+        ui.tumorSegmentSelector.currentNode() is not None
+        and ui.tumorVolumeSelector.currentNode() is p.tumorVolume
+    )
     assert "True label" in ui.resultsText.plainText and ui.predictButton.enabled
     ui.predictButton.click()
     table = p.resultTable
@@ -149,9 +164,12 @@ def test_demo_case_predict_fills_table_text_and_figures(panel) -> None:
     assert ui.nomogramLabel.pixmap() is not None and not ui.nomogramLabel.pixmap().isNull()
     assert ui.calibrationLabel.pixmap() is not None and ui.recordAidedButton.enabled
     # the library on the same arrays gives the same numbers (same process, same code path)
-    reference = cp.predict_case(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE),
-                                {r: panel.logic.regionArrays(*panel._regionInputs()[r], r) for r in ("tumor", "ln")},
-                                panel._clinicalValues(), p.caseId)  # fmt: skip
+    reference = cp.predict_case(
+        cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE),
+        {r: panel.logic.regionArrays(*panel._regionInputs()[r], r) for r in ("tumor", "ln")},
+        panel._clinicalValues(),
+        p.caseId,
+    )
     assert values["nomo_score"] == pytest.approx(reference.probability, rel=1e-12)
 
 
@@ -161,19 +179,29 @@ def test_model_picker_accepts_the_folder_its_model_json_and_a_zip(panel, model, 
     with zipfile.ZipFile(archive, "w") as zipped:
         for file in model.model_dir.iterdir():
             zipped.write(file, file.name)
-    choices = (("model.json (file dialog)", lambda: ui.modelPathLineEdit.browse_to(str(model.model_dir / "model.json"))),
-               ("folder (folder button)", lambda: ui.modelFolderButton.choose(str(model.model_dir))),
-               ("zip (file dialog)", lambda: ui.modelPathLineEdit.browse_to(str(archive))))  # fmt: skip
+    choices = (
+        (
+            "model.json (file dialog)",
+            lambda: ui.modelPathLineEdit.browse_to(str(model.model_dir / "model.json")),
+        ),
+        ("folder (folder button)", lambda: ui.modelFolderButton.choose(str(model.model_dir))),
+        ("zip (file dialog)", lambda: ui.modelPathLineEdit.browse_to(str(archive))),
+    )
     probabilities = []
     for label, choose in choices:
         choose()
         assert _required_rows(panel) == SHARED_REQUIRED, label
-        assert re.search(r"\bmodel(\.zip)?: regions tumor, ln", ui.modelInfoLabel.text), (label, ui.modelInfoLabel.text)
+        assert re.search(r"\bmodel(\.zip)?: regions tumor, ln", ui.modelInfoLabel.text), (
+            label,
+            ui.modelInfoLabel.text,
+        )
         _set_clinical(panel, {"us_reported_alnm": "present", "tumor_size_cm": "2.5"})
         ui.predictButton.click()
         probabilities.append(panel.logic.tableValues(p.resultTable)["nomo_score"])
     assert probabilities[0] == probabilities[1] == probabilities[2]
-    with pytest.raises(ValueError, match="folder"):  # the file dialog cannot pick a folder: that is the button's job
+    with pytest.raises(
+        ValueError, match="folder"
+    ):  # the file dialog cannot pick a folder: that is the button's job
         ui.modelPathLineEdit.browse_to(str(model.model_dir))
     (tmp_path / "other.json").write_text("{}")
     ui.modelPathLineEdit.browse_to(str(tmp_path / "other.json"))
@@ -214,9 +242,13 @@ def test_colour_ultrasound_volume_is_listed_and_converted_to_grey(panel, model) 
     assert "tumor image: colour image converted to grey with ITU-R BT.601 luma weights" in text
     values = logic.tableValues(p.resultTable)
     luma = 0.299 * rgb[..., 0] + 0.587 * rgb[..., 1] + 0.114 * rgb[..., 2]
-    regions = {"tumor": cp.RegionArrays(luma, mask, spacing),
-               "ln": logic.regionArrays(*panel._regionInputs()["ln"], "ln")}  # fmt: skip
-    reference = cp.predict_case(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE), regions, panel._clinicalValues(), p.caseId)
+    regions = {
+        "tumor": cp.RegionArrays(luma, mask, spacing),
+        "ln": logic.regionArrays(*panel._regionInputs()["ln"], "ln"),
+    }
+    reference = cp.predict_case(
+        cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE), regions, panel._clinicalValues(), p.caseId
+    )
     # the same grey image reaches the features by two routes (uint8 RGB -> luma, or luma given as float):
     # equal up to float64 rounding of the luma sum
     assert values["nomo_score"] == pytest.approx(reference.probability, rel=1e-9)
@@ -233,7 +265,9 @@ def test_segment_editor_is_released_on_exit_and_scene_close(harness) -> None:
     p = _load_demo(panel)
     panel.ui.editTumorButton.click()
     assert editor.segmentationNode() is panel.ui.tumorSegmentSelector.currentNode()
-    assert editor.sourceVolumeNode() is p.tumorVolume and not panel.ui.segmentEditorCollapsibleButton.collapsed
+    assert (
+        editor.sourceVolumeNode() is p.tumorVolume and not panel.ui.segmentEditorCollapsibleButton.collapsed
+    )
     editor.setActiveEffectByName("Paint")  # the user picks Paint
     assert editor.captures_view_clicks()
     harness.exit()  # the user opens another module: clicks in its views must not paint
@@ -288,7 +322,10 @@ def test_reader_mode_hides_the_label_and_binds_the_aided_read_to_the_case_on_scr
     ui.recordAidedButton.click()
     reads = pd.read_csv(p.readsPath)
     assert list(zip(reads["case_id"], reads["session"], strict=True)) == [
-        (first_case, "unaided"), (p.caseId, "unaided"), (p.caseId, "aided")]
+        (first_case, "unaided"),
+        (p.caseId, "unaided"),
+        (p.caseId, "aided"),
+    ]
     assert list(reads["call"]) == [1, 1, 0]
 
 
@@ -348,10 +385,16 @@ def _group_members(pgid: int) -> list[int]:
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="counts processes through Linux's /proc")
-def test_cancel_stops_the_launcher_its_python_and_the_workers_and_leaves_no_output(harness, model, tmp_path) -> None:
-    launcher = tmp_path / "PythonSlicer"  # like Slicer's launcher: starts the real Python as a child and waits
-    launcher.write_text(f"#!{sys.executable}\nimport subprocess, sys\n"
-                        f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n")  # fmt: skip
+def test_cancel_stops_the_launcher_its_python_and_the_workers_and_leaves_no_output(
+    harness, model, tmp_path
+) -> None:
+    launcher = (
+        tmp_path / "PythonSlicer"
+    )  # like Slicer's launcher: starts the real Python as a child and waits
+    launcher.write_text(
+        f"#!{sys.executable}\nimport subprocess, sys\n"
+        f"sys.exit(subprocess.call([{sys.executable!r}, *sys.argv[1:]]))\n"
+    )
     launcher.chmod(0o755)
     panel = harness.show()
     ui, p = panel.ui, panel._parameterNode
@@ -386,16 +429,37 @@ def test_self_test_runs_as_slicer_runs_it(harness) -> None:
     harness.run_self_test(msec=0)
 
 
-def test_headless_script_runs_the_batch_logic_and_exits_once_with_its_status(harness, model, tmp_path, capsys) -> None:
+def test_headless_script_runs_the_batch_logic_and_exits_once_with_its_status(
+    harness, model, tmp_path, capsys
+) -> None:
     sys.path.insert(0, str(REPO / "ALNMPredictor" / "Scripts"))
     import alnm_batch
 
     manifest = _small_manifest(model, tmp_path, n=1)
-    status = alnm_batch.main(["--", "predict", str(manifest), "--out", str(tmp_path / "out"), "--model",
-                              str(model.model_dir), "--", "--workers", "1", "--no-progress"], python=sys.executable)  # fmt: skip
+    status = alnm_batch.main(
+        [
+            "--",
+            "predict",
+            str(manifest),
+            "--out",
+            str(tmp_path / "out"),
+            "--model",
+            str(model.model_dir),
+            "--",
+            "--workers",
+            "1",
+            "--no-progress",
+        ],
+        python=sys.executable,
+    )
     assert status == 0 and (tmp_path / "out" / "predictions.csv").is_file()
     assert "alnm predict: finished" in capsys.readouterr().out
-    assert alnm_batch.main(["predict", str(manifest), "--out", str(tmp_path / "o2"), "--model", str(tmp_path / "no")]) == 2
+    assert (
+        alnm_batch.main(
+            ["predict", str(manifest), "--out", str(tmp_path / "o2"), "--model", str(tmp_path / "no")]
+        )
+        == 2
+    )
     assert "Model not found" in capsys.readouterr().err
     assert alnm_batch.main(["fly"]) == 2
     alnm_batch.finish(1)  # inside Slicer: slicer.util.exit, once
@@ -410,7 +474,12 @@ def test_committed_sample_data_is_the_demo_case(harness, tmp_path) -> None:
     import SampleData
 
     nodes = {n.GetName(): n for n in SampleData.SampleDataLogic().downloadFromSource(sources[0])}
-    assert sorted(nodes) == ["ALNMDemoLN", "ALNMDemoLNSegmentation", "ALNMDemoTumor", "ALNMDemoTumorSegmentation"]
+    assert sorted(nodes) == [
+        "ALNMDemoLN",
+        "ALNMDemoLNSegmentation",
+        "ALNMDemoTumor",
+        "ALNMDemoTumorSegmentation",
+    ]
     case = demomodel.demo_case(tmp_path / "cases", 0)
     logic = harness.logic_class()
     for region, stem in (("tumor", "ALNMDemoTumor"), ("ln", "ALNMDemoLN")):
@@ -421,7 +490,9 @@ def test_committed_sample_data_is_the_demo_case(harness, tmp_path) -> None:
         np.testing.assert_array_equal(mask, np.asarray(case.regions[region].mask) > 0)
 
 
-@pytest.mark.skipif(not (BUSBRA / "bus_data.csv").is_file(), reason="BUS-BRA is not in ../shared/data (real images)")
+@pytest.mark.skipif(
+    not (BUSBRA / "bus_data.csv").is_file(), reason="BUS-BRA is not in ../shared/data (real images)"
+)
 def test_busbra_image_loaded_as_slicer_loads_it_predicts_like_alnm_predict(panel, tmp_path) -> None:
     import extensions  # the harness's file loader: slicer-core's storage nodes, as Slicer's readers
 
@@ -446,19 +517,42 @@ def test_busbra_image_loaded_as_slicer_loads_it_predicts_like_alnm_predict(panel
     values = logic.tableValues(p.resultTable)
     manifest = tmp_path / "manifest.csv"
     ln_image, ln_mask = demomodel.demo_case(Path(p.demoFolder) / "cases", 0).files["ln"]
-    row = {"case_id": "B1", "tumor_image": str(image_path), "tumor_mask": str(mask_path), "ln_image": str(ln_image),
-           "ln_mask": str(ln_mask), **{k: v for k, v in panel._clinicalValues().items() if v is not None}}  # fmt: skip
+    row = {
+        "case_id": "B1",
+        "tumor_image": str(image_path),
+        "tumor_mask": str(mask_path),
+        "ln_image": str(ln_image),
+        "ln_mask": str(ln_mask),
+        **{k: v for k, v in panel._clinicalValues().items() if v is not None},
+    }
     pd.DataFrame([row]).to_csv(manifest, index=False)
     out = tmp_path / "pred.csv"
-    run = subprocess.run([sys.executable, "-m", "ALNMPredictorLib", "predict", str(manifest), "--model",
-                          str(demomodel.DEMO_MODEL_RESOURCE), "--out", str(out), "--no-progress", "--workers", "1"],
-                         capture_output=True, text=True)  # fmt: skip
+    run = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "ALNMPredictorLib",
+            "predict",
+            str(manifest),
+            "--model",
+            str(demomodel.DEMO_MODEL_RESOURCE),
+            "--out",
+            str(out),
+            "--no-progress",
+            "--workers",
+            "1",
+        ],
+        capture_output=True,
+        text=True,
+    )
     assert run.returncode == 0, run.stderr
     expected = pd.read_csv(out).iloc[0]
     # another process reads the PNG with another reader (SimpleITK/PIL vs ITK in slicer-core): same pixels, so
     # equal up to float rounding in the features; predictions.csv holds 6 decimals (PREDICTION_DECIMALS), so
     # equal to half a unit of the 6th
-    assert math.isclose(values["nomo_score"], float(expected["prob_clinical_radiomics"]), rel_tol=0, abs_tol=5e-7)
+    assert math.isclose(
+        values["nomo_score"], float(expected["prob_clinical_radiomics"]), rel_tol=0, abs_tol=5e-7
+    )
     assert math.isclose(values["tumor_score"], float(expected["tumor_score"]), rel_tol=0, abs_tol=5e-7)
 
 
@@ -472,8 +566,14 @@ def _fresh(scenario: str, data: dict, tmp_path: Path) -> dict:
     source, result = tmp_path / f"{scenario}-in.json", tmp_path / f"{scenario}-out.json"
     source.write_text(json.dumps(data))
     env = {**os.environ, "MPLBACKEND": "Agg"}
-    run = subprocess.run([sys.executable, str(FRESH), scenario, str(source), str(result)], capture_output=True,
-                         text=True, timeout=900, env=env, cwd=tmp_path)  # fmt: skip
+    run = subprocess.run(
+        [sys.executable, str(FRESH), scenario, str(source), str(result)],
+        capture_output=True,
+        text=True,
+        timeout=900,
+        env=env,
+        cwd=tmp_path,
+    )
     assert run.returncode == 0 and result.is_file(), run.stdout[-3000:] + run.stderr[-3000:]
     out = json.loads(result.read_text())
     assert out["ok"], out.get("traceback")
@@ -486,8 +586,13 @@ def demo_arrays(model, tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("arrays") / "case.npz"
     arrays = {}
     for region, r in case.regions.items():
-        arrays.update({f"{region}_image": np.asarray(r.image), f"{region}_mask": np.asarray(r.mask),
-                       f"{region}_spacing": np.asarray(r.spacing)})  # fmt: skip
+        arrays.update(
+            {
+                f"{region}_image": np.asarray(r.image),
+                f"{region}_mask": np.asarray(r.mask),
+                f"{region}_spacing": np.asarray(r.spacing),
+            }
+        )
     np.savez(path, **arrays)
     return path
 
@@ -496,26 +601,68 @@ def _installed(calls: list) -> set[str]:
     return {re.split(r"[<>=]", r)[0] for call in calls for r in call["requirements"]}
 
 
-LIB_PACKAGES = {"pandas", "pyarrow", "PyYAML", "scikit-learn", "matplotlib", "tqdm", "safetensors", "pyradiomics-bhklab"}
+LIB_PACKAGES = {
+    "pandas",
+    "pyarrow",
+    "PyYAML",
+    "scikit-learn",
+    "matplotlib",
+    "tqdm",
+    "safetensors",
+    "pyradiomics-bhklab",
+}
 
 
-@pytest.mark.parametrize("button", ["loadDemoCaseButton", "predictButton", "generateDemoButton", "validateButton",
-                                    "runBatchButton", "recordUnaidedButton"])  # fmt: skip
-def test_every_button_on_a_fresh_slicer_asks_once_installs_then_runs(button, model, demo_arrays, tmp_path) -> None:
+@pytest.mark.parametrize(
+    "button",
+    [
+        "loadDemoCaseButton",
+        "predictButton",
+        "generateDemoButton",
+        "validateButton",
+        "runBatchButton",
+        "recordUnaidedButton",
+    ],
+)
+def test_every_button_on_a_fresh_slicer_asks_once_installs_then_runs(
+    button, model, demo_arrays, tmp_path
+) -> None:
     manifest = _small_manifest(model, tmp_path, n=1)
-    out = _fresh("button", {"button": button, "arrays": str(demo_arrays), "manifest": str(manifest),
-                            "model": str(model.model_dir)}, tmp_path)  # fmt: skip
+    out = _fresh(
+        "button",
+        {
+            "button": button,
+            "arrays": str(demo_arrays),
+            "manifest": str(manifest),
+            "model": str(model.model_dir),
+        },
+        tmp_path,
+    )
     assert "Python packages are missing" in out["model_info"]
     declined, accepted = out["declined"], out["accepted"]
-    assert declined["error"] is None and len(declined["dialogs"]) == 1 and not out["pandas_imported_after_decline"]
+    assert (
+        declined["error"] is None
+        and len(declined["dialogs"]) == 1
+        and not out["pandas_imported_after_decline"]
+    )
     assert "pandas" in declined["dialogs"][0]["text"] and "torch" not in declined["dialogs"][0]["text"]
     assert accepted["error"] is None, accepted
     assert [d["answer"] for d in accepted["dialogs"]] == [qt.QMessageBox.Ok]  # one question, no error dialog
-    assert _installed(out["pip_calls"]) == LIB_PACKAGES and len(out["pip_calls"]) == 1 and not out["torch_imported"]
+    assert (
+        _installed(out["pip_calls"]) == LIB_PACKAGES
+        and len(out["pip_calls"]) == 1
+        and not out["torch_imported"]
+    )
     done = {
-        "loadDemoCaseButton": lambda: out["case_id"].startswith("P") and out["tumor_volume"] and out["form_rows"] is not None,
-        "predictButton": lambda: "Nomo-score" in out["results"] and any(t.startswith("ALNM prediction") for t in out["tables"]),
-        "generateDemoButton": lambda: out["manifest"].endswith("manifest.csv") and out["batch_text"].startswith("0 error(s)"),
+        "loadDemoCaseButton": lambda: (
+            out["case_id"].startswith("P") and out["tumor_volume"] and out["form_rows"] is not None
+        ),
+        "predictButton": lambda: (
+            "Nomo-score" in out["results"] and any(t.startswith("ALNM prediction") for t in out["tables"])
+        ),
+        "generateDemoButton": lambda: (
+            out["manifest"].endswith("manifest.csv") and out["batch_text"].startswith("0 error(s)")
+        ),
         "validateButton": lambda: out["batch_text"].startswith("0 error(s)"),
         "runBatchButton": lambda: "alnm predict: finished" in out["batch_log"],
         "recordUnaidedButton": lambda: out["reads_exists"] and "Recorded the unaided call" in out["results"],
@@ -528,8 +675,11 @@ def deep_model(model, tmp_path_factory) -> Path:
     """The test model plus random-backbone deep heads (32 px crops): a bundle that needs PyTorch."""
     import warnings
 
-    pytest.importorskip("torch", reason="building a model with deep heads needs PyTorch (.ci/run's Slicer-version "
-                                        "jobs install the handcrafted-only path without it)")
+    pytest.importorskip(
+        "torch",
+        reason="building a model with deep heads needs PyTorch (.ci/run's Slicer-version "
+        "jobs install the handcrafted-only path without it)",
+    )
 
     from ALNMPredictorLib.deep import DeepFeatureExtractor, crop_roi
     from ALNMPredictorLib.pipeline import load_model, save_model
@@ -540,31 +690,62 @@ def deep_model(model, tmp_path_factory) -> Path:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for region in ("tumor", "ln"):
-            head = DeepFeatureExtractor(weights="none", input_size=32, epochs=1, n_views=0, val_fraction=0.0, device="cpu")
-            crops = np.stack([crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32) for c in cases])
+            head = DeepFeatureExtractor(
+                weights="none", input_size=32, epochs=1, n_views=0, val_fraction=0.0, device="cpu"
+            )
+            crops = np.stack(
+                [crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32) for c in cases]
+            )
             heads[region] = head.fit(crops, np.array([0, 1, 0, 1]))
     info = {k: v for k, v in loaded.info.items() if k not in ("model", "deep_heads")}
     return Path(save_model(tmp_path_factory.mktemp("deep") / "model", loaded.model, info, heads))
 
 
-def test_pytorch_is_asked_for_only_when_the_model_has_deep_features(demo_arrays, deep_model, tmp_path) -> None:
-    out = _fresh("torch", {"arrays": str(demo_arrays), "deep_model": str(deep_model),
-                           "clinical": {"us_reported_alnm": "present", "tumor_size_cm": "2.5"}}, tmp_path)  # fmt: skip
+def test_pytorch_is_asked_for_only_when_the_model_has_deep_features(
+    demo_arrays, deep_model, tmp_path
+) -> None:
+    out = _fresh(
+        "torch",
+        {
+            "arrays": str(demo_arrays),
+            "deep_model": str(deep_model),
+            "clinical": {"us_reported_alnm": "present", "tumor_size_cm": "2.5"},
+        },
+        tmp_path,
+    )
     assert out["demo"]["error"] is None and "Nomo-score" in out["demo_results"]
     assert _installed(out["demo_pip_calls"]) == LIB_PACKAGES and not out["demo_torch_imported"]
     assert "torch" not in out["demo"]["dialogs"][0]["text"]
     assert "need PyTorch (torch>=2.1, torchvision>=0.16)" in out["deep_model_info"]
     assert SHARED_REQUIRED <= set(out["deep_form_rows"])  # the form is there before PyTorch is
     assert out["deep"]["error"] is None, out["deep"]
-    assert "torch>=2.1" in out["deep"]["dialogs"][0]["text"] and "pandas" not in out["deep"]["dialogs"][0]["text"]
-    assert out["install_torch_calls"] == [{"askConfirmation": False, "torchVersionRequirement": ">=2.1",
-                                           "torchvisionVersionRequirement": ">=0.16"}]  # fmt: skip
+    assert (
+        "torch>=2.1" in out["deep"]["dialogs"][0]["text"]
+        and "pandas" not in out["deep"]["dialogs"][0]["text"]
+    )
+    assert out["install_torch_calls"] == [
+        {
+            "askConfirmation": False,
+            "torchVersionRequirement": ">=2.1",
+            "torchvisionVersionRequirement": ">=0.16",
+        }
+    ]
     assert "Nomo-score" in out["deep_results"] and len(out["pip_calls"]) == 1
 
 
-def test_deep_model_without_the_pytorch_extension_says_what_to_install(demo_arrays, deep_model, tmp_path) -> None:
-    out = _fresh("torch", {"arrays": str(demo_arrays), "deep_model": str(deep_model), "pytorch_extension": False,
-                           "clinical": {"us_reported_alnm": "present", "tumor_size_cm": "2.5"}}, tmp_path)  # fmt: skip
+def test_deep_model_without_the_pytorch_extension_says_what_to_install(
+    demo_arrays, deep_model, tmp_path
+) -> None:
+    out = _fresh(
+        "torch",
+        {
+            "arrays": str(demo_arrays),
+            "deep_model": str(deep_model),
+            "pytorch_extension": False,
+            "clinical": {"us_reported_alnm": "present", "tumor_size_cm": "2.5"},
+        },
+        tmp_path,
+    )
     assert out["demo"]["error"] is None
     assert "install the PyTorch extension from the Extensions Manager" in (out["deep"]["error"] or "")
 
@@ -585,10 +766,23 @@ def test_sample_data_and_installs_on_each_supported_slicer(version, model, demo_
     out = _fresh("sample_data", {"slicer": version}, tmp_path)
     assert out["sources"] == {"ALNMPredictor": ["ALNMDemoCase"]} and not out["pandas_imported"]
     assert bool(out["categories"]) == (version == "5.12")  # registerCustomSampleDataCategory is new in 5.12
-    assert [n for _, n in out["loaded"]] == ["ALNMDemoTumor", "ALNMDemoTumorSegmentation", "ALNMDemoLN",
-                                             "ALNMDemoLNSegmentation"]  # fmt: skip
-    button = _fresh("button", {"slicer": version, "button": "loadDemoCaseButton", "arrays": str(demo_arrays),
-                               "manifest": "", "model": ""}, tmp_path)  # fmt: skip
+    assert [n for _, n in out["loaded"]] == [
+        "ALNMDemoTumor",
+        "ALNMDemoTumorSegmentation",
+        "ALNMDemoLN",
+        "ALNMDemoLNSegmentation",
+    ]
+    button = _fresh(
+        "button",
+        {
+            "slicer": version,
+            "button": "loadDemoCaseButton",
+            "arrays": str(demo_arrays),
+            "manifest": "",
+            "model": "",
+        },
+        tmp_path,
+    )
     api = "slicer.util.pip_install" if version == "5.10" else "slicer.packaging.pip_install"
     assert [c["api"] for c in button["pip_calls"]] == [api] and button["accepted"]["error"] is None
 
@@ -614,22 +808,32 @@ def _matrix(node) -> np.ndarray:
 
 
 def _composites() -> list:
-    return [ENV.scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
-            for i in range(ENV.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))]  # fmt: skip
+    return [
+        ENV.scene.GetNthNodeByClass(i, "vtkMRMLSliceCompositeNode")
+        for i in range(ENV.scene.GetNumberOfNodesByClass("vtkMRMLSliceCompositeNode"))
+    ]
 
 
 @pytest.mark.filterwarnings("ignore::UserWarning")  # the random backbone's warning (no torch import here)
-def test_heatmap_overlay_is_aligned_with_the_image_and_follows_region_target_and_opacity(panel, gradcam_model) -> None:
+def test_heatmap_overlay_is_aligned_with_the_image_and_follows_region_target_and_opacity(
+    panel, gradcam_model
+) -> None:
     p, ui = _load_demo(panel), panel.ui
     p.modelPath = gradcam_model
     _set_clinical(panel, {"us_reported_alnm": "present", "tumor_size_cm": "2.5"})
-    assert [ui.heatmapTargetComboBox.itemText(i) for i in range(ui.heatmapTargetComboBox.count())] == ["score", "head"]
+    assert [ui.heatmapTargetComboBox.itemText(i) for i in range(ui.heatmapTargetComboBox.count())] == [
+        "score",
+        "head",
+    ]
     ui.predictButton.click()
     assert sorted(panel._heatmaps) == [("ln", "head"), ("ln", "score"), ("tumor", "head"), ("tumor", "score")]
     node = panel._heatmaps[("tumor", "score")]
     volume = p.tumorVolume
     # the overlay is a volume on the image's own grid: same size, same IJK-to-RAS, same parent transform
-    assert node.GetScene() is ENV.scene and node.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
+    assert (
+        node.GetScene() is ENV.scene
+        and node.GetImageData().GetDimensions() == volume.GetImageData().GetDimensions()
+    )
     np.testing.assert_array_equal(_matrix(node), _matrix(volume))
     assert node.GetTransformNodeID() == volume.GetTransformNodeID()
     loaded = cp.load_model_cached(gradcam_model)
@@ -641,7 +845,10 @@ def test_heatmap_overlay_is_aligned_with_the_image_and_follows_region_target_and
     assert display.GetColorNode().GetName() == "ALNMPredictor Grad-CAM" and display.GetApplyThreshold()
     assert display.GetLowerThreshold() == pytest.approx(0.01)
     for composite in _composites():
-        assert composite.GetBackgroundVolumeID() == volume.GetID() and composite.GetForegroundVolumeID() == node.GetID()
+        assert (
+            composite.GetBackgroundVolumeID() == volume.GetID()
+            and composite.GetForegroundVolumeID() == node.GetID()
+        )
         assert composite.GetForegroundOpacity() == pytest.approx(0.5)
     assert "Grad-CAM of the Tumour score" in ui.heatmapInfoLabel.text
     ui.heatmapOpacitySlider.value = 0.8
@@ -690,9 +897,12 @@ def imagenet_model(model, tmp_path, monkeypatch) -> tuple[Path, bytes]:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for region in ("tumor", "ln"):
-            head = DeepFeatureExtractor(weights="imagenet", input_size=32, epochs=1, n_views=0, val_fraction=0.0,
-                                        device="cpu")  # fmt: skip
-            crops = np.stack([crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32) for c in cases])
+            head = DeepFeatureExtractor(
+                weights="imagenet", input_size=32, epochs=1, n_views=0, val_fraction=0.0, device="cpu"
+            )
+            crops = np.stack(
+                [crop_roi(c.regions[region].image, c.regions[region].mask, head.margin, 32) for c in cases]
+            )
             heads[region] = head.fit(crops, np.array([c.label for c in cases]))
     info = {k: v for k, v in loaded.info.items() if k not in ("model", "deep_heads")}
     model_dir = Path(save_model(tmp_path / "imagenet-model", loaded.model, info, heads))
@@ -701,8 +911,9 @@ def imagenet_model(model, tmp_path, monkeypatch) -> tuple[Path, bytes]:
     return model_dir, blob
 
 
-def test_predict_asks_before_downloading_the_vgg19_weights_then_downloads_them(panel, imagenet_model,
-                                                                               monkeypatch) -> None:  # fmt: skip
+def test_predict_asks_before_downloading_the_vgg19_weights_then_downloads_them(
+    panel, imagenet_model, monkeypatch
+) -> None:
     from weights_server import serve
 
     from ALNMPredictorLib import deep
@@ -724,14 +935,23 @@ def test_predict_asks_before_downloading_the_vgg19_weights_then_downloads_them(p
         assert str(cache.parent) in ui.resultsText.plainText and panel._prediction is None
         ui.predictButton.click()  # accepted (Ok is the default answer): downloaded once, then predicted
         assert len(qt.dialogs) == 2
-    assert cache.read_bytes() == blob and sorted(f.name for f in cache.parent.iterdir()) == [deep.VGG19_FILENAME]
+    assert cache.read_bytes() == blob and sorted(f.name for f in cache.parent.iterdir()) == [
+        deep.VGG19_FILENAME
+    ]
     assert "Nomo-score" in ui.resultsText.plainText and ("tumor", "head") in panel._heatmaps
     ui.predictButton.click()  # the weights are in the cache now: no question
     assert len(qt.dialogs) == 2
     # the cohort panel asks too, before training on ImageNet weights that are not here
     cache.unlink()
     p.batchTask, p.batchDeep = "train", "imagenet"
-    p.manifestPath, p.batchOutputFolder = Path("/nonexistent/manifest.csv"), Path(ENV.app.temporaryPath) / "out"
+    p.manifestPath, p.batchOutputFolder = (
+        Path("/nonexistent/manifest.csv"),
+        Path(ENV.app.temporaryPath) / "out",
+    )
     qt.dialog_answers[:] = [qt.QMessageBox.Cancel]
     ui.runBatchButton.click()
-    assert len(qt.dialogs) == 3 and panel.batchLogic.process is None and "Not downloaded" in ui.resultsText.plainText
+    assert (
+        len(qt.dialogs) == 3
+        and panel.batchLogic.process is None
+        and "Not downloaded" in ui.resultsText.plainText
+    )

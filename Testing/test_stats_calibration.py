@@ -37,7 +37,9 @@ def close(actual, expected, what: str) -> None:
 
 
 def ids(entries, *keys):
-    return ["-".join(str(round(e[k], 3)) if isinstance(e[k], float) else str(e[k]) for k in keys) for e in entries]
+    return [
+        "-".join(str(round(e[k], 3)) if isinstance(e[k], float) else str(e[k]) for k in keys) for e in entries
+    ]
 
 
 def test_reference_covers_enough_datasets():

@@ -57,7 +57,9 @@ def test_firth_estimate_and_penalised_likelihood_equal_logistf(name: str) -> Non
     np.testing.assert_allclose(np.sqrt(np.diag(cov)), case["ref"]["se"], rtol=RTOL)
     eta = design @ beta
     w = np.exp(-np.logaddexp(0, -eta) - np.logaddexp(0, eta))
-    penalised = np.sum(y * eta - np.logaddexp(0, eta)) + 0.5 * np.linalg.slogdet(design.T @ (design * w[:, None]))[1]
+    penalised = (
+        np.sum(y * eta - np.logaddexp(0, eta)) + 0.5 * np.linalg.slogdet(design.T @ (design * w[:, None]))[1]
+    )
     assert penalised == pytest.approx(case["ref"]["loglik_penalised"], rel=1e-10)
 
 

@@ -69,7 +69,18 @@ def test_univariate_screen_table2_layout():
     table = frame(case)
     screen = univariate_screen(table, case["y"], reference={"posterior": "none"})
     assert screen.columns.tolist() == [
-        "variable", "level", "reference", "term", "coef", "se", "odds_ratio", "or_low", "or_high", "p", "p_variable", "firth",
+        "variable",
+        "level",
+        "reference",
+        "term",
+        "coef",
+        "se",
+        "odds_ratio",
+        "or_low",
+        "or_high",
+        "p",
+        "p_variable",
+        "firth",
     ]
     post = screen[screen["variable"] == "posterior"]
     assert post["level"].tolist() == ["enhancement", "shadowing"]
@@ -114,8 +125,13 @@ def test_backward_stepwise_matches_r(sw, test):
     case = next(c for c in GLM_CASES if c["name"] == sw["glm_case"])
     ref = sw[test]
     res = backward_stepwise(
-        _prepare(case), "y", list(case["columns"]), 0.05, test=test,
-        categorical=case["categorical"], reference=reference(case),
+        _prepare(case),
+        "y",
+        list(case["columns"]),
+        0.05,
+        test=test,
+        categorical=case["categorical"],
+        reference=reference(case),
     )
     assert list(res.selected) == ref["selected"]
     assert res.steps["removed"].tolist() == [s["removed"] for s in ref["steps"]]
@@ -206,10 +222,18 @@ def test_design_matrix_encoding():
 @pytest.mark.parametrize(
     ("table", "y", "message"),
     [
-        (pd.DataFrame({"age": [1.0, 2.0, np.nan, 4.0, 5.0]}), [0, 1, 0, 1, 1], r"column age: 1 missing value\(s\) \(rows 2\)"),
+        (
+            pd.DataFrame({"age": [1.0, 2.0, np.nan, 4.0, 5.0]}),
+            [0, 1, 0, 1, 1],
+            r"column age: 1 missing value\(s\) \(rows 2\)",
+        ),
         (pd.DataFrame({"c": [1.0] * 5, "x": [1, 2, 3, 4, 5]}), [0, 1, 0, 1, 1], "column c: constant"),
         (pd.DataFrame({"g": ["a"] * 5}), [0, 1, 0, 1, 1], "column g: constant"),
-        (pd.DataFrame({"x": [1, 2, 3, 4, 5], "x2": [2, 4, 6, 8, 10]}), [0, 1, 0, 1, 1], "collinear predictor.*x2"),
+        (
+            pd.DataFrame({"x": [1, 2, 3, 4, 5], "x2": [2, 4, 6, 8, 10]}),
+            [0, 1, 0, 1, 1],
+            "collinear predictor.*x2",
+        ),
         (pd.DataFrame({"x": [1, 2, 3, 4, 5]}), [1, 1, 1, 1, 1], "argument y: only events"),
         (pd.DataFrame({"x": [1, 2, 3, 4, 5]}), [0, 1, 0, 1], "length 4 does not match"),
         (pd.DataFrame({"x": [1, 2, 3, 4, 5]}), [0, 1, 2, 1, 0], "must be 0/1, found 2"),

@@ -29,9 +29,15 @@ def test_continuous_nri_matches_hmisc(case):
     res = nri(case["y"], case["p_old"], case["p_new"])
     assert not res.categorical
     for field, key in [
-        ("nri", "nri"), ("se", "se"), ("p", "p"), ("low", "low"), ("high", "high"),
-        ("nri_events", "nri_events"), ("se_events", "se_events"),
-        ("nri_nonevents", "nri_nonevents"), ("se_nonevents", "se_nonevents"),
+        ("nri", "nri"),
+        ("se", "se"),
+        ("p", "p"),
+        ("low", "low"),
+        ("high", "high"),
+        ("nri_events", "nri_events"),
+        ("se_events", "se_events"),
+        ("nri_nonevents", "nri_nonevents"),
+        ("se_nonevents", "se_nonevents"),
     ]:
         assert_close(getattr(res, field), ref[key], f"{case['name']}.{field}")
 
@@ -40,7 +46,13 @@ def test_continuous_nri_matches_hmisc(case):
 def test_idi_matches_hmisc(case):
     ref = case["continuous"]
     res = idi(case["y"], case["p_old"], case["p_new"])
-    for field, key in [("idi", "idi"), ("se", "se_idi"), ("p", "p_idi"), ("low", "low_idi"), ("high", "high_idi")]:
+    for field, key in [
+        ("idi", "idi"),
+        ("se", "se_idi"),
+        ("p", "p_idi"),
+        ("low", "low_idi"),
+        ("high", "high_idi"),
+    ]:
         assert_close(getattr(res, field), ref[key], f"{case['name']}.{field}")
 
 

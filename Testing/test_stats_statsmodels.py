@@ -25,14 +25,16 @@ RTOL = 1e-6
 
 def _cohort(seed: int, n: int = 300) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
-    table = pd.DataFrame({
-        "age": rng.normal(52, 10, n).round(0),
-        "size": rng.gamma(2.0, 1.2, n).round(2),
-        "score": rng.normal(0, 1, n),
-        "noise1": rng.normal(0, 1, n),
-        "noise2": rng.normal(0, 1, n),
-        "margin": rng.choice(["circumscribed", "irregular", "spiculated"], n, p=[0.5, 0.3, 0.2]),
-    })  # fmt: skip
+    table = pd.DataFrame(
+        {
+            "age": rng.normal(52, 10, n).round(0),
+            "size": rng.gamma(2.0, 1.2, n).round(2),
+            "score": rng.normal(0, 1, n),
+            "noise1": rng.normal(0, 1, n),
+            "noise2": rng.normal(0, 1, n),
+            "margin": rng.choice(["circumscribed", "irregular", "spiculated"], n, p=[0.5, 0.3, 0.2]),
+        }
+    )
     eta = -4.5 + 0.05 * table["age"] + 0.4 * table["size"] + 1.1 * table["score"]
     eta += table["margin"].map({"circumscribed": 0.0, "irregular": 0.7, "spiculated": 1.2})
     y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(float)
@@ -67,8 +69,15 @@ def test_logistic_fit_equals_statsmodels_logit(seed: int) -> None:
 def test_each_backward_stepwise_step_equals_statsmodels_refits(test: str) -> None:
     table, y = _cohort(3)
     data = table.assign(y=y)
-    result = backward_stepwise(data, "y", ["age", "size", "score", "noise1", "noise2", "margin"], 0.05, test=test,
-                               categorical=["margin"], reference={"margin": "circumscribed"})  # fmt: skip
+    result = backward_stepwise(
+        data,
+        "y",
+        ["age", "size", "score", "noise1", "noise2", "margin"],
+        0.05,
+        test=test,
+        categorical=["margin"],
+        reference={"margin": "circumscribed"},
+    )
     assert len(result.steps) >= 1  # the two noise columns are candidates to go
     remaining = ["age", "size", "score", "noise1", "noise2", "margin"]
     design = _dummies(table)
@@ -76,7 +85,8 @@ def test_each_backward_stepwise_step_equals_statsmodels_refits(test: str) -> Non
 
     def fit(variables: list[str]):
         return sm.Logit(y, design[["const", *[c for v in variables for c in columns[v]]]]).fit(
-            method="newton", tol=1e-12, maxiter=100, disp=False)  # fmt: skip
+            method="newton", tol=1e-12, maxiter=100, disp=False
+        )
 
     for step in result.steps.to_dict(orient="records") + [None]:
         full = fit(remaining)
@@ -96,7 +106,9 @@ def test_each_backward_stepwise_step_equals_statsmodels_refits(test: str) -> Non
             break
         assert step["removed"] == worst and step["p"] == pytest.approx(pvals[worst], rel=1e-5)
         remaining.remove(worst)
-    np.testing.assert_allclose(result.fit["coef"].to_numpy(), fit(remaining).params.to_numpy(), rtol=RTOL, atol=1e-9)
+    np.testing.assert_allclose(
+        result.fit["coef"].to_numpy(), fit(remaining).params.to_numpy(), rtol=RTOL, atol=1e-9
+    )
 
 
 def test_lowess_near_statsmodels_which_skips_delta_points_differently() -> None:

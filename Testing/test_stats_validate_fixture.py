@@ -111,7 +111,9 @@ def test_fixture_shape():
                 assert row["index.orig"] == row["training"] == 0 and row["test"] == row["index.corrected"]
                 continue
             assert row["optimism"] == pytest.approx(row["training"] - row["test"], rel=1e-12, abs=1e-15)
-            assert row["index.corrected"] == pytest.approx(row["index.orig"] - row["optimism"], rel=1e-12, abs=1e-15)
+            assert row["index.corrected"] == pytest.approx(
+                row["index.orig"] - row["optimism"], rel=1e-12, abs=1e-15
+            )
 
 
 def test_original_fit_is_rs(python_validate):
@@ -125,7 +127,9 @@ def test_per_resample_values_equal_rs(python_validate):
         np.testing.assert_allclose(python_validate["per_train"][k], per[f"{k}_train"], rtol=1e-8, atol=1e-12)
         np.testing.assert_allclose(python_validate["per_test"][k], per[f"{k}_test"], rtol=1e-8, atol=1e-12)
     # rms's 0 and 1 on the resample are what recalibrating an MLE on its own data gives
-    np.testing.assert_allclose(python_validate["apparent_cal"], np.tile([0.0, 1.0], (META["B"], 1)), atol=1e-7)
+    np.testing.assert_allclose(
+        python_validate["apparent_cal"], np.tile([0.0, 1.0], (META["B"], 1)), atol=1e-7
+    )
 
 
 @pytest.mark.parametrize(("table", "rtol"), [("validate_exact", 1e-8), ("validate", 1e-6)])

@@ -35,7 +35,10 @@ def _logistic_or(x: np.ndarray, y: np.ndarray, strata: np.ndarray) -> float:
 def _auc(y: np.ndarray, score: np.ndarray) -> float:
     """Mann-Whitney AUC (ties count one half)."""
     pos, neg = score[y == 1], score[y == 0]
-    return float(((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum()) / (len(pos) * len(neg)))
+    return float(
+        ((pos[:, None] > neg[None, :]).sum() + 0.5 * (pos[:, None] == neg[None, :]).sum())
+        / (len(pos) * len(neg))
+    )
 
 
 def _read(path: Path) -> np.ndarray:
@@ -67,7 +70,12 @@ def cohort(tmp_path_factory) -> synth.SynthResult:
 # ---------------------------------------------------------------------------------- clinical table
 def test_set_sizes_follow_the_study_and_scale_down() -> None:
     assert synth.PAPER_SCALE == 856  # the study's sets sum to 856 (its text says 866)
-    assert synth.split_sizes(synth.PAPER_SCALE) == {"train": 421, "internal": 106, "external": 222, "prospective": 107}
+    assert synth.split_sizes(synth.PAPER_SCALE) == {
+        "train": 421,
+        "internal": 106,
+        "external": 222,
+        "prospective": 107,
+    }
     for n in (20, 57, 100, 200, 1000):
         sizes = synth.split_sizes(n)
         assert sum(sizes.values()) == n and min(sizes.values()) >= 2
@@ -88,8 +96,12 @@ def test_prevalences_centres_and_table1_marginals(clinical: pd.DataFrame) -> Non
     assert abs(train["age"].mean() - 54.0) < 1.5 and abs(train["age"].std() - 10.6) < 1.5
     assert abs(train["tumor_size_cm"].mean() - 2.9) < 0.2 and abs(train["tumor_size_cm"].std() - 1.5) < 0.2
     assert train["tumor_size_cm"].min() >= 0.5
-    for column, level, pct in (("us_reported_alnm", "present", 63.2), ("margin", "non-circumscribed", 85.5),
-                               ("microcalcification", "present", 60.6), ("er", "positive", 65.1)):  # fmt: skip
+    for column, level, pct in (
+        ("us_reported_alnm", "present", 63.2),
+        ("margin", "non-circumscribed", 85.5),
+        ("microcalcification", "present", 60.6),
+        ("er", "positive", 65.1),
+    ):
         assert abs(100 * (train[column] == level).mean() - pct) < 5.0, column
     assert train["adler_grade"].isin([0, 1, 2, 3]).all()
 
@@ -130,7 +142,9 @@ def test_us_reported_alnm_is_a_noisy_reading_of_the_node(clinical: pd.DataFrame)
     # ... and, as in the study, carries information on ALNM beyond the node's appearance
     from ALNMPredictorLib.stats import logistic_fit
 
-    fit = logistic_fit(pd.DataFrame({"appearance": appearance, "reported": reported}), clinical["label"].to_numpy())
+    fit = logistic_fit(
+        pd.DataFrame({"appearance": appearance, "reported": reported}), clinical["label"].to_numpy()
+    )
     assert fit.loc["reported", "p"] < 1e-3 and fit.loc["reported", "odds_ratio"] > 1.5
     assert not any(c.startswith("latent_") for c in synth.synth_clinical(40, seed=7).columns)
 
@@ -147,7 +161,13 @@ def test_cohort_files_manifest_and_labels(cohort: synth.SynthResult) -> None:
     root, manifest = cohort.out_dir, pd.read_csv(cohort.manifest_path, keep_default_na=False)
     head = ["case_id", "label", "split", "center"]
     for region in ("tumor", "ln"):
-        head += [f"{region}_image", f"{region}_mask", f"{region}_spacing", f"{region}_mask_reader2", f"{region}_mask_repeat"]
+        head += [
+            f"{region}_image",
+            f"{region}_mask",
+            f"{region}_spacing",
+            f"{region}_mask_reader2",
+            f"{region}_mask_repeat",
+        ]
     assert list(manifest.columns) == head + list(synth.CLINICAL_COLUMNS)
     assert not any("latent" in c for c in manifest.columns)
     assert manifest["case_id"].is_unique and len(manifest) == 80
@@ -193,7 +213,10 @@ def test_lymph_node_shape_and_cortex_differ_by_label(cohort: synth.SynthResult) 
     assert _auc(y, ratio) < 0.3  # metastatic nodes are rounder (long/short axis nearer 1)
     assert _auc(y, np.array(inside_mean)) < 0.3  # more hypoechoic cortex, less echogenic hilum
     truth = pd.read_csv(root / synth.TRUTH_NAME)
-    assert truth.groupby("label")["ln_cortex_mm"].median()[1] > truth.groupby("label")["ln_cortex_mm"].median()[0]
+    assert (
+        truth.groupby("label")["ln_cortex_mm"].median()[1]
+        > truth.groupby("label")["ln_cortex_mm"].median()[0]
+    )
     assert _auc(truth["label"].to_numpy(), truth["ln_cortex_mm"].to_numpy()) > 0.7
     assert _auc(truth["label"].to_numpy(), -truth["ln_hilum_visible"].to_numpy()) > 0.7
     # the tumour drawn in the image follows tumor_size_cm (up to the field of view)
@@ -237,7 +260,8 @@ def test_same_seed_gives_identical_files_different_seed_differs(tmp_path: Path) 
     assert files_a["manifest.csv"] != files_c["manifest.csv"]
     assert files_a["images/P0001_tumor.png"] != files_c["images/P0001_tumor.png"]
     pd.testing.assert_frame_equal(
-        synth.synth_clinical(20, seed=11), a.manifest[["case_id", "label", "split", "center", *synth.CLINICAL_COLUMNS]]
+        synth.synth_clinical(20, seed=11),
+        a.manifest[["case_id", "label", "split", "center", *synth.CLINICAL_COLUMNS]],
     )
 
 
@@ -295,7 +319,11 @@ def test_standardised_images_remove_most_of_the_scanner_shift_of_intensity_featu
     from ALNMPredictorLib import handcrafted as hc
 
     rows = synth.synth_clinical(20, seed=3, include_latent=True).iloc[:8]
-    names = ["original_firstorder_Mean", "original_firstorder_10Percentile", "original_firstorder_90Percentile"]
+    names = [
+        "original_firstorder_Mean",
+        "original_firstorder_10Percentile",
+        "original_firstorder_90Percentile",
+    ]
     shifts = {}
     for normalize in (False, True):
         extractor = hc.HandcraftedExtractor("us2d", normalize=normalize)
@@ -304,10 +332,14 @@ def test_standardised_images_remove_most_of_the_scanner_shift_of_intensity_featu
             look = synth.CENTERS[center]
             out = []
             for i in range(len(rows)):
-                drawn = synth.render_tumor(rows.iloc[i], look, np.random.default_rng(i))  # same tumour, other scanner
+                drawn = synth.render_tumor(
+                    rows.iloc[i], look, np.random.default_rng(i)
+                )  # same tumour, other scanner
                 with warnings.catch_warnings():
                     warnings.simplefilter("ignore")
-                    f = extractor.extract(drawn.image.astype(float), drawn.masks["mask"], (look.tumor_spacing,) * 2)
+                    f = extractor.extract(
+                        drawn.image.astype(float), drawn.masks["mask"], (look.tumor_spacing,) * 2
+                    )
                 out.append([f[n] for n in names])
             values[center] = np.array(out)
         patient_sd = values["H1"].std(axis=0, ddof=1)

@@ -42,22 +42,35 @@ FAST = {"lasso_folds": 5, "n_boot": 20, "deep": "off", "optimism_boot": 0}
 # helpers
 
 
-def _write_cohort(folder: Path, *, n_train: int = 60, n_test: int = 30, n_feat: int = 12, seed: int = 1,
-                  prefixes: tuple[str, str] = ("tumor_", "ln_")) -> tuple[Path, Path, pd.DataFrame]:  # fmt: skip
+def _write_cohort(
+    folder: Path,
+    *,
+    n_train: int = 60,
+    n_test: int = 30,
+    n_feat: int = 12,
+    seed: int = 1,
+    prefixes: tuple[str, str] = ("tumor_", "ln_"),
+) -> tuple[Path, Path, pd.DataFrame]:
     """A manifest without image columns and a feature table (two informative features per region)."""
     rng = np.random.default_rng(seed)
     n = n_train + n_test
     ids = [f"C{i:03d}" for i in range(n)]
     y = rng.permutation(np.r_[np.ones(n // 2, int), np.zeros(n - n // 2, int)])
-    manifest = pd.DataFrame({
-        "case_id": ids, "label": y, "split": ["train"] * n_train + ["internal"] * n_test,
-        "age": np.round(rng.normal(50, 10, n), 1),
-        "margin": np.where(rng.random(n) < 0.3 + 0.3 * y, "irregular", "smooth"),
-    })  # fmt: skip
+    manifest = pd.DataFrame(
+        {
+            "case_id": ids,
+            "label": y,
+            "split": ["train"] * n_train + ["internal"] * n_test,
+            "age": np.round(rng.normal(50, 10, n), 1),
+            "margin": np.where(rng.random(n) < 0.3 + 0.3 * y, "irregular", "smooth"),
+        }
+    )
     features: dict[str, object] = {"case_id": ids}
     for prefix, shift in zip(prefixes, (0.7, 0.9), strict=True):
         for j in range(n_feat):
-            features[f"{prefix}f{j}"] = rng.normal(0, 1, n) + (shift if j < 2 else 0.0) * y + (10.0 if j % 3 == 0 else 0.0)
+            features[f"{prefix}f{j}"] = (
+                rng.normal(0, 1, n) + (shift if j < 2 else 0.0) * y + (10.0 if j % 3 == 0 else 0.0)
+            )
     folder.mkdir(parents=True, exist_ok=True)
     manifest.to_csv(folder / "manifest.csv", index=False)
     table = pd.DataFrame(features)
@@ -118,9 +131,15 @@ def test_table_from_extract_output_gives_the_same_model(extracted) -> None:
     one_row = variants[variants["variant"] == "main"].drop(columns="variant")
     one_row.to_csv(root / "main.csv", index=False)
     for variant in ("reader2", "repeat"):
-        variants[variants["variant"] == variant].drop(columns="variant").to_parquet(root / f"{variant}.parquet")
-    spec = FeatureTableSpec(root / "main.csv", reader2=root / "reader2.parquet", repeat=root / "repeat.parquet")
-    table = train(root / "table" / "manifest.csv", root / "from_table", settings, progress=False, feature_table=spec)
+        variants[variants["variant"] == variant].drop(columns="variant").to_parquet(
+            root / f"{variant}.parquet"
+        )
+    spec = FeatureTableSpec(
+        root / "main.csv", reader2=root / "reader2.parquet", repeat=root / "repeat.parquet"
+    )
+    table = train(
+        root / "table" / "manifest.csv", root / "from_table", settings, progress=False, feature_table=spec
+    )
     _assert_same_model(images.model, table.model)
     cols = ["status", "prob_clinical_radiomics", "tumor_score", "total_points"]
     pd.testing.assert_frame_equal(images.predictions[cols], table.predictions[cols], rtol=0, atol=1e-12)
@@ -134,17 +153,32 @@ def test_table_from_extract_output_gives_the_same_model(extracted) -> None:
     assert recorded["kind"] == "prefix" and recorded["pattern"] == "tumor_"
 
     # `alnm extract`'s own two-row-kind table (a `variant` column) reads the same
-    direct = train(root / "table" / "manifest.csv", root / "from_variants", settings, progress=False,
-                   feature_table=FeatureTableSpec(root / "from_images" / "features" / "features.parquet"))  # fmt: skip
+    direct = train(
+        root / "table" / "manifest.csv",
+        root / "from_variants",
+        settings,
+        progress=False,
+        feature_table=FeatureTableSpec(root / "from_images" / "features" / "features.parquet"),
+    )
     _assert_same_model(images.model, direct.model)
 
     # predict on a table with the same columns gives the training predictions
-    predictions, _, _ = predict(root / "table" / "manifest.csv", root / "from_table" / "model", root / "work",
-                                progress=False, feature_table=root / "main.csv")  # fmt: skip
+    predictions, _, _ = predict(
+        root / "table" / "manifest.csv",
+        root / "from_table" / "model",
+        root / "work",
+        progress=False,
+        feature_table=root / "main.csv",
+    )
     pd.testing.assert_frame_equal(predictions[cols], table.predictions[cols], rtol=0, atol=1e-12)
     # and a model trained on images reads such a table too (its extraction's column names)
-    predictions, _, _ = predict(root / "table" / "manifest.csv", root / "from_images" / "model", root / "work",
-                                progress=False, feature_table=root / "main.csv")  # fmt: skip
+    predictions, _, _ = predict(
+        root / "table" / "manifest.csv",
+        root / "from_images" / "model",
+        root / "work",
+        progress=False,
+        feature_table=root / "main.csv",
+    )
     pd.testing.assert_frame_equal(predictions[cols], images.predictions[cols], rtol=0, atol=1e-12)
 
 
@@ -157,7 +191,9 @@ def test_regex_regions_rename_report_unmapped_and_predict_maps_a_new_table(tmp_p
     table["scanner_note"] = "x"  # neither a region feature nor a manifest column
     table["age"] = 0.0  # a manifest column: the manifest's values win
     table.to_csv(features, index=False)
-    spec = FeatureTableSpec(features, regions=[parse_region_option("tumor=T."), parse_region_option("ln=^node_")])
+    spec = FeatureTableSpec(
+        features, regions=[parse_region_option("tumor=T."), parse_region_option("ln=^node_")]
+    )
     result = train(manifest, tmp_path / "out", _settings(), progress=False, feature_table=spec)
     names = [c for s in result.model.region_scores_.values() for c in s.feature_names_in_]
     assert "tumor_T.f0" in names and "ln_node_f0" in names
@@ -172,20 +208,43 @@ def test_regex_regions_rename_report_unmapped_and_predict_maps_a_new_table(tmp_p
     # same columns, other order, extra column: same predictions
     shuffled = table[["case_id"] + list(table.columns[:0:-1])]
     shuffled.to_csv(tmp_path / "new.csv", index=False)
-    predictions, _, _ = predict(manifest, tmp_path / "out" / "model", tmp_path / "w", progress=False,
-                                feature_table=tmp_path / "new.csv")  # fmt: skip
-    np.testing.assert_allclose(predictions["prob_clinical_radiomics"], result.predictions["prob_clinical_radiomics"],
-                               rtol=0, atol=1e-12)  # fmt: skip
+    predictions, _, _ = predict(
+        manifest,
+        tmp_path / "out" / "model",
+        tmp_path / "w",
+        progress=False,
+        feature_table=tmp_path / "new.csv",
+    )
+    np.testing.assert_allclose(
+        predictions["prob_clinical_radiomics"],
+        result.predictions["prob_clinical_radiomics"],
+        rtol=0,
+        atol=1e-12,
+    )
 
     used = result.model.region_scores_["ln"].selected_[0]
-    original = used[len("ln_"):]
+    original = used[len("ln_") :]
     with pytest.raises(InputError, match=f"column {original}.*lacks") as err:
-        predict(manifest, tmp_path / "out" / "model", tmp_path / "w", progress=False,
-                feature_table=_without(table, original, tmp_path / "lacking.csv"))  # fmt: skip
+        predict(
+            manifest,
+            tmp_path / "out" / "model",
+            tmp_path / "w",
+            progress=False,
+            feature_table=_without(table, original, tmp_path / "lacking.csv"),
+        )
     assert "new" not in str(err.value)
-    unused = next(c for c in mapping.columns["tumor"] if internal_name("tumor", c) not in result.model.region_scores_["tumor"].selected_)
-    predictions, _, _ = predict(manifest, tmp_path / "out" / "model", tmp_path / "w", progress=False,
-                                feature_table=_without(table, unused, tmp_path / "unused.csv"))  # fmt: skip
+    unused = next(
+        c
+        for c in mapping.columns["tumor"]
+        if internal_name("tumor", c) not in result.model.region_scores_["tumor"].selected_
+    )
+    predictions, _, _ = predict(
+        manifest,
+        tmp_path / "out" / "model",
+        tmp_path / "w",
+        progress=False,
+        feature_table=_without(table, unused, tmp_path / "unused.csv"),
+    )
     assert (predictions["status"] == "ok").all()
     with pytest.raises(ALNMError, match="trained on a feature table.*--features"):
         predict(manifest, tmp_path / "out" / "model", tmp_path / "w", progress=False)
@@ -256,7 +315,9 @@ def test_case_without_any_value_of_a_region_fails_instead_of_being_imputed(tmp_p
     manifest, features, table = _write_cohort(tmp_path)
     table.loc[70, [c for c in table.columns if c.startswith("ln_")]] = np.nan
     table.to_csv(features, index=False)
-    result = train(manifest, tmp_path / "out", _settings(), progress=False, feature_table=FeatureTableSpec(features))
+    result = train(
+        manifest, tmp_path / "out", _settings(), progress=False, feature_table=FeatureTableSpec(features)
+    )
     row = result.predictions.loc["C070"]
     assert row["status"] == "failed" and "region ln: no feature value" in row["error"]
     assert (result.predictions.drop(index="C070")["status"] == "ok").all()
@@ -285,7 +346,9 @@ def _load(small, table: pd.DataFrame, name: str = "bad.csv", **kwargs):
 def test_non_numeric_and_non_finite_values(small) -> None:
     table = small[2].astype({"tumor_f1": object})
     table.loc[3, "tumor_f1"] = "12,5"
-    with pytest.raises(InputError, match=r"case C003, column tumor_f1 \(.*bad.csv\): not numeric: value '12,5'"):
+    with pytest.raises(
+        InputError, match=r"case C003, column tumor_f1 \(.*bad.csv\): not numeric: value '12,5'"
+    ):
         _load(small, table)
     table = small[2].copy()
     table.loc[2, "ln_f0"] = np.inf
@@ -318,7 +381,9 @@ def test_cases_in_only_one_of_the_two_files(small) -> None:
     assert loaded.failed == {"C001": "no row in the feature table bad.csv"}
     assert any("X999" in w and "not in the manifest" in w for w in loaded.info["warnings"])
     renamed = small[2].assign(case_id=[f"case-{i}" for i in range(len(small[2]))])
-    with pytest.raises(InputError, match="no case of the manifest is in the feature table.*case_id values match"):
+    with pytest.raises(
+        InputError, match="no case of the manifest is in the feature table.*case_id values match"
+    ):
         _load(small, renamed)
 
 
@@ -351,7 +416,9 @@ def test_resegmentation_table_must_have_every_column(small) -> None:
     cohort, folder, table = small
     table.drop(columns=["ln_f2"]).head(8).to_csv(folder / "r2.csv", index=False)
     table.to_csv(folder / "main.csv", index=False)
-    with pytest.raises(InputError, match=r"column ln_f2 .*reader2 re-segmentation table lacks 1 feature column"):
+    with pytest.raises(
+        InputError, match=r"column ln_f2 .*reader2 re-segmentation table lacks 1 feature column"
+    ):
         load_feature_tables(folder / "main.csv", cohort=cohort, reader2=folder / "r2.csv")
 
 
@@ -367,7 +434,10 @@ def test_cli_validate_a_feature_table_manifest(tmp_path: Path, capsys: pytest.Ca
     assert cli.main(["validate", str(manifest), "--features", str(features)]) == 0
     out = capsys.readouterr().out
     assert "no <region>_image column" not in out and "0 error(s)" in out
-    assert f"feature table {features.name}: {len(table)} case(s); regions: tumor (12 columns), ln (12 columns)" in out
+    assert (
+        f"feature table {features.name}: {len(table)} case(s); regions: tumor (12 columns), ln (12 columns)"
+        in out
+    )
     table.drop(index=table.index[:3]).to_csv(tmp_path / "short.csv", index=False)
     assert cli.main(["validate", str(manifest), "--features", str(tmp_path / "short.csv")]) == 1
     assert "feature table" in capsys.readouterr().out
@@ -375,24 +445,63 @@ def test_cli_validate_a_feature_table_manifest(tmp_path: Path, capsys: pytest.Ca
 
 def test_cli_train_evaluate_predict_with_features(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     manifest, features, table = _write_cohort(tmp_path, prefixes=("T_", "N_"))
-    (tmp_path / "study.yaml").write_text(yaml.safe_dump({"settings": {"lasso_folds": 5, "n_boot": 20, "optimism_boot": 0}}))
+    (tmp_path / "study.yaml").write_text(
+        yaml.safe_dump({"settings": {"lasso_folds": 5, "n_boot": 20, "optimism_boot": 0}})
+    )
     out = tmp_path / "run"
-    code = cli.main(["train", str(manifest), "--out", str(out), "--features", str(features), "--region", "tumor=T_",
-                     "--region", "ln=N_", "--missing", "refuse", "--no-progress"])  # fmt: skip
+    code = cli.main(
+        [
+            "train",
+            str(manifest),
+            "--out",
+            str(out),
+            "--features",
+            str(features),
+            "--region",
+            "tumor=T_",
+            "--region",
+            "ln=N_",
+            "--missing",
+            "refuse",
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     assert "tumor score =" in capsys.readouterr().out
     assert load_model(out / "model").info["extraction"]["feature_table"]["missing"] == "refuse"
 
-    code = cli.main(["evaluate", str(manifest), "--model", str(out / "model"), "--out", str(tmp_path / "report"),
-                     "--features", str(features), "--no-progress"])  # fmt: skip
+    code = cli.main(
+        [
+            "evaluate",
+            str(manifest),
+            "--model",
+            str(out / "model"),
+            "--out",
+            str(tmp_path / "report"),
+            "--features",
+            str(features),
+            "--no-progress",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     html = next((tmp_path / "report").rglob("*.html")).read_text()
     assert "features read from a table" in html
 
-    used = load_model(out / "model").model.region_scores_["tumor"].selected_[0][len("tumor_"):]
+    used = load_model(out / "model").model.region_scores_["tumor"].selected_[0][len("tumor_") :]
     lacking = _without(table, used, tmp_path / "lacking.csv")
-    code = cli.main(["predict", str(manifest), "--model", str(out / "model"), "--out", str(tmp_path / "p.csv"),
-                     "--features", str(lacking), "--no-progress"])  # fmt: skip
+    code = cli.main(
+        [
+            "predict",
+            str(manifest),
+            "--model",
+            str(out / "model"),
+            "--out",
+            str(tmp_path / "p.csv"),
+            "--features",
+            str(lacking),
+            "--no-progress",
+        ]
+    )
     assert code == 2
     assert f"column {used}" in capsys.readouterr().err
 
@@ -406,10 +515,14 @@ def test_cli_train_evaluate_predict_with_features(tmp_path: Path, capsys: pytest
 
 def test_run_pipeline_report_names_the_table(tmp_path: Path) -> None:
     manifest, features, _ = _write_cohort(tmp_path, seed=2)
-    trained, evaluated = run_pipeline(manifest, tmp_path / "out", _settings(), progress=False,
-                                      feature_table=FeatureTableSpec(features))  # fmt: skip
+    trained, evaluated = run_pipeline(
+        manifest, tmp_path / "out", _settings(), progress=False, feature_table=FeatureTableSpec(features)
+    )
     assert trained.bundle_info["feature_source"] == "table"
     summary = json.loads((tmp_path / "out" / "report" / "summary.json").read_text())
-    assert "features read from a table (features.csv; tumor: 12, ln: 12 columns" in summary["meta"]["deep_weights"]
+    assert (
+        "features read from a table (features.csv; tumor: 12, ln: 12 columns"
+        in summary["meta"]["deep_weights"]
+    )
     assert evaluated.report.exists()
     shutil.rmtree(tmp_path / "out")

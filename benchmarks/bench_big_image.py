@@ -68,7 +68,9 @@ def make_case(folder: Path, size: int, roi: tuple[int, int]) -> tuple[Path, Path
     rows, cols = np.mgrid[r0 : r0 + roi[0] + 2, c0 : c0 + roi[1] + 2]
     inside = ((rows - size / 2) / half_r) ** 2 + ((cols - size / 2) / half_c) ** 2 <= 1.0
     mask[r0 : r0 + roi[0] + 2, c0 : c0 + roi[1] + 2][inside] = 255
-    image[mask > 0] = np.clip(image[mask > 0].astype(int) // 2 + 40, 0, 255).astype(np.uint8)  # a darker lesion
+    image[mask > 0] = np.clip(image[mask > 0].astype(int) // 2 + 40, 0, 255).astype(
+        np.uint8
+    )  # a darker lesion
     Image.fromarray(image).save(image_path, compress_level=1)
     Image.fromarray(mask).save(mask_path, compress_level=1)
     return image_path, mask_path
@@ -104,12 +106,32 @@ def child(args: argparse.Namespace) -> None:
         array = np.clip(np.rint(image.array), 0, 255).astype(np.uint8)  # as extraction._crop_task for uint8
         crop_roi(array, mask, 0.1, 224, intensity="zscore")
     work = time.perf_counter() - started
-    print(json.dumps({"baseline_mb": baseline, "peak_mb": _maxrss_mb(), "read_s": read, "work_s": work,
-                      "values": values}))
+    print(
+        json.dumps(
+            {
+                "baseline_mb": baseline,
+                "peak_mb": _maxrss_mb(),
+                "read_s": read,
+                "work_s": work,
+                "values": values,
+            }
+        )
+    )
 
 
 def run_child(what: str, mode: str, image: Path, mask: Path) -> dict:
-    cmd = [sys.executable, __file__, "--child", what, "--mode", mode, "--image", str(image), "--mask", str(mask)]
+    cmd = [
+        sys.executable,
+        __file__,
+        "--child",
+        what,
+        "--mode",
+        mode,
+        "--image",
+        str(image),
+        "--mask",
+        str(mask),
+    ]
     started = time.perf_counter()
     done = subprocess.run(cmd, capture_output=True, text=True, check=False)
     if done.returncode != 0:
@@ -135,8 +157,12 @@ def main() -> None:
     parser.add_argument("--roi", type=int, nargs=2, default=(200, 250), metavar=("ROWS", "COLS"))
     parser.add_argument("--presets", nargs="+", default=["paper", "us2d"])
     parser.add_argument("--modes", nargs="+", default=["crop"], choices=("crop", "whole"))
-    parser.add_argument("--deep", action="store_true", help="also measure the deep-input crop (needs PyTorch)")
-    parser.add_argument("--workdir", type=Path, default=None, help="where the PNGs go (default: a temp folder)")
+    parser.add_argument(
+        "--deep", action="store_true", help="also measure the deep-input crop (needs PyTorch)"
+    )
+    parser.add_argument(
+        "--workdir", type=Path, default=None, help="where the PNGs go (default: a temp folder)"
+    )
     parser.add_argument("--child", help=argparse.SUPPRESS)
     parser.add_argument("--mode", default="crop", help=argparse.SUPPRESS)
     parser.add_argument("--image", help=argparse.SUPPRESS)
@@ -157,32 +183,53 @@ def main() -> None:
     folder.mkdir(parents=True, exist_ok=True)
     # the big arrays are made in a child: a forked child's peak memory must not start at the parent's
     made = subprocess.run(
-        [sys.executable, __file__, "--child", "make", "--size", str(args.size), "--roi", *map(str, args.roi),
-         "--workdir", str(folder)],
-        capture_output=True, text=True, check=True,
+        [
+            sys.executable,
+            __file__,
+            "--child",
+            "make",
+            "--size",
+            str(args.size),
+            "--roi",
+            *map(str, args.roi),
+            "--workdir",
+            str(folder),
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
     )
     image, mask, n_roi = json.loads(made.stdout.strip().splitlines()[-1])
     print(f"machine: {cpu_model()}, {os.cpu_count()} cores; Python {platform.python_version()}")
-    print(f"image {args.size} x {args.size} ({args.size * args.size / 1e6:.0f} Mpixel), ROI {n_roi} pixels "
-          f"(box about {args.roi[0]} x {args.roi[1]})")
+    print(
+        f"image {args.size} x {args.size} ({args.size * args.size / 1e6:.0f} Mpixel), ROI {n_roi} pixels "
+        f"(box about {args.roi[0]} x {args.roi[1]})"
+    )
     print("| what | mode | peak RSS (MB) | after imports (MB) | read (s) | extract (s) | process (s) |")
     print("|---|---|---:|---:|---:|---:|---:|")
     for preset in args.presets:
         results = {}
         for mode in args.modes:
             r = results[mode] = run_child(preset, mode, image, mask)
-            print(f"| {preset} | {mode} | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | {r['read_s']:.2f} | "
-                  f"{r['work_s']:.2f} | {r['process_s']:.1f} |", flush=True)
+            print(
+                f"| {preset} | {mode} | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | {r['read_s']:.2f} | "
+                f"{r['work_s']:.2f} | {r['process_s']:.1f} |",
+                flush=True,
+            )
         if len(results) == 2:
             a, b = (np.array(results[m]["values"], dtype=float) for m in ("crop", "whole"))
             rel = np.abs(a - b) / np.maximum(np.abs(b), np.finfo(float).tiny)
             same = int(np.sum((a == b) | (np.isnan(a) & np.isnan(b))))
-            print(f"  {preset}: {same}/{len(a)} feature values bit-identical, max relative difference "
-                  f"{np.nanmax(rel):.1e}")
+            print(
+                f"  {preset}: {same}/{len(a)} feature values bit-identical, max relative difference "
+                f"{np.nanmax(rel):.1e}"
+            )
     if args.deep:
         r = run_child("deep", "crop", image, mask)
-        print(f"| deep crop (zscore) | - | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | {r['read_s']:.2f} | "
-              f"{r['work_s']:.2f} | {r['process_s']:.1f} |")
+        print(
+            f"| deep crop (zscore) | - | {r['peak_mb']:.0f} | {r['baseline_mb']:.0f} | {r['read_s']:.2f} | "
+            f"{r['work_s']:.2f} | {r['process_s']:.1f} |"
+        )
 
 
 if __name__ == "__main__":

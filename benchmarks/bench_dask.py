@@ -40,11 +40,15 @@ def manifest(folder: Path, n: int) -> Path:
     data = pd.read_csv(BUSBRA / "bus_data.csv").sort_values("ID")
     picks = data.iloc[np.linspace(0, len(data) - 1, n).round().astype(int)]
     rows = [
-        {"case_id": r.ID, "label": int(r.Pathology == "malignant"), "split": "train",
-         "tumor_image": str(BUSBRA / "Images" / f"{r.ID}.png"),
-         "tumor_mask": str(BUSBRA / "Masks" / f"mask_{r.ID.removeprefix('bus_')}.png")}
+        {
+            "case_id": r.ID,
+            "label": int(r.Pathology == "malignant"),
+            "split": "train",
+            "tumor_image": str(BUSBRA / "Images" / f"{r.ID}.png"),
+            "tumor_mask": str(BUSBRA / "Masks" / f"mask_{r.ID.removeprefix('bus_')}.png"),
+        }
         for r in picks.itertuples()
-    ]  # fmt: skip
+    ]
     path = folder / "manifest.csv"
     pd.DataFrame(rows).to_csv(path, index=False)
     return path
@@ -72,17 +76,31 @@ def run(kind: str, workers: int, path: Path, preset: str, out: Path) -> dict:
     if kind == "dask":
         from distributed import Client, LocalCluster
 
-        cluster = LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
-                               dashboard_address=":0")  # fmt: skip
+        cluster = LocalCluster(
+            n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1", dashboard_address=":0"
+        )
         client = Client(cluster, set_as_default=False)
         scheduler = cluster.scheduler_address
         base = client.run(_worker_usage)  # a bare worker's CPU and memory so far (start-up)
     started = time.perf_counter()
-    result = extract_cohort(cohort, out, handcrafted=preset, deep=None, workers=workers, scheduler=scheduler,
-                            progress=False, normalize=True)  # fmt: skip
+    result = extract_cohort(
+        cohort,
+        out,
+        handcrafted=preset,
+        deep=None,
+        workers=workers,
+        scheduler=scheduler,
+        progress=False,
+        normalize=True,
+    )
     wall = time.perf_counter() - started
-    record = {"kind": kind, "workers": workers, "rois": int(result.counts["handcrafted"]["computed"]),
-              "failed": len(result.failed), "wall_s": wall}  # fmt: skip
+    record = {
+        "kind": kind,
+        "workers": workers,
+        "rois": int(result.counts["handcrafted"]["computed"]),
+        "failed": len(result.failed),
+        "wall_s": wall,
+    }
     if kind == "dask":
         after = client.run(_worker_usage)
         record["worker_cpu_s"] = sum(after[w][0] - base[w][0] for w in after)
@@ -108,8 +126,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--preset", default="us2d")
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--kinds", nargs="+", default=["dask", "pool"])
-    parser.add_argument("--rois-per-patient", type=float, default=1912 / 856,
-                        help="for the projection (default: the paper-scale demo's 1,912 ROIs / 856 patients)")  # fmt: skip
+    parser.add_argument(
+        "--rois-per-patient",
+        type=float,
+        default=1912 / 856,
+        help="for the projection (default: the paper-scale demo's 1,912 ROIs / 856 patients)",
+    )
     args = parser.parse_args(argv)
     if not BUSBRA.is_dir():
         print(f"BUS-BRA not found at {BUSBRA}", file=sys.stderr)
@@ -117,8 +139,10 @@ def main(argv: list[str] | None = None) -> int:
     import logging
 
     logging.basicConfig(level=logging.ERROR)
-    print(f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}; load average "
-          f"{os.getloadavg()}")  # fmt: skip
+    print(
+        f"{platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}; load average "
+        f"{os.getloadavg()}"
+    )
     records = []
     with tempfile.TemporaryDirectory() as tmp:
         path = manifest(Path(tmp), args.rois)
@@ -129,22 +153,30 @@ def main(argv: list[str] | None = None) -> int:
                 records.append(record)
                 print(record, flush=True)
     print(f"\n{args.rois} BUS-BRA ROIs, preset {args.preset}\n")
-    print("| runner | workers | wall (s) | ROI/s | speed-up | worker CPU (s) | CPU per ROI (s) | client CPU (s) | "
-          "peak RSS per worker (MB) | load average |")  # fmt: skip
+    print(
+        "| runner | workers | wall (s) | ROI/s | speed-up | worker CPU (s) | CPU per ROI (s) | client CPU (s) | "
+        "peak RSS per worker (MB) | load average |"
+    )
     # (pool with 1 worker: extraction runs in this process, so its CPU is the worker CPU)
     print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in records:
         one = next(x for x in records if x["kind"] == r["kind"] and x["workers"] == min(args.workers))
         peak = "" if r["worker_peak_mb"] is None else f"{r['worker_peak_mb']:.0f}"
-        print(f"| {r['kind']} | {r['workers']} | {r['wall_s']:.1f} | {r['rois_per_s']:.2f} | "
-              f"{one['wall_s'] / r['wall_s']:.2f}x | {r['worker_cpu_s']:.1f} | {r['cpu_per_roi_s']:.3f} | "
-              f"{r['client_cpu_s']:.1f} | {peak} | {r['load_average']:.1f} |")  # fmt: skip
-    per_roi = np.median([r["cpu_per_roi_s"] for r in records if r["kind"] == "dask"] or [r["cpu_per_roi_s"] for r in records])
+        print(
+            f"| {r['kind']} | {r['workers']} | {r['wall_s']:.1f} | {r['rois_per_s']:.2f} | "
+            f"{one['wall_s'] / r['wall_s']:.2f}x | {r['worker_cpu_s']:.1f} | {r['cpu_per_roi_s']:.3f} | "
+            f"{r['client_cpu_s']:.1f} | {peak} | {r['load_average']:.1f} |"
+        )
+    per_roi = np.median(
+        [r["cpu_per_roi_s"] for r in records if r["kind"] == "dask"] or [r["cpu_per_roi_s"] for r in records]
+    )
     print(f"\nprojection at {per_roi:.3f} CPU-s per ROI, {args.rois_per_patient:.2f} ROIs per patient:")
     for patients in (10_000, 100_000):
         cpu_h = patients * args.rois_per_patient * per_roi / 3600
-        print(f"- {patients:,} patients: {cpu_h:.1f} CPU-hours; on 32 workers {60 * cpu_h / 32:.0f} min, "
-              f"on 256 workers {60 * cpu_h / 256:.1f} min")  # fmt: skip
+        print(
+            f"- {patients:,} patients: {cpu_h:.1f} CPU-hours; on 32 workers {60 * cpu_h / 32:.0f} min, "
+            f"on 256 workers {60 * cpu_h / 256:.1f} min"
+        )
     return 0
 
 

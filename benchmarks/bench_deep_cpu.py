@@ -53,7 +53,9 @@ class _Trunk(torch.nn.Module):
         return _pool(self.features(x))
 
 
-def timed(fn: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, repeats: int) -> tuple[float, float, np.ndarray]:
+def timed(
+    fn: Callable[[np.ndarray], np.ndarray], crops: np.ndarray, repeats: int
+) -> tuple[float, float, np.ndarray]:
     """Best wall and CPU seconds per crop over ``repeats`` passes, and the outputs."""
     best_wall = best_cpu = float("inf")
     out = None
@@ -78,16 +80,21 @@ def main(argv: list[str] | None = None) -> int:
     trunk = _Trunk(torchvision.models.vgg19(weights=None).features).eval()
     rng = np.random.default_rng(0)
     crops = rng.normal(0.0, 1.0, size=(args.crops, 3, 224, 224)).astype(np.float32)
-    print(f"torch {torch.__version__}, torchvision {torchvision.__version__}, {os.cpu_count()} CPUs, "
-          f"{torch.get_num_threads()} threads, python {platform.python_version()}; load average {os.getloadavg()}")  # fmt: skip
+    print(
+        f"torch {torch.__version__}, torchvision {torchvision.__version__}, {os.cpu_count()} CPUs, "
+        f"{torch.get_num_threads()} threads, python {platform.python_version()}; load average {os.getloadavg()}"
+    )
 
     def per_crop(model: torch.nn.Module, memory_format: torch.memory_format = torch.contiguous_format):
         def run(x: np.ndarray) -> np.ndarray:
             with torch.inference_mode():
-                return np.concatenate([
-                    model(torch.from_numpy(x[i : i + 1]).contiguous(memory_format=memory_format)).numpy()
-                    for i in range(len(x))
-                ])  # fmt: skip
+                return np.concatenate(
+                    [
+                        model(torch.from_numpy(x[i : i + 1]).contiguous(memory_format=memory_format)).numpy()
+                        for i in range(len(x))
+                    ]
+                )
+
         return run
 
     def batched(size: int) -> Callable[[np.ndarray], np.ndarray]:
@@ -100,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
                     padded[: len(part)] = part
                     out.append(trunk(torch.from_numpy(padded)).numpy()[: len(part)])
             return np.concatenate(out)
+
         return run
 
     results: list[tuple[str, float, float, float]] = []
@@ -128,8 +136,10 @@ def main(argv: list[str] | None = None) -> int:
     with torch.inference_mode():
         moved = trunk(torch.from_numpy(np.ascontiguousarray(mates))).numpy()[5]
     same = bool(np.array_equal(moved, out8[0]))
-    print(f"fixed batches of 8: crop 0 in position 5 with other mates is bit-identical to position 0: {same}; "
-          f"vs batch 1: max rel. diff {float(np.abs(out8[0] - reference[0]).max() / np.abs(reference[0]).max()):.1e}")  # fmt: skip
+    print(
+        f"fixed batches of 8: crop 0 in position 5 with other mates is bit-identical to position 0: {same}; "
+        f"vs batch 1: max rel. diff {float(np.abs(out8[0] - reference[0]).max() / np.abs(reference[0]).max()):.1e}"
+    )
     torch.set_num_threads(1)
     record("torch, 1 thread, one crop at a time", per_crop(trunk))
     torch.set_num_threads(args.threads)
@@ -143,16 +153,27 @@ def main(argv: list[str] | None = None) -> int:
             with tempfile.TemporaryDirectory() as tmp:
                 path = Path(tmp) / "trunk.onnx"
                 # the convolutional part (adaptive 7 -> 2 pooling has no ONNX export): pooled by torch after
-                torch.onnx.export(trunk.features, (torch.from_numpy(crops[:1]),), str(path), opset_version=17,
-                                  input_names=["x"], output_names=["y"], dynamo=False)  # fmt: skip
+                torch.onnx.export(
+                    trunk.features,
+                    (torch.from_numpy(crops[:1]),),
+                    str(path),
+                    opset_version=17,
+                    input_names=["x"],
+                    output_names=["y"],
+                    dynamo=False,
+                )
                 options = ort.SessionOptions()
                 options.intra_op_num_threads = args.threads
                 options.inter_op_num_threads = 1
                 session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
 
                 def onnx_run(x: np.ndarray) -> np.ndarray:
-                    return np.concatenate([_pool(torch.from_numpy(session.run(None, {"x": x[i : i + 1]})[0])).numpy()
-                                           for i in range(len(x))])  # fmt: skip
+                    return np.concatenate(
+                        [
+                            _pool(torch.from_numpy(session.run(None, {"x": x[i : i + 1]})[0])).numpy()
+                            for i in range(len(x))
+                        ]
+                    )
 
                 record(f"ONNX Runtime {ort.__version__}, one crop at a time", onnx_run)
     if "openvino" not in args.skip:
@@ -163,17 +184,24 @@ def main(argv: list[str] | None = None) -> int:
         else:
             core = ov.Core()
             model = ov.convert_model(trunk.features, example_input=torch.from_numpy(crops[:1]))
-            compiled = core.compile_model(model, "CPU", {"INFERENCE_NUM_THREADS": args.threads,
-                                                         "INFERENCE_PRECISION_HINT": "f32"})  # fmt: skip
+            compiled = core.compile_model(
+                model, "CPU", {"INFERENCE_NUM_THREADS": args.threads, "INFERENCE_PRECISION_HINT": "f32"}
+            )
             request = compiled.create_infer_request()
 
             def ov_run(x: np.ndarray) -> np.ndarray:
-                return np.concatenate([_pool(torch.from_numpy(request.infer({0: x[i : i + 1]})[0].copy())).numpy()
-                                       for i in range(len(x))])  # fmt: skip
+                return np.concatenate(
+                    [
+                        _pool(torch.from_numpy(request.infer({0: x[i : i + 1]})[0].copy())).numpy()
+                        for i in range(len(x))
+                    ]
+                )
 
             record(f"OpenVINO {ov.__version__}, one crop at a time", ov_run)
     base = results[0][1]
-    print(f"\n{args.crops} crops of 224 x 224, best of {args.repeats}; load average after {os.getloadavg()}\n")
+    print(
+        f"\n{args.crops} crops of 224 x 224, best of {args.repeats}; load average after {os.getloadavg()}\n"
+    )
     print("| variant | s/crop (wall) | CPU-s/crop | vs today (wall) | max rel. difference |")
     print("|---|---:|---:|---:|---:|")
     for name, wall, cpu, diff in results:

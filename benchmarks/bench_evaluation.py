@@ -41,12 +41,18 @@ def cohort(scale: float, seed: int = 0) -> pd.DataFrame:
     for split, n in SETS.items():
         n = max(20, int(round(n * scale)))
         y = rng.random(n) < 0.58
-        parts.append(pd.DataFrame({
-            "split": split, "label": y.astype(float),
-            "tumor_size": rng.normal(2.6 + 0.5 * y, 1.0),
-            "us_alnm": np.where(rng.random(n) < np.where(y, 0.7, 0.35), "present", "absent"),
-            "tumor_score": rng.normal(0.9 * y, 1.0), "ln_score": rng.normal(1.8 * y, 1.0),
-        }))
+        parts.append(
+            pd.DataFrame(
+                {
+                    "split": split,
+                    "label": y.astype(float),
+                    "tumor_size": rng.normal(2.6 + 0.5 * y, 1.0),
+                    "us_alnm": np.where(rng.random(n) < np.where(y, 0.7, 0.35), "present", "absent"),
+                    "tumor_score": rng.normal(0.9 * y, 1.0),
+                    "ln_score": rng.normal(1.8 * y, 1.0),
+                }
+            )
+        )
     data = pd.concat(parts, ignore_index=True)
     data.index = pd.Index([f"P{i:05d}" for i in range(len(data))], name="case_id")
     return data
@@ -63,11 +69,19 @@ def main() -> None:
     train = data[data["split"] == "train"]
     y = train["label"].to_numpy()
     models = {
-        "clinical": fit_logistic_model("clinical", train, y, ["tumor_size", "us_alnm"], categorical=["us_alnm"]),
-        "tumor_score": fit_logistic_model("tumor_score", train, y, ["tumor_score"], screen_p=None, stepwise_p=0.999),
+        "clinical": fit_logistic_model(
+            "clinical", train, y, ["tumor_size", "us_alnm"], categorical=["us_alnm"]
+        ),
+        "tumor_score": fit_logistic_model(
+            "tumor_score", train, y, ["tumor_score"], screen_p=None, stepwise_p=0.999
+        ),
         "ln_score": fit_logistic_model("ln_score", train, y, ["ln_score"], screen_p=None, stepwise_p=0.999),
         "clinical_radiomics": fit_logistic_model(
-            "clinical_radiomics", train, y, ["tumor_score", "ln_score", "tumor_size", "us_alnm"], categorical=["us_alnm"]
+            "clinical_radiomics",
+            train,
+            y,
+            ["tumor_score", "ln_score", "tumor_size", "us_alnm"],
+            categorical=["us_alnm"],
         ),
     }
     pred = data[["split", "label"]].copy()
@@ -76,8 +90,10 @@ def main() -> None:
         pred[f"prob_{name}"] = model.predict_proba(data).to_numpy()
     clinical = data[["tumor_size", "us_alnm"]]
 
-    print(f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
-          f"{len(data)} cases, 4 splits x 4 models")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, python {platform.python_version()}, "
+        f"{len(data)} cases, 4 splits x 4 models"
+    )
     t0, _ = best_of(lambda: evaluate(pred, models, clinical=clinical, n_boot=0), args.repeat)
     t1, _ = best_of(lambda: evaluate(pred, models, clinical=clinical, n_boot=args.n_boot), args.repeat)
     print(f"evaluate, no bootstrap:          {t0:.3f} s")
@@ -87,12 +103,16 @@ def main() -> None:
     yy, pp = tr["label"].to_numpy(), tr["prob_clinical_radiomics"].to_numpy()
     tv, ci = best_of(lambda: _calibration_boot(yy == 1, pp, args.n_boot, 0), args.repeat)
     tl, loop = best_of(
-        lambda: stats.bootstrap_ci(lambda a, b: stats.calibration_stats(a, b).slope, yy, pp, n_boot=args.n_boot, seed=0, stratify=yy),
+        lambda: stats.bootstrap_ci(
+            lambda a, b: stats.calibration_stats(a, b).slope, yy, pp, n_boot=args.n_boot, seed=0, stratify=yy
+        ),
         1,
     )
     assert np.allclose((ci[2], ci[3]), (loop.low, loop.high), rtol=1e-7), (ci, loop)
-    print(f"calibration slope CI, {len(tr)} cases, {args.n_boot} resamples: vectorised {tv:.3f} s, "
-          f"bootstrap_ci loop {tl:.2f} s ({tl / tv:.0f}x); CIs equal")
+    print(
+        f"calibration slope CI, {len(tr)} cases, {args.n_boot} resamples: vectorised {tv:.3f} s, "
+        f"bootstrap_ci loop {tl:.2f} s ({tl / tv:.0f}x); CIs equal"
+    )
 
     def readers() -> object:
         reads = simulate_reads(pred, split="prospective", seed=0, cutoff=models["clinical_radiomics"].cutoff)

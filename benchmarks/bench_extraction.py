@@ -61,8 +61,9 @@ def run_once(manifest: Path, out: Path, preset: str, workers: int) -> dict[str, 
     load = os.getloadavg()[0]
     idle0, total0 = _idle_jiffies()
     cpu0, t0 = _cpu_seconds(), time.perf_counter()
-    result = extract_cohort(cohort, out, handcrafted=preset, deep=None, workers=workers, progress=False,
-                            callback=callback)
+    result = extract_cohort(
+        cohort, out, handcrafted=preset, deep=None, workers=workers, progress=False, callback=callback
+    )
     wall = time.perf_counter() - t0
     cpu = _cpu_seconds() - cpu0
     idle1, total1 = _idle_jiffies()
@@ -71,17 +72,29 @@ def run_once(manifest: Path, out: Path, preset: str, workers: int) -> dict[str, 
     if result.failed or n != len(result.status):
         raise SystemExit(f"unexpected: {len(result.failed)} failures, {n} computed of {len(result.status)}")
     steady = (len(finished) - 1) / (finished[-1] - finished[0])
-    return {"workers": workers, "rois": n, "wall": wall, "rate": n / wall, "steady": steady, "cpu": cpu,
-            "load": load, "idle": idle}
+    return {
+        "workers": workers,
+        "rois": n,
+        "wall": wall,
+        "rate": n / wall,
+        "steady": steady,
+        "cpu": cpu,
+        "load": load,
+        "idle": idle,
+    }
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=40)
-    parser.add_argument("--preset", default="us2d", help="handcrafted preset or parameter file (default: us2d)")
+    parser.add_argument(
+        "--preset", default="us2d", help="handcrafted preset or parameter file (default: us2d)"
+    )
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--rounds", type=int, default=2)
-    parser.add_argument("--cohort", type=Path, help="folder for the synthetic cohort (default: a temporary one)")
+    parser.add_argument(
+        "--cohort", type=Path, help="folder for the synthetic cohort (default: a temporary one)"
+    )
     args = parser.parse_args()
     warnings.simplefilter("ignore")
 
@@ -91,27 +104,36 @@ def main() -> None:
         manifest = existing_cohort(cohort_dir, args.patients, 0)
         if manifest is None:
             manifest = synth_cohort(cohort_dir, n_patients=args.patients, seed=0).manifest_path
-        print(f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
-              f"{platform.python_version()}; synthetic cohort of {args.patients} patients, preset {args.preset}")
+        print(
+            f"# {platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python "
+            f"{platform.python_version()}; synthetic cohort of {args.patients} patients, preset {args.preset}"
+        )
         runs: list[dict[str, float]] = []
         for round_no in range(args.rounds):
             for workers in args.workers:
                 run = run_once(manifest, tmp / f"out{workers}", args.preset, workers)
                 runs.append(run)
-                print(f"round {round_no + 1}, {workers} worker(s): {run['rois']} ROIs in {run['wall']:.1f} s "
-                      f"({run['rate']:.2f} ROI/s, steady {run['steady']:.2f} ROI/s), CPU {run['cpu']:.1f} s, "
-                      f"load before {run['load']:.1f}, machine idle {run['idle']:.0%}", flush=True)
+                print(
+                    f"round {round_no + 1}, {workers} worker(s): {run['rois']} ROIs in {run['wall']:.1f} s "
+                    f"({run['rate']:.2f} ROI/s, steady {run['steady']:.2f} ROI/s), CPU {run['cpu']:.1f} s, "
+                    f"load before {run['load']:.1f}, machine idle {run['idle']:.0%}",
+                    flush=True,
+                )
         best = {w: min((r for r in runs if r["workers"] == w), key=lambda r: r["wall"]) for w in args.workers}
         base = best[args.workers[0]]
         cpu_base = min(r["cpu"] for r in runs if r["workers"] == args.workers[0]) / args.workers[0]
-        print("\n| workers | ROIs | wall (s) | ROI/s | speed-up | steady ROI/s | steady speed-up | CPU (s) "
-              "| CPU-bound speed-up | load before | machine idle |")
+        print(
+            "\n| workers | ROIs | wall (s) | ROI/s | speed-up | steady ROI/s | steady speed-up | CPU (s) "
+            "| CPU-bound speed-up | load before | machine idle |"
+        )
         print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for w, r in best.items():
             cpu_w = min(x["cpu"] for x in runs if x["workers"] == w)
-            print(f"| {w} | {r['rois']} | {r['wall']:.1f} | {r['rate']:.2f} | {r['rate'] / base['rate']:.2f}x | "
-                  f"{r['steady']:.2f} | {r['steady'] / base['steady']:.2f}x | {cpu_w:.1f} | "
-                  f"{w * cpu_base / cpu_w:.2f}x | {r['load']:.1f} | {r['idle']:.0%} |")
+            print(
+                f"| {w} | {r['rois']} | {r['wall']:.1f} | {r['rate']:.2f} | {r['rate'] / base['rate']:.2f}x | "
+                f"{r['steady']:.2f} | {r['steady'] / base['steady']:.2f}x | {cpu_w:.1f} | "
+                f"{w * cpu_base / cpu_w:.2f}x | {r['load']:.1f} | {r['idle']:.0%} |"
+            )
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     sys.stdout.flush()

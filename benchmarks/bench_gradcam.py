@@ -53,13 +53,21 @@ def _score(region: str, extractor, crops) -> object:
     feats = extractor.transform(crops)
     picks = [int(j) for j in np.flatnonzero(feats.std(axis=0) > 0)[:3]]
     names = [f"{region}_deep_{j:03d}" for j in picks]
-    return RegionScore.from_dict({
-        "kind": "ALNMPredictor.RegionScore", "version": 2, "params": {"region": region}, "selected": names,
-        "intercept": 0.0, "coefficients": [0.5, -0.3, 0.2][: len(picks)],
-        "means": [float(feats[:, j].mean()) for j in picks], "sds": [float(feats[:, j].std()) for j in picks],
-        "mins": [float(feats[:, j].min()) for j in picks], "maxs": [float(feats[:, j].max()) for j in picks],
-        "lambda": 0.01,
-    })  # fmt: skip
+    return RegionScore.from_dict(
+        {
+            "kind": "ALNMPredictor.RegionScore",
+            "version": 2,
+            "params": {"region": region},
+            "selected": names,
+            "intercept": 0.0,
+            "coefficients": [0.5, -0.3, 0.2][: len(picks)],
+            "means": [float(feats[:, j].mean()) for j in picks],
+            "sds": [float(feats[:, j].std()) for j in picks],
+            "mins": [float(feats[:, j].min()) for j in picks],
+            "maxs": [float(feats[:, j].max()) for j in picks],
+            "lambda": 0.01,
+        }
+    )
 
 
 def _timed(run) -> tuple[float, float]:
@@ -83,7 +91,10 @@ def bench_case(args: argparse.Namespace) -> tuple[dict, object, dict]:
         models[region], crops = _extractor(seed + 1)
         scores[region] = _score(region, models[region], crops)
     loaded = SimpleNamespace(deep_models=models, model=SimpleNamespace(region_scores_=scores))
-    case = {r: RegionArrays(*synthetic_pairs(1, np.random.default_rng(10 + i))[0][0]) for i, r in enumerate(models)}
+    case = {
+        r: RegionArrays(*synthetic_pairs(1, np.random.default_rng(10 + i))[0][0])
+        for i, r in enumerate(models)
+    }
     features = torchvision.models.vgg19(weights=None).features.eval()
     crop = torch.from_numpy(crops[:1])
 
@@ -95,9 +106,15 @@ def bench_case(args: argparse.Namespace) -> tuple[dict, object, dict]:
     _timed(bare)
     maps = case_heatmaps(loaded, case, "P1")
     assert sorted((r, t) for r, m in maps.items() for t in m) == [
-        ("ln", "head"), ("ln", "score"), ("tumor", "head"), ("tumor", "score")
-    ]  # fmt: skip
-    runs: dict[str, dict[str, list[float]]] = {"case": {"wall": [], "cpu": []}, "bare": {"wall": [], "cpu": []}}
+        ("ln", "head"),
+        ("ln", "score"),
+        ("tumor", "head"),
+        ("tumor", "score"),
+    ]
+    runs: dict[str, dict[str, list[float]]] = {
+        "case": {"wall": [], "cpu": []},
+        "bare": {"wall": [], "cpu": []},
+    }
     for _ in range(args.repeats):
         for name, run in (("case", lambda: case_heatmaps(loaded, case, "P1")), ("bare", bare)):
             wall, cpu = _timed(run)
@@ -132,7 +149,12 @@ class _Targets(torch.nn.Module):
 
     def __init__(self, extractor, terms) -> None:
         super().__init__()
-        self.trunk, self.head, self.pool, self.terms = extractor.current_trunk(), extractor.head_, extractor.pool, terms
+        self.trunk, self.head, self.pool, self.terms = (
+            extractor.current_trunk(),
+            extractor.head_,
+            extractor.pool,
+            terms,
+        )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         from ALNMPredictorLib.deep import pool_trunk
@@ -164,7 +186,9 @@ def compare_libraries(args: argparse.Namespace, extractor, extra: dict) -> dict:
         out = {}
         with GradCAM(model=model, target_layers=[layer]) as cam:
             for i, target in enumerate(("head", "score")):
-                out[target] = cam(input_tensor=x.clone().requires_grad_(True), targets=[lambda o, i=i: o[i]])[0]
+                out[target] = cam(input_tensor=x.clone().requires_grad_(True), targets=[lambda o, i=i: o[i]])[
+                    0
+                ]
         return out
 
     def with_captum() -> dict[str, np.ndarray]:
@@ -192,8 +216,12 @@ def compare_libraries(args: argparse.Namespace, extractor, extra: dict) -> dict:
         up = LayerAttribution.interpolate(relu, (224, 224), "bilinear")[0, 0].numpy()
         agreement[target] = {  # captum: the signed map; pytorch-grad-cam gives only ReLU, min-max scaled
             "captum_signed_spearman_14x14": round(_spearman(signed, theirs), 4),
-            "captum_signed_max_abs_diff_over_max_abs": float(np.abs(signed - theirs).max() / np.abs(signed).max()),
-            "pytorch_grad_cam_relu_spearman_224": round(_spearman(up, results["pytorch_grad_cam"][target]), 4),
+            "captum_signed_max_abs_diff_over_max_abs": float(
+                np.abs(signed - theirs).max() / np.abs(signed).max()
+            ),
+            "pytorch_grad_cam_relu_spearman_224": round(
+                _spearman(up, results["pytorch_grad_cam"][target]), 4
+            ),
             "relu_map_all_zero": bool(up.max() == 0),
         }
     return {

@@ -42,7 +42,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=50)
     parser.add_argument("--repeat", type=int, default=5)
     args = parser.parse_args()
-    print(f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, numpy {np.__version__}")
+    print(
+        f"# {platform.processor() or platform.machine()}, Python {platform.python_version()}, numpy {np.__version__}"
+    )
     print("| raters | form | method | features x cases | vectorised (s) | loop (s) | ratio |")
     print("|---:|---|---|---|---:|---:|---:|")
     for k in (2, 3):

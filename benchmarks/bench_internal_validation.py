@@ -70,31 +70,50 @@ def child(n_boot: int, workers: int) -> dict:
     load_before = os.getloadavg()
     self0, children0 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     wall0 = time.perf_counter()
-    result = bootstrap_validation(model, table, y, reader2=reader2, repeat=repeat, n_boot=n_boot, seed=0, workers=workers)
+    result = bootstrap_validation(
+        model, table, y, reader2=reader2, repeat=repeat, n_boot=n_boot, seed=0, workers=workers
+    )
     wall = time.perf_counter() - wall0
     self1, children1 = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     cpu_self = (self1.ru_utime + self1.ru_stime) - (self0.ru_utime + self0.ru_stime)
     cpu_children = (children1.ru_utime + children1.ru_stime) - (children0.ru_utime + children0.ru_stime)
     return {
         "library": str(Path(ALNMPredictorLib.__file__).parent),
-        "n_boot": n_boot, "workers": workers, "n_used": result.n_used, "fit_cpu": fit_cpu,
-        "wall": wall, "cpu": cpu_self + cpu_children, "cpu_self": cpu_self, "cpu_children": cpu_children,
-        "load_before": load_before[0], "load_after": os.getloadavg()[0],
-        "table": result.table.to_dict(), "selection": result.selection.to_dict(orient="records"),
-    }  # fmt: skip
+        "n_boot": n_boot,
+        "workers": workers,
+        "n_used": result.n_used,
+        "fit_cpu": fit_cpu,
+        "wall": wall,
+        "cpu": cpu_self + cpu_children,
+        "cpu_self": cpu_self,
+        "cpu_children": cpu_children,
+        "load_before": load_before[0],
+        "load_after": os.getloadavg()[0],
+        "table": result.table.to_dict(),
+        "selection": result.selection.to_dict(orient="records"),
+    }
 
 
 def measure(code: Path, n_boot: int, workers: int) -> dict:
-    env = dict(os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1")
-    out = subprocess.run([sys.executable, __file__, "--child", "--n-boot", str(n_boot), "--workers", str(workers)],
-                         env=env, check=True, capture_output=True, text=True).stdout  # fmt: skip
+    env = dict(
+        os.environ, PYTHONPATH=str(code), OMP_NUM_THREADS="1", OPENBLAS_NUM_THREADS="1", MKL_NUM_THREADS="1"
+    )
+    out = subprocess.run(
+        [sys.executable, __file__, "--child", "--n-boot", str(n_boot), "--workers", str(workers)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
     return json.loads(out.strip().splitlines()[-1])
 
 
 def row(name: str, r: dict) -> str:
     per = r["cpu"] / r["n_boot"]
-    return (f"| {name} | {r['n_boot']} ({r['n_used']} used) | {r['workers']} | {r['wall']:.0f} | {r['cpu']:.0f} | "
-            f"{per:.2f} | {per * 200 / 2 / 60:.1f} | {r['load_before']:.1f} / {r['load_after']:.1f} |")  # fmt: skip
+    return (
+        f"| {name} | {r['n_boot']} ({r['n_used']} used) | {r['workers']} | {r['wall']:.0f} | {r['cpu']:.0f} | "
+        f"{per:.2f} | {per * 200 / 2 / 60:.1f} | {r['load_before']:.1f} / {r['load_after']:.1f} |"
+    )
 
 
 def main() -> None:
@@ -102,9 +121,15 @@ def main() -> None:
     parser.add_argument("--n-boot", type=int, default=200)
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--baseline", default=None, help="git revision to compare with (e.g. 90ef84a)")
-    parser.add_argument("--baseline-n-boot", type=int, default=None, help="resamples for the baseline (default: --n-boot)")
-    parser.add_argument("--code", type=Path, default=ROOT / "ALNMPredictor",
-                        help="the library folder to time as 'current' (default: this checkout's)")  # fmt: skip
+    parser.add_argument(
+        "--baseline-n-boot", type=int, default=None, help="resamples for the baseline (default: --n-boot)"
+    )
+    parser.add_argument(
+        "--code",
+        type=Path,
+        default=ROOT / "ALNMPredictor",
+        help="the library folder to time as 'current' (default: this checkout's)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
@@ -113,18 +138,27 @@ def main() -> None:
 
     import numpy as np
 
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}")
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores, Python {platform.python_version()}"
+    )
     runs: dict[str, dict] = {}
     with tempfile.TemporaryDirectory() as tmp:
         if args.baseline:
-            archive = subprocess.run(["git", "-C", str(ROOT), "archive", args.baseline, "ALNMPredictor"],
-                                     check=True, capture_output=True).stdout  # fmt: skip
+            archive = subprocess.run(
+                ["git", "-C", str(ROOT), "archive", args.baseline, "ALNMPredictor"],
+                check=True,
+                capture_output=True,
+            ).stdout
             subprocess.run(["tar", "-x", "-C", tmp], input=archive, check=True)
-            runs[args.baseline] = measure(Path(tmp) / "ALNMPredictor", args.baseline_n_boot or args.n_boot, args.workers)
+            runs[args.baseline] = measure(
+                Path(tmp) / "ALNMPredictor", args.baseline_n_boot or args.n_boot, args.workers
+            )
             print(f"baseline {args.baseline}: done", flush=True)
         runs["current"] = measure(args.code, args.n_boot, args.workers)
-    print("\n| code | resamples | workers | wall s | CPU s (all processes) | CPU s per resample | "
-          "projected min for 200 on 2 cores (CPU/2) | load avg before / after |")  # fmt: skip
+    print(
+        "\n| code | resamples | workers | wall s | CPU s (all processes) | CPU s per resample | "
+        "projected min for 200 on 2 cores (CPU/2) | load avg before / after |"
+    )
     print("|---|---:|---:|---:|---:|---:|---:|---|")
     for name, r in runs.items():
         print(row(name, r))
@@ -139,8 +173,10 @@ def main() -> None:
             a = np.array([[v for v in col.values()] for col in base["table"].values()], dtype=float)
             b = np.array([[v for v in col.values()] for col in current["table"].values()], dtype=float)
             same_selection = base["selection"] == current["selection"]
-            print(f"optimism tables: largest difference {np.nanmax(np.abs(a - b)):.1e}; "
-                  f"selection frequencies the same: {same_selection}")
+            print(
+                f"optimism tables: largest difference {np.nanmax(np.abs(a - b)):.1e}; "
+                f"selection frequencies the same: {same_selection}"
+            )
 
 
 if __name__ == "__main__":

@@ -46,10 +46,23 @@ from ALNMPredictorLib.handcrafted import HandcraftedExtractor
 
 REPO = Path(__file__).resolve().parents[1]
 BUSBRA = REPO.parent / "shared" / "data" / "busbra"
-STAGES = ["3D shape", "wavelet transform", "features: original", "features: 4 z-low wavelets",
-          "features: 4 z-high wavelets", "rest"]  # fmt: skip
-MESH = ("MeshVolume", "SurfaceArea", "SurfaceVolumeRatio", "Sphericity", "Compactness1", "Compactness2",
-        "SphericalDisproportion")  # fmt: skip
+STAGES = [
+    "3D shape",
+    "wavelet transform",
+    "features: original",
+    "features: 4 z-low wavelets",
+    "features: 4 z-high wavelets",
+    "rest",
+]
+MESH = (
+    "MeshVolume",
+    "SurfaceArea",
+    "SurfaceVolumeRatio",
+    "Sphericity",
+    "Compactness1",
+    "Compactness2",
+    "SphericalDisproportion",
+)
 
 
 def busbra_rois(n: int) -> list[tuple[str, np.ndarray, np.ndarray, tuple[float, float]]]:
@@ -167,10 +180,14 @@ def run(rois: list, label: str) -> dict[str, Any]:
                 clock["total"] += time.process_time() - started
         worst = max(worst, check_equal(values["after, full table"], values["before"], name_roi))
         worst = max(worst, check_equal(values["after"], values["before"], name_roi))
-        assert len(values["before"]) == len(values["after, full table"]) == 851 and len(values["after"]) == 479
+        assert (
+            len(values["before"]) == len(values["after, full table"]) == 851 and len(values["after"]) == 479
+        )
     n = len(rois)
-    print(f"\n{label}: {n} ROIs, median {int(np.median(pixels))} ROI pixels (range {min(pixels)}-{max(pixels)}); "
-          f"largest relative difference from before: {worst:.1e}")  # fmt: skip
+    print(
+        f"\n{label}: {n} ROIs, median {int(np.median(pixels))} ROI pixels (range {min(pixels)}-{max(pixels)}); "
+        f"largest relative difference from before: {worst:.1e}"
+    )
     header = "| stage | " + " | ".join(f"{v} (CPU s/ROI)" for v in variants) + " | after / before |"
     print(header)
     print("|---|" + "---:|" * (len(variants) + 1))
@@ -186,8 +203,10 @@ def run(rois: list, label: str) -> dict[str, Any]:
         bold = "**" if stage == "total" else ""
         print(f"| {bold}{stage}{bold} | {cells} | {bold}{ratio:.3f}{bold} |")
     totals = {name: clock["total"] / n for name, clock in clocks.items()}
-    print(f"speed-up (CPU): full table {totals['before'] / totals['after, full table']:.2f}x, "
-          f"default table {totals['before'] / totals['after']:.2f}x")  # fmt: skip
+    print(
+        f"speed-up (CPU): full table {totals['before'] / totals['after, full table']:.2f}x, "
+        f"default table {totals['before'] / totals['after']:.2f}x"
+    )
     return totals
 
 
@@ -198,8 +217,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     sitk.ProcessObject.SetGlobalDefaultNumberOfThreads(1)
     logging.getLogger("ALNMPredictorLib.handcrafted").setLevel(logging.ERROR)  # the one-time notes
-    print(f"python {platform.python_version()}, numpy {np.__version__}, pyradiomics {radiomics.__version__}, "
-          f"SimpleITK {sitk.Version_VersionString()}, {os.cpu_count()} CPUs; load average {os.getloadavg()}")  # fmt: skip
+    print(
+        f"python {platform.python_version()}, numpy {np.__version__}, pyradiomics {radiomics.__version__}, "
+        f"SimpleITK {sitk.Version_VersionString()}, {os.cpu_count()} CPUs; load average {os.getloadavg()}"
+    )
     started = time.perf_counter()
     if args.busbra:
         if not BUSBRA.is_dir():

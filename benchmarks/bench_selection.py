@@ -27,16 +27,27 @@ from sklearn.model_selection import StratifiedKFold
 
 from ALNMPredictorLib.selection import RegionScore, cv_lasso_logistic
 
-STEPS = ["_step_degenerate", "_step_near_constant", "_step_icc", "_step_redundancy", "_step_mutual_information", "_step_lasso"]
+STEPS = [
+    "_step_degenerate",
+    "_step_near_constant",
+    "_step_icc",
+    "_step_redundancy",
+    "_step_mutual_information",
+    "_step_lasso",
+]
 
 
-def make_data(n: int, p: int, n_icc: int, seed: int) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, pd.DataFrame]:
+def make_data(
+    n: int, p: int, n_icc: int, seed: int
+) -> tuple[pd.DataFrame, np.ndarray, pd.DataFrame, pd.DataFrame]:
     rng = np.random.default_rng(seed)
     n_families = p // 8
     base = rng.standard_normal((n, n_families))
     x = np.empty((n, p))
     for j in range(p):  # families of correlated features, as wavelet/filter variants of one feature are
-        x[:, j] = base[:, j % n_families] * rng.uniform(0.3, 1.0) + rng.standard_normal(n) * rng.uniform(0.1, 1.0)
+        x[:, j] = base[:, j % n_families] * rng.uniform(0.3, 1.0) + rng.standard_normal(n) * rng.uniform(
+            0.1, 1.0
+        )
     eta = 1.0 * base[:, 0] - 0.8 * base[:, 1] + 0.6 * base[:, 2] + 0.5 * x[:, -1]
     y = (rng.random(n) < 1 / (1 + np.exp(-eta))).astype(int)
     x = x * rng.uniform(0.1, 100, p) + rng.uniform(-50, 500, p)
@@ -70,7 +81,9 @@ def timed_fit(frame, y, reader2, repeat) -> tuple[float, dict[str, float], Regio
         start = time.perf_counter()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            model = RegionScore("tumor", random_state=0).fit(frame, y, reader2, repeat, degenerate=["tumor_f0005"])
+            model = RegionScore("tumor", random_state=0).fit(
+                frame, y, reader2, repeat, degenerate=["tumor_f0005"]
+            )
         total = time.perf_counter() - start
     finally:
         for name, fn in originals.items():
@@ -86,9 +99,11 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
-          f"python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
-          f"scikit-learn {sklearn.__version__}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} CPUs; "
+        f"python {platform.python_version()}, numpy {np.__version__}, pandas {pd.__version__}, "
+        f"scikit-learn {sklearn.__version__}"
+    )
     frame, y, reader2, repeat = make_data(args.cases, args.features, args.icc_cases, seed=1)
     totals, per_step = [], {name: [] for name in STEPS}
     model = None
@@ -98,7 +113,9 @@ def main() -> None:
         for name in STEPS:
             per_step[name].append(times[name])
     assert model is not None
-    print(f"\n{args.cases} cases x {args.features} features, {args.icc_cases} re-segmented; median of {args.rounds}")
+    print(
+        f"\n{args.cases} cases x {args.features} features, {args.icc_cases} re-segmented; median of {args.rounds}"
+    )
     print(model.log_[["step", "n_in", "n_out"]].to_string(index=False))
     print("\n| step | seconds |\n|---|---:|")
     for name in STEPS:
@@ -115,11 +132,19 @@ def main() -> None:
         cv_lasso_logistic(z, y, n_folds=10, n_lambdas=100, random_state=0)
         ours.append(time.perf_counter() - start)
         start = time.perf_counter()
-        LogisticRegressionCV(Cs=100, cv=StratifiedKFold(10, shuffle=True, random_state=0), l1_ratios=(1.0,),
-                             solver="liblinear", scoring="neg_log_loss", use_legacy_attributes=False).fit(z, y)
+        LogisticRegressionCV(
+            Cs=100,
+            cv=StratifiedKFold(10, shuffle=True, random_state=0),
+            l1_ratios=(1.0,),
+            solver="liblinear",
+            scoring="neg_log_loss",
+            use_legacy_attributes=False,
+        ).fit(z, y)
         theirs.append(time.perf_counter() - start)
-    print(f"\nLASSO CV on {z.shape[0]} x {z.shape[1]}: selection.cv_lasso_logistic {statistics.median(ours):.2f} s; "
-          f"sklearn LogisticRegressionCV(l1, liblinear, 100 Cs, 10 folds) {statistics.median(theirs):.2f} s")
+    print(
+        f"\nLASSO CV on {z.shape[0]} x {z.shape[1]}: selection.cv_lasso_logistic {statistics.median(ours):.2f} s; "
+        f"sklearn LogisticRegressionCV(l1, liblinear, 100 Cs, 10 folds) {statistics.median(theirs):.2f} s"
+    )
 
 
 if __name__ == "__main__":

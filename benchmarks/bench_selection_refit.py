@@ -60,8 +60,10 @@ def load_baseline(revision: str) -> ModuleType:
     """``ALNMPredictorLib/selection.py`` as it was at ``revision``, imported as its own module."""
     source = subprocess.run(
         ["git", "-C", str(REPO), "show", f"{revision}:ALNMPredictor/ALNMPredictorLib/selection.py"],
-        capture_output=True, text=True, check=True,
-    ).stdout  # fmt: skip
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
     path = Path(tempfile.mkdtemp()) / "selection_baseline.py"
     path.write_text(source)
     spec = importlib.util.spec_from_file_location("selection_baseline", path)
@@ -72,7 +74,9 @@ def load_baseline(revision: str) -> ModuleType:
     return module
 
 
-def small_table(n: int = 150, p: int = 300, seed: int = 0, shift: float = 0.15) -> tuple[pd.DataFrame, pd.Series]:
+def small_table(
+    n: int = 150, p: int = 300, seed: int = 0, shift: float = 0.15
+) -> tuple[pd.DataFrame, pd.Series]:
     rng = np.random.default_rng(seed)
     clinical = rng.standard_normal(n)
     y = (rng.random(n) < expit(1.6 * clinical - 0.3)).astype(int)
@@ -107,7 +111,9 @@ def timed(fn: Callable[[], object]) -> tuple[float, float, object]:
     return time.process_time() - cpu, time.perf_counter() - wall, result
 
 
-def compare(name: str, old_fn: Callable[[], object], new_fn: Callable[[], object], rounds: int, check: Callable) -> None:
+def compare(
+    name: str, old_fn: Callable[[], object], new_fn: Callable[[], object], rounds: int, check: Callable
+) -> None:
     times: dict[str, list[tuple[float, float]]] = {"old": [], "new": []}
     results = {}
     for _ in range(rounds):
@@ -118,8 +124,11 @@ def compare(name: str, old_fn: Callable[[], object], new_fn: Callable[[], object
     n_cpu = statistics.median(t[0] for t in times["new"])
     o_wall = statistics.median(t[1] for t in times["old"])
     n_wall = statistics.median(t[1] for t in times["new"])
-    print(f"| {name} | {o_cpu:.2f} | {n_cpu:.3f} | **{o_cpu / n_cpu:.1f}** | {o_wall:.2f} | {n_wall:.3f} | {o_wall / n_wall:.1f} | "
-          f"{check(results['old'], results['new'])} |", flush=True)  # fmt: skip
+    print(
+        f"| {name} | {o_cpu:.2f} | {n_cpu:.3f} | **{o_cpu / n_cpu:.1f}** | {o_wall:.2f} | {n_wall:.3f} | {o_wall / n_wall:.1f} | "
+        f"{check(results['old'], results['new'])} |",
+        flush=True,
+    )
 
 
 def same_fit(a: RegionScore, b: RegionScore) -> str:
@@ -127,8 +136,10 @@ def same_fit(a: RegionScore, b: RegionScore) -> str:
     coef = float(np.max(np.abs(a.coef_.to_numpy() - b.coef_.to_numpy()))) if same else float("nan")
     cvm = float(np.max(np.abs(a.lasso_cv_["mean_deviance"] - b.lasso_cv_["mean_deviance"])))
     mi = float(np.max(np.abs(a.mi_.to_numpy() - b.mi_.to_numpy())))
-    return (f"{'same' if same else 'DIFFERENT'} selection ({len(a.selected_)} features); "
-            f"max diff: coef {coef:.0e}, intercept {abs(a.intercept_ - b.intercept_):.0e}, CV deviance {cvm:.0e}, MI {mi:.0e}")  # fmt: skip
+    return (
+        f"{'same' if same else 'DIFFERENT'} selection ({len(a.selected_)} features); "
+        f"max diff: coef {coef:.0e}, intercept {abs(a.intercept_ - b.intercept_):.0e}, CV deviance {cvm:.0e}, MI {mi:.0e}"
+    )
 
 
 def same_mi(a: np.ndarray, b: np.ndarray) -> str:
@@ -138,8 +149,10 @@ def same_mi(a: np.ndarray, b: np.ndarray) -> str:
 def same_cv(a: dict, b: dict) -> str:
     if len(a["lambdas"]) != len(b["lambdas"]):
         return "DIFFERENT path lengths"
-    return (f"same lambda.min/1se: {(a['i_min'], a['i_1se']) == (b['i_min'], b['i_1se'])}; max diff: coef "
-            f"{np.max(np.abs(a['coefs'] - b['coefs'])):.0e}, CV deviance {np.max(np.abs(a['cvm'] - b['cvm'])):.0e}")  # fmt: skip
+    return (
+        f"same lambda.min/1se: {(a['i_min'], a['i_1se']) == (b['i_min'], b['i_1se'])}; max diff: coef "
+        f"{np.max(np.abs(a['coefs'] - b['coefs'])):.0e}, CV deviance {np.max(np.abs(a['cvm'] - b['cvm'])):.0e}"
+    )
 
 
 def main() -> None:
@@ -148,11 +161,19 @@ def main() -> None:
     parser.add_argument("--baseline", default="9dfae5f", help="git revision of the 'before' selection.py")
     args = parser.parse_args()
     old = load_baseline(args.baseline)
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())  # fmt: skip
-    print(f"machine: {cpu}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}, "
-          f"numpy {np.__version__}, pandas {pd.__version__}, scikit-learn {sklearn.__version__}; baseline {args.baseline}; "
-          f"median of {args.rounds} interleaved rounds\n")  # fmt: skip
+    cpu = next(
+        (
+            line.split(":", 1)[1].strip()
+            for line in Path("/proc/cpuinfo").read_text().splitlines()
+            if line.startswith("model name")
+        ),
+        platform.processor(),
+    )
+    print(
+        f"machine: {cpu}, {os.cpu_count()} CPUs, load average {os.getloadavg()[0]:.1f}; python {platform.python_version()}, "
+        f"numpy {np.__version__}, pandas {pd.__version__}, scikit-learn {sklearn.__version__}; baseline {args.baseline}; "
+        f"median of {args.rounds} interleaved rounds\n"
+    )
 
     x, y = small_table()
     xb, yb = resample(x, y, 1)
@@ -167,7 +188,9 @@ def main() -> None:
         "fit 400x474, 50 re-segmented": (big, big_y, reader2, repeat),
         "fit 400x474, bootstrap resample": (bigb, bigb_y, reader2b, repeatb),
     }
-    print("| what | old CPU s | new CPU s | ratio | old wall s | new wall s | ratio | output |\n|---|---:|---:|---:|---:|---:|---:|---|")
+    print(
+        "| what | old CPU s | new CPU s | ratio | old wall s | new wall s | ratio | output |\n|---|---:|---:|---:|---:|---:|---:|---|"
+    )
     fitted = {}
     for name, (a, b, r2, rp) in fits.items():
 
@@ -183,16 +206,28 @@ def main() -> None:
         short = name.removeprefix("fit ")
         yv = b.to_numpy()
         # mutual information on the features entering that step, as the fit computes it
-        inputs = [f for f in model.means_.index if f not in set(model.dropped_.loc[model.dropped_["step"] == "redundancy", "feature"])]
+        inputs = [
+            f
+            for f in model.means_.index
+            if f not in set(model.dropped_.loc[model.dropped_["step"] == "redundancy", "feature"])
+        ]
         z = ((a[inputs] - model.means_[inputs]) / model.sds_[inputs]).to_numpy()
-        compare(f"MI, {short} ({z.shape[1]} features)",
-                lambda z=z, yv=yv: mutual_info_classif(z, yv, discrete_features=False, random_state=0),
-                lambda z=z, yv=yv: new._mutual_info_classif(z, yv, random_state=0), args.rounds, same_mi)  # fmt: skip
+        compare(
+            f"MI, {short} ({z.shape[1]} features)",
+            lambda z=z, yv=yv: mutual_info_classif(z, yv, discrete_features=False, random_state=0),
+            lambda z=z, yv=yv: new._mutual_info_classif(z, yv, random_state=0),
+            args.rounds,
+            same_mi,
+        )
         top = list(model.lasso_path_.columns[1:])
         zt = ((a[top] - model.means_[top]) / model.sds_[top]).to_numpy()
-        compare(f"LASSO CV, {short} ({zt.shape[1]} features)",
-                lambda zt=zt, yv=yv: old.cv_lasso_logistic(zt, yv, n_folds=10, random_state=0),
-                lambda zt=zt, yv=yv: new.cv_lasso_logistic(zt, yv, n_folds=10, random_state=0), args.rounds, same_cv)  # fmt: skip
+        compare(
+            f"LASSO CV, {short} ({zt.shape[1]} features)",
+            lambda zt=zt, yv=yv: old.cv_lasso_logistic(zt, yv, n_folds=10, random_state=0),
+            lambda zt=zt, yv=yv: new.cv_lasso_logistic(zt, yv, n_folds=10, random_state=0),
+            args.rounds,
+            same_cv,
+        )
 
     # near separation: strong effects in a bootstrap resample drive fitted probabilities to the clip
     rng = np.random.default_rng(1)
@@ -200,9 +235,13 @@ def main() -> None:
     ys = (rng.random(150) < expit(0.9 * z[:, 0] - 0.6 * z[:, 1] + 0.4 * z[:, 2] - 0.3)).astype(float)
     rows = rng.integers(0, 150, 150)
     z, ys = z[rows], ys[rows]
-    compare("LASSO CV, near-separated bootstrap resample (150x30, largest coefficient about 275)",
-            lambda: old.cv_lasso_logistic(z, ys, n_folds=10, random_state=0),
-            lambda: new.cv_lasso_logistic(z, ys, n_folds=10, random_state=0), max(1, args.rounds // 2), same_cv)  # fmt: skip
+    compare(
+        "LASSO CV, near-separated bootstrap resample (150x30, largest coefficient about 275)",
+        lambda: old.cv_lasso_logistic(z, ys, n_folds=10, random_state=0),
+        lambda: new.cv_lasso_logistic(z, ys, n_folds=10, random_state=0),
+        max(1, args.rounds // 2),
+        same_cv,
+    )
 
 
 if __name__ == "__main__":

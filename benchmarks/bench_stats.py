@@ -76,7 +76,9 @@ def bench_delong(quick: bool) -> None:
     matched = [1_000, 5_000, 10_000] if quick else [1_000, 5_000, 10_000, 20_000]
     large = [100_000] if quick else [100_000, 1_000_000]
     print("### DeLong: fast (midranks) vs naive (kernel matrix)\n")
-    print("| n | auc_ci fast (s) | auc_ci naive (s) | ratio | delong_test fast (s) | delong_test naive (s) | ratio |")
+    print(
+        "| n | auc_ci fast (s) | auc_ci naive (s) | ratio | delong_test fast (s) | delong_test naive (s) | ratio |"
+    )
     print("|---:|---:|---:|---:|---:|---:|---:|")
     for n in matched:
         y, a, b = make_data(n)

@@ -37,17 +37,23 @@ def make_cohort(folder: Path, n: int, p: int, n_icc: int, seed: int) -> dict[str
     split = ["train"] * n_train + ["internal"] * n_internal + ["external"] * (n - n_train - n_internal)
     latent = rng.standard_normal((n, 2))
     y = (rng.random(n) < 1 / (1 + np.exp(-(1.0 * latent[:, 0] + 0.8 * latent[:, 1])))).astype(int)
-    manifest = pd.DataFrame({
-        "case_id": ids, "label": y, "split": split,
-        "age": np.round(rng.normal(50, 10, n), 1),
-        "margin": np.where(rng.random(n) < 0.3 + 0.3 * y, "irregular", "circumscribed"),
-    })  # fmt: skip
+    manifest = pd.DataFrame(
+        {
+            "case_id": ids,
+            "label": y,
+            "split": split,
+            "age": np.round(rng.normal(50, 10, n), 1),
+            "margin": np.where(rng.random(n) < 0.3 + 0.3 * y, "irregular", "circumscribed"),
+        }
+    )
     columns: dict[str, np.ndarray] = {}
     for r, region in enumerate(("tumor", "ln")):
         families = rng.standard_normal((n, p // 10))
         families[:, 0] += 0.8 * latent[:, r]
         for j in range(p):
-            x = families[:, j % families.shape[1]] * rng.uniform(0.3, 1.0) + rng.standard_normal(n) * rng.uniform(0.2, 1.0)
+            x = families[:, j % families.shape[1]] * rng.uniform(0.3, 1.0) + rng.standard_normal(
+                n
+            ) * rng.uniform(0.2, 1.0)
             columns[f"{region}_f{j:04d}"] = x * rng.uniform(0.1, 100) + rng.uniform(-50, 500)
     main = pd.DataFrame(columns, index=pd.Index(ids, name="case_id"))
     values = main.to_numpy().copy()
@@ -62,7 +68,9 @@ def make_cohort(folder: Path, n: int, p: int, n_icc: int, seed: int) -> dict[str
     for name, frame in (("main", main), ("reader2", reader2), ("repeat", repeat)):
         for ext in ("csv", "parquet"):
             path = folder / f"{name}.{ext}"
-            frame.reset_index().to_csv(path, index=False) if ext == "csv" else frame.reset_index().to_parquet(path)
+            frame.reset_index().to_csv(path, index=False) if ext == "csv" else frame.reset_index().to_parquet(
+                path
+            )
             paths[f"{name}.{ext}"] = path
     return paths
 
@@ -78,14 +86,18 @@ def main() -> None:
     import logging
 
     logging.disable(logging.WARNING)
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
-          f"numpy {np.__version__}, pandas {pd.__version__}; load average {os.getloadavg()[0]:.1f}")  # fmt: skip
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores; python {platform.python_version()}, "
+        f"numpy {np.__version__}, pandas {pd.__version__}; load average {os.getloadavg()[0]:.1f}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         folder = Path(tmp)
         paths = make_cohort(folder, args.cases, args.features, args.icc_cases, seed=0)
-        print(f"{args.cases} cases x {2 * args.features} feature columns (+ reader2/repeat for {args.icc_cases} cases); "
-              f"main.csv {paths['main.csv'].stat().st_size / 1e6:.1f} MB, main.parquet "
-              f"{paths['main.parquet'].stat().st_size / 1e6:.1f} MB")  # fmt: skip
+        print(
+            f"{args.cases} cases x {2 * args.features} feature columns (+ reader2/repeat for {args.icc_cases} cases); "
+            f"main.csv {paths['main.csv'].stat().st_size / 1e6:.1f} MB, main.parquet "
+            f"{paths['main.parquet'].stat().st_size / 1e6:.1f} MB"
+        )
         cohort = load_manifest(paths["manifest"])
         settings = PipelineSettings(deep="off", seed=0)
         rows = []
@@ -93,17 +105,35 @@ def main() -> None:
             load_times, train_times, cpu_times = [], [], []
             for _ in range(args.rounds):
                 start = time.perf_counter()
-                load_feature_tables(paths[f"main.{ext}"], cohort=cohort, reader2=paths[f"reader2.{ext}"],
-                                    repeat=paths[f"repeat.{ext}"])  # fmt: skip
+                load_feature_tables(
+                    paths[f"main.{ext}"],
+                    cohort=cohort,
+                    reader2=paths[f"reader2.{ext}"],
+                    repeat=paths[f"repeat.{ext}"],
+                )
                 load_times.append(time.perf_counter() - start)
-                spec = FeatureTableSpec(paths[f"main.{ext}"], reader2=paths[f"reader2.{ext}"], repeat=paths[f"repeat.{ext}"])
+                spec = FeatureTableSpec(
+                    paths[f"main.{ext}"], reader2=paths[f"reader2.{ext}"], repeat=paths[f"repeat.{ext}"]
+                )
                 start, cpu = time.perf_counter(), time.process_time()
-                result = train(paths["manifest"], folder / f"out-{ext}", settings, progress=False, feature_table=spec)
+                result = train(
+                    paths["manifest"], folder / f"out-{ext}", settings, progress=False, feature_table=spec
+                )
                 train_times.append(time.perf_counter() - start)
                 cpu_times.append(time.process_time() - cpu)
             counts = {r: len(s.selected_) for r, s in result.model.region_scores_.items()}
-            rows.append((ext, statistics.median(load_times), statistics.median(train_times), statistics.median(cpu_times), counts))
-        print("| table | read + map + impute (s) | whole `train` wall (s) | whole `train` CPU (s) | LASSO features |")
+            rows.append(
+                (
+                    ext,
+                    statistics.median(load_times),
+                    statistics.median(train_times),
+                    statistics.median(cpu_times),
+                    counts,
+                )
+            )
+        print(
+            "| table | read + map + impute (s) | whole `train` wall (s) | whole `train` CPU (s) | LASSO features |"
+        )
         print("|---|---:|---:|---:|---|")
         for ext, load_s, train_s, cpu_s, counts in rows:
             shown = ", ".join(f"{r} {k}" for r, k in counts.items())

@@ -94,7 +94,9 @@ def main() -> None:
     parser.add_argument("--cases", type=int, default=1000)
     parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}")
+    print(
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores, {platform.python_version()}"
+    )
     with tempfile.TemporaryDirectory() as tmp:
         synthetic = write_synthetic(Path(tmp) / "synthetic", args.cases)
         targets = [("synthetic, 2 regions", synthetic, 2)]

@@ -72,8 +72,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--deep", default="auto")
     parser.add_argument("--preset", default="paper")
     parser.add_argument("--workers", type=int, default=None)
-    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
-                        help="standardise each image's intensities before extraction (default: on)")
+    parser.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="standardise each image's intensities before extraction (default: on)",
+    )
     args = parser.parse_args(argv)
     if not BUSBRA.is_dir():
         print(f"BUS-BRA not found at {BUSBRA}", file=sys.stderr)
@@ -84,12 +88,16 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     manifest = write_manifest(out / "cohort")
     cohort = load_manifest(manifest)
-    settings = PipelineSettings(handcrafted=args.preset, deep=args.deep, normalize=args.normalize, workers=args.workers)
+    settings = PipelineSettings(
+        handcrafted=args.preset, deep=args.deep, normalize=args.normalize, workers=args.workers
+    )
     start = time.perf_counter()
     trained, evaluated = run_pipeline(cohort, out / "run", settings, command="benchmarks/busbra_run.py")
     seconds = time.perf_counter() - start
     table3 = evaluated.evaluation.tables["table3"]
-    rows = table3[table3["model"] == "clinical_radiomics"][["split", "n", "n_events", "auc", "auc_low", "auc_high"]]
+    rows = table3[table3["model"] == "clinical_radiomics"][
+        ["split", "n", "n_events", "auc", "auc_low", "auc_high"]
+    ]
     print(rows.to_string(index=False))
     result = {
         "machine": f"{platform.processor() or platform.machine()}, {platform.python_version()}",

@@ -31,12 +31,18 @@ def main() -> None:
         tr, ytr, te, yte = _noise_cohort(seed)
         out = []
         for mode in ("insample", "crossfit"):
-            m = ALNMModel(regions=("tumor",), clinical=["age"], score_fit=mode, random_state=seed).fit(tr, ytr)
+            m = ALNMModel(regions=("tumor",), clinical=["age"], score_fit=mode, random_state=seed).fit(
+                tr, ytr
+            )
             table, models = m.predictor_table(te), m.models()
-            auc = {name: auc_ci(yte, models[name].predict_proba(table).to_numpy()).auc
-                   for name in ("clinical", "clinical_radiomics", "tumor_score")}  # fmt: skip
-            out.append(f"{mode}: clin {auc['clinical']:.3f} comb {auc['clinical_radiomics']:.3f} "
-                       f"score {auc['tumor_score']:.3f} vars {m.combined_model_.variables}")  # fmt: skip
+            auc = {
+                name: auc_ci(yte, models[name].predict_proba(table).to_numpy()).auc
+                for name in ("clinical", "clinical_radiomics", "tumor_score")
+            }
+            out.append(
+                f"{mode}: clin {auc['clinical']:.3f} comb {auc['clinical_radiomics']:.3f} "
+                f"score {auc['tumor_score']:.3f} vars {m.combined_model_.variables}"
+            )
         print(seed, " | ".join(out), flush=True)
 
 

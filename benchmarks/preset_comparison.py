@@ -138,12 +138,27 @@ def run_one(cohort: Any, cohort_name: str, variant: str, out: Path, workers: int
     params_path.write_text(yaml.safe_dump(_variant_params(variant), sort_keys=False))
     cpu, wall = _cpu(), time.perf_counter()
     full = variant == "paper-full"
-    result = extract_cohort(cohort, folder / FEATURES_DIR, handcrafted=str(params_path), deep=None, workers=workers,
-                            progress=False, normalize=True, full_table=full)  # fmt: skip
-    extraction = {"cpu_s": _cpu() - cpu, "wall_s": time.perf_counter() - wall, "computed": result.computed,
-                  "cached": result.cached, "rois": len(result.status), "failed": len(result.failed)}  # fmt: skip
-    settings = PipelineSettings(handcrafted=str(params_path), deep="off", normalize=True, workers=workers,
-                                full_table=full)  # fmt: skip
+    result = extract_cohort(
+        cohort,
+        folder / FEATURES_DIR,
+        handcrafted=str(params_path),
+        deep=None,
+        workers=workers,
+        progress=False,
+        normalize=True,
+        full_table=full,
+    )
+    extraction = {
+        "cpu_s": _cpu() - cpu,
+        "wall_s": time.perf_counter() - wall,
+        "computed": result.computed,
+        "cached": result.cached,
+        "rois": len(result.status),
+        "failed": len(result.failed),
+    }
+    settings = PipelineSettings(
+        handcrafted=str(params_path), deep="off", normalize=True, workers=workers, full_table=full
+    )
     cpu, wall = _cpu(), time.perf_counter()
     trained = train(cohort, folder, settings, progress=False)
     fit = {"cpu_s": _cpu() - cpu, "wall_s": time.perf_counter() - wall}
@@ -167,7 +182,9 @@ def run_one(cohort: Any, cohort_name: str, variant: str, out: Path, workers: int
     }
 
 
-def paired_delong(out: Path, cohort_name: str, variant: str, reference: str, column: str) -> dict[str, float] | None:
+def paired_delong(
+    out: Path, cohort_name: str, variant: str, reference: str, column: str
+) -> dict[str, float] | None:
     """Paired DeLong test of ``variant`` vs ``reference`` on the pooled test cases both scored."""
     from ALNMPredictorLib.stats import delong_test
 
@@ -201,8 +218,10 @@ def main(argv: list[str] | None = None) -> int:
     results_path = args.out / "results.json"
     results = json.loads(results_path.read_text()) if results_path.is_file() else []
     done = {(r["cohort"], r["variant"]) for r in results}
-    print(f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}; "
-          f"load average {os.getloadavg()}")  # fmt: skip
+    print(
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, python {platform.python_version()}; "
+        f"load average {os.getloadavg()}"
+    )
     for cohort_name in args.cohorts:
         cohort = _cohort(cohort_name, args.out, args.patients)
         for variant in args.variants:
@@ -220,21 +239,34 @@ def main(argv: list[str] | None = None) -> int:
             continue
         columns = list(rows[0]["auc"])
         print(f"\n### {cohort_name}\n")
-        print("| variant | features | extraction CPU (s) | " + " | ".join(f"{c}: pooled test AUC (95 % CI); DeLong p vs us2d"
-                                                                         for c in columns) + " |")  # fmt: skip
+        print(
+            "| variant | features | extraction CPU (s) | "
+            + " | ".join(f"{c}: pooled test AUC (95 % CI); DeLong p vs us2d" for c in columns)
+            + " |"
+        )
         print("|---|---:|---:|" + "---:|" * len(columns))
         for r in rows:
             cells = []
             for c in columns:
                 a = r["auc"][c].get("pooled test")
-                test = None if r["variant"] == "us2d" else paired_delong(args.out, cohort_name, r["variant"], "us2d", c)
+                test = (
+                    None
+                    if r["variant"] == "us2d"
+                    else paired_delong(args.out, cohort_name, r["variant"], "us2d", c)
+                )
                 p = "" if test is None else f"; p = {test['p']:.2g}"
                 cells.append(f"{a['auc']:.3f} ({a['low']:.3f}-{a['high']:.3f}){p}" if a else "")
-            print(f"| {r['variant']} | {r['features_per_roi']} | {r['extraction']['cpu_s']:.0f} | " + " | ".join(cells) + " |")
+            print(
+                f"| {r['variant']} | {r['features_per_roi']} | {r['extraction']['cpu_s']:.0f} | "
+                + " | ".join(cells)
+                + " |"
+            )
         print()
         for r in rows:
             splits = {s: f"{v['auc']:.3f}" for s, v in r["auc"][columns[0]].items()}
-            print(f"- {r['variant']}: {columns[0]} per split {splits}; selected {sum(map(len, r['selected'].values()))}")
+            print(
+                f"- {r['variant']}: {columns[0]} per split {splits}; selected {sum(map(len, r['selected'].values()))}"
+            )
     return 0
 
 

@@ -45,19 +45,30 @@ def main() -> None:
     from ALNMPredictorLib.synth import synth_cohort
 
     with tempfile.TemporaryDirectory() as tmp:
-        cohort = load_manifest(synth_cohort(Path(tmp) / "cohort", n_patients=args.patients, seed=0).manifest_path)
-        head = DeepFeatureExtractor(weights=args.weights, intensity="zscore", epochs=30, n_views=0, device="cpu", seed=0)
+        cohort = load_manifest(
+            synth_cohort(Path(tmp) / "cohort", n_patients=args.patients, seed=0).manifest_path
+        )
+        head = DeepFeatureExtractor(
+            weights=args.weights, intensity="zscore", epochs=30, n_views=0, device="cpu", seed=0
+        )
         labels = cohort.labels()
         arrays = {c: deep_input(cohort.region_inputs(c, "tumor")) for c in cohort.case_ids()}
         train = [c for c in cohort.case_ids(cohort.train_split) if not np.isnan(labels[c])]
-        crops = np.stack([crop_roi(*arrays[c], head.margin, head.input_size, intensity="zscore") for c in train])
+        crops = np.stack(
+            [crop_roi(*arrays[c], head.margin, head.input_size, intensity="zscore") for c in train]
+        )
         head.fit(crops, np.array([int(labels[c]) for c in train]))
         tests = [c for c in cohort.case_ids() if c not in set(train) and not np.isnan(labels[c])]
         probs = head.predict_proba([arrays[c] for c in tests])
         positive = max((p, c) for p, c in zip(probs, tests, strict=True) if labels[c] == 1)[1]
         negative = min((p, c) for p, c in zip(probs, tests, strict=True) if labels[c] == 0)[1]
-        maps = {c: image_heatmaps(head, *arrays[c], region="tumor", case_id=c)["head"] for c in (positive, negative)}
-    backbone = "ImageNet VGG19" if args.weights == "imagenet" else "RANDOM VGG19 backbone (no ImageNet weights here)"
+        maps = {
+            c: image_heatmaps(head, *arrays[c], region="tumor", case_id=c)["head"]
+            for c in (positive, negative)
+        }
+    backbone = (
+        "ImageNet VGG19" if args.weights == "imagenet" else "RANDOM VGG19 backbone (no ImageNet weights here)"
+    )
     with matplotlib.rc_context(FIGURE_STYLE):
         fig = Figure(figsize=(7.6, 4.0))
         for i, (case, heatmap) in enumerate(maps.items()):
@@ -66,14 +77,29 @@ def main() -> None:
             ax.contour(heatmap.roi.astype(float), levels=[0.5], colors="white", linewidths=0.9)
             ax.set_axis_off()
             truth = "metastasis" if labels[case] == 1 else "no metastasis"
-            ax.set_title(f"test case {case} ({truth}): head p = {1 / (1 + np.exp(-heatmap.value)):.2f}", fontsize=9)
-        bar = fig.colorbar(ScalarMappable(Normalize(0.0, 1.0), "jet"), cax=fig.add_axes((0.92, 0.14, 0.02, 0.62)))
+            ax.set_title(
+                f"test case {case} ({truth}): head p = {1 / (1 + np.exp(-heatmap.value)):.2f}", fontsize=9
+            )
+        bar = fig.colorbar(
+            ScalarMappable(Normalize(0.0, 1.0), "jet"), cax=fig.add_axes((0.92, 0.14, 0.02, 0.62))
+        )
         bar.set_label("Grad-CAM, share of the map's maximum", fontsize=8)
         bar.ax.tick_params(labelsize=7)
-        fig.text(0.01, 0.97, "Grad-CAM of the tumour deep head's ALNM logit on the ROI crop (white: the ROI)",
-                 fontsize=10, va="top")  # fmt: skip
-        fig.text(0.01, 0.905, f"{backbone}; head trained on the training split of a {args.patients}-patient cohort",
-                 fontsize=8, va="top", color="#444444")  # fmt: skip
+        fig.text(
+            0.01,
+            0.97,
+            "Grad-CAM of the tumour deep head's ALNM logit on the ROI crop (white: the ROI)",
+            fontsize=10,
+            va="top",
+        )
+        fig.text(
+            0.01,
+            0.905,
+            f"{backbone}; head trained on the training split of a {args.patients}-patient cohort",
+            fontsize=8,
+            va="top",
+            color="#444444",
+        )
         fig.text(0.01, 0.02, SYNTHETIC_LABEL, fontsize=8, color="#B00000")
     out = write_bytes(Path(args.out), figure_bytes(fig, "png", dpi=100))
     print(f"{out} ({out.stat().st_size // 1024} KB): {', '.join(maps)}")

@@ -62,8 +62,12 @@ def qt_ui_text() -> bytes:
             if cls == "ctkCollapsibleButton" and text is not None:
                 text.set("name", "title")
             if cls == "qMRMLSegmentEditorWidget":
-                widget.append(ET.fromstring("<property name='text'><string>[Segment Editor: paint, draw, "
-                                            "threshold... on the selected image]</string></property>"))
+                widget.append(
+                    ET.fromstring(
+                        "<property name='text'><string>[Segment Editor: paint, draw, "
+                        "threshold... on the selected image]</string></property>"
+                    )
+                )
     for tag in ("customwidgets", "connections"):
         node = root.find(tag)
         if node is not None:
@@ -81,11 +85,21 @@ def demo_content(work: Path) -> dict:
     loaded = cp.load_model_cached(model_path)
     case = demomodel.demo_case(work / "cases", 0)
     prediction = cp.predict_case(loaded, case.regions, case.clinical, case.case_id)
-    nomogram = casefigures.figure_png(casefigures.nomogram_figure(loaded, prediction), work / "nomogram.png", dpi=70)
+    nomogram = casefigures.figure_png(
+        casefigures.nomogram_figure(loaded, prediction), work / "nomogram.png", dpi=70
+    )
     calibration = casefigures.calibration_figure(model_path, loaded)
-    calibration_png = None if calibration is None else casefigures.figure_png(calibration, work / "calibration.png", dpi=55)
-    return {"prediction": prediction, "fields": clinicalform.clinical_fields(loaded), "clinical": case.clinical,
-            "nomogram": nomogram, "calibration": calibration_png, "description": "synthetic demo — not for clinical use"}
+    calibration_png = (
+        None if calibration is None else casefigures.figure_png(calibration, work / "calibration.png", dpi=55)
+    )
+    return {
+        "prediction": prediction,
+        "fields": clinicalform.clinical_fields(loaded),
+        "clinical": case.clinical,
+        "nomogram": nomogram,
+        "calibration": calibration_png,
+        "description": "synthetic demo — not for clinical use",
+    }
 
 
 def render(out: Path, width: int = 460) -> Path:
@@ -130,8 +144,10 @@ def render(out: Path, width: int = 460) -> Path:
                 find(QLabel, name).setPixmap(pixmap.scaledToWidth(width - 70, Qt.SmoothTransformation))
         frame = QWidget()
         layout = QVBoxLayout(frame)
-        note = QLabel("Rendering of the ALNM Predictor panel layout (PySide6, offscreen) - not a Slicer screenshot. "
-                      "SYNTHETIC demo case and model, not for clinical use.")
+        note = QLabel(
+            "Rendering of the ALNM Predictor panel layout (PySide6, offscreen) - not a Slicer screenshot. "
+            "SYNTHETIC demo case and model, not for clinical use."
+        )
         note.setWordWrap(True)
         note.setStyleSheet("color: #8a2b2b; font-size: 10px;")
         layout.addWidget(note)

@@ -227,8 +227,10 @@ def check_types(
     out = dict(values)
     extra = sorted(k for k in values if k not in annotations)
     if extra and unknown == "refuse":
-        raise BundleError(f"{where}: unknown setting(s) {', '.join(map(str, extra))} "
-                          f"(known: {', '.join(sorted(annotations))})")  # fmt: skip
+        raise BundleError(
+            f"{where}: unknown setting(s) {', '.join(map(str, extra))} "
+            f"(known: {', '.join(sorted(annotations))})"
+        )
     for key, value in values.items():
         if key not in annotations:
             continue
@@ -250,8 +252,16 @@ def check_types(
         else:
             if len(checks) == 1 and "None" not in options:
                 raise errors[0]
-            allowed = " or ".join({"bool": "true/false", "int": "an integer", "float": "a finite number",
-                                   "str": "a text", "None": "null"}[p] for p in options)  # fmt: skip
+            allowed = " or ".join(
+                {
+                    "bool": "true/false",
+                    "int": "an integer",
+                    "float": "a finite number",
+                    "str": "a text",
+                    "None": "null",
+                }[p]
+                for p in options
+            )
             raise BundleError(f"{where_key}: expected {allowed}, found {describe(value)}")
     return out
 
@@ -289,7 +299,9 @@ def write_bundle(
     target = Path(directory)
     zip_output = zip_output or target.suffix.lower() == ".zip"
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = make_temp_dir(target.parent, prefix=f".{target.name}.", suffix=".tmp")  # 0777 less the umask, as mkdir
+    tmp = make_temp_dir(
+        target.parent, prefix=f".{target.name}.", suffix=".tmp"
+    )  # 0777 less the umask, as mkdir
     try:
         if write_files is not None:
             write_files(tmp)
@@ -300,7 +312,9 @@ def write_bundle(
         files = sorted(p for p in tmp.iterdir() if p.is_file() and p.name != CHECKSUM_FILE)
         for path in files:
             if path.suffix.lower() not in ALLOWED_SUFFIXES:
-                raise BundleError(f"refusing to store '{path.name}' in a model: only JSON, CSV, text and safetensors")
+                raise BundleError(
+                    f"refusing to store '{path.name}' in a model: only JSON, CSV, text and safetensors"
+                )
         write_text(tmp / CHECKSUM_FILE, "".join(f"{sha256_file(p)}  {p.name}\n" for p in files))
         if zip_output:
             archive = tmp.with_suffix(".zip")
@@ -370,33 +384,45 @@ def _check_members(archive: Path, infos: Iterable[zipfile.ZipInfo]) -> None:
     """Refuse a model zip from its headers alone: names, kinds of entry, declared sizes."""
     infos = list(infos)
     if len(infos) > MAX_MEMBERS:
-        raise BundleError(f"{archive}: the model zip has {len(infos)} entries; a model has at most {MAX_MEMBERS}")
+        raise BundleError(
+            f"{archive}: the model zip has {len(infos)} entries; a model has at most {MAX_MEMBERS}"
+        )
     seen: set[str] = set()
     total = 0
     for info in infos:
         name = info.filename
         mode = info.external_attr >> 16
         if info.is_dir() or not is_plain_name(name):
-            raise BundleError(f"{archive}: unexpected entry '{name}' in the model zip "
-                              "(a model zip holds plain files only: no folders, absolute paths or '..')")  # fmt: skip
+            raise BundleError(
+                f"{archive}: unexpected entry '{name}' in the model zip "
+                "(a model zip holds plain files only: no folders, absolute paths or '..')"
+            )
         if stat.S_ISLNK(mode) or (stat.S_IFMT(mode) and not stat.S_ISREG(mode)):
-            raise BundleError(f"{archive}: '{name}' in the model zip is a link or special file, not a plain file")
+            raise BundleError(
+                f"{archive}: '{name}' in the model zip is a link or special file, not a plain file"
+            )
         if info.flag_bits & 0x1:
             raise BundleError(f"{archive}: '{name}' in the model zip is encrypted")
         if name != CHECKSUM_FILE and Path(name).suffix.lower() not in ALLOWED_SUFFIXES:
-            raise BundleError(f"{archive}: unexpected entry '{name}' in the model zip "
-                              "(only JSON, CSV, text and safetensors files)")  # fmt: skip
+            raise BundleError(
+                f"{archive}: unexpected entry '{name}' in the model zip "
+                "(only JSON, CSV, text and safetensors files)"
+            )
         if name in seen:
             raise BundleError(f"{archive}: '{name}' occurs twice in the model zip")
         seen.add(name)
         limit = _member_limit(name)
         if info.file_size > limit:
-            raise BundleError(f"{archive}: '{name}' would unpack to {info.file_size:,} bytes, more than the "
-                              f"{limit:,} a model file may have; refusing to unpack it")  # fmt: skip
+            raise BundleError(
+                f"{archive}: '{name}' would unpack to {info.file_size:,} bytes, more than the "
+                f"{limit:,} a model file may have; refusing to unpack it"
+            )
         total += info.file_size
     if total > MAX_TOTAL_BYTES:
-        raise BundleError(f"{archive}: the model zip would unpack to {total:,} bytes, more than the "
-                          f"{MAX_TOTAL_BYTES:,} a model may have; refusing to unpack it")  # fmt: skip
+        raise BundleError(
+            f"{archive}: the model zip would unpack to {total:,} bytes, more than the "
+            f"{MAX_TOTAL_BYTES:,} a model may have; refusing to unpack it"
+        )
 
 
 def _safe_unzip(archive: Path, dest: Path) -> None:
@@ -431,7 +457,15 @@ def _extract(zf: zipfile.ZipFile, info: zipfile.ZipInfo, target: Path, archive: 
     except BundleError:
         target.unlink(missing_ok=True)
         raise
-    except (zipfile.BadZipFile, zlib.error, EOFError, OSError, NotImplementedError, RuntimeError, ValueError) as exc:
+    except (
+        zipfile.BadZipFile,
+        zlib.error,
+        EOFError,
+        OSError,
+        NotImplementedError,
+        RuntimeError,
+        ValueError,
+    ) as exc:
         target.unlink(missing_ok=True)
         raise BundleError(f"{archive}: cannot unpack '{info.filename}' ({exc})") from exc
 
@@ -449,7 +483,9 @@ def _read_checksums(folder: Path, shown: Path) -> dict[str, str]:
         if not _DIGEST.fullmatch(digest):
             raise BundleError(f"{shown}: {CHECKSUM_FILE}: {digest!r} is not a SHA-256 digest (line {line!r})")
         if not is_plain_name(name) or name == CHECKSUM_FILE:
-            raise BundleError(f"{shown}: {CHECKSUM_FILE} lists '{name}', which is not a file inside the model")
+            raise BundleError(
+                f"{shown}: {CHECKSUM_FILE} lists '{name}', which is not a file inside the model"
+            )
         if name in expected:
             raise BundleError(f"{shown}: {CHECKSUM_FILE} lists '{name}' twice")
         expected[name] = digest
@@ -484,10 +520,14 @@ def _verify(folder: Path, shown: Path) -> Bundle:
         raise BundleError(f"{shown}: {MODEL_FILE} is nested too deeply to be a model") from exc
     if not isinstance(model, dict) or model.get("schema") != SCHEMA_NAME:
         raise BundleError(f"{shown}: {MODEL_FILE} is not an ALNM Predictor model")
-    _check_schema_version(model.get("schema_version", None), "schema_version" in model, f"{shown}: {MODEL_FILE}")
+    _check_schema_version(
+        model.get("schema_version", None), "schema_version" in model, f"{shown}: {MODEL_FILE}"
+    )
     for path, value in non_finite_paths(model):
-        raise BundleError(f"{shown}: {MODEL_FILE}: {path} is {value}, not a finite number; "
-                          "ALNM Predictor never writes one, so the model was edited or damaged")  # fmt: skip
+        raise BundleError(
+            f"{shown}: {MODEL_FILE}: {path} is {value}, not a finite number; "
+            "ALNM Predictor never writes one, so the model was edited or damaged"
+        )
     return Bundle(path=folder, model=model, files=frozenset(expected), shown=shown)
 
 
@@ -495,7 +535,9 @@ def _check_schema_version(version: Any, present: bool, where: str) -> None:
     if not present:
         raise BundleError(f"{where}: no schema_version; not a model written by ALNM Predictor")
     if isinstance(version, str):
-        raise BundleError(f"{where}: the schema version must be an integer, found the text {json.dumps(version)}")
+        raise BundleError(
+            f"{where}: the schema version must be an integer, found the text {json.dumps(version)}"
+        )
     if isinstance(version, bool) or not isinstance(version, int):
         raise BundleError(f"{where}: the schema version must be an integer, found {describe(version)}")
     if version < 1:

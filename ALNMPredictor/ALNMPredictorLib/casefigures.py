@@ -17,8 +17,6 @@ if TYPE_CHECKING:
 __all__ = ["calibration_figure", "calibration_source", "figure_png", "nomogram_figure"]
 
 
-
-
 def nomogram_figure(loaded: Any, prediction: CasePrediction | None = None) -> Any:
     """The combined model's nomogram (matplotlib Figure), with this case's points marked when given."""
     from ALNMPredictorLib.plots import plot_nomogram
@@ -26,14 +24,20 @@ def nomogram_figure(loaded: Any, prediction: CasePrediction | None = None) -> An
     patient = None
     if prediction is not None:
         patient = {**prediction.points, "total_points": prediction.total_points}
-    return plot_nomogram(loaded.model.combined_model_.nomogram_scale(), patient,
-                         synthetic=bool(loaded.info.get("synthetic", False)))  # fmt: skip
+    return plot_nomogram(
+        loaded.model.combined_model_.nomogram_scale(),
+        patient,
+        synthetic=bool(loaded.info.get("synthetic", False)),
+    )
 
 
 def calibration_source(model_path: str | os.PathLike[str]) -> Path | None:
     """The predictions table written with a model (``<run>/predictions.csv`` beside ``<run>/model``), if any."""
     path = model_location(model_path)
-    candidates = [path.parent / "predictions.csv", path.with_name(path.name.removesuffix(".zip") + ".predictions.csv")]
+    candidates = [
+        path.parent / "predictions.csv",
+        path.with_name(path.name.removesuffix(".zip") + ".predictions.csv"),
+    ]
     if path.resolve() == DEMO_MODEL_RESOURCE.resolve():
         candidates.insert(0, DEMO_PREDICTIONS_RESOURCE)
     return next((c for c in candidates if c.is_file()), None)
@@ -60,14 +64,18 @@ def calibration_figure(model_path: str | os.PathLike[str], loaded: Any | None = 
         if len(part) < 10 or len(set(y)) < 2:
             continue
         curve = calibration_curve(y, p, bins=10).assign(split=str(split), model=COMBINED)
-        binned.append(curve.rename(columns={"low": "bin_low", "high": "bin_high", "observed_low": "low",
-                                            "observed_high": "high"}))  # fmt: skip
+        binned.append(
+            curve.rename(
+                columns={"low": "bin_low", "high": "bin_high", "observed_low": "low", "observed_high": "high"}
+            )
+        )
         smooth.append(calibration_smooth(y, p).assign(split=str(split), model=COMBINED))
     if not binned:
         return None
     synthetic = bool(loaded.info.get("synthetic", False)) if loaded is not None else False
-    return plot_calibration(pd.concat(binned, ignore_index=True), smooth=pd.concat(smooth, ignore_index=True),
-                            synthetic=synthetic)  # fmt: skip
+    return plot_calibration(
+        pd.concat(binned, ignore_index=True), smooth=pd.concat(smooth, ignore_index=True), synthetic=synthetic
+    )
 
 
 def figure_png(fig: Any, path: str | os.PathLike[str], dpi: int = 110) -> Path:

@@ -64,7 +64,6 @@ class RegionArrays:
     source: str | None = None
 
 
-
 # --------------------------------------------------------------------------------------------------
 # Features of one region
 
@@ -84,8 +83,12 @@ def _prepare_image(image: Any, case_id: str, column: str) -> tuple[np.ndarray, n
     elif arr.ndim == 3 and arr.shape[2] in (1, 3, 4):
         pixels = arr if arr.shape[2] == 1 else arr[:, :, :3]
     else:
-        raise InputError(f"a 2D grey or RGB image is needed, got an array of shape {np.shape(image)} "
-                         "(a 3D volume must have a single slice)", case=case_id, column=column)  # fmt: skip
+        raise InputError(
+            f"a 2D grey or RGB image is needed, got an array of shape {np.shape(image)} "
+            "(a 3D volume must have a single slice)",
+            case=case_id,
+            column=column,
+        )
     if pixels.size == 0:
         raise InputError("image has no pixels", case=case_id, column=column)
     grey, conversion = to_grey(pixels)
@@ -103,7 +106,9 @@ def _prepare_mask(mask: Any, shape: tuple[int, int], case_id: str, column: str) 
     if arr.ndim == 3 and arr.shape[2] == 1:
         arr = arr[:, :, 0]
     if arr.shape != tuple(shape):
-        raise InputError(f"mask size {arr.shape} differs from image size {tuple(shape)}", case=case_id, column=column)
+        raise InputError(
+            f"mask size {arr.shape} differs from image size {tuple(shape)}", case=case_id, column=column
+        )
     roi = np.ascontiguousarray(arr != 0)
     if not roi.any():
         raise InputError("mask is empty (no pixel inside the region)", case=case_id, column=column)
@@ -134,7 +139,9 @@ def _handcrafted_extractor(info: Mapping[str, Any]) -> Any | None:
         return None
     else:
         # a model that recorded no preset predates the us2d default: it was trained with "paper"
-        params = extraction.get("handcrafted_params") or (info.get("settings") or {}).get("handcrafted") or "paper"
+        params = (
+            extraction.get("handcrafted_params") or (info.get("settings") or {}).get("handcrafted") or "paper"
+        )
     key = repr(params)
     if key not in _HC_EXTRACTORS:
         _HC_EXTRACTORS[key] = HandcraftedExtractor(params)
@@ -146,7 +153,9 @@ def _trunk_one(model: Any, crop: np.ndarray) -> np.ndarray:
     return model.trunk_features(crop[None]).astype(np.float32, copy=False)
 
 
-def region_features(loaded: Any, region: str, arrays: RegionArrays, case_id: str = "case") -> dict[str, float]:
+def region_features(
+    loaded: Any, region: str, arrays: RegionArrays, case_id: str = "case"
+) -> dict[str, float]:
     """Every feature column of one region (``<region>_...``) from arrays, as the cohort extraction computes it."""
     image_col, mask_col = f"{region}_image", f"{region}_mask"
     grey, deep_input, _ = _prepare_image(arrays.image, case_id, image_col)
@@ -178,7 +187,9 @@ def region_features(loaded: Any, region: str, arrays: RegionArrays, case_id: str
     return out
 
 
-def case_heatmaps(loaded: Any, regions: Mapping[str, RegionArrays], case_id: str = "case") -> dict[str, dict[str, Any]]:
+def case_heatmaps(
+    loaded: Any, regions: Mapping[str, RegionArrays], case_id: str = "case"
+) -> dict[str, dict[str, Any]]:
     """Grad-CAM heatmaps of one case: region → target (``head``, and ``score`` where the region score kept deep
     features) → :class:`~ALNMPredictorLib.gradcam.Heatmap`, on the crop :func:`region_features` scores (same
     grey conversion, crop and trunk). Regions of a model without deep heads are left out; empty for a model
@@ -196,8 +207,9 @@ def case_heatmaps(loaded: Any, regions: Mapping[str, RegionArrays], case_id: str
         arrays = regions[region]
         grey, deep_input, _ = _prepare_image(arrays.image, case_id, f"{region}_image")
         roi = _prepare_mask(arrays.mask, grey.shape, case_id, f"{region}_mask")
-        out[region] = image_heatmaps(extractor, deep_input, roi, region=region, score=scores.get(region),
-                                     case_id=str(case_id))  # fmt: skip
+        out[region] = image_heatmaps(
+            extractor, deep_input, roi, region=region, score=scores.get(region), case_id=str(case_id)
+        )
     return out
 
 
@@ -270,31 +282,93 @@ class CasePrediction:
             {"quantity": "case_id", "value": math.nan, "text": self.case_id, "description": "case"},
         ]
         for region, value in self.scores.items():
-            rows.append({"quantity": score_column(region), "value": value, "text": f"{value:.4f}",
-                         "description": f"{region} radiomics score"})  # fmt: skip
+            rows.append(
+                {
+                    "quantity": score_column(region),
+                    "value": value,
+                    "text": f"{value:.4f}",
+                    "description": f"{region} radiomics score",
+                }
+            )
         for region, count in self.out_of_range.items():
-            rows.append({"quantity": f"{region}_out_of_range", "value": float(count), "text": str(count),
-                         "description": f"{region} score features outside the training range (clipped)"})  # fmt: skip
-        rows.append({"quantity": "nomo_score", "value": self.probability, "text": f"{self.probability:.4f}",
-                     "description": "Nomo-score: probability of ALNM (clinical-radiomics model)"})  # fmt: skip
-        rows.append({"quantity": "cutoff", "value": self.cutoff, "text": f"{self.cutoff:.4f}",
-                     "description": "cut-off (Youden index on the training set)"})  # fmt: skip
-        rows.append({"quantity": "risk_group", "value": math.nan, "text": self.risk_group,
-                     "description": "high when Nomo-score >= cut-off"})  # fmt: skip
+            rows.append(
+                {
+                    "quantity": f"{region}_out_of_range",
+                    "value": float(count),
+                    "text": str(count),
+                    "description": f"{region} score features outside the training range (clipped)",
+                }
+            )
+        rows.append(
+            {
+                "quantity": "nomo_score",
+                "value": self.probability,
+                "text": f"{self.probability:.4f}",
+                "description": "Nomo-score: probability of ALNM (clinical-radiomics model)",
+            }
+        )
+        rows.append(
+            {
+                "quantity": "cutoff",
+                "value": self.cutoff,
+                "text": f"{self.cutoff:.4f}",
+                "description": "cut-off (Youden index on the training set)",
+            }
+        )
+        rows.append(
+            {
+                "quantity": "risk_group",
+                "value": math.nan,
+                "text": self.risk_group,
+                "description": "high when Nomo-score >= cut-off",
+            }
+        )
         for var, pts in self.points.items():
             value = self.row.get(var) if var in self.row.index else self.clinical.get(var)
             shown = _format_value(value if value is not None else self.scores.get(var.removesuffix("_score")))
-            rows.append({"quantity": f"points_{var}", "value": pts, "text": f"{pts:.1f}",
-                         "description": f"nomogram points of {var} = {shown}"})  # fmt: skip
-        rows.append({"quantity": "total_points", "value": self.total_points, "text": f"{self.total_points:.1f}",
-                     "description": "total nomogram points"})  # fmt: skip
+            rows.append(
+                {
+                    "quantity": f"points_{var}",
+                    "value": pts,
+                    "text": f"{pts:.1f}",
+                    "description": f"nomogram points of {var} = {shown}",
+                }
+            )
+        rows.append(
+            {
+                "quantity": "total_points",
+                "value": self.total_points,
+                "text": f"{self.total_points:.1f}",
+                "description": "total nomogram points",
+            }
+        )
         for name, prob in self.probabilities.items():
-            rows.append({"quantity": f"prob_{name}", "value": prob, "text": f"{prob:.4f}",
-                         "description": f"probability of ALNM, {name} model"})  # fmt: skip
+            rows.append(
+                {
+                    "quantity": f"prob_{name}",
+                    "value": prob,
+                    "text": f"{prob:.4f}",
+                    "description": f"probability of ALNM, {name} model",
+                }
+            )
         for i, note in enumerate(self.notes, start=1):
-            rows.append({"quantity": f"note_{i}", "value": math.nan, "text": note, "description": "note on the inputs"})
+            rows.append(
+                {
+                    "quantity": f"note_{i}",
+                    "value": math.nan,
+                    "text": note,
+                    "description": "note on the inputs",
+                }
+            )
         if self.synthetic:
-            rows.append({"quantity": "model", "value": math.nan, "text": "synthetic demo", "description": SYNTHETIC_LABEL})
+            rows.append(
+                {
+                    "quantity": "model",
+                    "value": math.nan,
+                    "text": "synthetic demo",
+                    "description": SYNTHETIC_LABEL,
+                }
+            )
         return rows
 
     def summary(self) -> str:
@@ -304,12 +378,17 @@ class CasePrediction:
             lines.append(f"{region} score: {value:.3f}")
         for region, count in self.out_of_range.items():
             if count:
-                lines.append(f"Note: {count} {region} score feature(s) outside their training range, clipped to "
-                             "it (common for images from another scanner)")  # fmt: skip
+                lines.append(
+                    f"Note: {count} {region} score feature(s) outside their training range, clipped to "
+                    "it (common for images from another scanner)"
+                )
         lines.append(f"Nomo-score (probability of ALNM): {self.probability:.3f}")
         lines.append(f"Risk group: {self.risk_group.upper()} (cut-off {self.cutoff:.3f})")
-        lines.append("Points: " + ", ".join(f"{v} {p:.0f}" for v, p in self.points.items())
-                     + f"; total {self.total_points:.0f}")  # fmt: skip
+        lines.append(
+            "Points: "
+            + ", ".join(f"{v} {p:.0f}" for v, p in self.points.items())
+            + f"; total {self.total_points:.0f}"
+        )
         lines += [f"Note: {note}" for note in self.notes]
         if self.synthetic:
             lines.append(f"Model: synthetic demo - {SYNTHETIC_LABEL}")
@@ -346,8 +425,11 @@ def predict_case(
     model_regions = list(model.regions)
     missing = [r for r in model_regions if r not in regions]
     if missing:
-        raise InputError(f"the model needs region(s) {', '.join(missing)}; given: {', '.join(regions) or 'none'}",
-                         case=case_id, column=f"{missing[0]}_image")  # fmt: skip
+        raise InputError(
+            f"the model needs region(s) {', '.join(missing)}; given: {', '.join(regions) or 'none'}",
+            case=case_id,
+            column=f"{missing[0]}_image",
+        )
     values = parse_clinical(loaded, clinical, case_id)
     features: dict[str, float] = {}
     notes = []

@@ -61,8 +61,10 @@ def _os_error_message(exc: OSError) -> str:
     where = f"{exc.filename}: " if exc.filename else ""
     text = f"{where}{exc.strerror or exc}"
     if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
-        text += ("; free some space and rerun: finished outputs were written whole (atomic renames) and "
-                 "the feature cache is kept, so the rerun resumes")  # fmt: skip
+        text += (
+            "; free some space and rerun: finished outputs were written whole (atomic renames) and "
+            "the feature cache is kept, so the rerun resumes"
+        )
     return text
 
 
@@ -91,7 +93,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the library logs its warnings (e.g. a random VGG19 backbone) for the command line: a Python warning
         # of the same text would print it a second time, with a source line
         warnings.filterwarnings("ignore", message="VGG19 backbone has RANDOM weights")
-        for chatty in QUIET_LOGGERS:  # libraries' INFO lines (e.g. "pykwalify.core: validation.valid") are not ours
+        for (
+            chatty
+        ) in QUIET_LOGGERS:  # libraries' INFO lines (e.g. "pykwalify.core: validation.valid") are not ours
             logging.getLogger(chatty).setLevel(logging.DEBUG if args.verbose else logging.WARNING)
         if args.command is None:
             parser.print_help()
@@ -107,11 +111,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"alnm: error: {_os_error_message(exc)}", file=sys.stderr)
         return 2
     except MemoryError:
-        print("alnm: error: out of memory; rerun with fewer --workers (finished work is cached)", file=sys.stderr)
+        print(
+            "alnm: error: out of memory; rerun with fewer --workers (finished work is cached)",
+            file=sys.stderr,
+        )
         return 2
     except Exception as exc:  # a bug: say so in one line, the traceback only when asked for
         if verbose:
             traceback.print_exc()
-        print(f"alnm: error: unexpected {type(exc).__name__}: {exc} (this is a bug: please report it with the "
-              "output of the same command run with --verbose)", file=sys.stderr)  # fmt: skip
+        print(
+            f"alnm: error: unexpected {type(exc).__name__}: {exc} (this is a bug: please report it with the "
+            "output of the same command run with --verbose)",
+            file=sys.stderr,
+        )
         return 2

@@ -78,8 +78,16 @@ def clinical_fields(loaded: Any) -> list[ClinicalField]:
                     levels = tuple(str(v) for v in enc["levels"])
                     break
         reference = spec.get("reference")
-        out.append(ClinicalField(var, kind, levels, None if reference is None else str(reference), var in required,
-                                 tuple(used[var])))  # fmt: skip
+        out.append(
+            ClinicalField(
+                var,
+                kind,
+                levels,
+                None if reference is None else str(reference),
+                var in required,
+                tuple(used[var]),
+            )
+        )
     return out
 
 
@@ -95,13 +103,18 @@ def parse_clinical(loaded: Any, values: Mapping[str, Any], case_id: str = "case"
         value = values.get(spec.name)
         if is_missing(value, spec.levels):
             if spec.required:
-                raise InputError("clinical factor required by the model is missing", case=case_id, column=spec.name)
+                raise InputError(
+                    "clinical factor required by the model is missing", case=case_id, column=spec.name
+                )
             continue
         if spec.kind == "categorical":
             text = level_text(value)
             if spec.levels and text not in spec.levels:
-                raise InputError(f"unknown level {text!r}; the model knows {', '.join(spec.levels)}",
-                                 case=case_id, column=spec.name)  # fmt: skip
+                raise InputError(
+                    f"unknown level {text!r}; the model knows {', '.join(spec.levels)}",
+                    case=case_id,
+                    column=spec.name,
+                )
             out[spec.name] = text
         else:
             try:

@@ -82,10 +82,27 @@ VARIANTS = ("main", "reader2", "repeat")
 #: an ROI smaller than this (pixels) gives a warning: texture features are unstable on it
 MIN_ROI_PIXELS = 64
 #: cell texts read as a missing value (compared lower-cased and stripped; "none" is not one: it is a level)
-NA_TOKENS = frozenset({
-    "", "na", "n/a", "n.a.", "nan", "null", "#n/a", "<na>", "-", "--", "?", "missing", "unknown",
-    "not available", "not known", "not applicable", "not recorded",
-})  # fmt: skip
+NA_TOKENS = frozenset(
+    {
+        "",
+        "na",
+        "n/a",
+        "n.a.",
+        "nan",
+        "null",
+        "#n/a",
+        "<na>",
+        "-",
+        "--",
+        "?",
+        "missing",
+        "unknown",
+        "not available",
+        "not known",
+        "not applicable",
+        "not recorded",
+    }
+)
 #: a numeric column may hold this share of text cells (errors of their cases) before it is typed categorical
 NUMERIC_TEXT_SHARE = 0.10
 #: Table 1's own columns: a split may not have these names
@@ -95,7 +112,15 @@ _OTHER_SEPARATORS = {";": "semicolon", "\t": "tab", "|": "vertical bar"}
 
 _REGION_SUFFIXES = ("_image", "_mask", "_mask_label", "_spacing", "_mask_reader2", "_mask_repeat")
 _STUDY_KEYS = {
-    "case_id", "label", "split", "center", "train_split", "test_splits", "variables", "exclude", "settings",
+    "case_id",
+    "label",
+    "split",
+    "center",
+    "train_split",
+    "test_splits",
+    "variables",
+    "exclude",
+    "settings",
     "na_values",
 }
 _SHOW_IDS = 5
@@ -339,7 +364,9 @@ class Cohort:
             found: list[Problem] = []
             unspaced: list[tuple[str, str, str]] = []
             for region in self.regions:
-                found.extend(self._check_region_files(self._display_ids[position], region, rows[position], unspaced))
+                found.extend(
+                    self._check_region_files(self._display_ids[position], region, rows[position], unspaced)
+                )
             return found, unspaced
 
         no_spacing: dict[str, list[str]] = {}
@@ -349,7 +376,9 @@ class Cohort:
             if progress:
                 from tqdm import tqdm
 
-                results = tqdm(results, total=len(cases), desc="validate", unit="case", file=sys.stderr, disable=None)
+                results = tqdm(
+                    results, total=len(cases), desc="validate", unit="case", file=sys.stderr, disable=None
+                )
             for found, unspaced in results:
                 problems.extend(found)
                 for column, case_id, fmt in unspaced:
@@ -479,7 +508,11 @@ def _decode_problems(case_id: str, column: str, path: str, load_image: Any) -> l
     except InputError as exc:
         return [_file_problem(case_id, column, exc, path)]
     except Exception as exc:  # a decoder's own error (truncated stream, corrupt data)
-        return [Problem("error", case_id, column, f"cannot decode the image: {type(exc).__name__}: {exc} ({path})")]
+        return [
+            Problem(
+                "error", case_id, column, f"cannot decode the image: {type(exc).__name__}: {exc} ({path})"
+            )
+        ]
     pixels = image.array
     if pixels.size and float(pixels.min()) == float(pixels.max()):
         return [Problem("error", case_id, column, f"blank image: every pixel is {pixels.flat[0]:g} ({path})")]
@@ -554,7 +587,9 @@ def _read_csv(path: Path) -> pd.DataFrame:
                     path=path,
                 )
     try:
-        frame = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True)
+        frame = pd.read_csv(
+            io.StringIO(text), dtype=str, keep_default_na=False, na_values=[], skipinitialspace=True
+        )
     except (pd.errors.ParserError, pd.errors.EmptyDataError) as exc:
         raise InputError(_parser_message(str(exc)), path=path) from None
     frame = frame.apply(lambda col: col.str.strip())
@@ -577,8 +612,10 @@ def _parser_message(text: str) -> str:
     fields = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text)
     if fields:
         header, line, seen = fields.groups()
-        return (f"line {line} has {seen} comma-separated fields but the header row has {header}: is this a CSV "
-                "manifest (one row per case, a header row of column names)? Quote any value that contains a comma")  # fmt: skip
+        return (
+            f"line {line} has {seen} comma-separated fields but the header row has {header}: is this a CSV "
+            "manifest (one row per case, a header row of column names)? Quote any value that contains a comma"
+        )
     if "No columns to parse" in text:
         return "the file is empty: a manifest needs a header row of column names and one row per case"
     return f"cannot read the manifest CSV: {_first_line(text)}"
@@ -689,7 +726,9 @@ def _case_ids(raw: pd.DataFrame, case_col: str, problems: list[Problem]) -> _Par
     return parse
 
 
-def _region_columns(parse: _Parse, columns: list[str], reserved: tuple[str, ...]) -> tuple[list[str], set[str]]:
+def _region_columns(
+    parse: _Parse, columns: list[str], reserved: tuple[str, ...]
+) -> tuple[list[str], set[str]]:
     """The regions (one per ``<region>_image`` column) and every column that belongs to a region."""
     regions = [c[: -len("_image")] for c in columns if c.endswith("_image") and len(c) > len("_image")]
     if not regions:
@@ -700,7 +739,9 @@ def _region_columns(parse: _Parse, columns: list[str], reserved: tuple[str, ...]
             continue
         for suffix in _REGION_SUFFIXES[1:]:
             if column.endswith(suffix) and len(column) > len(suffix):
-                parse.add("error", None, column, f"column without a matching {column[: -len(suffix)]}_image column")
+                parse.add(
+                    "error", None, column, f"column without a matching {column[: -len(suffix)]}_image column"
+                )
                 region_cols.add(column)
                 break
     return regions, region_cols
@@ -768,7 +809,9 @@ def _labels(parse: _Parse, label_col: str) -> np.ndarray:
         elif number in (0.0, 1.0):
             values.append(int(number))
         else:
-            parse.add("error", parse.ids[i], label_col, f"label must be 0 or 1 (or empty if unknown), got '{text}'")
+            parse.add(
+                "error", parse.ids[i], label_col, f"label must be 0 or 1 (or empty if unknown), got '{text}'"
+            )
             invalid[i] = True
             values.append(pd.NA)
     parse.table[label_col] = pd.array(values, dtype="Int64")
@@ -787,11 +830,21 @@ def _splits(parse: _Parse, split_col: str, train_split: str, allowed: list[str])
         if _is_na(text):
             parse.add("error", parse.ids[i], split_col, "split is empty")
         elif text not in allowed:
-            parse.add("error", parse.ids[i], split_col, f"unknown split '{text}' (allowed: {', '.join(allowed)}; "
-                      "declare others in study.yaml test_splits)")  # fmt: skip
+            parse.add(
+                "error",
+                parse.ids[i],
+                split_col,
+                f"unknown split '{text}' (allowed: {', '.join(allowed)}; "
+                "declare others in study.yaml test_splits)",
+            )
         elif text in TABLE1_COLUMNS:
-            parse.add("error", parse.ids[i], split_col, f"split name '{text}' is one of Table 1's column names "
-                      f"({', '.join(TABLE1_COLUMNS)}): rename the split")  # fmt: skip
+            parse.add(
+                "error",
+                parse.ids[i],
+                split_col,
+                f"split name '{text}' is one of Table 1's column names "
+                f"({', '.join(TABLE1_COLUMNS)}): rename the split",
+            )
     parse.table[split_col] = [None if _is_na(s) else s for s in splits]
 
 
@@ -819,10 +872,16 @@ def _clinical(
             if column in declared:
                 add("error", None, column, "declared in study.yaml variables but empty in every case")
             else:
-                add("warning", None, column, "empty in every case: ignored (list it in study.yaml exclude to "
-                    "silence this)")  # fmt: skip
+                add(
+                    "warning",
+                    None,
+                    column,
+                    "empty in every case: ignored (list it in study.yaml exclude to silence this)",
+                )
             continue
-        variable, cells = _classify(column, raw[column], declared.get(column), parse.ids, train_rows, add, tokens)
+        variable, cells = _classify(
+            column, raw[column], declared.get(column), parse.ids, train_rows, add, tokens
+        )
         if variable is not None:
             clinical[column] = variable
             parse.table[column] = cells
@@ -872,7 +931,11 @@ def _check_labels_by_split(
                 None,
                 label_col,
                 f"split '{split}' has only label {classes[0]}: "
-                + ("a model cannot be trained" if split == train_split else "AUC and calibration are undefined"),
+                + (
+                    "a model cannot be trained"
+                    if split == train_split
+                    else "AUC and calibration are undefined"
+                ),
             )
 
 
@@ -904,8 +967,12 @@ def _classify(
     na = np.array([_is_na(t, tokens) for t in texts], dtype=bool)
     for i in np.flatnonzero(na):
         add("error", ids[i], column, f"missing value ('{texts[i]}'): clinical values are never imputed")
-    numbers = np.array([np.nan if na[i] else (_as_number(t) if _as_number(t) is not None else np.nan)
-                        for i, t in enumerate(texts)])
+    numbers = np.array(
+        [
+            np.nan if na[i] else (_as_number(t) if _as_number(t) is not None else np.nan)
+            for i, t in enumerate(texts)
+        ]
+    )
     non_numeric = ~na & np.isnan(numbers)
     for i in np.flatnonzero(~na & ~np.isnan(numbers) & ~np.isfinite(numbers)):
         add("error", ids[i], column, f"value is not a finite number: '{texts[i]}'")
@@ -919,12 +986,22 @@ def _classify(
         if mostly_numbers:
             kind = "continuous"
             shown = ", ".join(f"'{t}'" for t in dict.fromkeys(texts[non_numeric]).keys())
-            add("warning", None, column, f"numeric but for {n_text} text cell(s) ({_few_texts(shown)}): typed continuous, "
-                "those cases are errors; fix the cells, or declare the column in study.yaml variables")  # fmt: skip
+            add(
+                "warning",
+                None,
+                column,
+                f"numeric but for {n_text} text cell(s) ({_few_texts(shown)}): typed continuous, "
+                "those cases are errors; fix the cells, or declare the column in study.yaml variables",
+            )
         elif n_text and len(distinct_numbers) > 2:
-            add("warning", None, column, f"typed categorical because {n_text} of {n_values} values are text "
+            add(
+                "warning",
+                None,
+                column,
+                f"typed categorical because {n_text} of {n_values} values are text "
                 f"(e.g. '{texts[non_numeric][0]}'); if it is a number, fix those cells or declare it "
-                "{type: continuous} in study.yaml; missing-value texts can be added with na_values")  # fmt: skip
+                "{type: continuous} in study.yaml; missing-value texts can be added with na_values",
+            )
         else:
             kind = "continuous" if numeric and len(distinct_numbers) > 2 else "categorical"
         kind = kind or "categorical"
@@ -978,7 +1055,11 @@ def _classify(
 
 def _declared_level(value: Any) -> str:
     """A level as study.yaml gives it (YAML may read ``2`` as a number) in the cells' text form."""
-    return _level_text(float(value)) if isinstance(value, int | float) and not isinstance(value, bool) else str(value)
+    return (
+        _level_text(float(value))
+        if isinstance(value, int | float) and not isinstance(value, bool)
+        else str(value)
+    )
 
 
 def _few_texts(shown: str, limit: int = 80) -> str:
@@ -995,9 +1076,13 @@ def configure_validate(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--no-files", action="store_true", help="check the table only, without opening images and masks"
     )
-    parser.add_argument("--features", default=None, metavar="TABLE",
-                        help="the manifest goes with a precomputed feature table (as train --features): image "
-                        "columns are neither needed nor checked, and TABLE is checked against the manifest")  # fmt: skip
+    parser.add_argument(
+        "--features",
+        default=None,
+        metavar="TABLE",
+        help="the manifest goes with a precomputed feature table (as train --features): image "
+        "columns are neither needed nor checked, and TABLE is checked against the manifest",
+    )
 
 
 def run_validate(args: argparse.Namespace) -> int:

@@ -142,7 +142,12 @@ def _box(roi: np.ndarray, margin: float) -> tuple[int, int, int, int]:
     r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
     pad_r = int(round(margin * (r1 - r0)))
     pad_c = int(round(margin * (c1 - c0)))
-    return max(0, r0 - pad_r), min(roi.shape[0], r1 + pad_r), max(0, c0 - pad_c), min(roi.shape[1], c1 + pad_c)
+    return (
+        max(0, r0 - pad_r),
+        min(roi.shape[0], r1 + pad_r),
+        max(0, c0 - pad_c),
+        min(roi.shape[1], c1 + pad_c),
+    )
 
 
 def crop_box(mask: np.ndarray, margin: float = 0.1, *, label: int | None = None) -> tuple[int, int, int, int]:
@@ -176,7 +181,9 @@ def crop_roi(
     img = _squeeze_2d(np.asarray(image))
     msk = _squeeze_2d(np.asarray(mask))
     if img.ndim != 2:
-        raise InputError(f"image must be 2D greyscale, got shape {tuple(np.shape(image))}", case=case, column=column)
+        raise InputError(
+            f"image must be 2D greyscale, got shape {tuple(np.shape(image))}", case=case, column=column
+        )
     if msk.shape != img.shape:
         raise InputError(
             f"mask shape {tuple(np.shape(mask))} differs from image shape {tuple(np.shape(image))}",
@@ -230,6 +237,8 @@ def _vgg19_trunk() -> nn.Sequential:
     """
     with torch.device("meta"):
         return vgg19(weights=None).features
+
+
 def _trunk_from_state(state: dict[str, torch.Tensor]) -> nn.Sequential:
     """A trunk whose parameters are ``state``'s tensors (shapes checked; no copy, no initialisation)."""
     trunk = _vgg19_trunk()
@@ -257,7 +266,6 @@ def tensor_sha256(state: dict[str, torch.Tensor]) -> str:
         digest.update(f"{key}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.reshape(-1).view(torch.uint8).numpy().tobytes() if tensor.numel() else b"")
     return digest.hexdigest()
-
 
 
 def imagenet_cache_path() -> Path:
@@ -345,7 +353,9 @@ def download_weights(
     if progress is None:
         from tqdm.auto import tqdm
 
-        bar = tqdm(total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name, file=sys.stderr)
+        bar = tqdm(
+            total=None, unit="B", unit_scale=True, unit_divisor=1024, desc=destination.name, file=sys.stderr
+        )
 
         def progress(done: int, total: int | None) -> None:
             if total is not None and bar.total != total:
@@ -436,7 +446,8 @@ def _trunk_state(state: dict[str, torch.Tensor], path: Path) -> dict[str, torch.
             return {k: picked[k] for k in sorted(expected)}
     sample = ", ".join(sorted(state)[:4]) or "none"
     raise InputError(
-        f"not a VGG19 state dict: expected keys features.0.weight ... features.34.bias, found {sample}", path=path
+        f"not a VGG19 state dict: expected keys features.0.weight ... features.34.bias, found {sample}",
+        path=path,
     )
 
 
@@ -536,8 +547,11 @@ def load_backbone(
         path = Path(weights_path if weights_path is not None else weights)
     state, sha, tensor_sha = _read_trunk_file(path)
     if expected is not None and expected.get("sha256") != sha:
-        where = (f"put that file at {imagenet_cache_path()} or name it with ${WEIGHTS_ENV}" if kind == "imagenet"
-                 else "give that file")  # fmt: skip
+        where = (
+            f"put that file at {imagenet_cache_path()} or name it with ${WEIGHTS_ENV}"
+            if kind == "imagenet"
+            else "give that file"
+        )
         raise BundleError(
             f"{path}: this VGG19 weights file has SHA-256 {sha[:16]}..., but the model was trained with "
             f"{expected.get('file')} of SHA-256 {str(expected.get('sha256'))[:16]}...: its deep features would "
@@ -724,7 +738,9 @@ class DeepFeatureExtractor:
         if self.intensity not in INTENSITY_MODES:
             raise ALNMError(f"intensity must be one of {', '.join(INTENSITY_MODES)}, got {self.intensity!r}")
         if not 1 <= self.pool <= self.input_size // 32:
-            raise ALNMError(f"pool must be between 1 and input_size/32 = {self.input_size // 32}, got {self.pool}")
+            raise ALNMError(
+                f"pool must be between 1 and input_size/32 = {self.input_size // 32}, got {self.pool}"
+            )
         for name in ("epochs", "batch_size", "n_features"):
             if int(getattr(self, name)) < 1:
                 raise ALNMError(f"{name} must be at least 1, got {getattr(self, name)}")
@@ -766,7 +782,13 @@ class DeepFeatureExtractor:
         else:
             weights = str(self.backbone_info["tensor_sha256"])
         # "crop": outputs computed one crop at a time (older caches ran zero-padded batches of 8)
-        identity = {"trunk": weights, "size": self.input_size, "margin": self.margin, "pool": self.pool, "crop": "single"}
+        identity = {
+            "trunk": weights,
+            "size": self.input_size,
+            "margin": self.margin,
+            "pool": self.pool,
+            "crop": "single",
+        }
         if self.intensity != "auto":  # older caches (always "auto") keep their keys
             identity["intensity"] = self.intensity
         return content_sha256(identity)
@@ -789,7 +811,10 @@ class DeepFeatureExtractor:
     def session(self, device: torch.device) -> Iterator[None]:
         """Seeded, deterministic torch state for this call; the caller's settings are restored after."""
         threads = torch.get_num_threads()
-        det, warn_only = torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled()
+        det, warn_only = (
+            torch.are_deterministic_algorithms_enabled(),
+            torch.is_deterministic_algorithms_warn_only_enabled(),
+        )
         cudnn = (torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic)
         if device.type == "cuda":
             os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
@@ -822,7 +847,9 @@ class DeepFeatureExtractor:
                 if not isinstance(pair, tuple | list) or len(pair) != 2:
                     raise ALNMError(f"item {i}: expected an (image, mask) pair")
                 out.append(
-                    crop_roi(pair[0], pair[1], self.margin, self.input_size, intensity=self.intensity, case=f"#{i}")
+                    crop_roi(
+                        pair[0], pair[1], self.margin, self.input_size, intensity=self.intensity, case=f"#{i}"
+                    )
                 )
             array = np.stack(out)
         size = self.input_size
@@ -981,16 +1008,23 @@ class DeepFeatureExtractor:
         else:
             plain = torch.from_numpy(np.asarray(trunk, dtype=np.float32).copy())
             if plain.shape != (len(crops), self.trunk_dim):
-                raise ALNMError(f"trunk features must have shape ({len(crops)}, {self.trunk_dim}), got {tuple(plain.shape)}")
+                raise ALNMError(
+                    f"trunk features must have shape ({len(crops)}, {self.trunk_dim}), got {tuple(plain.shape)}"
+                )
         gen = torch.Generator().manual_seed(self.seed)
         train_crops = torch.from_numpy(crops[train_idx])
         views = [plain[train_idx]]
         for view in range(self.n_views):
             augmented = torch.cat(
-                [augment(train_crops[s : s + self.batch_size], gen) for s in range(0, len(train_crops), self.batch_size)]
+                [
+                    augment(train_crops[s : s + self.batch_size], gen)
+                    for s in range(0, len(train_crops), self.batch_size)
+                ]
             )
             offset = (len(crops) if trunk is None else 0) + view * len(train_idx)
-            views.append(self._trunk_batches(base, augmented, device, step(offset), batch_size=self.batch_size))
+            views.append(
+                self._trunk_batches(base, augmented, device, step(offset), batch_size=self.batch_size)
+            )
         self.timings_ = {"trunk_s": time.perf_counter() - started}
 
         started = time.perf_counter()
@@ -1039,9 +1073,14 @@ class DeepFeatureExtractor:
         trunk.eval()
         x_train = torch.from_numpy(crops[train_idx])
         x_val = torch.from_numpy(crops[val_idx])
-        head = self._new_head(self._trunk_batches(trunk, x_train, device, batch_size=self.batch_size)).to(device)
+        head = self._new_head(self._trunk_batches(trunk, x_train, device, batch_size=self.batch_size)).to(
+            device
+        )
         optimiser = torch.optim.Adam(
-            [{"params": trunk.parameters(), "lr": self.finetune_lr}, {"params": head.parameters(), "lr": self.lr}],
+            [
+                {"params": trunk.parameters(), "lr": self.finetune_lr},
+                {"params": head.parameters(), "lr": self.lr},
+            ],
             weight_decay=self.weight_decay,
         )
         loss_fn = self._loss(y[train_idx]).to(device)
@@ -1068,7 +1107,9 @@ class DeepFeatureExtractor:
             trunk.eval()
             head.eval()
             with torch.no_grad():
-                return head(self._trunk_batches(trunk, x_val, device, batch_size=self.batch_size).to(device)).cpu()
+                return head(
+                    self._trunk_batches(trunk, x_val, device, batch_size=self.batch_size).to(device)
+                ).cpu()
 
         modules = nn.ModuleDict({"trunk": trunk, "head": head})
         summary = self._train_loop(modules, train_epoch, val_logits, y_val, self._loss(y[train_idx]))
@@ -1146,9 +1187,23 @@ class DeepFeatureExtractor:
     def settings(self) -> dict[str, Any]:
         """The constructor settings a saved model records (device and threads are not recorded)."""
         keys = (
-            "finetune", "seed", "epochs", "batch_size", "input_size", "margin", "pool", "n_features", "dropout",
-            "lr", "finetune_lr", "weight_decay", "patience", "val_fraction", "n_views", "intensity",
-        )  # fmt: skip
+            "finetune",
+            "seed",
+            "epochs",
+            "batch_size",
+            "input_size",
+            "margin",
+            "pool",
+            "n_features",
+            "dropout",
+            "lr",
+            "finetune_lr",
+            "weight_decay",
+            "patience",
+            "val_fraction",
+            "n_views",
+            "intensity",
+        )
         return {k: getattr(self, k) for k in keys}
 
     def save(self, directory: str | os.PathLike[str], name: str) -> list[Path]:
@@ -1195,7 +1250,9 @@ class DeepFeatureExtractor:
         """
         directory = Path(directory)
         if not is_plain_name(name):
-            raise BundleError(f"{directory}: {name!r} is not the name of a deep feature model inside the folder")
+            raise BundleError(
+                f"{directory}: {name!r} is not the name of a deep feature model inside the folder"
+            )
         json_path = directory / f"{name}.json"
         try:
             meta = json.loads(json_path.read_text(encoding="utf-8"))
@@ -1241,24 +1298,33 @@ class DeepFeatureExtractor:
                 f"{str(info.get('sha256'))[:16]}...) is not at {weights}; pass weights_path=<its path>"
             )
         try:
-            extractor = cls(weights=weights, device=device, num_threads=num_threads, weights_path=weights_path, **settings)
+            extractor = cls(
+                weights=weights, device=device, num_threads=num_threads, weights_path=weights_path, **settings
+            )
         except (TypeError, ALNMError) as exc:
             raise BundleError(f"{json_path}: invalid settings ({exc})") from exc
         if extractor.finetune == "full":
             try:
                 trunk = _trunk_from_state({k[6:]: v for k, v in tensors.items() if k.startswith("trunk.")})
             except RuntimeError as exc:
-                raise BundleError(f"{tensor_path}: fine-tuned trunk tensors do not fit VGG19 ({exc})") from exc
+                raise BundleError(
+                    f"{tensor_path}: fine-tuned trunk tensors do not fit VGG19 ({exc})"
+                ) from exc
             extractor._tuned, extractor._backbone_info = _freeze(trunk), info
         else:
             extractor._base, extractor._backbone_info = load_backbone(
-                weights, int(info.get("seed") or 0), weights_path if kind == "imagenet" else None, expected=info
+                weights,
+                int(info.get("seed") or 0),
+                weights_path if kind == "imagenet" else None,
+                expected=info,
             )
         head = DeepHead(trunk_dim, extractor.n_features, extractor.dropout)
         try:
             head.load_state_dict({k[5:]: v for k, v in tensors.items() if k.startswith("head.")}, strict=True)
         except RuntimeError as exc:
-            raise BundleError(f"{tensor_path}: head tensors do not fit the recorded settings ({exc})") from exc
+            raise BundleError(
+                f"{tensor_path}: head tensors do not fit the recorded settings ({exc})"
+            ) from exc
         extractor.head_ = head.eval()
         extractor.training_summary_ = meta.get("training")
         return extractor
@@ -1281,9 +1347,13 @@ class DeepFeatureExtractor:
         if not is_plain_name(file_name):
             raise BundleError(f"tensors.file: {file_name!r} is not the name of a file beside it")
         tensor_sha = text(required(tensors, "sha256", "tensors"), "tensors.sha256")
-        annotations = {k: p.annotation for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"}
+        annotations = {
+            k: p.annotation for k, p in inspect.signature(cls.__init__).parameters.items() if k != "self"
+        }
         recorded = set(cls(weights="none").settings())
-        settings = check_types(required(meta, "settings", ""), {k: annotations[k] for k in recorded}, "settings")
+        settings = check_types(
+            required(meta, "settings", ""), {k: annotations[k] for k in recorded}, "settings"
+        )
         info = dict(mapping(required(meta, "backbone", ""), "backbone"))
         weights = text(required(info, "weights", "backbone"), "backbone.weights")
         if weights == "none":  # the random backbone is regenerated from its seed
@@ -1308,7 +1378,11 @@ class DeepCache:
 
     def trunk_path(self, input_key: str, identity: str) -> Path:
         """Where the trunk output of an input (its content key) under a trunk identity is kept."""
-        return self.root / "trunk" / f"{content_sha256({'v': self.version, 'input': input_key, 'trunk': identity})}.npy"
+        return (
+            self.root
+            / "trunk"
+            / f"{content_sha256({'v': self.version, 'input': input_key, 'trunk': identity})}.npy"
+        )
 
     @staticmethod
     def load_trunk(path: Path, dim: int) -> np.ndarray | None:
@@ -1321,7 +1395,9 @@ class DeepCache:
             logger.warning("%s: unreadable cache entry (%s); recomputing it", path, exc)
             return None
         if vector.shape != (dim,) or vector.dtype != np.float32:
-            logger.warning("%s: cache entry of shape %s, expected (%d,); recomputing it", path, vector.shape, dim)
+            logger.warning(
+                "%s: cache entry of shape %s, expected (%d,); recomputing it", path, vector.shape, dim
+            )
             return None
         return vector
 

@@ -60,13 +60,19 @@ def stage_cohort(run: DemoRun) -> None:
     existing = synth.existing_cohort(run.cohort_dir, run.n_patients, run.seed)
     if existing is not None:
         run.manifest_path, run.reused_cohort = existing, True
-        run.echo(f"reusing the synthetic cohort in {run.cohort_dir} ({run.n_patients} patients, seed {run.seed})")
+        run.echo(
+            f"reusing the synthetic cohort in {run.cohort_dir} ({run.n_patients} patients, seed {run.seed})"
+        )
         import pandas as pd
 
         summary = synth.cohort_summary(pd.read_csv(existing, dtype={"label": "Int64"}, keep_default_na=False))
     else:
-        run.echo(f"generating a synthetic cohort of {run.n_patients} patients (seed {run.seed}) in {run.cohort_dir}")
-        result = synth.synth_cohort(run.cohort_dir, run.n_patients, run.seed, workers=run.workers, progress=True)
+        run.echo(
+            f"generating a synthetic cohort of {run.n_patients} patients (seed {run.seed}) in {run.cohort_dir}"
+        )
+        result = synth.synth_cohort(
+            run.cohort_dir, run.n_patients, run.seed, workers=run.workers, progress=True
+        )
         run.manifest_path, summary = result.manifest_path, result.summary
     run.echo(synth.format_summary(summary))
 
@@ -93,7 +99,11 @@ def stage_train(run: DemoRun) -> None:
     from ALNMPredictorLib.pipeline import PipelineSettings, train
 
     settings = PipelineSettings(
-        handcrafted=run.preset, deep=run.deep, normalize=run.normalize, seed=run.seed, workers=run.workers,
+        handcrafted=run.preset,
+        deep=run.deep,
+        normalize=run.normalize,
+        seed=run.seed,
+        workers=run.workers,
         optimism_boot=run.optimism_boot,
     )
     run.trained = train(run.cohort or run.manifest_path, run.out_dir, settings)
@@ -123,10 +133,18 @@ def stage_evaluate(run: DemoRun) -> None:
     info = dict(run.trained.bundle_info)
     info["warnings"] = run.trained.warnings
     result = evaluate_and_report(
-        run.trained.predictions, run.trained.model, info, run.cohort, run.out_dir / REPORT_DIR,
-        reads=run.reads, reads_simulated=True, reader_split="prospective", study_comparison=True,
-        command="alnm demo", deep_models=run.trained.features.deep_models,
-    )  # fmt: skip
+        run.trained.predictions,
+        run.trained.model,
+        info,
+        run.cohort,
+        run.out_dir / REPORT_DIR,
+        reads=run.reads,
+        reads_simulated=True,
+        reader_split="prospective",
+        study_comparison=True,
+        command="alnm demo",
+        deep_models=run.trained.features.deep_models,
+    )
     run.report = result.report
     for split, values in (result.evaluation.summary.get("splits") or {}).items():
         aucs = values.get("auc") or {}
@@ -162,21 +180,43 @@ def configure_demo(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm demo``."""
     from ALNMPredictorLib.preflight import non_negative_int
 
-    parser.add_argument("--out", default=DEFAULT_OUT, metavar="DIR",
-                        help=f"folder for the demo's cohort and results (default ./{DEFAULT_OUT})")  # fmt: skip
+    parser.add_argument(
+        "--out",
+        default=DEFAULT_OUT,
+        metavar="DIR",
+        help=f"folder for the demo's cohort and results (default ./{DEFAULT_OUT})",
+    )
     synth.add_cohort_arguments(parser)
-    parser.add_argument("--deep", default="auto",
-                        help="VGG19 weights: auto (ImageNet if on disk, else random), imagenet, none, off, or a file")  # fmt: skip
-    parser.add_argument("--preset", default="paper",
-                        help="pyradiomics preset: paper (default here: the demo replicates the study, with its 851 "
-                        "features, 479 computed on 2D images) or us2d (true 2D, the default of extract/train/run)")  # fmt: skip
-    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=True,
-                        help="standardise each image's intensities before extraction (default: on)")  # fmt: skip
-    parser.add_argument("--optimism-boot", type=non_negative_int, default=DemoRun.optimism_boot, metavar="B",
-                        help="bootstrap resamples of the internal validation corrected for optimism "
-                        f"(default {DemoRun.optimism_boot}; 0 skips it)")  # fmt: skip
-    parser.add_argument("--stages", default=None,
-                        help=f"comma-separated stages to run (default all: {', '.join(n for n, _ in STAGES)})")  # fmt: skip
+    parser.add_argument(
+        "--deep",
+        default="auto",
+        help="VGG19 weights: auto (ImageNet if on disk, else random), imagenet, none, off, or a file",
+    )
+    parser.add_argument(
+        "--preset",
+        default="paper",
+        help="pyradiomics preset: paper (default here: the demo replicates the study, with its 851 "
+        "features, 479 computed on 2D images) or us2d (true 2D, the default of extract/train/run)",
+    )
+    parser.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="standardise each image's intensities before extraction (default: on)",
+    )
+    parser.add_argument(
+        "--optimism-boot",
+        type=non_negative_int,
+        default=DemoRun.optimism_boot,
+        metavar="B",
+        help="bootstrap resamples of the internal validation corrected for optimism "
+        f"(default {DemoRun.optimism_boot}; 0 skips it)",
+    )
+    parser.add_argument(
+        "--stages",
+        default=None,
+        help=f"comma-separated stages to run (default all: {', '.join(n for n, _ in STAGES)})",
+    )
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -193,10 +233,20 @@ def run_demo(args: argparse.Namespace) -> int:
         wanted = [s.strip() for s in args.stages.split(",") if s.strip()]
         unknown = [s for s in wanted if s not in dict(STAGES)]
         if unknown:
-            raise ALNMError(f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(n for n, _ in STAGES)}")
+            raise ALNMError(
+                f"unknown stage(s) {', '.join(unknown)}; stages: {', '.join(n for n, _ in STAGES)}"
+            )
         stages = [(n, f) for n, f in STAGES if n in wanted]
-    run = DemoRun(out_dir=out_dir, n_patients=n_patients, seed=args.seed, workers=args.workers, deep=args.deep,
-                  preset=args.preset, normalize=args.normalize, optimism_boot=args.optimism_boot)  # fmt: skip
+    run = DemoRun(
+        out_dir=out_dir,
+        n_patients=n_patients,
+        seed=args.seed,
+        workers=args.workers,
+        deep=args.deep,
+        preset=args.preset,
+        normalize=args.normalize,
+        optimism_boot=args.optimism_boot,
+    )
     run = run_stages(run, stages)
     timings = ", ".join(f"{name} {sec:.1f} s" for name, sec in run.timings.items())
     print(f"stage times: {timings}")

@@ -37,10 +37,13 @@ DEMO_CASE_PATIENTS = 20
 DEMO_CASE_SEED = 1
 
 
-
-
-def build_demo_model(work_dir: str | os.PathLike[str], *, zip_to: str | os.PathLike[str] | None = None,
-                     workers: int | None = None, progress: bool = False) -> Path:  # fmt: skip
+def build_demo_model(
+    work_dir: str | os.PathLike[str],
+    *,
+    zip_to: str | os.PathLike[str] | None = None,
+    workers: int | None = None,
+    progress: bool = False,
+) -> Path:
     """Train the SYNTHETIC demo model in ``work_dir`` (cohort, features, model); optionally zip it.
 
     Returns the model folder (or the zip). ``zip_to`` also writes ``<zip stem>.predictions.csv`` (split,
@@ -54,8 +57,9 @@ def build_demo_model(work_dir: str | os.PathLike[str], *, zip_to: str | os.PathL
     cohort_dir = work / "cohort"
     manifest = synth.existing_cohort(cohort_dir, DEMO_PATIENTS, DEMO_SEED)
     if manifest is None:
-        manifest = synth.synth_cohort(cohort_dir, DEMO_PATIENTS, DEMO_SEED, workers=workers or 1,
-                                      progress=progress).manifest_path  # fmt: skip
+        manifest = synth.synth_cohort(
+            cohort_dir, DEMO_PATIENTS, DEMO_SEED, workers=workers or 1, progress=progress
+        ).manifest_path
     settings = PipelineSettings.from_sources(DEMO_SETTINGS, {"workers": workers})
     result = train(manifest, work / "run", settings, progress=progress)
     if zip_to is None:
@@ -67,8 +71,10 @@ def build_demo_model(work_dir: str | os.PathLike[str], *, zip_to: str | os.PathL
         for file in sorted(result.model_dir.iterdir()):
             archive.write(file, file.name)
     keep = [c for c in ("split", "label", f"prob_{COMBINED}") if c in result.predictions.columns]
-    write_table(target.with_name(target.name.removesuffix(".zip") + ".predictions.csv"),
-                result.predictions[keep].reset_index().round(10))  # fmt: skip
+    write_table(
+        target.with_name(target.name.removesuffix(".zip") + ".predictions.csv"),
+        result.predictions[keep].reset_index().round(10),
+    )
     return target
 
 
@@ -81,7 +87,9 @@ def ensure_demo_model(work_dir: str | os.PathLike[str] | None = None, *, progres
         return DEMO_MODEL_RESOURCE
     except (BundleError, OSError, KeyError, TypeError, ALNMError) as exc:
         if work_dir is None:
-            raise ALNMError(f"the committed demo model cannot be used ({exc}); give a folder to train one in") from exc
+            raise ALNMError(
+                f"the committed demo model cannot be used ({exc}); give a folder to train one in"
+            ) from exc
         log.warning("committed demo model not usable (%s); training one in %s", exc, work_dir)
     built = Path(work_dir) / "run" / "model"
     if (built / "model.json").is_file():
@@ -89,7 +97,9 @@ def ensure_demo_model(work_dir: str | os.PathLike[str] | None = None, *, progres
             load_model(built)
             return built
         except ALNMError as exc:
-            log.warning("the demo model trained earlier in %s is not usable (%s); training it again", built, exc)
+            log.warning(
+                "the demo model trained earlier in %s is not usable (%s); training it again", built, exc
+            )
     return build_demo_model(work_dir, progress=progress)
 
 
@@ -133,5 +143,11 @@ def demo_case(folder: str | os.PathLike[str], index: int = 0) -> DemoCase:
     clinical = {name: (None if is_missing(row[name]) else row[name]) for name in cohort.clinical}
     labels = cohort.labels()
     label = labels.get(case_id)
-    return DemoCase(str(case_id), None if label is None or pd.isna(label) else int(label),
-                    str(row.get(cohort.split_column, "")), regions, clinical, files)  # fmt: skip
+    return DemoCase(
+        str(case_id),
+        None if label is None or pd.isna(label) else int(label),
+        str(row.get(cohort.split_column, "")),
+        regions,
+        clinical,
+        files,
+    )

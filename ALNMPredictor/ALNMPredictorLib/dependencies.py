@@ -111,15 +111,20 @@ def _model_files(model_path: str | os.PathLike[str] | None) -> dict[str, dict] |
     try:
         if path.suffix.lower() == ".zip" and path.is_file():
             with zipfile.ZipFile(path) as archive:
+
                 def read(name: str) -> str:
                     return archive.read(name).decode("utf-8")
 
                 info = json.loads(read("model.json"))
-                heads = {str(r): json.loads(read(f"{n}.json")) for r, n in (info.get("deep_heads") or {}).items()}
+                heads = {
+                    str(r): json.loads(read(f"{n}.json")) for r, n in (info.get("deep_heads") or {}).items()
+                }
         else:
             info = json.loads((path / "model.json").read_text(encoding="utf-8"))
-            heads = {str(r): json.loads((path / f"{n}.json").read_text(encoding="utf-8"))
-                     for r, n in (info.get("deep_heads") or {}).items()}  # fmt: skip
+            heads = {
+                str(r): json.loads((path / f"{n}.json").read_text(encoding="utf-8"))
+                for r, n in (info.get("deep_heads") or {}).items()
+            }
     except (OSError, KeyError, ValueError, TypeError, AttributeError, zipfile.BadZipFile):
         return None
     return {"model": info, **{f"deep:{r}": h for r, h in heads.items() if isinstance(h, dict)}}
@@ -176,6 +181,10 @@ def missing(requirements: list[Requirement]) -> list[Requirement]:
     out = []
     for req in requirements:
         version = _installed_version(req)
-        if version is None or importlib.util.find_spec(req.import_name) is None or not _satisfied(req, version):
+        if (
+            version is None
+            or importlib.util.find_spec(req.import_name) is None
+            or not _satisfied(req, version)
+        ):
             out.append(req)
     return out

@@ -75,10 +75,33 @@ SMALL_EXPECTED_SHARE = 0.2
 FISHER_RESAMPLES = 10000
 
 _TABLE3_COLUMNS = [
-    "split", "model", "auc", "auc_low", "auc_high", "accuracy", "sensitivity", "specificity", "ppv", "npv",
-    "cutoff", "n", "n_events",
-    "accuracy_low", "accuracy_high", "sensitivity_low", "sensitivity_high", "specificity_low",
-    "specificity_high", "ppv_low", "ppv_high", "npv_low", "npv_high", "tp", "fp", "tn", "fn",
+    "split",
+    "model",
+    "auc",
+    "auc_low",
+    "auc_high",
+    "accuracy",
+    "sensitivity",
+    "specificity",
+    "ppv",
+    "npv",
+    "cutoff",
+    "n",
+    "n_events",
+    "accuracy_low",
+    "accuracy_high",
+    "sensitivity_low",
+    "sensitivity_high",
+    "specificity_low",
+    "specificity_high",
+    "ppv_low",
+    "ppv_high",
+    "npv_low",
+    "npv_high",
+    "tp",
+    "fp",
+    "tn",
+    "fn",
 ]
 
 
@@ -124,7 +147,12 @@ class EvaluationResult:
         for key in payload.get("tables", {}):
             tables[key] = _read_csv(out / f"{key}.csv")
         curves = {p.stem[len("curve_") :]: _read_csv(p) for p in sorted(out.glob("curve_*.csv"))}
-        return cls(tables=tables, curves=curves, summary=payload.get("summary", {}), warnings=payload.get("warnings", []))
+        return cls(
+            tables=tables,
+            curves=curves,
+            summary=payload.get("summary", {}),
+            warnings=payload.get("warnings", []),
+        )
 
 
 def _read_csv(path: Path) -> pd.DataFrame:
@@ -142,7 +170,9 @@ def _records(table: pd.DataFrame) -> list[dict[str, Any]]:
 # Inputs
 
 
-def model_order(names: Sequence[str], combined: str = "clinical_radiomics", reference_model: str = "clinical") -> list[str]:
+def model_order(
+    names: Sequence[str], combined: str = "clinical_radiomics", reference_model: str = "clinical"
+) -> list[str]:
     """Table order: the reference (clinical) model, the other models as given (region scores), combined last."""
     names = list(names)
     first = [reference_model] if reference_model in names else []
@@ -174,7 +204,9 @@ def _prepare(predictions: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
     bad &= ~pred["label"].astype(str).str.strip().isin(["", "nan", "NaN", "<NA>", "None"]).to_numpy()
     if bad.any():
         case = pred.index[bad][0]
-        raise InputError(f"label must be 0, 1 or empty, got {pred['label'][case]!r}", case=case, column="label")
+        raise InputError(
+            f"label must be 0, 1 or empty, got {pred['label'][case]!r}", case=case, column="label"
+        )
     pred["label"] = label
     ok = pred["status"] == "ok"
     for name in models:
@@ -184,7 +216,9 @@ def _prepare(predictions: pd.DataFrame, models: Sequence[str]) -> pd.DataFrame:
         values = pd.to_numeric(pred[col].astype(object), errors="coerce").astype(float)
         missing = ok & values.isna()
         if missing.any():
-            raise InputError("missing probability in a case whose status is ok", case=pred.index[missing][0], column=col)
+            raise InputError(
+                "missing probability in a case whose status is ok", case=pred.index[missing][0], column=col
+            )
         out = ok & ((values < 0) | (values > 1))
         if out.any():
             case = pred.index[out][0]
@@ -306,21 +340,45 @@ def baseline_table(
     split = split.reindex(index).astype(str)
     members = {s: index[(split == s).to_numpy()] for s in splits}
     rows: list[dict[str, Any]] = [
-        {"characteristic": "Patients", "level": "n", **{s: str(len(m)) for s, m in members.items()}, "p_value": np.nan, "statistical_test": ""}
+        {
+            "characteristic": "Patients",
+            "level": "n",
+            **{s: str(len(m)) for s, m in members.items()},
+            "p_value": np.nan,
+            "statistical_test": "",
+        }
     ]
 
     def categorical_rows(name: str, values: pd.Series, level_names: Mapping[Any, str] | None = None) -> None:
         levels = _levels(values)
-        counts = np.array([[int((values.loc[members[s]] == lv).sum()) for s in splits] for lv in levels], dtype=int)
+        counts = np.array(
+            [[int((values.loc[members[s]] == lv).sum()) for s in splits] for lv in levels], dtype=int
+        )
         known = counts.sum(axis=0) if len(levels) else np.zeros(len(splits), dtype=int)
         p, test = _categorical_p(counts, seed) if len(levels) else (float("nan"), "not tested (no values)")
         for k, lv in enumerate(levels):
             label = (level_names or {}).get(lv, str(lv))
             cells = {s: _fmt_n_pct(int(counts[k, j]), int(known[j])) for j, s in enumerate(splits)}
-            rows.append({"characteristic": name, "level": label, **cells, "p_value": p if k == 0 else np.nan, "statistical_test": test if k == 0 else ""})
+            rows.append(
+                {
+                    "characteristic": name,
+                    "level": label,
+                    **cells,
+                    "p_value": p if k == 0 else np.nan,
+                    "statistical_test": test if k == 0 else "",
+                }
+            )
         missing = [int(values.loc[members[s]].isna().sum()) for s in splits]
         if any(missing):
-            rows.append({"characteristic": name, "level": "(missing)", **{s: str(m) for s, m in zip(splits, missing, strict=True)}, "p_value": np.nan, "statistical_test": ""})
+            rows.append(
+                {
+                    "characteristic": name,
+                    "level": "(missing)",
+                    **{s: str(m) for s, m in zip(splits, missing, strict=True)},
+                    "p_value": np.nan,
+                    "statistical_test": "",
+                }
+            )
 
     categorical_rows("ALNM", labels, {0.0: "Negative", 1.0: "Positive"})
     if clinical is None or clinical.empty:
@@ -340,17 +398,41 @@ def baseline_table(
             num = pd.to_numeric(values, errors="coerce")
             bad = values.notna() & num.isna()
             if bad.any():
-                raise InputError(f"continuous characteristic is not numeric: {values[bad].iloc[0]!r}", case=str(values.index[bad][0]), column=str(col))
+                raise InputError(
+                    f"continuous characteristic is not numeric: {values[bad].iloc[0]!r}",
+                    case=str(values.index[bad][0]),
+                    column=str(col),
+                )
             groups = [num.loc[members[s]].dropna().to_numpy(dtype=float) for s in splits]
             p, test = _continuous_p(groups, continuous_test)
             cells = {
-                s: (f"{g.mean():.1f} ± {g.std(ddof=1):.1f}" if g.size > 1 else (f"{g.mean():.1f}" if g.size else "-"))
+                s: (
+                    f"{g.mean():.1f} ± {g.std(ddof=1):.1f}"
+                    if g.size > 1
+                    else (f"{g.mean():.1f}" if g.size else "-")
+                )
                 for s, g in zip(splits, groups, strict=True)
             }
-            rows.append({"characteristic": str(col), "level": "mean ± SD", **cells, "p_value": p, "statistical_test": test})
+            rows.append(
+                {
+                    "characteristic": str(col),
+                    "level": "mean ± SD",
+                    **cells,
+                    "p_value": p,
+                    "statistical_test": test,
+                }
+            )
             missing = [int(num.loc[members[s]].isna().sum()) for s in splits]
             if any(missing):
-                rows.append({"characteristic": str(col), "level": "(missing)", **{s: str(m) for s, m in zip(splits, missing, strict=True)}, "p_value": np.nan, "statistical_test": ""})
+                rows.append(
+                    {
+                        "characteristic": str(col),
+                        "level": "(missing)",
+                        **{s: str(m) for s, m in zip(splits, missing, strict=True)},
+                        "p_value": np.nan,
+                        "statistical_test": "",
+                    }
+                )
         elif kind == "categorical":
             categorical_rows(str(col), values)
         else:
@@ -372,8 +454,23 @@ def odds_ratio_table(
     factors), multivariable ones from each model's final fit (training set).
     """
     cols = [
-        "variable", "level", "reference", "term", "uni_or", "uni_low", "uni_high", "uni_p", "uni_p_variable",
-        "clin_or", "clin_low", "clin_high", "clin_p", "cr_or", "cr_low", "cr_high", "cr_p",
+        "variable",
+        "level",
+        "reference",
+        "term",
+        "uni_or",
+        "uni_low",
+        "uni_high",
+        "uni_p",
+        "uni_p_variable",
+        "clin_or",
+        "clin_low",
+        "clin_high",
+        "clin_p",
+        "cr_or",
+        "cr_low",
+        "cr_high",
+        "cr_p",
     ]
     if combined not in models:
         return pd.DataFrame(columns=cols)
@@ -463,16 +560,34 @@ class _SplitContext:
 
 
 def _model_rows(
-    ctx: _SplitContext, name: str, p: np.ndarray, cutoff: float, combined: str, info: dict[str, Any],
-    rows: dict[str, list[dict[str, Any]]], curves: dict[str, list[pd.DataFrame]], n_boot: int, seed: int,
-) -> None:  # fmt: skip
+    ctx: _SplitContext,
+    name: str,
+    p: np.ndarray,
+    cutoff: float,
+    combined: str,
+    info: dict[str, Any],
+    rows: dict[str, list[dict[str, Any]]],
+    curves: dict[str, list[pd.DataFrame]],
+    n_boot: int,
+    seed: int,
+) -> None:
     """One model on one split: its Table 3, Hosmer-Lemeshow and calibration rows and its curves."""
     split, y = ctx.split, ctx.y
-    row: dict[str, Any] = {"split": split, "model": name, "cutoff": cutoff, "n": ctx.n, "n_events": ctx.n_events}
+    row: dict[str, Any] = {
+        "split": split,
+        "model": name,
+        "cutoff": cutoff,
+        "n": ctx.n,
+        "n_events": ctx.n_events,
+    }
     auc, err = ctx.attempt(stats.auc_ci, y, p)
     if err and ctx.two_class:
         ctx.warnings.append(f"split '{split}', model {name}: AUC not computed: {err}")
-    row.update(auc=auc.auc if auc else np.nan, auc_low=auc.low if auc else np.nan, auc_high=auc.high if auc else np.nan)
+    row.update(
+        auc=auc.auc if auc else np.nan,
+        auc_low=auc.low if auc else np.nan,
+        auc_high=auc.high if auc else np.nan,
+    )
     m = stats.classification_metrics(y, p, cutoff)
     for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
         row[key] = getattr(m, key)
@@ -484,10 +599,16 @@ def _model_rows(
 
     hl, err = ctx.attempt(stats.hosmer_lemeshow, y, p, groups=HL_GROUPS)
     rows["hosmer_lemeshow"].append(
-        {"split": split, "model": name, "statistic": hl.statistic if hl else np.nan, "df": hl.df if hl else np.nan,
-         "p": hl.p if hl else np.nan, "groups": hl.groups if hl else np.nan,
-         "note": err or hosmer_lemeshow_caveat(hl, len(y))}
-    )  # fmt: skip
+        {
+            "split": split,
+            "model": name,
+            "statistic": hl.statistic if hl else np.nan,
+            "df": hl.df if hl else np.nan,
+            "p": hl.p if hl else np.nan,
+            "groups": hl.groups if hl else np.nan,
+            "note": err or hosmer_lemeshow_caveat(hl, len(y)),
+        }
+    )
     info["hosmer_lemeshow_p"][name] = hl.p if hl else np.nan
     if err and ctx.two_class and name == combined:
         ctx.warnings.append(f"split '{split}': Hosmer-Lemeshow test of the {name} model not computed: {err}")
@@ -495,12 +616,21 @@ def _model_rows(
     cal, err = ctx.attempt(stats.calibration_stats, y, p)
     boot = stats.calibration_bootstrap_ci(y, p, n_boot, seed) if cal else (np.nan,) * 4
     rows["calibration"].append(
-        {"split": split, "model": name,
-         "intercept": cal.intercept if cal else np.nan, "slope": cal.slope if cal else np.nan,
-         "brier": cal.brier if cal else float(np.mean((p - y) ** 2)),
-         "intercept_low": boot[0], "intercept_high": boot[1], "slope_low": boot[2], "slope_high": boot[3],
-         "eavg": cal.eavg if cal else np.nan, "emax": cal.emax if cal else np.nan, "note": err or ""}
-    )  # fmt: skip
+        {
+            "split": split,
+            "model": name,
+            "intercept": cal.intercept if cal else np.nan,
+            "slope": cal.slope if cal else np.nan,
+            "brier": cal.brier if cal else float(np.mean((p - y) ** 2)),
+            "intercept_low": boot[0],
+            "intercept_high": boot[1],
+            "slope_low": boot[2],
+            "slope_high": boot[3],
+            "eavg": cal.eavg if cal else np.nan,
+            "emax": cal.emax if cal else np.nan,
+            "note": err or "",
+        }
+    )
     info["calibration_slope"][name] = cal.slope if cal else np.nan
     if not ctx.two_class:
         return
@@ -508,14 +638,18 @@ def _model_rows(
     curves["roc"].append(stats.roc_curve(y, p).assign(**key, auc=row["auc"]))
     cc = stats.calibration_curve(y, p, bins=HL_GROUPS, method="quantile")
     curves["calibration_binned"].append(
-        cc.rename(columns={"low": "bin_low", "high": "bin_high", "observed_low": "low", "observed_high": "high"}).assign(**key)
+        cc.rename(
+            columns={"low": "bin_low", "high": "bin_high", "observed_low": "low", "observed_high": "high"}
+        ).assign(**key)
     )
     curves["calibration_smooth"].append(stats.calibration_smooth(y, p).assign(**key))
     curves["decision"].append(stats.net_benefit(y, p).assign(**key))
     curves["clinical_impact"].append(stats.clinical_impact(y, p).assign(**key, population=1000.0))
 
 
-def _delong_rows(ctx: _SplitContext, probs: Mapping[str, np.ndarray], order: Sequence[str], combined: str) -> list[dict[str, Any]]:
+def _delong_rows(
+    ctx: _SplitContext, probs: Mapping[str, np.ndarray], order: Sequence[str], combined: str
+) -> list[dict[str, Any]]:
     """Table S3: DeLong test of the combined model against each other model."""
     out = []
     for other in order:
@@ -524,9 +658,17 @@ def _delong_rows(ctx: _SplitContext, probs: Mapping[str, np.ndarray], order: Seq
         res, err = ctx.attempt(stats.delong_test, ctx.y, probs[combined], probs[other])
         if err and ctx.two_class:
             ctx.warnings.append(f"split '{ctx.split}': DeLong test {combined} vs {other} not computed: {err}")
-        out.append({"split": ctx.split, "model_a": combined, "model_b": other,
-                    "auc_a": res.auc_a if res else np.nan, "auc_b": res.auc_b if res else np.nan,
-                    "z": res.z if res else np.nan, "p": res.p if res else np.nan})  # fmt: skip
+        out.append(
+            {
+                "split": ctx.split,
+                "model_a": combined,
+                "model_b": other,
+                "auc_a": res.auc_a if res else np.nan,
+                "auc_b": res.auc_b if res else np.nan,
+                "z": res.z if res else np.nan,
+                "p": res.p if res else np.nan,
+            }
+        )
     return out
 
 
@@ -541,15 +683,31 @@ def _reclassification_row(
     for err in (e1, e2, e3):
         if err and ctx.two_class:
             ctx.warnings.append(f"split '{ctx.split}': NRI/IDI of {combined} over {reference_model}: {err}")
+
     def value(res: Any, field_name: str) -> float:
         return getattr(res, field_name) if res else np.nan
 
     row = {"split": ctx.split, "model_new": combined, "model_old": reference_model}
-    row.update(nri=value(r_nri, "nri"), nri_low=value(r_nri, "low"), nri_high=value(r_nri, "high"), nri_p=value(r_nri, "p"),
-               nri_events=value(r_nri, "nri_events"), nri_nonevents=value(r_nri, "nri_nonevents"))  # fmt: skip
-    row.update(idi=value(r_idi, "idi"), idi_low=value(r_idi, "low"), idi_high=value(r_idi, "high"), idi_p=value(r_idi, "p"))
-    row.update(nri_cat=value(r_cat, "nri"), nri_cat_low=value(r_cat, "low"), nri_cat_high=value(r_cat, "high"),
-               nri_cat_p=value(r_cat, "p"))  # fmt: skip
+    row.update(
+        nri=value(r_nri, "nri"),
+        nri_low=value(r_nri, "low"),
+        nri_high=value(r_nri, "high"),
+        nri_p=value(r_nri, "p"),
+        nri_events=value(r_nri, "nri_events"),
+        nri_nonevents=value(r_nri, "nri_nonevents"),
+    )
+    row.update(
+        idi=value(r_idi, "idi"),
+        idi_low=value(r_idi, "low"),
+        idi_high=value(r_idi, "high"),
+        idi_p=value(r_idi, "p"),
+    )
+    row.update(
+        nri_cat=value(r_cat, "nri"),
+        nri_cat_low=value(r_cat, "low"),
+        nri_cat_high=value(r_cat, "high"),
+        nri_cat_p=value(r_cat, "p"),
+    )
     row["nri_cat_cutoff"] = cutoff
     return row
 
@@ -557,7 +715,9 @@ def _reclassification_row(
 def _risk_group_rows(ctx: _SplitContext, high: np.ndarray) -> list[dict[str, Any]]:
     """Observed ALNM rate (exact CI) in the high- and low-risk groups, with Fisher's test between them."""
     y = ctx.y
-    counts = np.array([[int(np.sum(high & y)), int(np.sum(high & ~y))], [int(np.sum(~high & y)), int(np.sum(~high & ~y))]])
+    counts = np.array(
+        [[int(np.sum(high & y)), int(np.sum(high & ~y))], [int(np.sum(~high & y)), int(np.sum(~high & ~y))]]
+    )
     p_diff = float("nan")
     if counts.sum(axis=1).all() and counts.sum(axis=0).all():
         p_diff = float(sps.fisher_exact(counts).pvalue)
@@ -565,15 +725,28 @@ def _risk_group_rows(ctx: _SplitContext, high: np.ndarray) -> list[dict[str, Any
     for group, mask in (("high", high), ("low", ~high)):
         k, ev = int(mask.sum()), int(np.sum(mask & y))
         low_ci, high_ci = stats.clopper_pearson(ev, k, 0.95)
-        out.append({"split": ctx.split, "risk_group": group, "n": k, "n_events": ev,
-                    "proportion": ev / k if k else np.nan, "low": low_ci, "high": high_ci, "p_fisher": p_diff})  # fmt: skip
+        out.append(
+            {
+                "split": ctx.split,
+                "risk_group": group,
+                "n": k,
+                "n_events": ev,
+                "proportion": ev / k if k else np.nan,
+                "low": low_ci,
+                "high": high_ci,
+                "p_fisher": p_diff,
+            }
+        )
     return out
 
 
 def _add_reader_study(
-    reads: pd.DataFrame, pred: pd.DataFrame, tables: dict[str, pd.DataFrame], curves: dict[str, pd.DataFrame],
+    reads: pd.DataFrame,
+    pred: pd.DataFrame,
+    tables: dict[str, pd.DataFrame],
+    curves: dict[str, pd.DataFrame],
     summary: dict[str, Any],
-) -> None:  # fmt: skip
+) -> None:
     """The reader study's tables, ROC points and summary from validated ``reads``."""
     from ALNMPredictorLib.reader_study import reader_study, validate_reads
 
@@ -596,20 +769,70 @@ def _add_reader_study(
 _ROW_TABLE_COLUMNS: dict[str, list[str]] = {
     "table3": _TABLE3_COLUMNS,
     "table_s3": ["split", "model_a", "model_b", "auc_a", "auc_b", "z", "p"],
-    "table_s4": ["split", "model_new", "model_old", "nri", "nri_low", "nri_high", "nri_p", "nri_events", "nri_nonevents",
-                 "idi", "idi_low", "idi_high", "idi_p", "nri_cat", "nri_cat_low", "nri_cat_high", "nri_cat_p", "nri_cat_cutoff"],
+    "table_s4": [
+        "split",
+        "model_new",
+        "model_old",
+        "nri",
+        "nri_low",
+        "nri_high",
+        "nri_p",
+        "nri_events",
+        "nri_nonevents",
+        "idi",
+        "idi_low",
+        "idi_high",
+        "idi_p",
+        "nri_cat",
+        "nri_cat_low",
+        "nri_cat_high",
+        "nri_cat_p",
+        "nri_cat_cutoff",
+    ],
     "hosmer_lemeshow": ["split", "model", "statistic", "df", "p", "groups", "note"],
-    "calibration": ["split", "model", "intercept", "slope", "brier", "intercept_low", "intercept_high", "slope_low",
-                    "slope_high", "eavg", "emax", "note"],
+    "calibration": [
+        "split",
+        "model",
+        "intercept",
+        "slope",
+        "brier",
+        "intercept_low",
+        "intercept_high",
+        "slope_low",
+        "slope_high",
+        "eavg",
+        "emax",
+        "note",
+    ],
     "risk_groups": ["split", "risk_group", "n", "n_events", "proportion", "low", "high", "p_fisher"],
-}  # fmt: skip
+}
 _CURVE_COLUMNS: dict[str, list[str]] = {
     "roc": ["split", "model", "threshold", "sensitivity", "specificity", "auc"],
-    "calibration_binned": ["split", "model", "bin", "n", "events", "predicted", "observed", "low", "high", "bin_low", "bin_high"],
+    "calibration_binned": [
+        "split",
+        "model",
+        "bin",
+        "n",
+        "events",
+        "predicted",
+        "observed",
+        "low",
+        "high",
+        "bin_low",
+        "bin_high",
+    ],
     "calibration_smooth": ["split", "model", "predicted", "observed"],
-    "decision": ["split", "model", "threshold", "net_benefit", "net_benefit_all", "net_benefit_none", "standardized_net_benefit"],
+    "decision": [
+        "split",
+        "model",
+        "threshold",
+        "net_benefit",
+        "net_benefit_all",
+        "net_benefit_none",
+        "standardized_net_benefit",
+    ],
     "clinical_impact": ["split", "model", "threshold", "high_risk", "high_risk_events", "population"],
-}  # fmt: skip
+}
 
 
 def evaluate(
@@ -653,21 +876,31 @@ def evaluate(
         "n_boot": int(n_boot),
         "seed": int(seed),
         "failed_cases": [
-            {"case_id": str(c), "split": str(r["split"]), "error": "" if pd.isna(r["error"]) else str(r["error"])}
+            {
+                "case_id": str(c),
+                "split": str(r["split"]),
+                "error": "" if pd.isna(r["error"]) else str(r["error"]),
+            }
             for c, r in failed.iterrows()
         ],
     }
     if len(failed):
-        warnings.append(f"{len(failed)} case(s) failed and are not evaluated: {', '.join(map(str, failed.index[:10]))}"
-                        + (" ..." if len(failed) > 10 else ""))
+        warnings.append(
+            f"{len(failed)} case(s) failed and are not evaluated: {', '.join(map(str, failed.index[:10]))}"
+            + (" ..." if len(failed) > 10 else "")
+        )
 
     evaluable = pred[(pred["status"] == "ok") & pred["label"].notna()]
     if splits is None:
         empty = [s for s in split_list if not (evaluable["split"] == s).any()]
         for s in empty:
-            warnings.append(f"split '{s}': no case with status ok and a known label; left out of the evaluation")
+            warnings.append(
+                f"split '{s}': no case with status ok and a known label; left out of the evaluation"
+            )
         split_list = [s for s in split_list if s not in empty]
-    rows: dict[str, list[dict[str, Any]]] = {k: [] for k in ("table3", "table_s3", "table_s4", "hosmer_lemeshow", "calibration", "risk_groups")}
+    rows: dict[str, list[dict[str, Any]]] = {
+        k: [] for k in ("table3", "table_s3", "table_s4", "hosmer_lemeshow", "calibration", "risk_groups")
+    }
     curves: dict[str, list[pd.DataFrame]] = {k: [] for k in CURVE_KEYS if k != "reader_roc"}
 
     for s_idx, split in enumerate(split_list):
@@ -680,7 +913,11 @@ def evaluate(
             "n_events": n_ev,
             "n_failed": int((in_split & (pred["status"] != "ok")).sum()),
             "n_unlabelled": int((in_split & (pred["status"] == "ok") & pred["label"].isna()).sum()),
-            "auc": {}, "auc_low": {}, "auc_high": {}, "hosmer_lemeshow_p": {}, "calibration_slope": {},
+            "auc": {},
+            "auc_low": {},
+            "auc_high": {},
+            "hosmer_lemeshow_p": {},
+            "calibration_slope": {},
         }
         summary["splits"][split] = info
         if n == 0:
@@ -698,20 +935,31 @@ def evaluate(
 
         ctx = _SplitContext(split, y, two_class, n, n_ev, warnings)
         for name in order:
-            _model_rows(ctx, name, probs[name], cutoffs[name], combined, info, rows, curves, int(n_boot), seed + s_idx)
+            _model_rows(
+                ctx, name, probs[name], cutoffs[name], combined, info, rows, curves, int(n_boot), seed + s_idx
+            )
         if combined in probs:
             rows["table_s3"] += _delong_rows(ctx, probs, order, combined)
             rows["risk_groups"] += _risk_group_rows(ctx, probs[combined] >= cutoffs[combined])
             if reference_model in probs:
-                rows["table_s4"].append(_reclassification_row(ctx, probs, combined, reference_model, cutoffs[combined]))
+                rows["table_s4"].append(
+                    _reclassification_row(ctx, probs, combined, reference_model, cutoffs[combined])
+                )
 
     tables = {
-        "table1": baseline_table(clinical, evaluable["label"], evaluable["split"], split_list, clinical_kinds, seed=seed),
+        "table1": baseline_table(
+            clinical, evaluable["label"], evaluable["split"], split_list, clinical_kinds, seed=seed
+        ),
         "table2": odds_ratio_table(models, combined, reference_model),
-        **{key: pd.DataFrame(rows[key]).reindex(columns=columns) for key, columns in _ROW_TABLE_COLUMNS.items()},
+        **{
+            key: pd.DataFrame(rows[key]).reindex(columns=columns)
+            for key, columns in _ROW_TABLE_COLUMNS.items()
+        },
     }
     curve_frames = {
-        key: (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()).reindex(columns=_CURVE_COLUMNS[key])
+        key: (pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()).reindex(
+            columns=_CURVE_COLUMNS[key]
+        )
         for key, parts in curves.items()
     }
 

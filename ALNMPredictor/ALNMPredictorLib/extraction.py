@@ -180,8 +180,14 @@ def plan_items(
                 if inputs is None:
                     if variant == "main":
                         failures.append(
-                            (case_id, region, variant, format_location(
-                                "no image or mask path in the manifest", case=case_id, column=column))
+                            (
+                                case_id,
+                                region,
+                                variant,
+                                format_location(
+                                    "no image or mask path in the manifest", case=case_id, column=column
+                                ),
+                            )
                         )
                     continue
                 try:
@@ -209,7 +215,9 @@ def _input_hash(path: str, case_id: str, column: str) -> str:
     except FileNotFoundError:
         raise InputError("file not found", case=case_id, column=column, path=path) from None
     except OSError as exc:
-        raise InputError(f"cannot read file: {exc.strerror or exc}", case=case_id, column=column, path=path) from None
+        raise InputError(
+            f"cannot read file: {exc.strerror or exc}", case=case_id, column=column, path=path
+        ) from None
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -293,7 +301,9 @@ def _die_with_parent(parent_pid: int) -> None:
 
     parent = multiprocessing.parent_process()
     sentinel = parent.sentinel if parent is not None and parent.pid == parent_pid else None
-    threading.Thread(target=_watch_parent, args=(parent_pid, sentinel), name="alnm-parent-watchdog", daemon=True).start()
+    threading.Thread(
+        target=_watch_parent, args=(parent_pid, sentinel), name="alnm-parent-watchdog", daemon=True
+    ).start()
 
 
 def init_worker(parent_pid: int | None = None) -> None:
@@ -365,7 +375,13 @@ def _error_text(exc: BaseException) -> str:
 def _handcrafted_task(task: dict[str, Any]) -> dict[str, Any]:
     """Extract one ROI's handcrafted features and cache them; errors are returned, not raised."""
     started = time.perf_counter()
-    out: dict[str, Any] = {"index": task["index"], "names": None, "values": None, "error": None, "no_spacing": False}
+    out: dict[str, Any] = {
+        "index": task["index"],
+        "names": None,
+        "values": None,
+        "error": None,
+        "no_spacing": False,
+    }
     try:
         from ALNMPredictorLib.handcrafted import HandcraftedExtractor
 
@@ -381,7 +397,9 @@ def _handcrafted_task(task: dict[str, Any]) -> dict[str, Any]:
         out["names"] = list(features)
         out["values"] = [None if not math.isfinite(v) else float(v) for v in features.values()]
         out["seconds"] = time.perf_counter() - started
-        if task["cache_path"] is not None:  # else the caller writes it (Dask: the cache is where the client runs)
+        if (
+            task["cache_path"] is not None
+        ):  # else the caller writes it (Dask: the cache is where the client runs)
             _write_handcrafted_cache(task, out)
     except Exception as exc:  # one bad ROI must not stop the cohort
         out["error"] = _error_text(exc)
@@ -389,7 +407,9 @@ def _handcrafted_task(task: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _write_handcrafted_cache(task: Mapping[str, Any], out: Mapping[str, Any], path: str | None = None) -> None:
+def _write_handcrafted_cache(
+    task: Mapping[str, Any], out: Mapping[str, Any], path: str | None = None
+) -> None:
     """Write one ROI's cache entry (atomically) from its task and its successful result."""
     record = {
         "format": _HC_FORMAT,
@@ -428,10 +448,11 @@ def deep_input(region_input: RegionInput) -> tuple[np.ndarray, np.ndarray]:
         "image_path": region_input.image_path,
         "mask_path": region_input.mask_path,
         "mask_label": region_input.mask_label,
-        "mask_column": f"{region_input.region}_mask" if region_input.variant == "main"
+        "mask_column": f"{region_input.region}_mask"
+        if region_input.variant == "main"
         else f"{region_input.region}_mask_{region_input.variant}",
         "spacing": region_input.spacing,
-    }  # fmt: skip
+    }
     return _deep_input(task)
 
 
@@ -592,9 +613,12 @@ class _DaskRunner:
         try:
             if scheduler == "local":
                 self._cluster = LocalCluster(
-                    n_workers=workers, threads_per_worker=1, processes=True, host="127.0.0.1",
+                    n_workers=workers,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
                     dashboard_address=":0",  # any free port: never the fixed 8787 another cluster may hold
-                )  # fmt: skip
+                )
                 self._client = Client(self._cluster, set_as_default=False)
             else:
                 self._client = Client(scheduler, timeout=DASK_CONNECT_SECONDS, set_as_default=False)
@@ -638,12 +662,15 @@ class _DaskRunner:
 
         def submit() -> Any:
             task = queue.pop()
-            future = self._client.submit(_dask_call, fn, task, key=f"alnm-{stage}-{task['index']}-{time.time_ns()}",
-                                         pure=False)  # fmt: skip
+            future = self._client.submit(
+                _dask_call, fn, task, key=f"alnm-{stage}-{task['index']}-{time.time_ns()}", pure=False
+            )
             task_of[future] = task
             return future
 
-        pending = as_completed([submit() for _ in range(min(len(queue), 4 * self.workers))], loop=self._client.loop)
+        pending = as_completed(
+            [submit() for _ in range(min(len(queue), 4 * self.workers))], loop=self._client.loop
+        )
         if meanwhile is not None:
             meanwhile()
         try:
@@ -652,8 +679,15 @@ class _DaskRunner:
                 try:
                     out = future.result()
                 except Exception as exc:  # KilledWorker, a lost connection: this task fails, the run goes on
-                    out = {"index": task["index"], "error": f"Dask: {type(exc).__name__}: {exc}", "seconds": 0.0,
-                           "names": None, "values": None, "no_spacing": False, "crop": None}  # fmt: skip
+                    out = {
+                        "index": task["index"],
+                        "error": f"Dask: {type(exc).__name__}: {exc}",
+                        "seconds": 0.0,
+                        "names": None,
+                        "values": None,
+                        "no_spacing": False,
+                        "crop": None,
+                    }
                 if queue:
                     pending.add(submit())
                 yield out
@@ -716,13 +750,18 @@ def _load_handcrafted_cache(path: Path, key: str) -> dict[str, float] | None:
     ):
         logger.warning("%s: stale or foreign cache entry; recomputing it", path)
         return None
-    return {n: (math.nan if v is None else float(v)) for n, v in zip(record["names"], record["values"], strict=True)}
+    return {
+        n: (math.nan if v is None else float(v))
+        for n, v in zip(record["names"], record["values"], strict=True)
+    }
 
 
 def _progress_bar(total: int, desc: str, enabled: bool) -> Any:
     from tqdm import tqdm
 
-    return tqdm(total=total, desc=desc, unit="roi", file=sys.stderr, disable=not enabled or total == 0, leave=True)
+    return tqdm(
+        total=total, desc=desc, unit="roi", file=sys.stderr, disable=not enabled or total == 0, leave=True
+    )
 
 
 def _run_handcrafted(
@@ -759,8 +798,13 @@ def _run_handcrafted(
                     callback("handcrafted", done, len(items))
                 continue
             task = _task_base(item)
-            task.update(key=key, cache_path=None if runner.writes_cache else str(path), params=extractor.params,
-                        full_table=extractor.full_table, settings_hash=settings_hash)  # fmt: skip
+            task.update(
+                key=key,
+                cache_path=None if runner.writes_cache else str(path),
+                params=extractor.params,
+                full_table=extractor.full_table,
+                settings_hash=settings_hash,
+            )
             tasks.append(task)
             paths[item.index] = (task, path)
         by_index = {item.index: item for item in items}
@@ -770,14 +814,17 @@ def _run_handcrafted(
             item = by_index[out["index"]]
             seconds[("handcrafted", item.index)] = out["seconds"]
             if out["error"] is not None:
-                failures.append(_Failure(item, item.case_id, item.region, item.variant, "handcrafted", out["error"]))
+                failures.append(
+                    _Failure(item, item.case_id, item.region, item.variant, "handcrafted", out["error"])
+                )
                 counts["failed"] += 1
             else:
                 if runner.writes_cache:
                     task, path = paths[item.index]
                     _write_handcrafted_cache(task, out, str(path))
                 results[item.index] = {
-                    n: (math.nan if v is None else v) for n, v in zip(out["names"], out["values"], strict=True)
+                    n: (math.nan if v is None else v)
+                    for n, v in zip(out["names"], out["values"], strict=True)
                 }
                 counts["computed"] += 1
                 no_spacing += bool(out["no_spacing"])
@@ -927,8 +974,11 @@ def _train_heads(
     train_ids = set(cohort.case_ids(train_split))
     train_by_region = {
         region: [
-            it for it in items
-            if it.region == region and it.variant == "main" and it.case_id in train_ids
+            it
+            for it in items
+            if it.region == region
+            and it.variant == "main"
+            and it.case_id in train_ids
             and not pd.isna(labels.get(it.case_id))
         ]
         for region in cohort.regions
@@ -952,11 +1002,23 @@ def _train_heads(
         # every item's trunk output now (the heads' training items' crops kept for augmentation)
         keep = {it.index for _, train, _ in pending_heads.values() for it in train}
         base_trunks, kept = _ensure_trunk(
-            items, base, cache_dir, runner, trunk_counts, failures, seconds, progress, callback,
-            "deep trunk", memo, keep_crops=keep,
+            items,
+            base,
+            cache_dir,
+            runner,
+            trunk_counts,
+            failures,
+            seconds,
+            progress,
+            callback,
+            "deep trunk",
+            memo,
+            keep_crops=keep,
         )
     for region, (head_dir, train, y) in pending_heads.items():
-        usable = [(it, lab) for it, lab in zip(train, y, strict=True) if not frozen or it.index in base_trunks]
+        usable = [
+            (it, lab) for it, lab in zip(train, y, strict=True) if not frozen or it.index in base_trunks
+        ]
         need = [it for it, _ in usable if it.index not in kept]
         kept.update(_compute_crops(need, base, runner, failures, seconds))
         usable = [(it, lab) for it, lab in usable if it.index in kept]
@@ -1024,9 +1086,19 @@ def _deep_stage(
     else:
         assert base is not None
         models, origin = _train_heads(
-            cohort, items, deep=deep, deep_options=deep_options, base=base, cache_dir=cache_dir,
-            runner=runner, counts=counts, failures=failures, seconds=seconds, progress=progress,
-            callback=callback, memo=memo,
+            cohort,
+            items,
+            deep=deep,
+            deep_options=deep_options,
+            base=base,
+            cache_dir=cache_dir,
+            runner=runner,
+            counts=counts,
+            failures=failures,
+            seconds=seconds,
+            progress=progress,
+            callback=callback,
+            memo=memo,
         )
 
     features: dict[int, np.ndarray] = {}
@@ -1035,8 +1107,17 @@ def _deep_stage(
         failed = {f.item.index for f in failures if f.item is not None}
         region_items = [it for it in items if it.region == region and it.index not in failed]
         trunks, _ = _ensure_trunk(
-            region_items, model, cache_dir, runner, trunk_counts, failures, seconds, progress, callback,
-            f"deep {region}", memo,
+            region_items,
+            model,
+            cache_dir,
+            runner,
+            trunk_counts,
+            failures,
+            seconds,
+            progress,
+            callback,
+            f"deep {region}",
+            memo,
         )
         done = [it for it in region_items if it.index in trunks]
         if done:
@@ -1056,7 +1137,9 @@ def _check_request(cohort: Cohort, anything: bool, workers: int | None) -> int:
         raise ALNMError("nothing to extract: give handcrafted parameters, deep weights, or both")
     if cohort.table.index.duplicated().any():
         dups = sorted({str(c) for c in cohort.table.index[cohort.table.index.duplicated()]})
-        raise InputError(f"duplicate case_id(s) {', '.join(dups[:5])}: fix the manifest first", path=cohort.path)
+        raise InputError(
+            f"duplicate case_id(s) {', '.join(dups[:5])}: fix the manifest first", path=cohort.path
+        )
     if not cohort.regions:
         raise InputError("no <region>_image column: nothing to extract", path=cohort.path)
     n_workers = int(workers) if workers else (os.cpu_count() or 1)
@@ -1077,7 +1160,9 @@ def _handcrafted_stage(
     callback: Callback | None,
 ) -> dict[int, dict[str, float]]:
     """Handcrafted features of every item (cached or computed), with the run's warnings about them."""
-    values, no_spacing = _run_handcrafted(items, extractor, cache_dir, runner, counts, failures, seconds, progress, callback)
+    values, no_spacing = _run_handcrafted(
+        items, extractor, cache_dir, runner, counts, failures, seconds, progress, callback
+    )
     if no_spacing:
         logger.warning(
             "%d ROI(s) have no pixel spacing in the file or the manifest: 1.0 mm was used, so shape and "
@@ -1134,7 +1219,9 @@ def extract_cohort(
     """
     started = time.perf_counter()
     out_dir = Path(out_dir)
-    n_workers = _check_request(cohort, handcrafted is not None or deep is not None or fitted_deep is not None, workers)
+    n_workers = _check_request(
+        cohort, handcrafted is not None or deep is not None or fitted_deep is not None, workers
+    )
     if deep is not None and not isinstance(deep, str):
         deep = os.fspath(deep)
     cache_dir = out_dir / "cache" if cache_dir is None else Path(cache_dir)
@@ -1142,7 +1229,9 @@ def extract_cohort(
     from ALNMPredictorLib.handcrafted import HandcraftedExtractor
 
     hc_extractor = (
-        None if handcrafted is None else HandcraftedExtractor(handcrafted, normalize=normalize, full_table=full_table)
+        None
+        if handcrafted is None
+        else HandcraftedExtractor(handcrafted, normalize=normalize, full_table=full_table)
     )
     base = None
     if normalize:
@@ -1169,7 +1258,15 @@ def extract_cohort(
         if hc_extractor is not None:
             counts["handcrafted"] = {"computed": 0, "cached": 0, "failed": 0}
             hc_values = _handcrafted_stage(
-                items, hc_extractor, cache_dir, runner, counts["handcrafted"], failures, seconds, progress, callback
+                items,
+                hc_extractor,
+                cache_dir,
+                runner,
+                counts["handcrafted"],
+                failures,
+                seconds,
+                progress,
+                callback,
             )
         if deep is not None or fitted_deep is not None:
             failed_items = {f.item.index for f in failures if f.item is not None}
@@ -1192,14 +1289,28 @@ def extract_cohort(
 
     failures = _dedupe(failures)
     failed_index = {f.item.index for f in failures if f.item is not None}
-    table, columns_by_region = _assemble(cohort, items, hc_extractor, models, hc_values, deep_values, failed_index)
+    table, columns_by_region = _assemble(
+        cohort, items, hc_extractor, models, hc_values, deep_values, failed_index
+    )
     status = _status_table(items, failures, hc_values, deep_values, seconds, counts)
     degenerate_groups = _degenerate(cohort, table, hc_extractor)
     degenerate = [name for group in degenerate_groups for name in group["features"]]
     failed = [(f.case_id, f.region, f.variant, f.error) for f in failures]
     info = _info(
-        cohort, table, items, failures, counts, hc_extractor, deep, deep_options, models, origin,
-        degenerate_groups, columns_by_region, runner.workers, time.perf_counter() - started,
+        cohort,
+        table,
+        items,
+        failures,
+        counts,
+        hc_extractor,
+        deep,
+        deep_options,
+        models,
+        origin,
+        degenerate_groups,
+        columns_by_region,
+        runner.workers,
+        time.perf_counter() - started,
     )
     if settings is not None:
         info["settings"] = dict(settings)
@@ -1243,7 +1354,9 @@ def _assemble(
         names: list[str] = []
         if hc_extractor is not None:
             names += hc_extractor.feature_names(prefix=f"{region}_")
-            extra = {f"{region}_{n}" for it in items if it.region == region for n in hc_values.get(it.index, {})}
+            extra = {
+                f"{region}_{n}" for it in items if it.region == region for n in hc_values.get(it.index, {})
+            }
             names += sorted(extra - set(names))
         if region in models:
             names += models[region].feature_names(prefix=region)
@@ -1296,7 +1409,9 @@ def _status_table(
                 "status": "failed" if failure else "ok",
                 "stage": failure.stage if failure else "",
                 "error": failure.error if failure else "",
-                "seconds": round(seconds.get(("handcrafted", it.index), 0.0) + seconds.get(("deep", it.index), 0.0), 4),
+                "seconds": round(
+                    seconds.get(("handcrafted", it.index), 0.0) + seconds.get(("deep", it.index), 0.0), 4
+                ),
                 "cached": not computed,
                 "image": it.image_path,
                 "mask": it.mask_path,
@@ -1306,11 +1421,30 @@ def _status_table(
         if f.item is None:
             records.append(
                 {
-                    "case_id": f.case_id, "region": f.region, "variant": f.variant, "status": "failed",
-                    "stage": f.stage, "error": f.error, "seconds": 0.0, "cached": False, "image": "", "mask": "",
+                    "case_id": f.case_id,
+                    "region": f.region,
+                    "variant": f.variant,
+                    "status": "failed",
+                    "stage": f.stage,
+                    "error": f.error,
+                    "seconds": 0.0,
+                    "cached": False,
+                    "image": "",
+                    "mask": "",
                 }
             )
-    columns = ["case_id", "region", "variant", "status", "stage", "error", "seconds", "cached", "image", "mask"]
+    columns = [
+        "case_id",
+        "region",
+        "variant",
+        "status",
+        "stage",
+        "error",
+        "seconds",
+        "cached",
+        "image",
+        "mask",
+    ]
     return pd.DataFrame.from_records(records, columns=columns)
 
 
@@ -1322,7 +1456,9 @@ def _degenerate(
     flagged: set[str] = set()
     if hc_extractor is not None:
         reason = hc_extractor.degenerate_reason()
-        names = [n for region in cohort.regions for n in hc_extractor.degenerate_features(prefix=f"{region}_")]
+        names = [
+            n for region in cohort.regions for n in hc_extractor.degenerate_features(prefix=f"{region}_")
+        ]
         if reason and names:
             groups.append({"reason": reason, "features": names})
             flagged.update(names)
@@ -1335,8 +1471,12 @@ def _degenerate(
             constant = known & (features.max() == features.min())
             names = [c for c in features.columns[constant.to_numpy()] if c not in flagged]
             if names:
-                groups.append({"reason": "constant on the training split (main masks): carries no information",
-                               "features": names})
+                groups.append(
+                    {
+                        "reason": "constant on the training split (main masks): carries no information",
+                        "features": names,
+                    }
+                )
     return groups
 
 
@@ -1344,7 +1484,16 @@ def _versions() -> dict[str, str]:
     import importlib.metadata as md
 
     versions = {"alnm-predictor": __version__, "python": platform.python_version()}
-    for name in ("numpy", "pandas", "pyradiomics-bhklab", "SimpleITK", "torch", "torchvision", "pydicom", "pillow"):
+    for name in (
+        "numpy",
+        "pandas",
+        "pyradiomics-bhklab",
+        "SimpleITK",
+        "torch",
+        "torchvision",
+        "pydicom",
+        "pillow",
+    ):
         with contextlib.suppress(md.PackageNotFoundError):
             versions[name] = md.version(name)
     return versions
@@ -1370,7 +1519,10 @@ def _info(
     if models:
         deep_info = {
             "weights": deep,
-            "options": {k: (os.fspath(v) if isinstance(v, os.PathLike) else v) for k, v in (deep_options or {}).items()},
+            "options": {
+                k: (os.fspath(v) if isinstance(v, os.PathLike) else v)
+                for k, v in (deep_options or {}).items()
+            },
             "regions": {
                 region: {
                     "head": origin.get(region),
@@ -1412,7 +1564,13 @@ def _info(
         },
         "degenerate": degenerate,
         "failures": [
-            {"case_id": f.case_id, "region": f.region, "variant": f.variant, "stage": f.stage, "error": f.error}
+            {
+                "case_id": f.case_id,
+                "region": f.region,
+                "variant": f.variant,
+                "stage": f.stage,
+                "error": f.error,
+            }
             for f in failures
         ],
         "workers": workers,
@@ -1446,38 +1604,61 @@ def configure_extract(parser: argparse.ArgumentParser) -> None:
         help="study.yaml (default: study.yaml beside the manifest, if any); its settings: section applies as in "
         "alnm train, and the options below override it",
     )
-    parser.add_argument("--preset", dest="handcrafted", default=None, metavar="us2d|paper|FILE.yaml", help=PRESET_HELP)
     parser.add_argument(
-        "--deep", default=None, metavar="imagenet|none|auto|PATH|off",
+        "--preset", dest="handcrafted", default=None, metavar="us2d|paper|FILE.yaml", help=PRESET_HELP
+    )
+    parser.add_argument(
+        "--deep",
+        default=None,
+        metavar="imagenet|none|auto|PATH|off",
         help="VGG19 backbone weights: imagenet (torchvision's file; downloaded only with --download), none "
         "(random: tests only), auto (imagenet if on disk, else random), a state-dict file, or off for no deep "
         "features (default: imagenet)",
     )
     parser.add_argument(
-        "--download", action="store_true", default=None,
+        "--download",
+        action="store_true",
+        default=None,
         help="download torchvision's ImageNet VGG19 weights (548 MB) into torch hub's cache if they are not on "
         "this machine (once; checksum verified); also ALNM_ALLOW_DOWNLOAD=1",
     )
-    parser.add_argument("--finetune", dest="deep_finetune", choices=("frozen", "full"), default=None,
-                        help="deep head training mode (default: frozen)")  # fmt: skip
     parser.add_argument(
-        "--full-table", action="store_true", default=None,
+        "--finetune",
+        dest="deep_finetune",
+        choices=("frozen", "full"),
+        default=None,
+        help="deep head training mode (default: frozen)",
+    )
+    parser.add_argument(
+        "--full-table",
+        action="store_true",
+        default=None,
         help="also compute the features that are rounding noise on a 2D image (the paper preset's 372 z-high-pass "
         "wavelet features), for the study's whole 851-column table (default: left out, listed in extraction.json)",
-    )  # fmt: skip
+    )
     parser.add_argument(
-        "--normalize", action=argparse.BooleanOptionalAction, default=None,
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
         help="standardise each image's intensities first (pyradiomics normalize; deep crops zscore) (default: on)",
-    )  # fmt: skip
+    )
     from ALNMPredictorLib.preflight import positive_int
 
-    parser.add_argument("--workers", type=positive_int, default=None, help="worker processes (default: all cores)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="worker processes (default: all cores)"
+    )
     add_scheduler_option(parser)
     parser.add_argument("--seed", type=int, default=None, help="seed of the deep head training (default: 0)")
-    parser.add_argument("--epochs", dest="deep_epochs", type=int, default=None,
-                        help="deep head training epochs (default: 50)")  # fmt: skip
-    parser.add_argument("--input-size", dest="deep_input_size", type=int, default=None,
-                        help="deep input crop size (default: 224)")  # fmt: skip
+    parser.add_argument(
+        "--epochs", dest="deep_epochs", type=int, default=None, help="deep head training epochs (default: 50)"
+    )
+    parser.add_argument(
+        "--input-size",
+        dest="deep_input_size",
+        type=int,
+        default=None,
+        help="deep input crop size (default: 224)",
+    )
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
 
 
@@ -1494,11 +1675,15 @@ PRESET_HELP = (
 def add_scheduler_option(parser: argparse.ArgumentParser) -> None:
     """``--scheduler`` / ``--dask``: extract on a Dask distributed cluster (``alnm extract``, ``train``, ``run``)."""
     parser.add_argument(
-        "--scheduler", "--dask", dest="scheduler", default=None, metavar="tcp://HOST:PORT|local",
+        "--scheduler",
+        "--dask",
+        dest="scheduler",
+        default=None,
+        metavar="tcp://HOST:PORT|local",
         help="send the per-ROI extraction tasks to a Dask distributed cluster: the address of its scheduler, or "
         "local for a local cluster of --workers processes (default: a process pool on this machine); needs "
         "pip install 'alnm-predictor[dask]'",
-    )  # fmt: skip
+    )
 
 
 def run_extract(args: argparse.Namespace) -> int:
@@ -1537,7 +1722,8 @@ def run_extract(args: argparse.Namespace) -> int:
 
 def _summary(result: ExtractionResult, counts: Mapping[str, Any], seconds: float) -> str:
     stages = ", ".join(
-        f"{stage}: {c.get('computed', 0)} computed / {c.get('cached', 0)} cached" for stage, c in result.counts.items()
+        f"{stage}: {c.get('computed', 0)} computed / {c.get('cached', 0)} cached"
+        for stage, c in result.counts.items()
     )
     return (
         f"{counts['cases']} cases, {counts['rows']} rows, {counts['features']} features "

@@ -146,7 +146,9 @@ def sha256_file(path: str | os.PathLike[str]) -> str:
 
 def content_sha256(obj: Any) -> str:
     """SHA-256 of a JSON-able object's canonical JSON (sorted keys): a cache key of its content."""
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()).hexdigest()
+    return hashlib.sha256(
+        json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str).encode()
+    ).hexdigest()
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

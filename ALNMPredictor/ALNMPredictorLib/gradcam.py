@@ -151,13 +151,17 @@ class Heatmap:
         r0, r1, c0, c1 = self.box
         out = np.zeros(self.image_shape, dtype=np.float32)
         rel = torch.from_numpy(self.relative())[None, None]
-        out[r0:r1, c0:c1] = F.interpolate(rel, size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)[0, 0]
+        out[r0:r1, c0:c1] = F.interpolate(rel, size=(r1 - r0, c1 - c0), mode="bilinear", align_corners=False)[
+            0, 0
+        ]
         return np.clip(out, 0.0, 1.0)
 
     def title(self) -> str:
         """What the map shows and the target's value (the probability too for the head's logit)."""
         if self.target == "head":
-            value = f"{self.value:+.3f} (p = {1.0 / (1.0 + math.exp(-min(max(self.value, -700.0), 700.0))):.3f})"
+            value = (
+                f"{self.value:+.3f} (p = {1.0 / (1.0 + math.exp(-min(max(self.value, -700.0), 700.0))):.3f})"
+            )
         else:
             value = f"{self.value:+.3f}"
         return f"case {self.case_id}, {self.region}: {TARGETS.get(self.target, self.target)} {value}"
@@ -234,8 +238,15 @@ def image_heatmaps(
     """Grad-CAM of a region's image and ROI mask, on the crop the model's features come from
     (:func:`~ALNMPredictorLib.deep.crop_roi` with the model's margin, size and intensity mode)."""
     column = f"{region}_mask"
-    crop = crop_roi(image, mask, extractor.margin, extractor.input_size, intensity=extractor.intensity,
-                    case=case_id, column=column)  # fmt: skip
+    crop = crop_roi(
+        image,
+        mask,
+        extractor.margin,
+        extractor.input_size,
+        intensity=extractor.intensity,
+        case=case_id,
+        column=column,
+    )
     roi_full = np.asarray(mask) != 0
     while roi_full.ndim > 2 and 1 in roi_full.shape:
         roi_full = roi_full.squeeze(axis=roi_full.shape.index(1))
@@ -243,8 +254,16 @@ def image_heatmaps(
     r0, r1, c0, c1 = box
     part = torch.from_numpy(roi_full[r0:r1, c0:c1].astype(np.float32))[None, None]
     roi = F.interpolate(part, size=crop.shape[-2:], mode="nearest")[0, 0].numpy() > 0.5
-    return crop_heatmaps(extractor, crop, region=region, score=score, case_id=case_id, box=box,
-                         image_shape=tuple(roi_full.shape), roi=roi)  # type: ignore[arg-type]  # fmt: skip
+    return crop_heatmaps(
+        extractor,
+        crop,
+        region=region,
+        score=score,
+        case_id=case_id,
+        box=box,
+        image_shape=tuple(roi_full.shape),
+        roi=roi,
+    )  # type: ignore[arg-type]
 
 
 # --------------------------------------------------------------------------------------------------
@@ -287,7 +306,9 @@ SANITY_SEEDS = (1, 2, 3, 4, 5)
 
 
 def sanity_check(
-    extractor: DeepFeatureExtractor, crops: np.ndarray | Sequence[np.ndarray], seeds: Sequence[int] = SANITY_SEEDS
+    extractor: DeepFeatureExtractor,
+    crops: np.ndarray | Sequence[np.ndarray],
+    seeds: Sequence[int] = SANITY_SEEDS,
 ) -> SanityCheck:
     """Adebayo et al.'s model-randomisation test of the ``head`` map on ``crops`` (see :class:`SanityCheck`)."""
     heads = [randomised_head(extractor, seed) for seed in seeds]
@@ -297,11 +318,15 @@ def sanity_check(
         for crop in crops:
             acts = _activations(extractor, np.asarray(crop, dtype=np.float32), device)
             trained = _signed_maps(extractor, extractor.fitted_head(), acts, None)["head"][0]
-            values = [_spearman(trained, _signed_maps(extractor, head, acts, None)["head"][0]) for head in heads]
+            values = [
+                _spearman(trained, _signed_maps(extractor, head, acts, None)["head"][0]) for head in heads
+            ]
             finite = [v for v in values if math.isfinite(v)]
             rhos.append(float(np.mean(finite)) if finite else math.nan)
     finite = [r for r in rhos if math.isfinite(r)]
-    return SanityCheck(tuple(rhos), float(np.mean(finite)) if finite else math.nan, tuple(int(s) for s in seeds))
+    return SanityCheck(
+        tuple(rhos), float(np.mean(finite)) if finite else math.nan, tuple(int(s) for s in seeds)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -342,12 +367,16 @@ def heatmap_figure(heatmap: Heatmap, *, synthetic: bool = False) -> Any:
     return fig
 
 
-def save_heatmap(heatmap: Heatmap, path: str | os.PathLike[str], *, synthetic: bool = False, dpi: int = 90) -> Path:
+def save_heatmap(
+    heatmap: Heatmap, path: str | os.PathLike[str], *, synthetic: bool = False, dpi: int = 90
+) -> Path:
     """Write :func:`heatmap_figure` as a PNG (atomically)."""
     from ALNMPredictorLib.fileio import write_bytes
     from ALNMPredictorLib.plots import figure_bytes
 
-    return Path(write_bytes(Path(path), figure_bytes(heatmap_figure(heatmap, synthetic=synthetic), "png", dpi=dpi)))
+    return Path(
+        write_bytes(Path(path), figure_bytes(heatmap_figure(heatmap, synthetic=synthetic), "png", dpi=dpi))
+    )
 
 
 def file_name(case_id: str, region: str, target: str) -> str:
@@ -359,8 +388,9 @@ def file_name(case_id: str, region: str, target: str) -> str:
 # Cohorts: alnm predict --heatmaps, the report's gallery
 
 
-def _region_maps(cohort: Any, deep_models: Mapping[str, Any], scores: Mapping[str, Any], case_id: str,
-                 region: str) -> dict[str, Any]:  # fmt: skip
+def _region_maps(
+    cohort: Any, deep_models: Mapping[str, Any], scores: Mapping[str, Any], case_id: str, region: str
+) -> dict[str, Any]:
     """The heatmaps of one case's region, cut from the crop the deep stage reads (InputError without one)."""
     from ALNMPredictorLib.extraction import deep_input
 
@@ -368,7 +398,9 @@ def _region_maps(cohort: Any, deep_models: Mapping[str, Any], scores: Mapping[st
     if inputs is None:
         raise InputError("no image or mask for this region", case=case_id, column=f"{region}_image")
     image, mask = deep_input(inputs)
-    return image_heatmaps(deep_models[region], image, mask, region=region, score=scores.get(region), case_id=case_id)
+    return image_heatmaps(
+        deep_models[region], image, mask, region=region, score=scores.get(region), case_id=case_id
+    )
 
 
 def cohort_heatmaps(
@@ -394,11 +426,27 @@ def cohort_heatmaps(
             maps = _region_maps(cohort, deep_models, scores, str(case_id), region)
             for name, heatmap in maps.items():
                 path = save_heatmap(heatmap, out / file_name(str(case_id), region, name), synthetic=synthetic)
-                rows.append({"case_id": str(case_id), "region": region, "target": name, "value": heatmap.value,
-                             "file": path.name, "error": ""})  # fmt: skip
+                rows.append(
+                    {
+                        "case_id": str(case_id),
+                        "region": region,
+                        "target": name,
+                        "value": heatmap.value,
+                        "file": path.name,
+                        "error": "",
+                    }
+                )
         except ALNMError as exc:
-            rows.append({"case_id": str(case_id), "region": region, "target": "", "value": math.nan, "file": "",
-                         "error": str(exc)})  # fmt: skip
+            rows.append(
+                {
+                    "case_id": str(case_id),
+                    "region": region,
+                    "target": "",
+                    "value": math.nan,
+                    "file": "",
+                    "error": str(exc),
+                }
+            )
         if progress is not None:
             progress(done, len(jobs))
     return pd.DataFrame(rows, columns=["case_id", "region", "target", "value", "file", "error"])
@@ -422,8 +470,12 @@ def gallery_cases(
         part = rows[rows["split"].astype(str) == split]
         label = part["label"].astype(int)
         high = part["risk_group"].astype(str) == "high"
-        groups = {"true positive": high & (label == 1), "false negative": ~high & (label == 1),
-                  "false positive": high & (label == 0), "true negative": ~high & (label == 0)}  # fmt: skip
+        groups = {
+            "true positive": high & (label == 1),
+            "false negative": ~high & (label == 1),
+            "false positive": high & (label == 0),
+            "true negative": ~high & (label == 0),
+        }
         for category in CATEGORIES:
             chosen = part[groups[category]].assign(_id=lambda f: f.index.astype(str))
             descending = category in ("true positive", "false positive")
@@ -463,19 +515,31 @@ def report_gallery(
             continue
         crops[region].append(maps["head"].crop)
         for name, heatmap in maps.items():
-            path = save_heatmap(heatmap, Path(out_dir) / file_name(case_id, region, name), synthetic=synthetic)
-            items.append({
-                "split": split, "category": category, "case_id": case_id, "region": region, "target": name,
-                "label": int(predictions.loc[case_id, "label"]),
-                "probability": None if prob is None else float(prob.loc[case_id]),
-                "value": heatmap.value, "file": str(path),
-            })  # fmt: skip
+            path = save_heatmap(
+                heatmap, Path(out_dir) / file_name(case_id, region, name), synthetic=synthetic
+            )
+            items.append(
+                {
+                    "split": split,
+                    "category": category,
+                    "case_id": case_id,
+                    "region": region,
+                    "target": name,
+                    "label": int(predictions.loc[case_id, "label"]),
+                    "probability": None if prob is None else float(prob.loc[case_id]),
+                    "value": heatmap.value,
+                    "file": str(path),
+                }
+            )
         if progress is not None:
             progress(done, len(jobs))
     sanity: dict[str, Any] = {"seeds": list(seeds), "regions": {}}
     for region, region_crops in crops.items():
         if region_crops:
             check = sanity_check(deep_models[region], region_crops, seeds)
-            sanity["regions"][region] = {"mean_spearman": check.mean, "n": len(region_crops),
-                                         "spearman": list(check.spearman)}  # fmt: skip
+            sanity["regions"][region] = {
+                "mean_spearman": check.mean,
+                "n": len(region_crops),
+                "spearman": list(check.spearman),
+            }
     return {"items": items, "sanity": sanity, "failed": failed}

@@ -472,7 +472,9 @@ class HandcraftedExtractor:
         if not self.full_table:
             self._extractor.skip_z_position = self._z_position
         # Each ROI is cropped with this margin before pyradiomics (None: the whole image is needed).
-        self._crop_margin: int | None = crop_margin(self._extractor.settings, self._extractor.enabledImagetypes)
+        self._crop_margin: int | None = crop_margin(
+            self._extractor.settings, self._extractor.enabledImagetypes
+        )
         # Crops get their whole-image standardisation here, so this extractor does not standardise again.
         self._normalize = bool(self._extractor.settings.get("normalize", False))
         self._crop_extractor = self._extractor

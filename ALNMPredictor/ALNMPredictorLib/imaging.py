@@ -155,7 +155,9 @@ def parse_spacing(value: Any) -> tuple[float, float] | None:
             return None
         match = _SPACING_TEXT.fullmatch(text.strip("()[] "))
         if match is None:
-            raise ValueError(f"spacing must be one or two numbers in mm (e.g. 0.08 or 0.08,0.1), got {value!r}")
+            raise ValueError(
+                f"spacing must be one or two numbers in mm (e.g. 0.08 or 0.08,0.1), got {value!r}"
+            )
         values = [float(v) for v in match.groups() if v is not None]
     else:
         raise ValueError(f"spacing must be a number or text, got {value!r}")
@@ -225,7 +227,12 @@ def _check_size(rows: int, cols: int, path: str) -> None:
         logger.warning(
             "%s: large image, %d x %d pixels (rows x cols, %.3g Mpixel, warning above %g): reading it and "
             "extracting an ROI's features take about %.2g GB of memory per worker process",
-            path, rows, cols, pixels / 1e6, WARN_IMAGE_PIXELS / 1e6, pixels * _BYTES_PER_PIXEL / 1e9,
+            path,
+            rows,
+            cols,
+            pixels / 1e6,
+            WARN_IMAGE_PIXELS / 1e6,
+            pixels * _BYTES_PER_PIXEL / 1e9,
         )
 
 
@@ -370,7 +377,9 @@ def _dicom_spacing(ds: Any) -> tuple[float, float] | None:
             sp = None
         if sp:
             return sp
-    if "SequenceOfUltrasoundRegions" in ds and (sp := _ultrasound_region_spacing(ds.SequenceOfUltrasoundRegions)):
+    if "SequenceOfUltrasoundRegions" in ds and (
+        sp := _ultrasound_region_spacing(ds.SequenceOfUltrasoundRegions)
+    ):
         return sp
     if "ImagerPixelSpacing" in ds and (sp := pair(ds.ImagerPixelSpacing)):
         return sp
@@ -673,7 +682,12 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
         n_frames = int(np.prod(size[2:])) if len(size) > 2 else 1
         dtype = sitk.GetPixelIDValueAsString(reader.GetPixelID())
         return ImageInfo(
-            path, fmt, (int(size[1]), int(size[0])), n_frames, reader.GetNumberOfComponents(), dtype,
+            path,
+            fmt,
+            (int(size[1]), int(size[0])),
+            n_frames,
+            reader.GetNumberOfComponents(),
+            dtype,
             (float(sp[1]), float(sp[0])),
         )
     import pydicom
@@ -692,8 +706,13 @@ def image_info(path: str | os.PathLike[str]) -> ImageInfo:
     signed = int(getattr(ds, "PixelRepresentation", 0) or 0) == 1
     dtype = f"{'int' if signed else 'uint'}{bits}" if bits in (8, 16, 32) else f"{bits}-bit"
     return ImageInfo(
-        path, "dicom", (rows, cols), int(getattr(ds, "NumberOfFrames", 1) or 1),
-        int(getattr(ds, "SamplesPerPixel", 1) or 1), dtype, _dicom_spacing(ds),
+        path,
+        "dicom",
+        (rows, cols),
+        int(getattr(ds, "NumberOfFrames", 1) or 1),
+        int(getattr(ds, "SamplesPerPixel", 1) or 1),
+        dtype,
+        _dicom_spacing(ds),
     )
 
 

@@ -158,13 +158,17 @@ class LogisticModel:
 
     def predict_proba(self, data: pd.DataFrame) -> pd.Series:
         """Predicted probability of metastasis per case."""
-        return pd.Series(expit(self.linear_predictor(data).to_numpy()), index=data.index, name=f"{self.name}_prob")
+        return pd.Series(
+            expit(self.linear_predictor(data).to_numpy()), index=data.index, name=f"{self.name}_prob"
+        )
 
     # -- nomogram ------------------------------------------------------------------------------
     def _variable_extent(self, var: str) -> tuple[float, float]:
         spec = self.encoding[var]
         if spec["type"] == "categorical":
-            values = [0.0] + [self.coefficients[f"{var}[{lv}]"] for lv in spec["levels"] if lv != spec["reference"]]
+            values = [0.0] + [
+                self.coefficients[f"{var}[{lv}]"] for lv in spec["levels"] if lv != spec["reference"]
+            ]
         else:
             lo, hi = self.ranges[var]
             values = [self.coefficients[var] * lo, self.coefficients[var] * hi]
@@ -182,12 +186,19 @@ class LogisticModel:
             spec = self.encoding[var]
             if spec["type"] == "categorical":
                 ticks = [
-                    (str(lv), 100.0 * ((0.0 if lv == spec["reference"] else self.coefficients[f"{var}[{lv}]"]) - lo) / width)
+                    (
+                        str(lv),
+                        100.0
+                        * ((0.0 if lv == spec["reference"] else self.coefficients[f"{var}[{lv}]"]) - lo)
+                        / width,
+                    )
                     for lv in spec["levels"]
                 ]
             else:
                 rlo, rhi = self.ranges[var]
-                ticks = [(v, 100.0 * (self.coefficients[var] * v - lo) / width) for v in _axis_values(rlo, rhi)]
+                ticks = [
+                    (v, 100.0 * (self.coefficients[var] * v - lo) / width) for v in _axis_values(rlo, rhi)
+                ]
             axes.append({"variable": var, "type": spec["type"], "ticks": ticks})
         offset = self.coefficients[INTERCEPT] + sum(lo for lo, _ in extents.values())
         max_total = sum(100.0 * (hi - lo) / width for lo, hi in extents.values())
@@ -213,7 +224,9 @@ class LogisticModel:
         contrib = self.contributions(data)
         extents = {v: self._variable_extent(v) for v in self.variables}
         width = max(hi - lo for lo, hi in extents.values())
-        pts = pd.DataFrame({v: 100.0 * (contrib[v] - extents[v][0]) / width for v in self.variables}, index=data.index)
+        pts = pd.DataFrame(
+            {v: 100.0 * (contrib[v] - extents[v][0]) / width for v in self.variables}, index=data.index
+        )
         pts["total_points"] = pts.sum(axis=1)
         return pts
 
@@ -243,13 +256,16 @@ class LogisticModel:
         encoding = _encoding(required(d, "encoding", where), variables, json_path(where, "encoding"))
         at = json_path(where, "coefficients")
         coefficients = {
-            text(k, at): number(v, json_path(at, k)) for k, v in mapping(required(d, "coefficients", where), at).items()
+            text(k, at): number(v, json_path(at, k))
+            for k, v in mapping(required(d, "coefficients", where), at).items()
         }
         for term in [INTERCEPT, *_terms_of(variables, encoding)]:
             required(coefficients, term, at)
         cutoff = number(required(d, "cutoff", where), json_path(where, "cutoff"))
         if not 0 <= cutoff <= 1:
-            raise BundleError(f"{json_path(where, 'cutoff')}: a probability cut-off must lie in [0, 1], found {cutoff}")
+            raise BundleError(
+                f"{json_path(where, 'cutoff')}: a probability cut-off must lie in [0, 1], found {cutoff}"
+            )
         at = json_path(where, "ranges")
         ranges = {k: _range(v, json_path(at, k)) for k, v in mapping(d.get("ranges", {}), at).items()}
         for var in variables:
@@ -291,10 +307,14 @@ def _encoding(value: Any, variables: Sequence[str], where: str) -> dict[str, dic
         if kind == "categorical":
             levels = sequence(required(spec, "levels", at), json_path(at, "levels"))
             if required(spec, "reference", at) not in levels:
-                raise BundleError(f"{json_path(at, 'reference')}: {describe(spec['reference'])} is not one of the levels")
+                raise BundleError(
+                    f"{json_path(at, 'reference')}: {describe(spec['reference'])} is not one of the levels"
+                )
             spec["levels"] = list(levels)
         elif kind != "numeric":
-            raise BundleError(f"{json_path(at, 'type')}: expected \"numeric\" or \"categorical\", found {describe(kind)}")
+            raise BundleError(
+                f'{json_path(at, "type")}: expected "numeric" or "categorical", found {describe(kind)}'
+            )
         out[var] = spec
     for var in variables:
         required(out, var, where)
@@ -337,8 +357,10 @@ def _check_region_score(value: Any, region: str, where: str) -> Mapping[str, Any
     signature = inspect.signature(RegionScore.__init__).parameters
     check_types(params, {k: p.annotation for k, p in signature.items() if k != "self"}, at)
     if required(params, "region", at) != region:
-        raise BundleError(f"{json_path(at, 'region')}: {describe(params['region'])} is not the region "
-                          f"it is saved under ('{region}')")  # fmt: skip
+        raise BundleError(
+            f"{json_path(at, 'region')}: {describe(params['region'])} is not the region "
+            f"it is saved under ('{region}')"
+        )
     selected = texts(required(d, "selected", where), json_path(where, "selected"))
     for key in ("intercept", "lambda"):
         number(required(d, key, where), json_path(where, key))
@@ -348,14 +370,20 @@ def _check_region_score(value: Any, region: str, where: str) -> Mapping[str, Any
             continue
         lengths[key] = len(numbers(required(d, key, where), json_path(where, key)))
     if any(n != len(selected) for n in lengths.values()):
-        raise BundleError(f"{where}: {len(selected)} selected features but "
-                          + ", ".join(f"{n} {k}" for k, n in lengths.items()))  # fmt: skip
+        raise BundleError(
+            f"{where}: {len(selected)} selected features but "
+            + ", ".join(f"{n} {k}" for k, n in lengths.items())
+        )
     for i, sd in enumerate(d["sds"]):
         if sd <= 0:
-            raise BundleError(f"{json_path(json_path(where, 'sds'), i)}: a scaler SD must be positive, found {sd}")
+            raise BundleError(
+                f"{json_path(json_path(where, 'sds'), i)}: a scaler SD must be positive, found {sd}"
+            )
     for i, (lo, hi) in enumerate(zip(d.get("mins", []), d.get("maxs", []), strict=False)):
         if lo > hi:
-            raise BundleError(f"{json_path(where, 'mins')}[{i}] is above {json_path(where, 'maxs')}[{i}] ({lo} > {hi})")
+            raise BundleError(
+                f"{json_path(where, 'mins')}[{i}] is above {json_path(where, 'maxs')}[{i}] ({lo} > {hi})"
+            )
     return d
 
 
@@ -394,8 +422,12 @@ def fit_logistic_model(
         try:
             uni_rows.append(
                 univariate_screen(
-                    data, yy, [var], categorical=[c for c in categorical if c == var],
-                    reference={var: reference[var]} if var in reference else None, separation=mode,
+                    data,
+                    yy,
+                    [var],
+                    categorical=[c for c in categorical if c == var],
+                    reference={var: reference[var]} if var in reference else None,
+                    separation=mode,
                 )
             )
             usable.append(var)
@@ -416,12 +448,18 @@ def fit_logistic_model(
             notes.append(f"no candidate had univariate p < {screen_p}; kept the best one, {best}")
     if stepwise_p is None:
         terms, encoding = design_matrix(
-            data, entered, categorical=[c for c in categorical if c in entered],
+            data,
+            entered,
+            categorical=[c for c in categorical if c in entered],
             reference={k: v for k, v in reference.items() if k in entered},
         )
         fit = logistic_fit(terms, yy, separation=mode)
         fit.attrs["encoding"] = encoding
-        step = StepwiseResult(selected=tuple(entered), steps=pd.DataFrame(columns=["step", "removed", "p", "df", "remaining"]), fit=fit)
+        step = StepwiseResult(
+            selected=tuple(entered),
+            steps=pd.DataFrame(columns=["step", "removed", "p", "df", "remaining"]),
+            fit=fit,
+        )
     else:
         step = _stepwise_without_separation(
             data, yy, entered, stepwise_p, categorical, reference, p_var, notes, name, mode
@@ -432,16 +470,22 @@ def fit_logistic_model(
         best = str(p_var.loc[entered].idxmin())
         notes.append(f"backward elimination removed every variable; kept the best one, {best}")
         step = backward_stepwise(
-            data, yy, [best], 0.999999,
+            data,
+            yy,
+            [best],
+            0.999999,
             categorical=[c for c in categorical if c == best],
-            reference={k: v for k, v in reference.items() if k == best}, separation=mode,
+            reference={k: v for k, v in reference.items() if k == best},
+            separation=mode,
         )
         selected, fit = list(step.selected), step.fit
     if fit.attrs.get("firth"):
         reason = str(fit.attrs.get("firth_reason") or "")
         if reason.startswith("separation"):
-            why = f"its predictors separate the training classes ({reason}), so the ordinary maximum-likelihood " \
-                  "estimates are infinite"  # fmt: skip
+            why = (
+                f"its predictors separate the training classes ({reason}), so the ordinary maximum-likelihood "
+                "estimates are infinite"
+            )
         else:
             why = reason or "the ordinary maximum-likelihood fit could not be used"
         notes.append(f"the {name} model was fitted by Firth's penalised likelihood: {why}")
@@ -490,18 +534,24 @@ def _stepwise_without_separation(
     while True:
         try:
             return backward_stepwise(
-                data, y, entered, threshold,
+                data,
+                y,
+                entered,
+                threshold,
                 categorical=[c for c in categorical if c in entered],
-                reference={k: v for k, v in reference.items() if k in entered}, separation=mode,
-            )  # fmt: skip
+                reference={k: v for k, v in reference.items() if k in entered},
+                separation=mode,
+            )
         except SeparationError as exc:
             involved = [v for v in entered if any(t == v or t.startswith(f"{v}[") for t in exc.terms)]
             if len(entered) <= 1 or not involved:
                 raise
             drop = max(involved, key=lambda v: (p_var.get(v, 1.0), v))
             entered.remove(drop)
-            notes.append(f"{drop} left out of the {name} model: it separates the classes together with "
-                         f"{', '.join(v for v in involved if v != drop) or 'the other predictors'}")  # fmt: skip
+            notes.append(
+                f"{drop} left out of the {name} model: it separates the classes together with "
+                f"{', '.join(v for v in involved if v != drop) or 'the other predictors'}"
+            )
             log.warning(notes[-1])
 
 
@@ -569,10 +619,13 @@ class ALNMModel(BaseEstimator):
         # cross-validations are fitted together: the same fits, in fewer array operations
         batch = LassoBatch()
         self.region_scores_ = {
-            r: self._fit_score(r, table[columns[r]], y, reader2, repeat, degenerate, batch=batch) for r in self.regions
+            r: self._fit_score(r, table[columns[r]], y, reader2, repeat, degenerate, batch=batch)
+            for r in self.regions
         }
         if self.score_fit == "crossfit":
-            predictors = self._crossfit_predictors(table, y, columns, reader2, repeat, degenerate, groups, batch)
+            predictors = self._crossfit_predictors(
+                table, y, columns, reader2, repeat, degenerate, groups, batch
+            )
         else:
             for error in batch.run():
                 if error is not None:
@@ -589,9 +642,18 @@ class ALNMModel(BaseEstimator):
             raise InputError(f"no feature columns for region '{region}' (expected '{region}_...')")
         return cols
 
-    def _fit_score(self, region: str, x: pd.DataFrame, y: pd.Series, reader2: pd.DataFrame | None,
-                   repeat: pd.DataFrame | None, degenerate: Sequence[str], *, batch: Any = None,
-                   quiet: bool = False) -> Any:  # fmt: skip
+    def _fit_score(
+        self,
+        region: str,
+        x: pd.DataFrame,
+        y: pd.Series,
+        reader2: pd.DataFrame | None,
+        repeat: pd.DataFrame | None,
+        degenerate: Sequence[str],
+        *,
+        batch: Any = None,
+        quiet: bool = False,
+    ) -> Any:
         """One region score fitted on the cases of ``x``; with ``batch`` (a ``LassoBatch``) only
         started, and fitted when the batch runs."""
         from ALNMPredictorLib.selection import RegionScore
@@ -602,13 +664,26 @@ class ALNMModel(BaseEstimator):
             return None if frame is None else frame.loc[frame.index.isin(x.index)].reindex(columns=cols)
 
         scorer = RegionScore(region, random_state=self.random_state, **dict(self.score_params or {}))
-        args = (x, y.loc[x.index], resegmented(reader2), resegmented(repeat), [d for d in degenerate if d in cols])
+        args = (
+            x,
+            y.loc[x.index],
+            resegmented(reader2),
+            resegmented(repeat),
+            [d for d in degenerate if d in cols],
+        )
         return scorer.fit(*args) if batch is None else batch.fit(scorer, *args, quiet=quiet)
 
-    def _crossfit_predictors(self, table: pd.DataFrame, y: pd.Series, columns: Mapping[str, list[str]],
-                             reader2: pd.DataFrame | None, repeat: pd.DataFrame | None,
-                             degenerate: Sequence[str], groups: pd.Series | None = None,
-                             batch: Any = None) -> pd.DataFrame:  # fmt: skip
+    def _crossfit_predictors(
+        self,
+        table: pd.DataFrame,
+        y: pd.Series,
+        columns: Mapping[str, list[str]],
+        reader2: pd.DataFrame | None,
+        repeat: pd.DataFrame | None,
+        degenerate: Sequence[str],
+        groups: pd.Series | None = None,
+        batch: Any = None,
+    ) -> pd.DataFrame:
         """Out-of-fold region scores of the training cases (the whole selection chain refitted per fold).
 
         ``batch``: the ``LassoBatch`` holding the final scores' fits, run here with the folds' (their
@@ -627,26 +702,40 @@ class ALNMModel(BaseEstimator):
             for error in batch.run():
                 if error is not None:
                     raise error
-            raise ALNMError(f"cross-fitting needs at least {folds} training cases of each outcome "
-                            f"(crossfit_folds={folds}); use fewer folds or score_fit='insample'")  # fmt: skip
+            raise ALNMError(
+                f"cross-fitting needs at least {folds} training cases of each outcome "
+                f"(crossfit_folds={folds}); use fewer folds or score_fit='insample'"
+            )
         if groups is None:
             splits = StratifiedKFold(n_splits=folds, shuffle=True, random_state=self.random_state).split(
-                np.zeros(len(y)), y.to_numpy())
+                np.zeros(len(y)), y.to_numpy()
+            )
         else:
             splits = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=self.random_state).split(
-                np.zeros(len(y)), y.to_numpy(), groups.reindex(table.index).to_numpy())
+                np.zeros(len(y)), y.to_numpy(), groups.reindex(table.index).to_numpy()
+            )
         scores = pd.DataFrame(index=table.index, columns=[score_column(r) for r in self.regions], dtype=float)
         kept: dict[str, dict[str, int]] = {r: {} for r in self.regions}
         notes: list[str] = []
-        started: list[tuple[int, str, pd.Index, pd.Index, Any]] = []  # each fold's scores, fitted by the batch
+        started: list[
+            tuple[int, str, pd.Index, pd.Index, Any]
+        ] = []  # each fold's scores, fitted by the batch
         for k, (fit_rows, held_rows) in enumerate(splits, start=1):
             fit_ids, held_ids = table.index[fit_rows], table.index[held_rows]
             for region in self.regions:
                 with warnings.catch_warnings():  # the full fit has already said them once
                     warnings.simplefilter("ignore", UserWarning)
                     try:
-                        scorer = self._fit_score(region, table.loc[fit_ids, columns[region]], y, reader2, repeat,
-                                                 degenerate, batch=batch, quiet=True)  # fmt: skip
+                        scorer = self._fit_score(
+                            region,
+                            table.loc[fit_ids, columns[region]],
+                            y,
+                            reader2,
+                            repeat,
+                            degenerate,
+                            batch=batch,
+                            quiet=True,
+                        )
                     except ALNMError as exc:
                         scorer = exc
                 started.append((k, region, fit_ids, held_ids, scorer))
@@ -662,10 +751,14 @@ class ALNMModel(BaseEstimator):
             if error is not None:
                 prevalence = float(np.clip(y.loc[fit_ids].mean(), 1e-6, 1 - 1e-6))
                 scores.loc[held_ids, score_column(region)] = math.log(prevalence / (1 - prevalence))
-                notes.append(f"{region} score, fold {k} of {folds}: {error}; its held-out cases got the "
-                             "fold's log-odds of metastasis")  # fmt: skip
+                notes.append(
+                    f"{region} score, fold {k} of {folds}: {error}; its held-out cases got the "
+                    "fold's log-odds of metastasis"
+                )
                 continue
-            scores.loc[held_ids, score_column(region)] = scorer.decision_function(table.loc[held_ids]).to_numpy()
+            scores.loc[held_ids, score_column(region)] = scorer.decision_function(
+                table.loc[held_ids]
+            ).to_numpy()
             for feature in scorer.selected_:
                 kept[region][feature] = kept[region].get(feature, 0) + 1
         self.crossfit_ = {
@@ -690,19 +783,38 @@ class ALNMModel(BaseEstimator):
         scores = [score_column(r) for r in self.regions]
         self.clinical_model_ = (
             fit_logistic_model(
-                "clinical", predictors, y, clinical, categorical=categorical, reference=self.reference,
-                screen_p=self.screen_p, stepwise_p=self.stepwise_p, separation=self.separation,
+                "clinical",
+                predictors,
+                y,
+                clinical,
+                categorical=categorical,
+                reference=self.reference,
+                screen_p=self.screen_p,
+                stepwise_p=self.stepwise_p,
+                separation=self.separation,
             )
             if clinical
             else None
         )
         self.combined_model_ = fit_logistic_model(
-            "clinical_radiomics", predictors, y, scores + clinical, categorical=categorical,
-            reference=self.reference, screen_p=self.screen_p, stepwise_p=self.stepwise_p, separation=self.separation,
+            "clinical_radiomics",
+            predictors,
+            y,
+            scores + clinical,
+            categorical=categorical,
+            reference=self.reference,
+            screen_p=self.screen_p,
+            stepwise_p=self.stepwise_p,
+            separation=self.separation,
         )
         self.score_models_ = {
             r: fit_logistic_model(
-                score_column(r), predictors, y, [score_column(r)], screen_p=None, stepwise_p=None,
+                score_column(r),
+                predictors,
+                y,
+                [score_column(r)],
+                screen_p=None,
+                stepwise_p=None,
                 separation=self.separation,
             )
             for r in self.regions
@@ -742,11 +854,15 @@ class ALNMModel(BaseEstimator):
             if log_ is None or "warning" not in getattr(log_, "columns", ()):
                 continue
             out.setdefault(score_column(region), []).extend(
-                f"{region} score, step {r['step']}: {r['warning']}" for r in log_.to_dict(orient="records") if r.get("warning")
+                f"{region} score, step {r['step']}: {r['warning']}"
+                for r in log_.to_dict(orient="records")
+                if r.get("warning")
             )
         for note in (getattr(self, "crossfit_", None) or {}).get("notes") or []:
             region = str(note).split(" score,", 1)[0]
-            out.setdefault(score_column(region) if region in self.region_scores_ else "clinical_radiomics", []).append(str(note))
+            out.setdefault(
+                score_column(region) if region in self.region_scores_ else "clinical_radiomics", []
+            ).append(str(note))
         return {name: notes for name, notes in out.items() if notes}
 
     def selected_features(self) -> dict[str, list[str]]:
@@ -795,9 +911,18 @@ class ALNMModel(BaseEstimator):
             {"predictor": v, "value": inputs[v].iloc[0], "points": pts[v], "log_odds": contrib[v]}
             for v in model.variables
         ]
-        rows.append({"predictor": INTERCEPT, "value": None, "points": None, "log_odds": model.coefficients[INTERCEPT]})
+        rows.append(
+            {"predictor": INTERCEPT, "value": None, "points": None, "log_odds": model.coefficients[INTERCEPT]}
+        )
         prob = float(model.predict_proba(inputs).iloc[0])
-        rows.append({"predictor": "total", "value": prob, "points": pts["total_points"], "log_odds": float(contrib.sum() + model.coefficients[INTERCEPT])})
+        rows.append(
+            {
+                "predictor": "total",
+                "value": prob,
+                "points": pts["total_points"],
+                "log_odds": float(contrib.sum() + model.coefficients[INTERCEPT]),
+            }
+        )
         return pd.DataFrame(rows)
 
     # -- (de)serialisation ---------------------------------------------------------------------
@@ -854,8 +979,10 @@ class ALNMModel(BaseEstimator):
         at = json_path(where, "region_scores")
         scores = mapping(required(d, "region_scores", where), at)
         if sorted(scores) != sorted(regions):
-            raise BundleError(f"{at}: region scores for {', '.join(map(str, scores)) or 'no region'}, but the model's "
-                              f"regions are {', '.join(regions)}")  # fmt: skip
+            raise BundleError(
+                f"{at}: region scores for {', '.join(map(str, scores)) or 'no region'}, but the model's "
+                f"regions are {', '.join(regions)}"
+            )
         self.region_scores_ = {}
         for r in regions:
             saved = _check_region_score(scores[r], r, json_path(at, r))

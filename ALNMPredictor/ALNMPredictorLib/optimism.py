@@ -78,7 +78,12 @@ def performance(y: Sequence[int] | np.ndarray, lp: Sequence[float] | np.ndarray)
         intercept, slope = _recalibration(yy, xx)
     except SeparationError:
         intercept = slope = math.nan
-    return {"auc": _auc(yy, xx), "intercept": intercept, "slope": slope, "brier": float(np.mean((expit(xx) - yy) ** 2))}
+    return {
+        "auc": _auc(yy, xx),
+        "intercept": intercept,
+        "slope": slope,
+        "brier": float(np.mean((expit(xx) - yy) ** 2)),
+    }
 
 
 @dataclass
@@ -100,15 +105,28 @@ class OptimismResult:
             "n_used": self.n_used,
             "seed": self.seed,
             "failures": list(self.failures),
-            "table": {idx: {c: _number(self.table.loc[idx, c]) for c in (*_COLUMNS, "n")} for idx in self.table.index},
+            "table": {
+                idx: {c: _number(self.table.loc[idx, c]) for c in (*_COLUMNS, "n")}
+                for idx in self.table.index
+            },
             "selection": self.selection.to_dict(orient="records"),
         }
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> OptimismResult:
-        table = pd.DataFrame.from_dict(dict(d["table"]), orient="index").reindex(columns=[*_COLUMNS, "n"]).astype(float)
-        return cls(table, int(d["n_boot"]), int(d["n_used"]), int(d["seed"]), list(d.get("failures") or []),
-                   pd.DataFrame(list(d.get("selection") or [])))  # fmt: skip
+        table = (
+            pd.DataFrame.from_dict(dict(d["table"]), orient="index")
+            .reindex(columns=[*_COLUMNS, "n"])
+            .astype(float)
+        )
+        return cls(
+            table,
+            int(d["n_boot"]),
+            int(d["n_used"]),
+            int(d["seed"]),
+            list(d.get("failures") or []),
+            pd.DataFrame(list(d.get("selection") or [])),
+        )
 
 
 def _number(value: Any) -> float | None:
@@ -143,7 +161,9 @@ def _init(state: dict[str, Any], parent_pid: int | None = None) -> None:
     _STATE.update(state)
 
 
-def _relabel(frame: pd.DataFrame | None, source: Sequence[str], new_ids: Sequence[str]) -> pd.DataFrame | None:
+def _relabel(
+    frame: pd.DataFrame | None, source: Sequence[str], new_ids: Sequence[str]
+) -> pd.DataFrame | None:
     """Rows of ``frame`` (re-segmentations, index case_id) for the resample's cases, under their new ids."""
     if frame is None:
         return None
@@ -166,7 +186,9 @@ def _one_resample(b: int) -> dict[str, Any]:
     resample.index = pd.Index(new_ids, name=table.index.name)
     yb = y[rows]
     model = _STATE["factory"]()
-    kwargs: dict[str, Any] = {name: _relabel(frame, source, new_ids) for name, frame in _STATE["frames"].items()}
+    kwargs: dict[str, Any] = {
+        name: _relabel(frame, source, new_ids) for name, frame in _STATE["frames"].items()
+    }
     kwargs.update(_STATE["fit_params"])
     if "groups" in inspect.signature(model.fit).parameters:
         kwargs["groups"] = pd.Series(list(source), index=resample.index)
@@ -223,8 +245,14 @@ def bootstrap_validation(
         n_boot = rows.shape[0]
     apparent = performance(yy, np.asarray(model.linear_predictor(table), dtype=float))
     frames = {k: v for k, v in (("reader2", reader2), ("repeat", repeat)) if v is not None}
-    state = {"table": table, "y": yy, "rows": rows, "factory": _Factory(type(model), model.get_params()),
-             "frames": frames, "fit_params": {"degenerate": list(degenerate)} if degenerate else {}}  # fmt: skip
+    state = {
+        "table": table,
+        "y": yy,
+        "rows": rows,
+        "factory": _Factory(type(model), model.get_params()),
+        "frames": frames,
+        "fit_params": {"degenerate": list(degenerate)} if degenerate else {},
+    }
     results = _run(state, n_boot, workers, progress)
     ok = [r for r in results if r["error"] is None]
     failures = [f"resample {r['b'] + 1}: {r['error']}" for r in results if r["error"] is not None]
@@ -237,7 +265,14 @@ def bootstrap_validation(
         both = np.isfinite(per_training[idx]) & np.isfinite(per_test[idx])
         training, test = float(per_training.loc[both, idx].mean()), float(per_test.loc[both, idx].mean())
         optimism = training - test
-        table_out.loc[idx] = [apparent[idx], training, test, optimism, apparent[idx] - optimism, int(both.sum())]
+        table_out.loc[idx] = [
+            apparent[idx],
+            training,
+            test,
+            optimism,
+            apparent[idx] - optimism,
+            int(both.sum()),
+        ]
     return OptimismResult(table_out, n_boot, len(ok), int(seed), failures, _selection(model, ok))
 
 
@@ -267,8 +302,9 @@ def _run(state: dict[str, Any], n_boot: int, workers: int | None, progress: bool
 
             # spawn, as extraction: fork after torch/OpenMP initialisation can deadlock the children
             context = multiprocessing.get_context("spawn")
-            with ProcessPoolExecutor(max_workers=n_workers, mp_context=context, initializer=_init,
-                                     initargs=(state, os.getpid())) as pool:  # fmt: skip
+            with ProcessPoolExecutor(
+                max_workers=n_workers, mp_context=context, initializer=_init, initargs=(state, os.getpid())
+            ) as pool:
                 futures = [pool.submit(_one_resample, b) for b in range(n_boot)]
                 for future in as_completed(futures):
                     results.append(future.result())
@@ -296,10 +332,16 @@ def _selection(model: Any, ok: list[dict[str, Any]]) -> pd.DataFrame:
         in_folds = dict((crossfit.get("selected") or {}).get(region, {}))
         final = set(final_features)
         for feature in sorted(set(in_boot) | set(in_folds) | final):
-            rows.append({
-                "region": region, "feature": feature, "final": feature in final,
-                "crossfit": in_folds.get(feature, 0) / folds if folds else math.nan,
-                "bootstrap": in_boot.get(feature, 0) / len(ok),
-            })  # fmt: skip
+            rows.append(
+                {
+                    "region": region,
+                    "feature": feature,
+                    "final": feature in final,
+                    "crossfit": in_folds.get(feature, 0) / folds if folds else math.nan,
+                    "bootstrap": in_boot.get(feature, 0) / len(ok),
+                }
+            )
     frame = pd.DataFrame(rows, columns=["region", "feature", "final", "crossfit", "bootstrap"])
-    return frame.sort_values(["region", "bootstrap", "feature"], ascending=[True, False, True], ignore_index=True)
+    return frame.sort_values(
+        ["region", "bootstrap", "feature"], ascending=[True, False, True], ignore_index=True
+    )

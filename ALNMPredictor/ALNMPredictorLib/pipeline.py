@@ -53,7 +53,9 @@ class PipelineSettings:
     section and command-line options override them (in that order).
     """
 
-    handcrafted: str = "us2d"  # the reference study's "paper" predicted worse on real 2D ultrasound (BENCHMARKS.md)
+    handcrafted: str = (
+        "us2d"  # the reference study's "paper" predicted worse on real 2D ultrasound (BENCHMARKS.md)
+    )
     deep: str = "imagenet"  # imagenet | none | auto | off | path to a VGG19 state dict
     normalize: bool = True  # standardise each image's intensities before extraction (scanner gain, range)
     full_table: bool = False  # also compute the features that are rounding noise on a 2D image (paper: 372)
@@ -62,7 +64,9 @@ class PipelineSettings:
     deep_finetune: str = "frozen"  # frozen (heads on the ImageNet trunk, the study) | full (the trunk too)
     seed: int = 0
     workers: int | None = None
-    scheduler: str | None = None  # a Dask scheduler (tcp://HOST:PORT) or "local" for extraction; None: process pool
+    scheduler: str | None = (
+        None  # a Dask scheduler (tcp://HOST:PORT) or "local" for extraction; None: process pool
+    )
     icc_threshold: float = 0.80
     icc_form: str = "ICC2"
     corr_threshold: float = 0.9
@@ -98,8 +102,12 @@ class PipelineSettings:
 
     def deep_options(self) -> dict[str, Any]:
         """The :class:`~ALNMPredictorLib.deep.DeepFeatureExtractor` arguments these settings fix."""
-        return {"epochs": self.deep_epochs, "seed": self.seed, "input_size": self.deep_input_size,
-                "finetune": self.deep_finetune}  # fmt: skip
+        return {
+            "epochs": self.deep_epochs,
+            "seed": self.seed,
+            "input_size": self.deep_input_size,
+            "finetune": self.deep_finetune,
+        }
 
     @classmethod
     def from_sources(cls, *sources: Mapping[str, Any] | None) -> PipelineSettings:
@@ -129,32 +137,55 @@ class PipelineSettings:
 
 #: setting -> (type, lowest, highest allowed value; None = unbounded)
 _SETTING_RULES: dict[str, tuple[type, float | None, float | None]] = {
-    "handcrafted": (str, None, None), "deep": (str, None, None), "normalize": (bool, None, None),
-    "deep_epochs": (int, 1, None), "deep_input_size": (int, 32, None), "deep_finetune": (str, None, None),
+    "handcrafted": (str, None, None),
+    "deep": (str, None, None),
+    "normalize": (bool, None, None),
+    "deep_epochs": (int, 1, None),
+    "deep_input_size": (int, 32, None),
+    "deep_finetune": (str, None, None),
     "seed": (int, 0, None),
     "full_table": (bool, None, None),
-    "workers": (int, 1, None), "scheduler": (str, None, None),
-    "icc_threshold": (float, 0.0, 1.0), "icc_form": (str, None, None),
-    "corr_threshold": (float, 0.0, 1.0), "mi_top_k": (int, 1, None), "lasso_folds": (int, 2, None),
-    "lasso_rule": (str, None, None), "screen_p": (float, 0.0, 1.0), "stepwise_p": (float, 0.0, 1.0),
-    "n_boot": (int, 0, None), "score_fit": (str, None, None), "crossfit_folds": (int, 2, None),
+    "workers": (int, 1, None),
+    "scheduler": (str, None, None),
+    "icc_threshold": (float, 0.0, 1.0),
+    "icc_form": (str, None, None),
+    "corr_threshold": (float, 0.0, 1.0),
+    "mi_top_k": (int, 1, None),
+    "lasso_folds": (int, 2, None),
+    "lasso_rule": (str, None, None),
+    "screen_p": (float, 0.0, 1.0),
+    "stepwise_p": (float, 0.0, 1.0),
+    "n_boot": (int, 0, None),
+    "score_fit": (str, None, None),
+    "crossfit_folds": (int, 2, None),
     "optimism_boot": (int, 0, None),
-}  # fmt: skip
+}
 
 
 def _checked_setting(name: str, value: Any, kind: type, low: float | None, high: float | None) -> Any:
     """``value`` as ``kind`` (an integral float is a whole number), or ALNMError saying what is expected."""
-    wanted = {bool: "true or false (without quotes)", int: "a whole number", float: "a number", str: "a text"}[kind]
+    wanted = {
+        bool: "true or false (without quotes)",
+        int: "a whole number",
+        float: "a number",
+        str: "a text",
+    }[kind]
     if kind is bool:
         ok = isinstance(value, bool | np.bool_)
     elif kind is int:
-        ok = isinstance(value, int | np.integer | float) and not isinstance(value, bool) and float(value).is_integer()
+        ok = (
+            isinstance(value, int | np.integer | float)
+            and not isinstance(value, bool)
+            and float(value).is_integer()
+        )
     elif kind is float:
         ok = isinstance(value, int | float | np.number) and not isinstance(value, bool) and np.isfinite(value)
     else:
         ok = isinstance(value, str)
     if not ok:
-        raise ALNMError(f"setting {name}: must be {wanted}, got {value!r} (study.yaml settings or the command line)")
+        raise ALNMError(
+            f"setting {name}: must be {wanted}, got {value!r} (study.yaml settings or the command line)"
+        )
     value = kind(value)
     if (low is not None and value < low) or (high is not None and value > high):
         bounds = f"at least {low:g}" if high is None else f"between {low:g} and {high:g}"
@@ -164,9 +195,23 @@ def _checked_setting(name: str, value: Any, kind: type, low: float | None, high:
 
 def software_versions() -> dict[str, str]:
     """Versions of Python, this package and the libraries that shape the numbers."""
-    out = {"alnm-predictor": __version__, "python": platform.python_version(), "platform": platform.platform()}
-    for dist in ("numpy", "scipy", "pandas", "scikit-learn", "pyradiomics-bhklab", "pyradiomics", "SimpleITK",
-                 "torch", "torchvision", "matplotlib"):  # fmt: skip
+    out = {
+        "alnm-predictor": __version__,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+    }
+    for dist in (
+        "numpy",
+        "scipy",
+        "pandas",
+        "scikit-learn",
+        "pyradiomics-bhklab",
+        "pyradiomics",
+        "SimpleITK",
+        "torch",
+        "torchvision",
+        "matplotlib",
+    ):
         try:
             out[dist] = metadata.version(dist)
         except metadata.PackageNotFoundError:
@@ -197,8 +242,10 @@ def _check_deep(deep: str) -> None:
     """ALNMError unless ``deep`` names a backbone choice or an existing weights file, and PyTorch is there
     when deep features are asked for (``auto`` goes without them, see :func:`_resolve_deep`)."""
     if deep not in ("imagenet", "none", "auto", "off") and not Path(deep).expanduser().is_file():
-        raise ALNMError(f"setting deep: must be imagenet, none, auto, off or a VGG19 weights file, got {deep!r} "
-                        "(no such file)")  # fmt: skip
+        raise ALNMError(
+            f"setting deep: must be imagenet, none, auto, off or a VGG19 weights file, got {deep!r} "
+            "(no such file)"
+        )
     if deep not in ("auto", "off") and not torch_available():
         raise ALNMError(f"--deep {deep}: deep features need PyTorch, which is not installed: {TORCH_INSTALL}")
 
@@ -211,8 +258,10 @@ def resolve_deep(deep: str, download: bool | None = None, progress: bool = True)
         return None
     _check_deep(deep)
     if deep == "auto" and not torch_available():
-        log.warning("PyTorch is not installed: no deep features, handcrafted only (for deep features, %s)",
-                    TORCH_INSTALL.removesuffix(", or run with --deep off for handcrafted features only"))  # fmt: skip
+        log.warning(
+            "PyTorch is not installed: no deep features, handcrafted only (for deep features, %s)",
+            TORCH_INSTALL.removesuffix(", or run with --deep off for handcrafted features only"),
+        )
         return None
     if deep in ("auto", "imagenet"):
         try:
@@ -262,7 +311,9 @@ def extract_features(
     result = extract_cohort(
         cohort,
         out_dir,
-        handcrafted=handcrafted_params(settings.handcrafted, settings.normalize) if handcrafted is None else handcrafted,
+        handcrafted=handcrafted_params(settings.handcrafted, settings.normalize)
+        if handcrafted is None
+        else handcrafted,
         deep=deep_spec,
         deep_options=settings.deep_options(),
         workers=settings.workers,
@@ -301,7 +352,11 @@ def clinical_frame(cohort: Any) -> pd.DataFrame:
     out = pd.DataFrame(index=cohort.table.index.astype(str))
     for name, var in cohort.clinical.items():
         col = cohort.table[name]
-        out[name] = col.astype(str).where(col.notna(), None) if var.kind == "categorical" else pd.to_numeric(col, errors="coerce")
+        out[name] = (
+            col.astype(str).where(col.notna(), None)
+            if var.kind == "categorical"
+            else pd.to_numeric(col, errors="coerce")
+        )
     return out
 
 
@@ -311,7 +366,9 @@ def _missing_reason(model: ALNMModel, row: pd.Series, needed: Mapping[str, Seque
             continue
         absent = [c for c in columns if c not in row.index or pd.isna(row[c])]
         if absent:
-            return f"region {region}: feature {absent[0]} is missing" + (f" (and {len(absent) - 1} more)" if len(absent) > 1 else "")
+            return f"region {region}: feature {absent[0]} is missing" + (
+                f" (and {len(absent) - 1} more)" if len(absent) > 1 else ""
+            )
     for col in needed.get("clinical", []):
         if col not in row.index or pd.isna(row[col]) or row[col] is None:
             return f"column {col}: clinical factor required by the model is missing"
@@ -333,7 +390,9 @@ def _unusable(lm: Any, frame: pd.DataFrame) -> dict[str, str]:
             if spec.get("type") == "categorical":
                 levels = [str(v) for v in spec.get("levels", [])]
                 if str(value) not in levels:
-                    out[str(case_id)] = f"column {var}: level {value!r} unknown to the model (it knows {', '.join(levels)})"
+                    out[str(case_id)] = (
+                        f"column {var}: level {value!r} unknown to the model (it knows {', '.join(levels)})"
+                    )
             else:
                 try:
                     number = float(value)
@@ -371,7 +430,11 @@ def predictions_for_writing(predictions: pd.DataFrame, model: ALNMModel, cohort:
             continue
         is_points = column == "total_points" or str(column).startswith("points_")
         out[column] = out[column].round(POINTS_DECIMALS if is_points else PREDICTION_DECIMALS)
-    lead = [c for c in ("split", "center", "label", "status", "nomo_score", "risk_group", "youden_cutoff") if c in out.columns]
+    lead = [
+        c
+        for c in ("split", "center", "label", "status", "nomo_score", "risk_group", "youden_cutoff")
+        if c in out.columns
+    ]
     out = out[lead + [c for c in out.columns if c not in lead]]
     return out.reset_index()
 
@@ -399,8 +462,11 @@ def predict_cases(
     notes: dict[str, list[str]] = {str(c): [] for c in data.index}
     unusable = _unusable(combined, data)
     for case_id in data.index:
-        reason = (failed.get(str(case_id)) or _missing_reason(model, data.loc[case_id], needed)
-                  or unusable.get(str(case_id)))  # fmt: skip
+        reason = (
+            failed.get(str(case_id))
+            or _missing_reason(model, data.loc[case_id], needed)
+            or unusable.get(str(case_id))
+        )
         if reason:
             status[case_id], errors[case_id] = "failed", reason
     for case_id, reason in failed.items():
@@ -428,7 +494,9 @@ def predict_cases(
             absent = [v for v in lm.variables if v not in predictors.columns]
             if absent:
                 for case_id in ok:
-                    notes[str(case_id)].append(f"prob_{name} not computed: the manifest has no column {absent[0]}")
+                    notes[str(case_id)].append(
+                        f"prob_{name} not computed: the manifest has no column {absent[0]}"
+                    )
                 continue
             usable = predictors.dropna(subset=list(lm.variables))
             for case_id in predictors.index.difference(usable.index):
@@ -440,12 +508,18 @@ def predict_cases(
             usable = usable.loc[[c for c in usable.index if str(c) not in bad]]
             if len(usable):
                 out.loc[usable.index, f"prob_{name}"] = lm.predict_proba(usable).to_numpy()
-        out.loc[ok, "risk_group"] = np.where(out.loc[ok, "prob_clinical_radiomics"].astype(float) >= combined.cutoff, "high", "low")
+        out.loc[ok, "risk_group"] = np.where(
+            out.loc[ok, "prob_clinical_radiomics"].astype(float) >= combined.cutoff, "high", "low"
+        )
         pts = combined.points(predictors)
         for col in pts.columns:
             name = col if col == "total_points" else f"points_{col}"
             out.loc[ok, name] = pts[col].to_numpy()
-    out["note"] = pd.Series({c: "; ".join(dict.fromkeys(v)) for c, v in notes.items()}, dtype=object).reindex(out.index).fillna("")
+    out["note"] = (
+        pd.Series({c: "; ".join(dict.fromkeys(v)) for c, v in notes.items()}, dtype=object)
+        .reindex(out.index)
+        .fillna("")
+    )
     return out
 
 
@@ -469,7 +543,11 @@ class TrainResult:
 def _meta(cohort: Any) -> pd.DataFrame:
     table = cohort.table
     out = pd.DataFrame(index=table.index.astype(str))
-    out["split"] = table[cohort.split_column].astype(str).to_numpy() if cohort.split_column in table else cohort.train_split
+    out["split"] = (
+        table[cohort.split_column].astype(str).to_numpy()
+        if cohort.split_column in table
+        else cohort.train_split
+    )
     if cohort.center_column and cohort.center_column in table:
         out["center"] = table[cohort.center_column].to_numpy()
     out["label"] = cohort.labels().astype("Float64").to_numpy() if cohort.label_column in table else np.nan
@@ -490,7 +568,11 @@ def _training_cases(cohort: Any, meta: pd.DataFrame, failed: Mapping[str, str]) 
     train_ids = [c for c in cohort.case_ids(cohort.train_split) if c not in failed]
     labels = meta.loc[train_ids, "label"]
     if labels.isna().any():
-        raise InputError("training case without a label", case=str(labels.index[labels.isna().to_numpy()][0]), column="label")
+        raise InputError(
+            "training case without a label",
+            case=str(labels.index[labels.isna().to_numpy()][0]),
+            column="label",
+        )
     if len(train_ids) >= MIN_TRAINING_CASES and labels.nunique() == 2:
         return train_ids
     set_aside = [failed[c] for c in cohort.case_ids(cohort.train_split) if c in failed]
@@ -499,9 +581,11 @@ def _training_cases(cohort: Any, meta: pd.DataFrame, failed: Mapping[str, str]) 
         reasons = pd.Series(set_aside).value_counts()
         shown = "; ".join(f"{n} x {reason}" for reason, n in reasons.head(3).items())
         why = f"; {len(set_aside)} training case(s) were set aside, most often for: {shown}"
-    raise ALNMError(f"the training split '{cohort.train_split}' has {len(train_ids)} usable cases with "
-                    f"{int(labels.sum())} events: too few to fit a model (at least {MIN_TRAINING_CASES}, both "
-                    f"outcomes){why}")  # fmt: skip
+    raise ALNMError(
+        f"the training split '{cohort.train_split}' has {len(train_ids)} usable cases with "
+        f"{int(labels.sum())} events: too few to fit a model (at least {MIN_TRAINING_CASES}, both "
+        f"outcomes){why}"
+    )
 
 
 def train(
@@ -531,14 +615,19 @@ def train(
         features, bad, warnings = training_features(cohort, feature_table)
     else:
         if not cohort.regions:  # a feature-table manifest without --features: say that, not what deep needs
-            raise InputError("no <region>_image column (e.g. tumor_image, ln_image): nothing to extract; "
-                             "for features in a table, give --features TABLE", path=cohort.path)  # fmt: skip
+            raise InputError(
+                "no <region>_image column (e.g. tumor_image, ln_image): nothing to extract; "
+                "for features in a table, give --features TABLE",
+                path=cohort.path,
+            )
         _check_deep(settings.deep)
         if settings.deep == "imagenet":  # found or fetched now, not after hours of handcrafted extraction
             imagenet_weights(download, progress)
         bad, warnings = _usable_cohort(cohort, progress)
         _training_cases(cohort, _meta(cohort), bad)  # enough cases left? (before hours of extraction)
-        features = extract_features(cohort, out_dir / FEATURES_DIR, settings, progress=progress, download=download)
+        features = extract_features(
+            cohort, out_dir / FEATURES_DIR, settings, progress=progress, download=download
+        )
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     clinical = clinical_frame(cohort)
     data = features.main.join(clinical, how="outer")
@@ -550,7 +639,11 @@ def train(
         regions=list(features.info.get("regions", cohort.regions)),
         clinical=list(cohort.clinical),
         categorical=[n for n, k in kinds.items() if k == "categorical"],
-        reference={n: v.reference for n, v in cohort.clinical.items() if v.kind == "categorical" and v.reference is not None},
+        reference={
+            n: v.reference
+            for n, v in cohort.clinical.items()
+            if v.kind == "categorical" and v.reference is not None
+        },
         screen_p=settings.screen_p,
         stepwise_p=settings.stepwise_p,
         score_params=settings.score_params(),
@@ -562,16 +655,23 @@ def train(
     model.fit(
         train_rows,
         labels.astype(int),
-        reader2=None if features.reader2 is None else features.reader2.loc[features.reader2.index.isin(train_ids)],
-        repeat=None if features.repeat is None else features.repeat.loc[features.repeat.index.isin(train_ids)],
+        reader2=None
+        if features.reader2 is None
+        else features.reader2.loc[features.reader2.index.isin(train_ids)],
+        repeat=None
+        if features.repeat is None
+        else features.repeat.loc[features.repeat.index.isin(train_ids)],
         degenerate=features.degenerate,
     )
-    predictions = predict_cases(model, data.loc[[c for c in data.index if c not in bad]], meta=meta, failed=failed)
+    predictions = predict_cases(
+        model, data.loc[[c for c in data.index if c not in bad]], meta=meta, failed=failed
+    )
     bundle_info = {
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "software": software_versions(),
         "settings": asdict(settings),
-        "synthetic": bool(cohort.settings.get("synthetic", False)) or "SYNTHETIC" in str(cohort.settings.get("description", "")),
+        "synthetic": bool(cohort.settings.get("synthetic", False))
+        or "SYNTHETIC" in str(cohort.settings.get("description", "")),
         "feature_source": features.info.get("source", "images"),
         "regions": list(model.regions),
         "extraction": features.info,
@@ -586,15 +686,23 @@ def train(
     }
     bundle_info["selection_curves"] = selection_curves(model)
     if settings.optimism_boot:
-        bundle_info["internal_validation"] = internal_validation(model, train_rows, labels.astype(int), features,
-                                                                 settings, progress=progress).to_dict()  # fmt: skip
+        bundle_info["internal_validation"] = internal_validation(
+            model, train_rows, labels.astype(int), features, settings, progress=progress
+        ).to_dict()
     model_dir = save_model(out_dir / MODEL_DIR, model, bundle_info, features.deep_models)
     write_table(out_dir / PREDICTIONS, predictions_for_writing(predictions, model, cohort))
     return TrainResult(model, model_dir, predictions, features, settings, bundle_info, warnings)
 
 
-def internal_validation(model: ALNMModel, train_rows: pd.DataFrame, labels: pd.Series, features: Features,
-                        settings: PipelineSettings, *, progress: bool = True) -> Any:  # fmt: skip
+def internal_validation(
+    model: ALNMModel,
+    train_rows: pd.DataFrame,
+    labels: pd.Series,
+    features: Features,
+    settings: PipelineSettings,
+    *,
+    progress: bool = True,
+) -> Any:
     """Harrell's bootstrap of the whole model on its training cases (``settings.optimism_boot`` resamples)."""
     from ALNMPredictorLib.optimism import bootstrap_validation
 
@@ -602,19 +710,31 @@ def internal_validation(model: ALNMModel, train_rows: pd.DataFrame, labels: pd.S
         return None if frame is None else frame.loc[frame.index.isin(train_rows.index)]
 
     result = bootstrap_validation(
-        model, train_rows, labels.to_numpy(), reader2=training_only(features.reader2),
-        repeat=training_only(features.repeat), degenerate=features.degenerate, n_boot=settings.optimism_boot,
-        seed=settings.seed, workers=settings.workers, progress=progress,
-    )  # fmt: skip
+        model,
+        train_rows,
+        labels.to_numpy(),
+        reader2=training_only(features.reader2),
+        repeat=training_only(features.repeat),
+        degenerate=features.degenerate,
+        n_boot=settings.optimism_boot,
+        seed=settings.seed,
+        workers=settings.workers,
+        progress=progress,
+    )
     for failure in result.failures[:3]:
         log.warning("internal validation: %s", failure)
     if result.failures:
-        log.warning("internal validation: %d of %d resamples could not be refitted and were left out",
-                    len(result.failures), result.n_boot)  # fmt: skip
+        log.warning(
+            "internal validation: %d of %d resamples could not be refitted and were left out",
+            len(result.failures),
+            result.n_boot,
+        )
     return result
 
 
-def save_model(model_dir: Path, model: ALNMModel, info: Mapping[str, Any], deep_models: Mapping[str, Any]) -> Path:
+def save_model(
+    model_dir: Path, model: ALNMModel, info: Mapping[str, Any], deep_models: Mapping[str, Any]
+) -> Path:
     """Write the bundle: model.json (+ formulas as text) and the deep heads as safetensors."""
     body = dict(info)
     body["model"] = model.to_dict()
@@ -682,14 +802,18 @@ def load_model(model_dir: str | os.PathLike[str], *, deep_heads: bool = True) ->
         deep_models = {}
         if deep_heads and heads:
             if not torch_available():
-                raise ALNMError(f"{model_dir}: this model has deep features ({', '.join(heads)}), which need PyTorch; "
-                                f"{TORCH_INSTALL}")  # fmt: skip
+                raise ALNMError(
+                    f"{model_dir}: this model has deep features ({', '.join(heads)}), which need PyTorch; "
+                    f"{TORCH_INSTALL}"
+                )
             from ALNMPredictorLib.deep import DeepFeatureExtractor
 
             for region, name in heads.items():
                 try:
                     deep_models[region] = DeepFeatureExtractor.load(bundle.path, name)
-                except BundleError as exc:  # a zipped model's files are named inside the zip, not the temporary folder
+                except (
+                    BundleError
+                ) as exc:  # a zipped model's files are named inside the zip, not the temporary folder
                     raise BundleError(str(exc).replace(str(bundle.path), str(model_dir))) from exc
     return LoadedModel(model, info, deep_models)
 
@@ -740,16 +864,28 @@ def predict(
         bad, _ = _usable_cohort(cohort, progress)
         missing_regions = [r for r in loaded.model.regions if r not in cohort.regions]
         if missing_regions:
-            raise InputError(f"the model needs region(s) {', '.join(missing_regions)}; the manifest has "
-                             f"{', '.join(cohort.regions) or 'none'}", column=f"{missing_regions[0]}_image")  # fmt: skip
+            raise InputError(
+                f"the model needs region(s) {', '.join(missing_regions)}; the manifest has "
+                f"{', '.join(cohort.regions) or 'none'}",
+                column=f"{missing_regions[0]}_image",
+            )
         features = extract_features(
-            cohort, Path(out_dir) / FEATURES_DIR, saved, fitted_deep=loaded.deep_models or None,
-            handcrafted=((loaded.info.get("extraction") or {}).get("handcrafted") or {}).get("params", saved.handcrafted),
-            progress=progress, normalize=False, cache_dir=_training_cache(model_dir),
-        )  # fmt: skip
+            cohort,
+            Path(out_dir) / FEATURES_DIR,
+            saved,
+            fitted_deep=loaded.deep_models or None,
+            handcrafted=((loaded.info.get("extraction") or {}).get("handcrafted") or {}).get(
+                "params", saved.handcrafted
+            ),
+            progress=progress,
+            normalize=False,
+            cache_dir=_training_cache(model_dir),
+        )
     failed = {**bad, **{k: v for k, v in features.failed.items() if k not in bad}}
     data = features.main.join(clinical_frame(cohort), how="outer")
-    predictions = predict_cases(loaded.model, data.loc[[c for c in data.index if c not in bad]], meta=_meta(cohort), failed=failed)
+    predictions = predict_cases(
+        loaded.model, data.loc[[c for c in data.index if c not in bad]], meta=_meta(cohort), failed=failed
+    )
     return predictions, loaded, cohort
 
 
@@ -760,49 +896,86 @@ def predict(
 def _common(parser: argparse.ArgumentParser) -> None:
     from ALNMPredictorLib.preflight import positive_int
 
-    parser.add_argument("--workers", type=positive_int, default=None, help="parallel cases (default: all cores)")
+    parser.add_argument(
+        "--workers", type=positive_int, default=None, help="parallel cases (default: all cores)"
+    )
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
 
 
 def _download_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--download", action="store_true", default=None,
-                        help="download torchvision's ImageNet VGG19 weights (vgg19-dcbb9e9d.pth, 548 MB) into torch "
-                        "hub's cache if the run needs them and they are not on this machine (once; checksum "
-                        "verified); also ALNM_ALLOW_DOWNLOAD=1. Without it nothing is downloaded")  # fmt: skip
+    parser.add_argument(
+        "--download",
+        action="store_true",
+        default=None,
+        help="download torchvision's ImageNet VGG19 weights (vgg19-dcbb9e9d.pth, 548 MB) into torch "
+        "hub's cache if the run needs them and they are not on this machine (once; checksum "
+        "verified); also ALNM_ALLOW_DOWNLOAD=1. Without it nothing is downloaded",
+    )
 
 
 def _train_options(parser: argparse.ArgumentParser) -> None:
     from ALNMPredictorLib.extraction import PRESET_HELP
     from ALNMPredictorLib.preflight import non_negative_int
 
-    parser.add_argument("--preset", dest="handcrafted", default=None, metavar="us2d|paper|FILE.yaml", help=PRESET_HELP)
-    parser.add_argument("--deep", default=None,
-                        help="VGG19 weights: imagenet, none (random), auto, off, or a state-dict file")  # fmt: skip
-    parser.add_argument("--epochs", dest="deep_epochs", type=int, default=None, help="deep head training epochs")
-    parser.add_argument("--finetune", dest="deep_finetune", choices=("frozen", "full"), default=None,
-                        help="deep head training: frozen (heads on the fixed ImageNet trunk, the default) or full")  # fmt: skip
-    parser.add_argument("--normalize", action=argparse.BooleanOptionalAction, default=None,
-                        help="standardise each image's intensities before extraction, so scanner gain and "
-                        "dynamic range do not move the features (default: on)")  # fmt: skip
-    parser.add_argument("--full-table", action="store_true", default=None,
-                        help="also compute the features that are rounding noise on a 2D image (the paper preset's "
-                        "372 z-high-pass wavelet features), for the study's whole 851-column table (default: left "
-                        "out; selection would drop them anyway)")  # fmt: skip
+    parser.add_argument(
+        "--preset", dest="handcrafted", default=None, metavar="us2d|paper|FILE.yaml", help=PRESET_HELP
+    )
+    parser.add_argument(
+        "--deep", default=None, help="VGG19 weights: imagenet, none (random), auto, off, or a state-dict file"
+    )
+    parser.add_argument(
+        "--epochs", dest="deep_epochs", type=int, default=None, help="deep head training epochs"
+    )
+    parser.add_argument(
+        "--finetune",
+        dest="deep_finetune",
+        choices=("frozen", "full"),
+        default=None,
+        help="deep head training: frozen (heads on the fixed ImageNet trunk, the default) or full",
+    )
+    parser.add_argument(
+        "--normalize",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="standardise each image's intensities before extraction, so scanner gain and "
+        "dynamic range do not move the features (default: on)",
+    )
+    parser.add_argument(
+        "--full-table",
+        action="store_true",
+        default=None,
+        help="also compute the features that are rounding noise on a 2D image (the paper preset's "
+        "372 z-high-pass wavelet features), for the study's whole 851-column table (default: left "
+        "out; selection would drop them anyway)",
+    )
     parser.add_argument("--seed", type=int, default=None, help="random seed (default 0)")
     from ALNMPredictorLib.extraction import add_scheduler_option
 
     add_scheduler_option(parser)
-    parser.add_argument("--lasso-rule", choices=["lambda.min", "lambda.1se"], default=None,
-                        help="the LASSO penalty chosen by cross-validation: lambda.min (least CV deviance, the "
-                        "default, as the study) or lambda.1se (the largest within one SE of it: fewer features)")  # fmt: skip
+    parser.add_argument(
+        "--lasso-rule",
+        choices=["lambda.min", "lambda.1se"],
+        default=None,
+        help="the LASSO penalty chosen by cross-validation: lambda.min (least CV deviance, the "
+        "default, as the study) or lambda.1se (the largest within one SE of it: fewer features)",
+    )
     parser.add_argument("--mi-top-k", type=int, default=None, help="features kept by mutual information")
-    parser.add_argument("--score-fit", choices=["crossfit", "insample"], default=None,
-                        help="the training cases' region scores the second stage (screen, stepwise model, nomogram, "
-                        "cut-off) is fitted on: crossfit (out-of-fold, the default: honest) or insample (the reference "
-                        "study's way, for replication)")  # fmt: skip
-    parser.add_argument("--optimism-boot", type=non_negative_int, default=None, metavar="B",
-                        help="bootstrap resamples of the internal validation corrected for optimism (Harrell; the whole "
-                        "model refitted in each; default 200; 0 skips it)")  # fmt: skip
+    parser.add_argument(
+        "--score-fit",
+        choices=["crossfit", "insample"],
+        default=None,
+        help="the training cases' region scores the second stage (screen, stepwise model, nomogram, "
+        "cut-off) is fitted on: crossfit (out-of-fold, the default: honest) or insample (the reference "
+        "study's way, for replication)",
+    )
+    parser.add_argument(
+        "--optimism-boot",
+        type=non_negative_int,
+        default=None,
+        metavar="B",
+        help="bootstrap resamples of the internal validation corrected for optimism (Harrell; the whole "
+        "model refitted in each; default 200; 0 skips it)",
+    )
     from ALNMPredictorLib.tablefeatures import add_feature_table_options
 
     add_feature_table_options(parser, training=True)
@@ -810,7 +983,10 @@ def _train_options(parser: argparse.ArgumentParser) -> None:
 
 
 def pipeline_settings(
-    cohort_settings: Mapping[str, Any] | None, overrides: Mapping[str, Any] | None = None, *, source: str = "the command line"
+    cohort_settings: Mapping[str, Any] | None,
+    overrides: Mapping[str, Any] | None = None,
+    *,
+    source: str = "the command line",
 ) -> PipelineSettings:
     """The one resolved settings object of a run: defaults, then a study.yaml ``settings:`` section (keys
     that are not pipeline settings, such as ``synthetic`` or ``description``, are ignored), then
@@ -820,16 +996,34 @@ def pipeline_settings(
     study = {k: v for k, v in (cohort_settings or {}).items() if k in known}
     for key, value in (overrides or {}).items():
         if value is not None and key in study and study[key] is not None and study[key] != value:
-            log.warning("setting %s: %s gives %r, study.yaml %r; %r is used", key, source, value, study[key], value)
+            log.warning(
+                "setting %s: %s gives %r, study.yaml %r; %r is used", key, source, value, study[key], value
+            )
     return PipelineSettings.from_sources(study, overrides)
 
 
 #: PipelineSettings fields that ``alnm train`` / ``run`` / ``extract`` take from the command line
-CLI_SETTINGS = ("handcrafted", "deep", "deep_epochs", "deep_input_size", "deep_finetune", "normalize", "full_table",
-                "seed", "workers", "scheduler", "lasso_rule", "mi_top_k", "score_fit", "optimism_boot")  # fmt: skip
+CLI_SETTINGS = (
+    "handcrafted",
+    "deep",
+    "deep_epochs",
+    "deep_input_size",
+    "deep_finetune",
+    "normalize",
+    "full_table",
+    "seed",
+    "workers",
+    "scheduler",
+    "lasso_rule",
+    "mi_top_k",
+    "score_fit",
+    "optimism_boot",
+)
 
 
-def settings_from_args(args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None) -> PipelineSettings:
+def settings_from_args(
+    args: argparse.Namespace, cohort_settings: Mapping[str, Any] | None
+) -> PipelineSettings:
     """The run's settings: defaults, then study.yaml's ``settings:``, then the options in ``args`` (:data:`CLI_SETTINGS`)."""
     return pipeline_settings(cohort_settings, {k: getattr(args, k, None) for k in CLI_SETTINGS})
 
@@ -849,10 +1043,14 @@ def handcrafted_params(spec: Any, normalize: bool) -> Any:
     setting = dict(params.get("setting") or {})
     if "normalize" not in setting or bool(setting["normalize"]) == bool(normalize):
         return spec
-    log.warning("%s sets normalize: %s, but the run's setting normalize is %s (study.yaml settings or "
-                "--normalize/--no-normalize); %s is used for the handcrafted and the deep features alike",
-                spec if isinstance(spec, (str, os.PathLike)) else "the pyradiomics parameters",
-                str(bool(setting["normalize"])).lower(), str(bool(normalize)).lower(), str(bool(normalize)).lower())  # fmt: skip
+    log.warning(
+        "%s sets normalize: %s, but the run's setting normalize is %s (study.yaml settings or "
+        "--normalize/--no-normalize); %s is used for the handcrafted and the deep features alike",
+        spec if isinstance(spec, (str, os.PathLike)) else "the pyradiomics parameters",
+        str(bool(setting["normalize"])).lower(),
+        str(bool(normalize)).lower(),
+        str(bool(normalize)).lower(),
+    )
     for key in ("normalize", "normalizeScale", "removeOutliers"):
         setting.pop(key, None)
     params["setting"] = setting
@@ -875,8 +1073,14 @@ def run_train(args: argparse.Namespace) -> int:
 
     output_folder(args.out)
     cohort = load_manifest(args.manifest)
-    result = train(cohort, args.out, settings_from_args(args, cohort.settings), progress=not args.no_progress,
-                   feature_table=table_spec_from_args(args), download=args.download)  # fmt: skip
+    result = train(
+        cohort,
+        args.out,
+        settings_from_args(args, cohort.settings),
+        progress=not args.no_progress,
+        feature_table=table_spec_from_args(args),
+        download=args.download,
+    )
     _print_training(result)
     return 1 if (result.predictions["status"] != "ok").any() else 0
 
@@ -918,10 +1122,14 @@ def configure_predict(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm predict``."""
     _apply_options(parser, "cohort manifest (CSV); labels may be empty", "predictions CSV to write")
     parser.add_argument("--work-dir", default=None, help="feature cache folder (default: beside --out)")
-    parser.add_argument("--heatmaps", default=None, metavar="DIR",
-                        help="also write Grad-CAM heatmaps (PNG) of every predicted case and region into DIR, listed "
-                        "in DIR/heatmaps.csv: what the deep head and the region score look at on the ROI crop "
-                        "(models with deep features)")  # fmt: skip
+    parser.add_argument(
+        "--heatmaps",
+        default=None,
+        metavar="DIR",
+        help="also write Grad-CAM heatmaps (PNG) of every predicted case and region into DIR, listed "
+        "in DIR/heatmaps.csv: what the deep head and the region score look at on the ROI crop "
+        "(models with deep features)",
+    )
 
 
 def run_predict(args: argparse.Namespace) -> int:
@@ -929,32 +1137,51 @@ def run_predict(args: argparse.Namespace) -> int:
     from ALNMPredictorLib.preflight import output_file, output_folder
 
     out = output_file(args.out, "predictions file (--out)")
-    work = output_folder(Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work"), "work folder")
+    work = output_folder(
+        Path(args.work_dir) if args.work_dir else out.with_name(out.stem + "-work"), "work folder"
+    )
     heatmaps = None
     if args.heatmaps:
         from ALNMPredictorLib.dependencies import model_uses_deep_features
 
         heatmaps = output_folder(args.heatmaps, "heatmaps folder (--heatmaps)")
         if not model_uses_deep_features(args.model) or args.features:
-            raise ALNMError(f"--heatmaps: the model {args.model} has no deep features applied to images, so Grad-CAM "
-                            "has nothing to explain; leave --heatmaps out")  # fmt: skip
+            raise ALNMError(
+                f"--heatmaps: the model {args.model} has no deep features applied to images, so Grad-CAM "
+                "has nothing to explain; leave --heatmaps out"
+            )
     settings = PipelineSettings(workers=args.workers)
-    predictions, loaded, cohort = predict(args.manifest, args.model, work, settings=settings,
-                                          progress=not args.no_progress, feature_table=args.features,
-                                          download=args.download)  # fmt: skip
+    predictions, loaded, cohort = predict(
+        args.manifest,
+        args.model,
+        work,
+        settings=settings,
+        progress=not args.no_progress,
+        feature_table=args.features,
+        download=args.download,
+    )
     write_table(out, predictions_for_writing(predictions, loaded.model, cohort))
     n_failed = _print_failures(predictions)
     print(f"{len(predictions) - n_failed} case(s) predicted, {n_failed} failed; written to {out}")
     if heatmaps is not None:
         written = write_heatmaps(cohort, loaded, predictions, heatmaps, progress=not args.no_progress)
         for _, row in written[written["error"] != ""].iterrows():
-            print(f"failed: heatmap of case {row['case_id']}, {row['region']}: {row['error']}", file=sys.stderr)
-        print(f"{int((written['file'] != '').sum())} heatmap(s) written to {heatmaps} (listed in heatmaps.csv)")
+            print(
+                f"failed: heatmap of case {row['case_id']}, {row['region']}: {row['error']}", file=sys.stderr
+            )
+        print(
+            f"{int((written['file'] != '').sum())} heatmap(s) written to {heatmaps} (listed in heatmaps.csv)"
+        )
     return 1 if n_failed else 0
 
 
 def write_heatmaps(
-    cohort: Any, loaded: LoadedModel, predictions: pd.DataFrame, out_dir: str | os.PathLike[str], *, progress: bool = True
+    cohort: Any,
+    loaded: LoadedModel,
+    predictions: pd.DataFrame,
+    out_dir: str | os.PathLike[str],
+    *,
+    progress: bool = True,
 ) -> pd.DataFrame:
     """Grad-CAM PNGs of every successfully predicted case and region of a model with deep features in
     ``out_dir``, and ``out_dir/heatmaps.csv`` listing them (see :func:`ALNMPredictorLib.gradcam.cohort_heatmaps`)."""
@@ -967,9 +1194,16 @@ def write_heatmaps(
     if bar is not None:
         bar.unit = "map"
     table = cohort_heatmaps(
-        cohort, loaded.deep_models, loaded.model, ok, out_dir, synthetic=bool(loaded.info.get("synthetic")),
-        progress=None if bar is None else (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))),
-    )  # fmt: skip
+        cohort,
+        loaded.deep_models,
+        loaded.model,
+        ok,
+        out_dir,
+        synthetic=bool(loaded.info.get("synthetic")),
+        progress=None
+        if bar is None
+        else (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))),
+    )
     if bar is not None:
         bar.close()
     write_table(Path(out_dir) / "heatmaps.csv", table)
@@ -990,7 +1224,9 @@ def selection_curves(model: ALNMModel) -> dict[str, Any]:
             continue
         path = path.loc[:, (path != 0).any(axis=0)] if isinstance(path, pd.DataFrame) else path
         out[region] = {
-            "lasso_path": path.reset_index().to_dict(orient="list") if isinstance(path, pd.DataFrame) else path,
+            "lasso_path": path.reset_index().to_dict(orient="list")
+            if isinstance(path, pd.DataFrame)
+            else path,
             "lasso_cv": cv.to_dict(orient="list") if isinstance(cv, pd.DataFrame) else cv,
         }
     return out
@@ -1007,19 +1243,31 @@ def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
         "formula": combined.formula(),
         "cutoff": combined.cutoff,
         "region_formulas": {r: s.formula() for r, s in model.region_scores_.items()},
-        "region_formula_tables": {r: s.formula_table().to_dict(orient="records") for r, s in model.region_scores_.items()},
+        "region_formula_tables": {
+            r: s.formula_table().to_dict(orient="records") for r, s in model.region_scores_.items()
+        },
         "nomogram": combined.nomogram_scale(),
         "selection_logs": {r: s.log_.to_dict(orient="records") for r, s in model.region_scores_.items()},
         "lasso_path": {r: pd.DataFrame(c["lasso_path"]).to_dict(orient="records") for r, c in curves.items()},
         "lasso_cv": {r: pd.DataFrame(c["lasso_cv"]).to_dict(orient="records") for r, c in curves.items()},
         "lambdas": {
-            r: {"lambda": s.lambda_, "lambda_min": getattr(s, "lambda_min_", None), "lambda_1se": getattr(s, "lambda_1se_", None)}
+            r: {
+                "lambda": s.lambda_,
+                "lambda_min": getattr(s, "lambda_min_", None),
+                "lambda_1se": getattr(s, "lambda_1se_", None),
+            }
             for r, s in model.region_scores_.items()
         },
-        "degenerate_features": {r: [d for d in degenerate if str(d).startswith(f"{r}_")] for r in model.region_scores_},
-        "not_computed_features": {r: [f"{r}_{n}" for n in (extraction.get("handcrafted") or {}).get("not_computed") or []]
-                                  for r in model.region_scores_},  # fmt: skip
-        "deep_weights": _deep_weights_text(deep) if info.get("feature_source") != "table" else _table_source_text(info),
+        "degenerate_features": {
+            r: [d for d in degenerate if str(d).startswith(f"{r}_")] for r in model.region_scores_
+        },
+        "not_computed_features": {
+            r: [f"{r}_{n}" for n in (extraction.get("handcrafted") or {}).get("not_computed") or []]
+            for r in model.region_scores_
+        },
+        "deep_weights": _deep_weights_text(deep)
+        if info.get("feature_source") != "table"
+        else _table_source_text(info),
         "settings": info.get("settings"),
         "seeds": {"seed": (info.get("settings") or {}).get("seed")},
         "versions": info.get("software"),
@@ -1030,13 +1278,18 @@ def model_summary(model: ALNMModel, info: Mapping[str, Any]) -> dict[str, Any]:
     }
     random = random_backbone_regions(deep) if info.get("feature_source") != "table" else []
     if random:
-        in_scores = {r: [f for f in s.selected_ if f.startswith(f"{r}_deep_")] for r, s in model.region_scores_.items()}
-        used = ", ".join(f"{r} score: {len(v)} deep feature(s)" for r, v in in_scores.items() if v) or "no score kept one"
+        in_scores = {
+            r: [f for f in s.selected_ if f.startswith(f"{r}_deep_")] for r, s in model.region_scores_.items()
+        }
+        used = (
+            ", ".join(f"{r} score: {len(v)} deep feature(s)" for r, v in in_scores.items() if v)
+            or "no score kept one"
+        )
         summary["random_backbone"] = (
             f"Deep features of {', '.join(random)} come from a RANDOM VGG19 backbone (no ImageNet weights were "
             f"available): they carry no ImageNet knowledge ({used}). Train with --deep imagenet (or a weights file) "
             "for a model to use, or --deep off for handcrafted features only."
-        )  # fmt: skip
+        )
         summary["warnings"] = [summary["random_backbone"]]
     return summary
 
@@ -1046,7 +1299,11 @@ def random_backbone_regions(deep: Mapping[str, Any] | None) -> list[str]:
     if not deep:
         return []
     regions = deep.get("regions") or {}
-    return [r for r, spec in regions.items() if ((spec.get("backbone") or {}).get("weights") or deep.get("weights")) == "none"]
+    return [
+        r
+        for r, spec in regions.items()
+        if ((spec.get("backbone") or {}).get("weights") or deep.get("weights")) == "none"
+    ]
 
 
 def score_fit_text(model: ALNMModel) -> str:
@@ -1054,12 +1311,16 @@ def score_fit_text(model: ALNMModel) -> str:
     if getattr(model, "score_fit", "insample") == "crossfit":
         info = getattr(model, "crossfit_", None) or {}
         folds = info.get("folds", getattr(model, "crossfit_folds", "?"))
-        return (f"cross-fitted: each training case's region scores, as the univariate screen, the stepwise model "
-                f"and the nomogram saw them, come from the whole selection chain refitted without it ({folds}-fold, "
-                f"stratified, seed {info.get('seed', getattr(model, 'random_state', 0))}); test cases get the scores "
-                "fitted on all training cases")  # fmt: skip
-    return ("in-sample (the reference study's way): the region scores were fitted on the training cases and the "
-            "second stage was fitted on those same in-sample scores, which overstates them")
+        return (
+            f"cross-fitted: each training case's region scores, as the univariate screen, the stepwise model "
+            f"and the nomogram saw them, come from the whole selection chain refitted without it ({folds}-fold, "
+            f"stratified, seed {info.get('seed', getattr(model, 'random_state', 0))}); test cases get the scores "
+            "fitted on all training cases"
+        )
+    return (
+        "in-sample (the reference study's way): the region scores were fitted on the training cases and the "
+        "second stage was fitted on those same in-sample scores, which overstates them"
+    )
 
 
 def selection_stability(model: ALNMModel, validation: Mapping[str, Any] | None) -> list[dict[str, Any]]:
@@ -1073,8 +1334,15 @@ def selection_stability(model: ALNMModel, validation: Mapping[str, Any] | None) 
         in_folds = dict((crossfit.get("selected") or {}).get(region, {}))
         final = set(scorer.selected_)
         for feature in sorted(final | set(in_folds)):
-            rows.append({"region": region, "feature": feature, "final": feature in final,
-                         "crossfit": in_folds.get(feature, 0) / folds if folds else None, "bootstrap": None})  # fmt: skip
+            rows.append(
+                {
+                    "region": region,
+                    "feature": feature,
+                    "final": feature in final,
+                    "crossfit": in_folds.get(feature, 0) / folds if folds else None,
+                    "bootstrap": None,
+                }
+            )
     return rows
 
 
@@ -1092,7 +1360,11 @@ def _deep_weights_text(deep: Mapping[str, Any] | None) -> str:
         backbone = spec.get("backbone") or {}
         name = backbone.get("weights") or deep.get("weights")
         sha = str(backbone.get("sha256") or backbone.get("tensor_sha256") or "")[:16]
-        warn = " - RANDOM backbone (no ImageNet weights): deep features are not ImageNet features" if name == "none" else ""
+        warn = (
+            " - RANDOM backbone (no ImageNet weights): deep features are not ImageNet features"
+            if name == "none"
+            else ""
+        )
         parts.append(f"{region}: VGG19 weights '{name}' (sha256 {sha}...){warn}")
     return "; ".join(parts) or str(deep.get("weights"))
 
@@ -1135,10 +1407,16 @@ def evaluate_and_report(
     synthetic = bool(info.get("synthetic")) or bool(cohort.settings.get("synthetic", False))
     present = [s for s in cohort.splits() if s in set(predictions["split"].astype(str))]
     evaluation = evaluate(
-        predictions, model.models(), clinical=clinical_frame(cohort),
+        predictions,
+        model.models(),
+        clinical=clinical_frame(cohort),
         clinical_kinds={n: v.kind for n, v in cohort.clinical.items()},
-        splits=present or None, train_split=cohort.train_split, reads=reads, n_boot=settings.n_boot, seed=settings.seed,
-    )  # fmt: skip
+        splits=present or None,
+        train_split=cohort.train_split,
+        reads=reads,
+        n_boot=settings.n_boot,
+        seed=settings.seed,
+    )
     evaluation.save(out_dir / "tables")
     write_table(out_dir / PREDICTIONS, predictions_for_writing(predictions, model, cohort))
     if reads is not None:  # the reads behind the reader study, beside the report (simulated ones named so)
@@ -1149,12 +1427,20 @@ def evaluate_and_report(
     write_optimism_tables(out_dir / "tables", summary)
     bar = _tqdm(progress, "figures")
     figures = plots.save_all(
-        evaluation, summary, out_dir / "figures", synthetic=synthetic, readers_simulated=reads_simulated,
-        reader_split=reader_split, progress=lambda name: bar.update(1) if bar is not None else None,
-    )  # fmt: skip
+        evaluation,
+        summary,
+        out_dir / "figures",
+        synthetic=synthetic,
+        readers_simulated=reads_simulated,
+        reader_split=reader_split,
+        progress=lambda name: bar.update(1) if bar is not None else None,
+    )
     if bar is not None:
         bar.close()
-    failed = [{"case_id": str(c), "error": str(e)} for c, e in predictions.loc[predictions["status"] != "ok", "error"].items()]
+    failed = [
+        {"case_id": str(c), "error": str(e)}
+        for c, e in predictions.loc[predictions["status"] != "ok", "error"].items()
+    ]
     meta = {
         "versions": info.get("software"),
         "settings": info.get("settings"),
@@ -1163,21 +1449,38 @@ def evaluate_and_report(
         "readers_simulated": reads_simulated,
         "reader_split": reader_split,
         "failed_cases": failed,
-        "warnings": list(info.get("warnings") or []) + out_of_range_notes(predictions) + coverage_notes(predictions, cohort),
+        "warnings": list(info.get("warnings") or [])
+        + out_of_range_notes(predictions)
+        + coverage_notes(predictions, cohort),
         "command": command,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "cohort": str(getattr(cohort, "path", "")),
         "model_created": info.get("created"),
     }
     if deep_models:
-        meta["heatmaps"] = _heatmap_gallery(cohort, deep_models, model, predictions, out_dir / "heatmaps",
-                                            synthetic=synthetic, progress=progress)  # fmt: skip
+        meta["heatmaps"] = _heatmap_gallery(
+            cohort,
+            deep_models,
+            model,
+            predictions,
+            out_dir / "heatmaps",
+            synthetic=synthetic,
+            progress=progress,
+        )
     report = write_report(
-        out_dir, evaluation=evaluation, model_summary=summary, figures=figures,
+        out_dir,
+        evaluation=evaluation,
+        model_summary=summary,
+        figures=figures,
         title="ALNM Predictor report" + (" - SYNTHETIC demo cohort" if synthetic else ""),
-        synthetic=synthetic, study_comparison=study_comparison, meta=meta,
-    )  # fmt: skip
-    write_json(out_dir / "summary.json", jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}))
+        synthetic=synthetic,
+        study_comparison=study_comparison,
+        meta=meta,
+    )
+    write_json(
+        out_dir / "summary.json",
+        jsonable({"summary": evaluation.summary, "warnings": evaluation.warnings, "meta": meta}),
+    )
     return EvaluateResult(evaluation, report, predictions)
 
 
@@ -1187,15 +1490,25 @@ def write_optimism_tables(tables_dir: Path, summary: Mapping[str, Any]) -> None:
     validation = summary.get("internal_validation") or {}
     if validation.get("table"):
         frame = pd.DataFrame.from_dict(validation["table"], orient="index").rename_axis("index").reset_index()
-        frame["n_boot"], frame["n_used"], frame["seed"] = validation.get("n_boot"), validation.get("n_used"), validation.get("seed")
+        frame["n_boot"], frame["n_used"], frame["seed"] = (
+            validation.get("n_boot"),
+            validation.get("n_used"),
+            validation.get("seed"),
+        )
         write_table(tables_dir / "internal_validation.csv", frame)
     if summary.get("selection_stability"):
         write_table(tables_dir / "selection_stability.csv", pd.DataFrame(summary["selection_stability"]))
 
 
 def _heatmap_gallery(
-    cohort: Any, deep_models: Mapping[str, Any], model: ALNMModel, predictions: pd.DataFrame, out_dir: Path, *,
-    synthetic: bool, progress: bool,
+    cohort: Any,
+    deep_models: Mapping[str, Any],
+    model: ALNMModel,
+    predictions: pd.DataFrame,
+    out_dir: Path,
+    *,
+    synthetic: bool,
+    progress: bool,
 ) -> dict[str, Any]:
     """The report's Grad-CAM gallery (PNGs in ``out_dir``), or a note when the images cannot be read."""
     from ALNMPredictorLib.gradcam import report_gallery
@@ -1204,9 +1517,16 @@ def _heatmap_gallery(
         return {"items": [], "sanity": {}, "failed": ["no images to draw heatmaps on"]}
     bar = _tqdm(progress, "heatmaps")
     gallery = report_gallery(
-        cohort, deep_models, model, predictions, out_dir, synthetic=synthetic,
-        progress=None if bar is None else (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))),
-    )  # fmt: skip
+        cohort,
+        deep_models,
+        model,
+        predictions,
+        out_dir,
+        synthetic=synthetic,
+        progress=None
+        if bar is None
+        else (lambda done, total: (setattr(bar, "total", total), bar.update(done - bar.n))),
+    )
     if bar is not None:
         bar.close()
     return gallery
@@ -1218,10 +1538,17 @@ def coverage_notes(predictions: pd.DataFrame, cohort: Any) -> list[str]:
     evaluated = predictions[(predictions["status"] == "ok") & predictions["label"].notna()]
     tests = sorted({str(s) for s in evaluated["split"]} - {cohort.train_split})
     if not tests:
-        notes.append(f"no test set: every number in this report comes from the training split '{cohort.train_split}' "
-                     "the model was fitted on, so it is optimistic; validate on cases the model has not seen")  # fmt: skip
+        notes.append(
+            f"no test set: every number in this report comes from the training split '{cohort.train_split}' "
+            "the model was fitted on, so it is optimistic; validate on cases the model has not seen"
+        )
     if "note" in predictions.columns:
-        counts = predictions.loc[predictions["note"].fillna("") != "", "note"].str.split("; ").explode().value_counts()
+        counts = (
+            predictions.loc[predictions["note"].fillna("") != "", "note"]
+            .str.split("; ")
+            .explode()
+            .value_counts()
+        )
         for note, n in counts.items():
             notes.append(f"{n} case(s): {note}")
     return notes
@@ -1266,7 +1593,9 @@ def _reads(path: str | None) -> pd.DataFrame | None:
 def configure_evaluate(parser: argparse.ArgumentParser) -> None:
     """Arguments of ``alnm evaluate``."""
     _apply_options(parser, "cohort manifest (CSV) with labels", "report folder")
-    parser.add_argument("--readers", default=None, help="reads CSV: case_id, reader, session, call[, confidence]")
+    parser.add_argument(
+        "--readers", default=None, help="reads CSV: case_id, reader, session, call[, confidence]"
+    )
 
 
 def run_evaluate(args: argparse.Namespace) -> int:
@@ -1275,14 +1604,26 @@ def run_evaluate(args: argparse.Namespace) -> int:
 
     out = output_folder(args.out)
     predictions, loaded, cohort = predict(
-        args.manifest, args.model, out / "work", settings=PipelineSettings(workers=args.workers), progress=not args.no_progress,
-        feature_table=args.features, download=args.download,
+        args.manifest,
+        args.model,
+        out / "work",
+        settings=PipelineSettings(workers=args.workers),
+        progress=not args.no_progress,
+        feature_table=args.features,
+        download=args.download,
     )
     reads = _reads(args.readers)
     result = evaluate_and_report(
-        predictions, loaded.model, loaded.info, cohort, out, reads=reads, progress=not args.no_progress,
-        command="alnm evaluate " + " ".join(sys.argv[2:]), deep_models=loaded.deep_models,
-    )  # fmt: skip
+        predictions,
+        loaded.model,
+        loaded.info,
+        cohort,
+        out,
+        reads=reads,
+        progress=not args.no_progress,
+        command="alnm evaluate " + " ".join(sys.argv[2:]),
+        deep_models=loaded.deep_models,
+    )
     return _finish(result)
 
 
@@ -1330,14 +1671,25 @@ def run_pipeline(
     from ALNMPredictorLib.cohort import load_manifest
 
     cohort = manifest if hasattr(manifest, "table") else load_manifest(manifest)
-    trained = train(cohort, out_dir, settings, progress=progress, feature_table=feature_table, download=download)
+    trained = train(
+        cohort, out_dir, settings, progress=progress, feature_table=feature_table, download=download
+    )
     info = dict(trained.bundle_info)
     info["warnings"] = trained.warnings
     evaluated = evaluate_and_report(
-        trained.predictions, trained.model, info, cohort, Path(out_dir) / REPORT_DIR, reads=reads,
-        reads_simulated=reads_simulated, reader_split=reader_split, study_comparison=study_comparison,
-        progress=progress, command=command, deep_models=trained.features.deep_models,
-    )  # fmt: skip
+        trained.predictions,
+        trained.model,
+        info,
+        cohort,
+        Path(out_dir) / REPORT_DIR,
+        reads=reads,
+        reads_simulated=reads_simulated,
+        reader_split=reader_split,
+        study_comparison=study_comparison,
+        progress=progress,
+        command=command,
+        deep_models=trained.features.deep_models,
+    )
     return trained, evaluated
 
 
@@ -1350,9 +1702,14 @@ def run_run(args: argparse.Namespace) -> int:
     output_folder(args.out)
     cohort = load_manifest(args.manifest)
     trained, evaluated = run_pipeline(
-        cohort, args.out, settings_from_args(args, cohort.settings), reads=_reads(args.readers),
-        progress=not args.no_progress, command="alnm run " + " ".join(sys.argv[2:]),
-        feature_table=table_spec_from_args(args), download=args.download,
-    )  # fmt: skip
+        cohort,
+        args.out,
+        settings_from_args(args, cohort.settings),
+        reads=_reads(args.readers),
+        progress=not args.no_progress,
+        command="alnm run " + " ".join(sys.argv[2:]),
+        feature_table=table_spec_from_args(args),
+        download=args.download,
+    )
     _print_training(trained)
     return _finish(evaluated)

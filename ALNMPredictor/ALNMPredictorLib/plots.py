@@ -256,9 +256,18 @@ def watermark(fig: Figure, synthetic: bool) -> None:
     if not synthetic:
         return
     fig.text(
-        0.5, 0.5, "SYNTHETIC", fontsize=64, color="#D00000", alpha=0.10, rotation=28,
-        ha="center", va="center", weight="bold", zorder=100,
-    )  # fmt: skip
+        0.5,
+        0.5,
+        "SYNTHETIC",
+        fontsize=64,
+        color="#D00000",
+        alpha=0.10,
+        rotation=28,
+        ha="center",
+        va="center",
+        weight="bold",
+        zorder=100,
+    )
     footer = 0.24 / fig.get_figheight()
     engine = fig.get_layout_engine()
     if engine is not None and hasattr(engine, "set"):
@@ -270,8 +279,15 @@ def _shared_legend(fig: Figure, axes: Sequence[Any], title: str | None = None) -
     """One legend for all panels (same entries in each), above them (with the figure's title, if any)."""
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside upper center", ncols=min(len(labels), 3), frameon=False,
-                   title=title, title_fontsize=12)  # fmt: skip
+        fig.legend(
+            handles,
+            labels,
+            loc="outside upper center",
+            ncols=min(len(labels), 3),
+            frameon=False,
+            title=title,
+            title_fontsize=12,
+        )
 
 
 def _percent_axis(ax: Any, which: str = "y") -> None:
@@ -307,7 +323,9 @@ def plot_roc(
     fig, axes = _panels(len(chosen))
     for ax, split in zip(axes, chosen, strict=True):
         part = roc[roc["split"].astype(str) == split]
-        names = model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
+        names = (
+            model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
+        )
         for name in names:
             curve = part[part["model"].astype(str) == name]
             fpr = 1.0 - curve["specificity"].to_numpy(dtype=float)
@@ -322,9 +340,12 @@ def plot_roc(
             auc = float(curve["auc"].iloc[0])
             width = 2.4 if name == COMBINED_MODEL else 1.6
             ax.plot(
-                fpr, tpr, color=_model_color(name, names), lw=width,
+                fpr,
+                tpr,
+                color=_model_color(name, names),
+                lw=width,
                 label=f"{model_label(name)}: {_auc_text(row, auc)}",
-            )  # fmt: skip
+            )
         ax.plot([0, 1], [0, 1], ls=":", color="#888888", lw=1)
         ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=split_label(split))
         ax.set_xlabel("1 − Specificity")
@@ -369,13 +390,16 @@ def plot_calibration(
         if {"low", "high"} <= set(part.columns):
             lo = np.clip(y - part["low"].to_numpy(dtype=float), 0, None)
             hi = np.clip(part["high"].to_numpy(dtype=float) - y, 0, None)
-            ax.errorbar(x, y, yerr=[lo, hi], fmt="o", color=color, ms=5, capsize=3, lw=1, label="Grouped (95% CI)")
+            ax.errorbar(
+                x, y, yerr=[lo, hi], fmt="o", color=color, ms=5, capsize=3, lw=1, label="Grouped (95% CI)"
+            )
         else:
             ax.plot(x, y, "o", color=color, ms=5, label="Grouped")
         title = split_label(split)
         if hosmer_lemeshow is not None and not hosmer_lemeshow.empty:
             hl = hosmer_lemeshow[
-                (hosmer_lemeshow["split"].astype(str) == split) & (hosmer_lemeshow["model"].astype(str) == model)
+                (hosmer_lemeshow["split"].astype(str) == split)
+                & (hosmer_lemeshow["model"].astype(str) == model)
             ]
             if len(hl) and np.isfinite(float(hl["p"].iloc[0])):
                 title += f"\nHosmer-Lemeshow p = {format_p(float(hl['p'].iloc[0]))}"
@@ -418,14 +442,19 @@ def plot_decision(
     fig, axes = _panels(len(chosen))
     for ax, split in zip(axes, chosen, strict=True):
         part = decision[decision["split"].astype(str) == split]
-        names = model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
+        names = (
+            model_order(part["model"]) if models is None else [m for m in models if m in set(part["model"])]
+        )
         top = 0.0
         for name in names:
             curve = part[part["model"].astype(str) == name].sort_values("threshold")
             ax.plot(
-                curve["threshold"], curve["net_benefit"], color=_model_color(name, names),
-                lw=2.4 if name == COMBINED_MODEL else 1.6, label=model_label(name),
-            )  # fmt: skip
+                curve["threshold"],
+                curve["net_benefit"],
+                color=_model_color(name, names),
+                lw=2.4 if name == COMBINED_MODEL else 1.6,
+                label=model_label(name),
+            )
             top = max(top, float(np.nanmax(curve["net_benefit"].to_numpy(dtype=float))))
         first = part[part["model"].astype(str) == names[0]].sort_values("threshold") if names else part
         all_nb = first["net_benefit_all"].to_numpy(dtype=float)
@@ -480,14 +509,20 @@ def plot_clinical_impact(
         population = int(curve["population"].iloc[0]) if "population" in curve else 1000
         ax.plot(curve["threshold"], curve["high_risk"], color=_EVENT, lw=2, label="Number high risk")
         ax.plot(
-            curve["threshold"], curve["high_risk_events"], color=MODEL_COLORS["clinical"], lw=2, ls="--",
+            curve["threshold"],
+            curve["high_risk_events"],
+            color=MODEL_COLORS["clinical"],
+            lw=2,
+            ls="--",
             label="Number high risk with ALNM",
-        )  # fmt: skip
+        )
         ax.set(xlim=(0, 1), ylim=(0, population * 1.02), title=split_label(split))
         ax.set_xlabel("Threshold probability")
         ax.set_ylabel(f"Number high risk (of {population:,})")
         _cost_benefit_axis(ax)
-    _shared_legend(fig, axes, title=f"Clinical impact of the {model_label(model)[:1].lower()}{model_label(model)[1:]}")
+    _shared_legend(
+        fig, axes, title=f"Clinical impact of the {model_label(model)[:1].lower()}{model_label(model)[1:]}"
+    )
     watermark(fig, synthetic)
     return fig
 
@@ -505,7 +540,9 @@ def plot_risk_groups(
     fig, axes = _panels(len(chosen), (3.4, 3.3))
     for ax, split in zip(axes, chosen, strict=True):
         part = groups[groups["split"].astype(str) == split]
-        order = _ordered(part["risk_group"], ["high", "High risk", "high risk", "low", "Low risk", "low risk"])
+        order = _ordered(
+            part["risk_group"], ["high", "High risk", "high risk", "low", "Low risk", "low risk"]
+        )
         part = part.set_index(part["risk_group"].astype(str)).loc[order]
         n = part["n"].to_numpy(dtype=float)
         events = part["n_events"].to_numpy(dtype=float)
@@ -514,9 +551,15 @@ def plot_risk_groups(
         ax.bar(x, prop, color=_EVENT, width=0.6, label="ALNM")
         ax.bar(x, 1 - prop, bottom=prop, color=_NON_EVENT, width=0.6, label="No ALNM")
         for xi, p, ni, ei in zip(x, prop, n, events, strict=True):
-            ax.text(xi, p / 2 if p > 0.12 else p + 0.02, f"{100 * p:.1f}%\n({ei:.0f}/{ni:.0f})",
-                    ha="center", va="center" if p > 0.12 else "bottom", fontsize=9,
-                    color="white" if p > 0.12 else "black")  # fmt: skip
+            ax.text(
+                xi,
+                p / 2 if p > 0.12 else p + 0.02,
+                f"{100 * p:.1f}%\n({ei:.0f}/{ni:.0f})",
+                ha="center",
+                va="center" if p > 0.12 else "bottom",
+                fontsize=9,
+                color="white" if p > 0.12 else "black",
+            )
         labels = [_risk_label(g) for g in order]
         ax.set_xticks(x, labels)
         ax.set(ylim=(0, 1), title=split_label(split))
@@ -575,7 +618,9 @@ def plot_nomogram(
         offset = float(scale["lp_offset"])
         max_total = float(scale["max_total_points"])
     except (KeyError, TypeError, ValueError) as exc:
-        raise ALNMError(f"nomogram: the scale is incomplete ({exc!r}); expected LogisticModel.nomogram_scale()") from exc
+        raise ALNMError(
+            f"nomogram: the scale is incomplete ({exc!r}); expected LogisticModel.nomogram_scale()"
+        ) from exc
     if not axes_spec:
         raise ALNMError("nomogram: the scale has no predictor axes")
     total_step = _nice_step(max_total / 7)
@@ -587,7 +632,9 @@ def plot_nomogram(
     ax.set_xlim(-38, 104)
     ax.set_ylim(-(n_rows - 1) - 1.15, 0.5)
 
-    def axis_row(y: float, label: str, positions: Sequence[float], texts: Sequence[str], *, bold: bool = False) -> None:
+    def axis_row(
+        y: float, label: str, positions: Sequence[float], texts: Sequence[str], *, bold: bool = False
+    ) -> None:
         ax.text(-36, y, label, ha="left", va="center", fontsize=10.5, weight="bold" if bold else "normal")
         if len(positions):
             ax.plot([min(positions), max(positions)], [y, y], color="black", lw=1.1, solid_capstyle="butt")
@@ -600,8 +647,14 @@ def plot_nomogram(
                 prev_pos, prev_txt = last[side]
                 if pos - prev_pos >= 0.62 * (len(prev_txt) + len(txt)) + 1.0:  # half-widths in axis units
                     last[side] = (pos, txt)
-                    ax.text(pos, y - 0.07 if side == "below" else y + 0.17, txt, ha="center",
-                            va="top" if side == "below" else "bottom", fontsize=9)  # fmt: skip
+                    ax.text(
+                        pos,
+                        y - 0.07 if side == "below" else y + 0.17,
+                        txt,
+                        ha="center",
+                        va="top" if side == "below" else "bottom",
+                        fontsize=9,
+                    )
                     break
 
     # Points axis
@@ -616,27 +669,48 @@ def plot_nomogram(
     # Total points
     y_total = -(len(axes_spec) + 1)
     total_ticks = np.arange(0, total_axis + 1e-9, total_step)
-    axis_row(y_total, "Total Points", [100 * t / total_axis for t in total_ticks],
-             [f"{t:g}" for t in total_ticks], bold=True)  # fmt: skip
+    axis_row(
+        y_total,
+        "Total Points",
+        [100 * t / total_axis for t in total_ticks],
+        [f"{t:g}" for t in total_ticks],
+        bold=True,
+    )
     # Risk axis
     y_risk = y_total - 1
     prob = [(float(p), float(t)) for p, t in scale.get("probability_ticks", [])]
-    axis_row(y_risk, "Risk of ALNM", [100 * t / total_axis for _, t in prob], [f"{p:g}" for p, _ in prob], bold=True)
+    axis_row(
+        y_risk,
+        "Risk of ALNM",
+        [100 * t / total_axis for _, t in prob],
+        [f"{p:g}" for p, _ in prob],
+        bold=True,
+    )
     cutoff = scale.get("cutoff")
     cutoff_points = scale.get("cutoff_points")
     if cutoff is not None and cutoff_points is not None and np.isfinite(float(cutoff_points)):
         xc = 100 * float(cutoff_points) / total_axis
         if 0 <= xc <= 100:
             ax.plot([xc], [y_risk], marker="v", color=MODEL_COLORS[COMBINED_MODEL], ms=9, zorder=4)
-            ax.text(xc, y_risk - 0.42, f"▲ cut-off {float(cutoff):.3f}", ha="left" if xc < 70 else "right",
-                    va="top", fontsize=8.5,
-                    color=MODEL_COLORS[COMBINED_MODEL])  # fmt: skip
+            ax.text(
+                xc,
+                y_risk - 0.42,
+                f"▲ cut-off {float(cutoff):.3f}",
+                ha="left" if xc < 70 else "right",
+                va="top",
+                fontsize=8.5,
+                color=MODEL_COLORS[COMBINED_MODEL],
+            )
 
     if patient_points:
         mark = MODEL_COLORS["clinical"]
         total = float(patient_points.get("total_points", np.nan))
         if not np.isfinite(total):
-            total = sum(float(patient_points[str(s["variable"])]) for s in axes_spec if str(s["variable"]) in patient_points)
+            total = sum(
+                float(patient_points[str(s["variable"])])
+                for s in axes_spec
+                if str(s["variable"]) in patient_points
+            )
         for i, spec in enumerate(axes_spec, start=1):
             var = str(spec["variable"])
             if var in patient_points:
@@ -649,8 +723,15 @@ def plot_nomogram(
         ax.plot([xt, xt], [y_total, y_risk], color=mark, lw=1.2, ls="--")
         ax.plot([xt], [y_total], "o", color=mark, ms=8, zorder=5)
         ax.plot([xt], [y_risk], "D", color=mark, ms=8, zorder=5)
-        ax.text(xt + 1.2, y_risk - 0.75, f"patient: {total:.0f} points, risk {risk:.2f}", color=mark,
-                fontsize=9, weight="bold", ha="left" if xt < 60 else "right")  # fmt: skip
+        ax.text(
+            xt + 1.2,
+            y_risk - 0.75,
+            f"patient: {total:.0f} points, risk {risk:.2f}",
+            color=mark,
+            fontsize=9,
+            weight="bold",
+            ha="left" if xt < 60 else "right",
+        )
     if title:
         ax.set_title(title, loc="left", fontsize=12)
     watermark(fig, synthetic)
@@ -667,7 +748,9 @@ def _as_path_frame(path: Any) -> pd.DataFrame:
         frame = frame.set_index("lambda")
     elif frame.index.name != "lambda":
         raise ALNMError("LASSO path: expected a 'lambda' index or column")
-    return frame.drop(columns=[c for c in frame.columns if str(c) in ("(Intercept)", "intercept", "log_lambda")])
+    return frame.drop(
+        columns=[c for c in frame.columns if str(c) in ("(Intercept)", "intercept", "log_lambda")]
+    )
 
 
 def _region_suffix(region: str) -> str:
@@ -687,8 +770,13 @@ def _lambda_lines(ax: Any, lambda_min: float | None, lambda_1se: float | None, l
             continue
         is_used = used is not None and math.isclose(float(value), used, rel_tol=1e-9)
         marked = marked or is_used
-        ax.axvline(math.log(value), color="#D00000" if is_used else "#444444", ls=style, lw=1.6 if is_used else 1.2,
-                   label=f"{text} = {value:.3g}" + (" (used)" if is_used else ""))  # fmt: skip
+        ax.axvline(
+            math.log(value),
+            color="#D00000" if is_used else "#444444",
+            ls=style,
+            lw=1.6 if is_used else 1.2,
+            label=f"{text} = {value:.3g}" + (" (used)" if is_used else ""),
+        )
     if used is not None and not marked:
         ax.axvline(math.log(used), color="#D00000", ls="-", lw=1.6, label=f"λ used = {used:.3g}")
 
@@ -762,8 +850,18 @@ def plot_lasso_cv(
     se = frame["se"].to_numpy(dtype=float) if "se" in frame else np.zeros_like(y)
     fig = Figure(figsize=(6.4, 4.4), layout="constrained")
     ax = fig.subplots()
-    ax.errorbar(x, y, yerr=se, fmt="o", color="#D00000", ecolor="#AAAAAA", ms=3.5, capsize=2, lw=0.8,
-                label="CV deviance ± SE")  # fmt: skip
+    ax.errorbar(
+        x,
+        y,
+        yerr=se,
+        fmt="o",
+        color="#D00000",
+        ecolor="#AAAAAA",
+        ms=3.5,
+        capsize=2,
+        lw=0.8,
+        label="CV deviance ± SE",
+    )
     _lambda_lines(ax, lambda_min, lambda_1se, lambda_)
     ax.set_xlabel("log(λ)")
     ax.set_ylabel("Binomial deviance")
@@ -779,7 +877,9 @@ def _as_log(log: Any, region: str) -> pd.DataFrame:
     frame = log if isinstance(log, pd.DataFrame) else pd.DataFrame(list(log))
     missing = [c for c in ("step", "n_in", "n_out") if c not in frame.columns]
     if missing:
-        raise ALNMError(f"selection funnel ({region}): the selection log lacks column(s) {', '.join(missing)}")
+        raise ALNMError(
+            f"selection funnel ({region}): the selection log lacks column(s) {', '.join(missing)}"
+        )
     return frame
 
 
@@ -842,14 +942,18 @@ def plot_selection_stability(stability: Any, *, top: int = 20, synthetic: bool =
     missing = [c for c in ("region", "feature", "final", "crossfit", "bootstrap") if c not in frame.columns]
     if missing or frame.empty:
         raise ALNMError(f"selection stability: no rows, or columns {', '.join(missing)} missing")
-    frame = frame.assign(crossfit=pd.to_numeric(frame["crossfit"], errors="coerce"),
-                         bootstrap=pd.to_numeric(frame["bootstrap"], errors="coerce"))  # fmt: skip
+    frame = frame.assign(
+        crossfit=pd.to_numeric(frame["crossfit"], errors="coerce"),
+        bootstrap=pd.to_numeric(frame["bootstrap"], errors="coerce"),
+    )
     regions = list(dict.fromkeys(frame["region"].astype(str)))
     parts = {}
     for region in regions:
         part = frame[frame["region"].astype(str) == region]
         key = part["bootstrap"].fillna(part["crossfit"]).fillna(0.0)
-        parts[region] = part.assign(_key=key).sort_values(["_key", "feature"], ascending=[False, True]).head(top)
+        parts[region] = (
+            part.assign(_key=key).sort_values(["_key", "feature"], ascending=[False, True]).head(top)
+        )
     rows = max(len(p) for p in parts.values())
     fig = Figure(figsize=(6.2 * len(regions), 0.26 * rows + 1.6), layout="constrained")
     axes = np.atleast_1d(fig.subplots(1, len(regions)))
@@ -860,8 +964,14 @@ def plot_selection_stability(stability: Any, *, top: int = 20, synthetic: bool =
         has_boot = part["bootstrap"].notna().any()
         bars = part["bootstrap"] if has_boot else part["crossfit"]
         final = part["final"].astype(bool).to_numpy()
-        ax.barh(y, bars.fillna(0.0), height=0.7, color=np.where(final, color, "white"), edgecolor=color,
-                label="bootstrap resamples" if has_boot else "cross-fitting folds")  # fmt: skip
+        ax.barh(
+            y,
+            bars.fillna(0.0),
+            height=0.7,
+            color=np.where(final, color, "white"),
+            edgecolor=color,
+            label="bootstrap resamples" if has_boot else "cross-fitting folds",
+        )
         if has_boot and part["crossfit"].notna().any():
             ax.plot(part["crossfit"], y, "D", color="black", markersize=4, label="cross-fitting folds")
         labels = [str(f).removeprefix(f"{region}_") for f in part["feature"]]
@@ -920,8 +1030,13 @@ def plot_readers(
         fpr = 1 - curve["specificity"].to_numpy(dtype=float)
         tpr = curve["sensitivity"].to_numpy(dtype=float)
         order = np.lexsort((tpr, fpr))
-        ax.plot(np.r_[0, fpr[order], 1], np.r_[0, tpr[order], 1], color=_model_color(model), lw=2,
-                label=f"{model_label(model)} (AUC {float(curve['auc'].iloc[0]):.2f})")  # fmt: skip
+        ax.plot(
+            np.r_[0, fpr[order], 1],
+            np.r_[0, tpr[order], 1],
+            color=_model_color(model),
+            lw=2,
+            label=f"{model_label(model)} (AUC {float(curve['auc'].iloc[0]):.2f})",
+        )
         for reader in readers:
             rows = metrics[metrics["reader"].astype(str) == reader]
             rows = rows.set_index(rows["session"].astype(str))
@@ -934,14 +1049,28 @@ def plot_readers(
                     filled = s != "unaided"
                     # readers at the same point stay visible: own marker shape, later ones smaller and on top
                     k = readers.index(reader)
-                    ax.plot(*pts[s], marker=_READER_MARKERS[k % len(_READER_MARKERS)], ms=max(11 - 2.5 * k, 5),
-                            color=colors[reader], mfc=colors[reader] if filled else "white", mew=1.8, ls="none",
-                            zorder=3 + k, label=f"{reader} ({s})")  # fmt: skip
+                    ax.plot(
+                        *pts[s],
+                        marker=_READER_MARKERS[k % len(_READER_MARKERS)],
+                        ms=max(11 - 2.5 * k, 5),
+                        color=colors[reader],
+                        mfc=colors[reader] if filled else "white",
+                        mew=1.8,
+                        ls="none",
+                        zorder=3 + k,
+                        label=f"{reader} ({s})",
+                    )
             if "unaided" in pts and "aided" in pts:
-                ax.annotate("", xy=pts["aided"], xytext=pts["unaided"],
-                            arrowprops={"arrowstyle": "->", "color": colors[reader], "lw": 1.2})  # fmt: skip
+                ax.annotate(
+                    "",
+                    xy=pts["aided"],
+                    xytext=pts["unaided"],
+                    arrowprops={"arrowstyle": "->", "color": colors[reader], "lw": 1.2},
+                )
         ax.plot([0, 1], [0, 1], ls=":", color="#888888", lw=1)
-        ax.set(xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=f"ROC, {split_label(str(split))}")
+        ax.set(
+            xlim=(-0.01, 1.01), ylim=(-0.01, 1.01), aspect="equal", title=f"ROC, {split_label(str(split))}"
+        )
         ax.set_xlabel("1 − Specificity")
         ax.set_ylabel("Sensitivity")
         ax.legend(loc="lower right", fontsize=8, framealpha=0.9)
@@ -959,16 +1088,33 @@ def plot_readers(
             err = None
             if column == "auc" and {"auc_low", "auc_high"} <= set(rows.columns):
                 lo = np.array([float(rows.loc[r, "auc_low"]) if r in rows.index else np.nan for r in readers])
-                hi = np.array([float(rows.loc[r, "auc_high"]) if r in rows.index else np.nan for r in readers])
+                hi = np.array(
+                    [float(rows.loc[r, "auc_high"]) if r in rows.index else np.nan for r in readers]
+                )
                 err = [np.clip(values - lo, 0, None), np.clip(hi - values, 0, None)]
-            ax.bar(pos, values, width=width * 0.92, yerr=err, capsize=3,
-                   color=session_colors.get(s, _EXTRA_COLORS[k % len(_EXTRA_COLORS)]),
-                   label="Without AI" if s == "unaided" else "With AI" if s == "aided" else s)  # fmt: skip
+            ax.bar(
+                pos,
+                values,
+                width=width * 0.92,
+                yerr=err,
+                capsize=3,
+                color=session_colors.get(s, _EXTRA_COLORS[k % len(_EXTRA_COLORS)]),
+                label="Without AI" if s == "unaided" else "With AI" if s == "aided" else s,
+            )
             for p, v in zip(pos, values, strict=True):
                 if np.isfinite(v):
                     text = f"{v:.2f}" if column == "auc" else f"{100 * v:.1f}%"
-                    ax.text(p, 0.02, text, ha="center", va="bottom", fontsize=8.5, color="white", weight="bold",
-                            rotation=90 if len(readers) > 3 else 0)  # fmt: skip
+                    ax.text(
+                        p,
+                        0.02,
+                        text,
+                        ha="center",
+                        va="bottom",
+                        fontsize=8.5,
+                        color="white",
+                        weight="bold",
+                        rotation=90 if len(readers) > 3 else 0,
+                    )
         ax.set_xticks(x, readers)
         ax.set_ylim(0, 1.05)
         ax.set_ylabel(label)
@@ -1048,14 +1194,20 @@ def draw_all(
     binned = _table(curves, "calibration_binned")
     if binned is not None and (binned["model"].astype(str) == COMBINED_MODEL).any() and want("calibration"):
         figures["calibration"] = plot_calibration(
-            binned, smooth=_table(curves, "calibration_smooth"),
-            hosmer_lemeshow=_table(tables, "hosmer_lemeshow"), synthetic=synthetic,
-        )  # fmt: skip
+            binned,
+            smooth=_table(curves, "calibration_smooth"),
+            hosmer_lemeshow=_table(tables, "hosmer_lemeshow"),
+            synthetic=synthetic,
+        )
     decision = _table(curves, "decision")
     if decision is not None and want("decision"):
         figures["decision"] = plot_decision(decision, synthetic=synthetic)
     impact = _table(curves, "clinical_impact")
-    if impact is not None and (impact["model"].astype(str) == COMBINED_MODEL).any() and want("clinical_impact"):
+    if (
+        impact is not None
+        and (impact["model"].astype(str) == COMBINED_MODEL).any()
+        and want("clinical_impact")
+    ):
         figures["clinical_impact"] = plot_clinical_impact(impact, synthetic=synthetic)
     groups = _table(tables, "risk_groups")
     if groups is not None and want("risk_groups"):
@@ -1071,17 +1223,25 @@ def draw_all(
             continue
         lam = lambdas.get(region, {})
         figures[f"lasso_path_{region}"] = plot_lasso_path(
-            path, region=region, lambda_=lam.get("lambda"), lambda_min=lam.get("lambda_min"),
-            lambda_1se=lam.get("lambda_1se"), synthetic=synthetic,
-        )  # fmt: skip
+            path,
+            region=region,
+            lambda_=lam.get("lambda"),
+            lambda_min=lam.get("lambda_min"),
+            lambda_1se=lam.get("lambda_1se"),
+            synthetic=synthetic,
+        )
     for region, cv in (summary.get("lasso_cv") or {}).items():
         if not want(f"lasso_cv_{region}"):
             continue
         lam = lambdas.get(region, {})
         figures[f"lasso_cv_{region}"] = plot_lasso_cv(
-            cv, region=region, lambda_=lam.get("lambda"), lambda_min=lam.get("lambda_min"),
-            lambda_1se=lam.get("lambda_1se"), synthetic=synthetic,
-        )  # fmt: skip
+            cv,
+            region=region,
+            lambda_=lam.get("lambda"),
+            lambda_min=lam.get("lambda_min"),
+            lambda_1se=lam.get("lambda_1se"),
+            synthetic=synthetic,
+        )
     stability = summary.get("selection_stability")
     if stability is not None and len(stability) and want("selection_stability"):
         figures["selection_stability"] = plot_selection_stability(stability, synthetic=synthetic)
@@ -1107,7 +1267,11 @@ def save_all(
 ) -> dict[str, tuple[Path, Path]]:
     """Draw every figure (:func:`draw_all`) and save each as PNG + SVG in ``out_dir``; name → paths."""
     figures = draw_all(
-        evaluation, model_summary, synthetic=synthetic, readers_simulated=readers_simulated, reader_split=reader_split
+        evaluation,
+        model_summary,
+        synthetic=synthetic,
+        readers_simulated=readers_simulated,
+        reader_split=reader_split,
     )
     out: dict[str, tuple[Path, Path]] = {}
     for name, fig in figures.items():

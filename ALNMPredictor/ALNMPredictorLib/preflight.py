@@ -56,7 +56,9 @@ def positive_int(text: str) -> int:
     except ValueError:
         raise argparse.ArgumentTypeError(f"must be a whole number, got {text!r}") from None
     if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value} (leave the option out for all cores)")
+        raise argparse.ArgumentTypeError(
+            f"must be at least 1, got {value} (leave the option out for all cores)"
+        )
     return value
 
 

@@ -60,10 +60,22 @@ SESSIONS = ("unaided", "aided")
 #: assessment and AI-assisted assessment"): AUC, accuracy (%) and specificity (%) without and with
 #: the model. Its reader AUCs equal (sensitivity + specificity) / 2, i.e. they are AUCs of the 0/1 call.
 STUDY_READER_RESULTS: dict[str, dict[str, float]] = {
-    "junior": {"auc_unaided": 0.71, "auc_aided": 0.82, "acc_unaided": 70.1, "acc_aided": 82.1,
-               "spe_unaided": 61.9, "spe_aided": 85.7},
-    "senior": {"auc_unaided": 0.75, "auc_aided": 0.85, "acc_unaided": 76.1, "acc_aided": 86.3,
-               "spe_unaided": 87.3, "spe_aided": 98.4},
+    "junior": {
+        "auc_unaided": 0.71,
+        "auc_aided": 0.82,
+        "acc_unaided": 70.1,
+        "acc_aided": 82.1,
+        "spe_unaided": 61.9,
+        "spe_aided": 85.7,
+    },
+    "senior": {
+        "auc_unaided": 0.75,
+        "auc_aided": 0.85,
+        "acc_unaided": 76.1,
+        "acc_aided": 86.3,
+        "spe_unaided": 87.3,
+        "spe_aided": 98.4,
+    },
 }
 #: Cohen's kappa between the two radiologists in the study (same source), without and with the model.
 STUDY_KAPPA: dict[str, float] = {"unaided": 0.557, "aided": 0.733}
@@ -134,7 +146,9 @@ def mcnemar_test(a: ArrayLike, b: ArrayLike, correct: bool = True) -> McNemarRes
     for name, arr in (("a", x), ("b", z)):
         bad = ~np.isin(arr, (0.0, 1.0))
         if bad.any():
-            raise StatsError(f"{name}: values must be 0/1, found {arr[bad][0]!r} at position {int(np.flatnonzero(bad)[0])}")
+            raise StatsError(
+                f"{name}: values must be 0/1, found {arr[bad][0]!r} at position {int(np.flatnonzero(bad)[0])}"
+            )
     n_b = int(np.sum((x == 1) & (z == 0)))
     n_c = int(np.sum((x == 0) & (z == 1)))
     m = n_b + n_c
@@ -142,7 +156,9 @@ def mcnemar_test(a: ArrayLike, b: ArrayLike, correct: bool = True) -> McNemarRes
         return McNemarResult(float("nan"), float("nan"), 1.0, 0, 0, int(x.size), bool(correct))
     stat = (abs(n_b - n_c) - (1.0 if correct and n_b != n_c else 0.0)) ** 2 / m
     exact = float(sps.binomtest(n_b, m, 0.5).pvalue)
-    return McNemarResult(float(stat), float(sps.chi2.sf(stat, 1)), exact, n_b, n_c, int(x.size), bool(correct))
+    return McNemarResult(
+        float(stat), float(sps.chi2.sf(stat, 1)), exact, n_b, n_c, int(x.size), bool(correct)
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -170,7 +186,11 @@ def validate_reads(reads: pd.DataFrame, path: str | PathLike[str] | None = None)
     from_file = path is not None
     missing = [c for c in READS_COLUMNS[:4] if c not in reads.columns]
     if missing:
-        raise InputError(f"reads need the columns {', '.join(READS_COLUMNS[:4])} (confidence optional)", column=missing[0], path=path)
+        raise InputError(
+            f"reads need the columns {', '.join(READS_COLUMNS[:4])} (confidence optional)",
+            column=missing[0],
+            path=path,
+        )
     if len(reads) == 0:
         raise InputError("the reads table has no rows", path=path)
     out = reads.reset_index(drop=True).copy()
@@ -187,7 +207,9 @@ def validate_reads(reads: pd.DataFrame, path: str | PathLike[str] | None = None)
         k = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
             f"{_where(k, from_file)}: session must be 'unaided' or 'aided', got {_show(reads['session'].iloc[k])}",
-            case=out["case_id"][k], column="session", path=path,
+            case=out["case_id"][k],
+            column="session",
+            path=path,
         )
     call = pd.to_numeric(out["call"].astype(object), errors="coerce")
     bad = ~call.isin([0, 1])
@@ -195,7 +217,9 @@ def validate_reads(reads: pd.DataFrame, path: str | PathLike[str] | None = None)
         k = int(np.flatnonzero(bad.to_numpy())[0])
         raise InputError(
             f"{_where(k, from_file)}: call must be 0 or 1, got {_show(reads['call'].iloc[k])}",
-            case=out["case_id"][k], column="call", path=path,
+            case=out["case_id"][k],
+            column="call",
+            path=path,
         )
     out["call"] = call.astype(int)
     if "confidence" in out.columns:
@@ -207,7 +231,9 @@ def validate_reads(reads: pd.DataFrame, path: str | PathLike[str] | None = None)
             k = int(np.flatnonzero(bad.to_numpy())[0])
             raise InputError(
                 f"{_where(k, from_file)}: confidence must be a number, got {_show(raw.iloc[k])}",
-                case=out["case_id"][k], column="confidence", path=path,
+                case=out["case_id"][k],
+                column="confidence",
+                path=path,
             )
         out["confidence"] = conf
         for (reader, session), grp in out.groupby(["reader", "session"], sort=False):
@@ -217,14 +243,18 @@ def validate_reads(reads: pd.DataFrame, path: str | PathLike[str] | None = None)
                 raise InputError(
                     f"{_where(k, from_file)}: reader {reader}, session {session} gives a confidence for some "
                     "cases but not this one; give it for every case of the session or for none",
-                    case=out["case_id"][k], column="confidence", path=path,
+                    case=out["case_id"][k],
+                    column="confidence",
+                    path=path,
                 )
     dup = out.duplicated(subset=["case_id", "reader", "session"], keep="first")
     if dup.any():
         k = int(np.flatnonzero(dup.to_numpy())[0])
         raise InputError(
             f"{_where(k, from_file)}: reader {out['reader'][k]} read this case twice in the {out['session'][k]} session",
-            case=out["case_id"][k], column="case_id", path=path,
+            case=out["case_id"][k],
+            column="case_id",
+            path=path,
         )
     out.attrs = dict(reads.attrs)
     return out
@@ -258,13 +288,18 @@ def _labelled(reads: pd.DataFrame, labels: pd.Series) -> pd.DataFrame:
         case = reads["case_id"][unknown].iloc[0]
         raise InputError(
             f"the reads name a case that is not in the predictions ({int(unknown.sum())} read(s) of unknown cases)",
-            case=case, column="case_id",
+            case=case,
+            column="case_id",
         )
     out = reads.copy()
     out["label"] = lab.reindex(out["case_id"]).to_numpy()
     nolabel = out["label"].isna()
     if nolabel.any():
-        raise InputError("the case has no known label (pathology), so its reads cannot be scored", case=out["case_id"][nolabel].iloc[0], column="label")
+        raise InputError(
+            "the case has no known label (pathology), so its reads cannot be scored",
+            case=out["case_id"][nolabel].iloc[0],
+            column="label",
+        )
     return out
 
 
@@ -297,13 +332,26 @@ def reader_study(reads: pd.DataFrame, labels: pd.Series) -> dict[str, pd.DataFra
                     auc = stats.auc_ci(y, score)
                 except StatsError:
                     auc = None
-                roc_parts.append(stats.roc_curve(y, score).assign(reader=reader, session=session, auc=auc.auc if auc else np.nan))
+                roc_parts.append(
+                    stats.roc_curve(y, score).assign(
+                        reader=reader, session=session, auc=auc.auc if auc else np.nan
+                    )
+                )
             m = stats.classification_metrics(y, grp["call"].to_numpy(dtype=float), 0.5)
             row: dict[str, Any] = {
-                "reader": reader, "session": session,
-                "auc": auc.auc if auc else np.nan, "auc_low": auc.low if auc else np.nan, "auc_high": auc.high if auc else np.nan,
-                "accuracy": m.accuracy, "sensitivity": m.sensitivity, "specificity": m.specificity, "ppv": m.ppv, "npv": m.npv,
-                "n": int(y.size), "n_events": int(y.sum()), "auc_of": source,
+                "reader": reader,
+                "session": session,
+                "auc": auc.auc if auc else np.nan,
+                "auc_low": auc.low if auc else np.nan,
+                "auc_high": auc.high if auc else np.nan,
+                "accuracy": m.accuracy,
+                "sensitivity": m.sensitivity,
+                "specificity": m.specificity,
+                "ppv": m.ppv,
+                "npv": m.npv,
+                "n": int(y.size),
+                "n_events": int(y.sum()),
+                "auc_of": source,
             }
             for key in ("accuracy", "sensitivity", "specificity", "ppv", "npv"):
                 row[f"{key}_low"], row[f"{key}_high"] = getattr(m, f"{key}_ci")
@@ -330,9 +378,13 @@ def reader_study(reads: pd.DataFrame, labels: pd.Series) -> dict[str, pd.DataFra
         right_un, right_ai = (c_un == y).astype(int), (c_ai == y).astype(int)
         acc = mcnemar_test(right_un, right_ai)
         row.update(
-            mcnemar_stat=acc.statistic, mcnemar_p=acc.p, mcnemar_exact_p=acc.exact_p,
-            acc_unaided=float(right_un.mean()), acc_aided=float(right_ai.mean()),
-            sen_unaided=float(c_un[y].mean()) if y.any() else np.nan, sen_aided=float(c_ai[y].mean()) if y.any() else np.nan,
+            mcnemar_stat=acc.statistic,
+            mcnemar_p=acc.p,
+            mcnemar_exact_p=acc.exact_p,
+            acc_unaided=float(right_un.mean()),
+            acc_aided=float(right_ai.mean()),
+            sen_unaided=float(c_un[y].mean()) if y.any() else np.nan,
+            sen_aided=float(c_ai[y].mean()) if y.any() else np.nan,
             spe_unaided=float(1 - c_un[~y].mean()) if (~y).any() else np.nan,
             spe_aided=float(1 - c_ai[~y].mean()) if (~y).any() else np.nan,
             mcnemar_sen_p=mcnemar_test(c_un[y], c_ai[y]).p if y.any() else np.nan,
@@ -357,21 +409,60 @@ def reader_study(reads: pd.DataFrame, labels: pd.Series) -> dict[str, pd.DataFra
             kappa_rows.append(row)
 
     metric_cols = [
-        "reader", "session", "auc", "auc_low", "auc_high", "accuracy", "sensitivity", "specificity", "ppv", "npv", "n",
-        "n_events", "auc_of", "accuracy_low", "accuracy_high", "sensitivity_low", "sensitivity_high", "specificity_low",
-        "specificity_high", "ppv_low", "ppv_high", "npv_low", "npv_high",
+        "reader",
+        "session",
+        "auc",
+        "auc_low",
+        "auc_high",
+        "accuracy",
+        "sensitivity",
+        "specificity",
+        "ppv",
+        "npv",
+        "n",
+        "n_events",
+        "auc_of",
+        "accuracy_low",
+        "accuracy_high",
+        "sensitivity_low",
+        "sensitivity_high",
+        "specificity_low",
+        "specificity_high",
+        "ppv_low",
+        "ppv_high",
+        "npv_low",
+        "npv_high",
     ]
     test_cols = [
-        "reader", "auc_unaided", "auc_aided", "delong_p", "mcnemar_stat", "mcnemar_p", "acc_unaided", "acc_aided",
-        "delong_z", "mcnemar_exact_p", "sen_unaided", "sen_aided", "mcnemar_sen_p", "spe_unaided", "spe_aided",
-        "mcnemar_spe_p", "n", "n_events",
+        "reader",
+        "auc_unaided",
+        "auc_aided",
+        "delong_p",
+        "mcnemar_stat",
+        "mcnemar_p",
+        "acc_unaided",
+        "acc_aided",
+        "delong_z",
+        "mcnemar_exact_p",
+        "sen_unaided",
+        "sen_aided",
+        "mcnemar_sen_p",
+        "spe_unaided",
+        "spe_aided",
+        "mcnemar_spe_p",
+        "n",
+        "n_events",
     ]
     roc_cols = ["reader", "session", "threshold", "sensitivity", "specificity", "auc"]
     return {
         "reader_metrics": pd.DataFrame(metric_rows, columns=metric_cols),
         "reader_tests": pd.DataFrame(test_rows, columns=test_cols),
-        "reader_kappa": pd.DataFrame(kappa_rows, columns=["session", "reader_a", "reader_b", "kappa", "low", "high", "n", "note"]),
-        "reader_roc": (pd.concat(roc_parts, ignore_index=True) if roc_parts else pd.DataFrame()).reindex(columns=roc_cols),
+        "reader_kappa": pd.DataFrame(
+            kappa_rows, columns=["session", "reader_a", "reader_b", "kappa", "low", "high", "n", "note"]
+        ),
+        "reader_roc": (pd.concat(roc_parts, ignore_index=True) if roc_parts else pd.DataFrame()).reindex(
+            columns=roc_cols
+        ),
     }
 
 
@@ -450,17 +541,26 @@ def simulate_reads(
     for col in ("split", "label", model_column):
         if col not in pred.columns:
             raise InputError("predictions have no such column; cannot simulate reads", column=col)
-    ok = pred["status"].astype(str).eq("ok") if "status" in pred.columns else pd.Series(True, index=pred.index)
+    ok = (
+        pred["status"].astype(str).eq("ok") if "status" in pred.columns else pd.Series(True, index=pred.index)
+    )
     label = pd.to_numeric(pred["label"].astype(object), errors="coerce")
     cases = pred[(pred["split"].astype(str) == split) & ok & label.notna()]
     if cases.empty:
-        raise InputError(f"split '{split}' has no case with status ok and a known label to simulate reads on", column="split")
+        raise InputError(
+            f"split '{split}' has no case with status ok and a known label to simulate reads on",
+            column="split",
+        )
     y = label.loc[cases.index].to_numpy(dtype=float) == 1.0
     if y.all() or not y.any():
-        raise InputError(f"split '{split}' has only one outcome class; cannot simulate a reader study", column="label")
+        raise InputError(
+            f"split '{split}' has only one outcome class; cannot simulate a reader study", column="label"
+        )
     prob = pd.to_numeric(cases[model_column].astype(object), errors="coerce").to_numpy(dtype=float)
     if np.isnan(prob).any():
-        raise InputError("missing model probability", case=str(cases.index[np.isnan(prob)][0]), column=model_column)
+        raise InputError(
+            "missing model probability", case=str(cases.index[np.isnan(prob)][0]), column=model_column
+        )
     if cutoff is None:
         cutoff = _infer_cutoff(pred, model_column)
     if not 0 < cutoff < 1:
@@ -489,7 +589,14 @@ def simulate_reads(
         unaided = latent - t
         aided = (1 - profile.trust) * unaided + profile.trust * model_m
         for session, ev in (("unaided", unaided), ("aided", aided)):
-            part = pd.DataFrame({"case_id": cases.index, "reader": profile.name, "session": session, "call": (ev >= 0).astype(int)})
+            part = pd.DataFrame(
+                {
+                    "case_id": cases.index,
+                    "reader": profile.name,
+                    "session": session,
+                    "call": (ev >= 0).astype(int),
+                }
+            )
             if confidence:
                 part["confidence"] = np.round(sps.norm.cdf(ev), 4)
             rows.append(part)
@@ -516,8 +623,6 @@ def _infer_cutoff(pred: pd.DataFrame, model_column: str) -> float:
 # Recording reads (the Slicer panel)
 
 
-
-
 def _reads_table(path: Path) -> pd.DataFrame:
     if not path.is_file():
         return pd.DataFrame(columns=list(READS_COLUMNS))
@@ -527,7 +632,9 @@ def _reads_table(path: Path) -> pd.DataFrame:
 def read_status(path: str | PathLike[str], case_id: str, reader: str) -> dict[str, int]:
     """The calls a reader already recorded for a case: ``{session: call}``."""
     table = _reads_table(Path(path))
-    part = table[(table["case_id"].astype(str) == str(case_id)) & (table["reader"].astype(str) == str(reader))]
+    part = table[
+        (table["case_id"].astype(str) == str(case_id)) & (table["reader"].astype(str) == str(reader))
+    ]
     return {str(s): int(c) for s, c in zip(part["session"], part["call"], strict=True)}
 
 
@@ -551,17 +658,32 @@ def record_read(
     if not reader:
         raise InputError("enter the reader's name or code", case=case_id, column="reader")
     if session not in SESSIONS:
-        raise InputError(f"session must be 'unaided' or 'aided', got {session!r}", case=case_id, column="session")
+        raise InputError(
+            f"session must be 'unaided' or 'aided', got {session!r}", case=case_id, column="session"
+        )
     done = read_status(path, case_id, reader)
     if session in done:
-        raise InputError(f"reader {reader} already recorded the {session} call of this case", case=case_id,
-                         column="session", path=path)  # fmt: skip
+        raise InputError(
+            f"reader {reader} already recorded the {session} call of this case",
+            case=case_id,
+            column="session",
+            path=path,
+        )
     if session == "aided" and "unaided" not in done:
-        raise InputError(f"reader {reader}: record the unaided call before the aided one", case=case_id,
-                         column="session", path=path)  # fmt: skip
+        raise InputError(
+            f"reader {reader}: record the unaided call before the aided one",
+            case=case_id,
+            column="session",
+            path=path,
+        )
     table = _reads_table(path)
-    row = {"case_id": case_id, "reader": reader, "session": session, "call": call,
-           "confidence": math.nan if confidence is None else confidence}  # fmt: skip
+    row = {
+        "case_id": case_id,
+        "reader": reader,
+        "session": session,
+        "call": call,
+        "confidence": math.nan if confidence is None else confidence,
+    }
     frame = pd.DataFrame([row], columns=list(READS_COLUMNS))
     combined = frame if table.empty else pd.concat([table, frame], ignore_index=True)
     checked = validate_reads(combined, path=None)

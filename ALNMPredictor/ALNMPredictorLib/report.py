@@ -95,9 +95,20 @@ _WIDE_FIGURES = {"nomogram", "roc", "calibration", "decision", "clinical_impact"
 _PERCENT_COLUMNS = ("accuracy", "sensitivity", "specificity", "ppv", "npv")
 _MIME = {".png": "image/png", ".svg": "image/svg+xml", ".jpg": "image/jpeg", ".jpeg": "image/jpeg"}
 _VERSION_PACKAGES = (
-    "numpy", "scipy", "pandas", "scikit-learn", "matplotlib", "SimpleITK", "pydicom", "pillow",
-    "pyradiomics-bhklab", "pyradiomics", "torch", "torchvision", "safetensors",
-)  # fmt: skip
+    "numpy",
+    "scipy",
+    "pandas",
+    "scikit-learn",
+    "matplotlib",
+    "SimpleITK",
+    "pydicom",
+    "pillow",
+    "pyradiomics-bhklab",
+    "pyradiomics",
+    "torch",
+    "torchvision",
+    "safetensors",
+)
 
 _CSS = """
 :root{--fg:#1b1f24;--muted:#5b6470;--line:#d9dee4;--bg:#fff;--band:#f5f7f9;--accent:#0b5cad;--warn:#9a3412}
@@ -274,19 +285,20 @@ def _table(
     head_rows: list[str] = []
     if header and isinstance(header[0], str):
         num = ' class="num"'
-        cells = "".join(f'<th scope="col"{num if i in numeric_set else ""}>{_e(h)}</th>' for i, h in enumerate(header))
+        cells = "".join(
+            f'<th scope="col"{num if i in numeric_set else ""}>{_e(h)}</th>' for i, h in enumerate(header)
+        )
         head_rows.append(f"<tr>{cells}</tr>")
     else:
         for hrow in header:
-            cells = "".join(
-                f'<th scope="col"{_colspan(span)}>{_e(text)}</th>' for text, span in hrow
-            )
+            cells = "".join(f'<th scope="col"{_colspan(span)}>{_e(text)}</th>' for text, span in hrow)
             head_rows.append(f"<tr>{cells}</tr>")
     body = []
     for k, row in enumerate(rows):
         tr_cls = f' class="{_e(row_classes[k])}"' if row_classes and row_classes[k] else ""
         cells = "".join(
-            _cell(v, "num" if i in numeric_set else "text" if i in text_set else "") for i, v in enumerate(row)
+            _cell(v, "num" if i in numeric_set else "text" if i in text_set else "")
+            for i, v in enumerate(row)
         )
         body.append(f"<tr{tr_cls}>{cells}</tr>")
     attrs = f' class="{_e(cls)}"' if cls else ""
@@ -397,7 +409,9 @@ class _Figures:
         cap = f"<figcaption>{_e(caption)}</figcaption>" if caption else ""
         img = f'<img src="{uri}" alt="{_e(alt)}" loading="eager">'
         if wide:
-            return f'<figure id="fig-{_e(name)}" class="wide"><div class="fig-scroll">{img}</div>{cap}</figure>'
+            return (
+                f'<figure id="fig-{_e(name)}" class="wide"><div class="fig-scroll">{img}</div>{cap}</figure>'
+            )
         return f'<figure id="fig-{_e(name)}">{img}{cap}</figure>'
 
 
@@ -450,7 +464,9 @@ def _auc_matrix(table3: pd.DataFrame, study: bool) -> str:
         row = [model_label(m)]
         for s in splits:
             hit = table3[(table3["split"].astype(str) == s) & (table3["model"].astype(str) == m)]
-            row.append(format_auc(*(hit.iloc[0].get(c) for c in ("auc", "auc_low", "auc_high"))) if len(hit) else "—")
+            row.append(
+                format_auc(*(hit.iloc[0].get(c) for c in ("auc", "auc_low", "auc_high"))) if len(hit) else "—"
+            )
         rows.append(row)
         classes.append("")
         if study and any(m in STUDY_TABLE3_AUC.get(s, {}) for s in splits):
@@ -460,36 +476,68 @@ def _auc_matrix(table3: pd.DataFrame, study: bool) -> str:
     caption = "AUC (95% CI, DeLong) per set."
     if study:
         caption += f" Published study: {STUDY_CITATION}."
-    return _table(header, rows, numeric=range(1, len(header)), caption=caption, table_id="auc-summary", row_classes=classes)
+    return _table(
+        header,
+        rows,
+        numeric=range(1, len(header)),
+        caption=caption,
+        table_id="auc-summary",
+        row_classes=classes,
+    )
 
 
-def _section_summary(ev: Any, ms: Mapping[str, Any], figs: _Figures, study: bool, n_warn: int, n_failed: int) -> str:
+def _section_summary(
+    ev: Any, ms: Mapping[str, Any], figs: _Figures, study: bool, n_warn: int, n_failed: int
+) -> str:
     model_label, _, _ = _labels()
     parts = []
     formula = ms.get("formula")
     parts.append("<h3>Clinical-radiomics model (Nomo-score)</h3>")
-    parts.append(f'<div class="formula" id="combined-formula">{_e(formula)}</div>' if formula else _note("No model formula given."))
+    parts.append(
+        f'<div class="formula" id="combined-formula">{_e(formula)}</div>'
+        if formula
+        else _note("No model formula given.")
+    )
     if _finite(ms.get("cutoff")):
-        parts.append(f"<p>Youden cut-off of the Nomo-score on the training set: <strong>{_num(ms['cutoff'], 3)}</strong>, applied unchanged to every test set.</p>")  # noqa: E501
+        parts.append(
+            f"<p>Youden cut-off of the Nomo-score on the training set: <strong>{_num(ms['cutoff'], 3)}</strong>, applied unchanged to every test set.</p>"
+        )  # noqa: E501
     if ms.get("random_backbone"):
-        parts.insert(0, f'<div class="simulated" id="random-backbone" role="note">{_e(ms["random_backbone"])}</div>')
+        parts.insert(
+            0, f'<div class="simulated" id="random-backbone" role="note">{_e(ms["random_backbone"])}</div>'
+        )
     region_formulas = ms.get("region_formulas") or {}
     if region_formulas:
         parts.append("<h3>Region scores</h3>")
-        parts.extend(f'<div class="formula">{_e(_mark_random_deep(text, ms))}</div>' for text in region_formulas.values())
+        parts.extend(
+            f'<div class="formula">{_e(_mark_random_deep(text, ms))}</div>'
+            for text in region_formulas.values()
+        )
     table3 = _tables(ev).get("table3")
     parts.append("<h3>Discrimination (AUC)</h3>")
-    parts.append(_auc_matrix(table3, study) if table3 is not None and not table3.empty else _note("Table 3 not available."))
+    parts.append(
+        _auc_matrix(table3, study)
+        if table3 is not None and not table3.empty
+        else _note("Table 3 not available.")
+    )
     notes = []
     if n_warn:
         notes.append(f"{n_warn} warning(s)")
     if n_failed:
         notes.append(f"{n_failed} failed case(s)")
     if notes:
-        parts.append(f'<p class="muted">This run recorded {_e(" and ".join(notes))}: see <a href="#warnings">Warnings</a>.</p>')
-    parts.append(figs.html("nomogram", "Nomogram of the clinical-radiomics model",
-                           "Nomogram: read each predictor's points, add them up, and read the risk of ALNM "
-                           "under the total; the triangle marks the training cut-off.", wide=True))  # fmt: skip
+        parts.append(
+            f'<p class="muted">This run recorded {_e(" and ".join(notes))}: see <a href="#warnings">Warnings</a>.</p>'
+        )
+    parts.append(
+        figs.html(
+            "nomogram",
+            "Nomogram of the clinical-radiomics model",
+            "Nomogram: read each predictor's points, add them up, and read the risk of ALNM "
+            "under the total; the triangle marks the training cut-off.",
+            wide=True,
+        )
+    )
     return "".join(parts)
 
 
@@ -513,10 +561,15 @@ def _section_table1(ev: Any) -> str:
     rows, previous = [], None
     for rec in t1.to_dict(orient="records"):
         name = str(rec.get("characteristic", ""))
-        rows.append([
-            variable_label(name) if name != previous else "", _level(rec.get("level")), *(_text(rec.get(s)) for s in splits),
-            format_p(rec.get("p_value")) if _finite(rec.get("p_value")) else "", _text(rec.get("statistical_test")),
-        ])  # fmt: skip
+        rows.append(
+            [
+                variable_label(name) if name != previous else "",
+                _level(rec.get("level")),
+                *(_text(rec.get(s)) for s in splits),
+                format_p(rec.get("p_value")) if _finite(rec.get("p_value")) else "",
+                _text(rec.get("statistical_test")),
+            ]
+        )
         previous = name
     return _table(header, rows, numeric=[len(splits) + 2], caption="Mean ± SD or n (%). p across sets.")
 
@@ -556,8 +609,13 @@ def _section_table2(ev: Any, ms: Mapping[str, Any]) -> str:
             row.append(format_or(value, rec.get(f"{prefix}_low"), rec.get(f"{prefix}_high")))
             row.append(format_p(rec.get(f"{prefix}_p")) if _finite(value) else "—")
         rows.append(row)
-    table = _table(header, rows, numeric=range(1, 7), table_id="table2-data",
-                   caption="Odds ratios from logistic regression (training set), Wald 95% CIs; — = not in that model.")  # fmt: skip
+    table = _table(
+        header,
+        rows,
+        numeric=range(1, 7),
+        table_id="table2-data",
+        caption="Odds ratios from logistic regression (training set), Wald 95% CIs; — = not in that model.",
+    )
     return table + _model_notes(ms)
 
 
@@ -565,8 +623,11 @@ def _model_notes(ms: Mapping[str, Any]) -> str:
     """The fit's notes (Firth, variables left out, skipped filters) by model, under Table 2."""
     model_label, _, _ = _labels()
     notes = ms.get("model_notes") or {}
-    items = [f"<li><strong>{_e(model_label(name))}</strong>: {_e(note)}</li>"
-             for name in _model_order(notes) for note in notes.get(name) or []]  # fmt: skip
+    items = [
+        f"<li><strong>{_e(model_label(name))}</strong>: {_e(note)}</li>"
+        for name in _model_order(notes)
+        for note in notes.get(name) or []
+    ]
     if not items:
         return ""
     return f'<div class="note" id="model-notes"><p>Notes on the fitted models:</p><ul>{"".join(items)}</ul></div>'
@@ -599,14 +660,20 @@ def _section_table3(ev: Any, study: bool) -> str:
             row.append(f"{_num(n, 0)} ({_num(e, 0)})" if _finite(n) else "—")
             rows.append(row)
             classes.append("group" if k == 0 else "")
-    caption = ("ACC accuracy, SEN sensitivity, SPE specificity, PPV/NPV positive/negative predictive value, at the "
-               "training Youden cut-off, with 95% Clopper-Pearson CIs.")  # fmt: skip
+    caption = (
+        "ACC accuracy, SEN sensitivity, SPE specificity, PPV/NPV positive/negative predictive value, at the "
+        "training Youden cut-off, with 95% Clopper-Pearson CIs."
+    )
     if study:
         caption += f" Study AUC: {STUDY_CITATION}."
     return _table(
-        header, rows, numeric=range(2, len(header)), caption=caption, table_id="table3-data",
+        header,
+        rows,
+        numeric=range(2, len(header)),
+        caption=caption,
+        table_id="table3-data",
         row_classes=classes,
-    )  # fmt: skip
+    )
 
 
 def _percent_ci(rec: Mapping[str, Any], column: str, fraction: bool) -> str:
@@ -625,12 +692,22 @@ def _section_table_s3(ev: Any) -> str:
     if t is None or t.empty:
         return _note("Table S3 not available.")
     rows = [
-        [split_label(str(r["split"])), f"{model_label(str(r['model_a']))} vs {model_label(str(r['model_b']))}",
-         _num(r.get("auc_a")), _num(r.get("auc_b")), _num(r.get("z")), format_p(r.get("p"))]
+        [
+            split_label(str(r["split"])),
+            f"{model_label(str(r['model_a']))} vs {model_label(str(r['model_b']))}",
+            _num(r.get("auc_a")),
+            _num(r.get("auc_b")),
+            _num(r.get("z")),
+            format_p(r.get("p")),
+        ]
         for r in t.to_dict(orient="records")
-    ]  # fmt: skip
-    return _table(["Set", "Comparison", "AUC A", "AUC B", "Z", "p"], rows, numeric=range(2, 6),
-                  caption="Paired DeLong tests.")  # fmt: skip
+    ]
+    return _table(
+        ["Set", "Comparison", "AUC A", "AUC B", "Z", "p"],
+        rows,
+        numeric=range(2, 6),
+        caption="Paired DeLong tests.",
+    )
 
 
 def _section_table_s4(ev: Any) -> str:
@@ -642,20 +719,31 @@ def _section_table_s4(ev: Any) -> str:
     rows = []
     for r in t.to_dict(orient="records"):
         row = [
-            split_label(str(r["split"])), format_or(r.get("nri"), r.get("nri_low"), r.get("nri_high")),
-            format_p(r.get("nri_p")), _num(r.get("nri_events")), _num(r.get("nri_nonevents")),
-            format_or(r.get("idi"), r.get("idi_low"), r.get("idi_high")), format_p(r.get("idi_p")),
-        ]  # fmt: skip
+            split_label(str(r["split"])),
+            format_or(r.get("nri"), r.get("nri_low"), r.get("nri_high")),
+            format_p(r.get("nri_p")),
+            _num(r.get("nri_events")),
+            _num(r.get("nri_nonevents")),
+            format_or(r.get("idi"), r.get("idi_low"), r.get("idi_high")),
+            format_p(r.get("idi_p")),
+        ]
         if categorical:
-            row += [format_or(r.get("nri_cat"), r.get("nri_cat_low"), r.get("nri_cat_high")), format_p(r.get("nri_cat_p"))]
+            row += [
+                format_or(r.get("nri_cat"), r.get("nri_cat_low"), r.get("nri_cat_high")),
+                format_p(r.get("nri_cat_p")),
+            ]
         rows.append(row)
     header = ["Set", "NRI (95% CI)", "p", "NRI events", "NRI non-events", "IDI (95% CI)", "p"]
     caption = "Clinical-radiomics vs clinical model; continuous NRI and IDI"
     if categorical:
         header += ["NRI at cut-off (95% CI)", "p"]
         cut = t["nri_cat_cutoff"].dropna() if "nri_cat_cutoff" in t.columns else pd.Series(dtype=float)
-        caption += "; categorical NRI at the combined model's cut-off" + (f" ({_num(cut.iloc[0], 3)})" if len(cut) else "")
-    return _table(header, rows, numeric=range(1, len(header)), caption=caption + ".", table_id="table-s4-data")
+        caption += "; categorical NRI at the combined model's cut-off" + (
+            f" ({_num(cut.iloc[0], 3)})" if len(cut) else ""
+        )
+    return _table(
+        header, rows, numeric=range(1, len(header)), caption=caption + ".", table_id="table-s4-data"
+    )
 
 
 def _section_calibration(ev: Any, figs: _Figures) -> str:
@@ -667,29 +755,60 @@ def _section_calibration(ev: Any, figs: _Figures) -> str:
     if hl is not None and not hl.empty:
         notes = "note" in hl.columns and hl["note"].fillna("").astype(str).str.strip().ne("").any()
         rows = [
-            [split_label(str(r["split"])), model_label(str(r["model"])), _num(r.get("statistic")), _num(r.get("df"), 0),
-             format_p(r.get("p")), *([_text(r.get("note"))] if notes else [])]
+            [
+                split_label(str(r["split"])),
+                model_label(str(r["model"])),
+                _num(r.get("statistic")),
+                _num(r.get("df"), 0),
+                format_p(r.get("p")),
+                *([_text(r.get("note"))] if notes else []),
+            ]
             for r in hl.to_dict(orient="records")
-        ]  # fmt: skip
+        ]
         parts.append("<h3>Hosmer-Lemeshow test</h3>")
         header = ["Set", "Model", "χ²", "df", "p", *(["Note"] if notes else [])]
-        parts.append(_table(header, rows, numeric=range(2, 5), table_id="hl-data", text=[5] if notes else (),
-                            caption="10 risk groups. A Hosmer-Lemeshow test is unreliable on small sets (n < 100) and "
-                            "with sparse groups (expected counts below 5): read the calibration curve and the "
-                            "intercept and slope instead."))  # fmt: skip
+        parts.append(
+            _table(
+                header,
+                rows,
+                numeric=range(2, 5),
+                table_id="hl-data",
+                text=[5] if notes else (),
+                caption="10 risk groups. A Hosmer-Lemeshow test is unreliable on small sets (n < 100) and "
+                "with sparse groups (expected counts below 5): read the calibration curve and the "
+                "intercept and slope instead.",
+            )
+        )
     if cal is not None and not cal.empty:
         rows = [
-            [split_label(str(r["split"])), model_label(str(r["model"])), _value_ci(r, "intercept"),
-             _value_ci(r, "slope"), _num(r.get("brier"), 3)]
+            [
+                split_label(str(r["split"])),
+                model_label(str(r["model"])),
+                _value_ci(r, "intercept"),
+                _value_ci(r, "slope"),
+                _num(r.get("brier"), 3),
+            ]
             for r in cal.to_dict(orient="records")
-        ]  # fmt: skip
+        ]
         parts.append("<h3>Calibration intercept, slope and Brier score</h3>")
-        parts.append(_table(["Set", "Model", "Intercept", "Slope", "Brier"], rows, numeric=range(2, 5), table_id="calibration-stats",
-                            caption="Logistic recalibration y ~ a + b·logit(p) (ideal a = 0, b = 1), 95% outcome-stratified "
-                            "percentile-bootstrap CIs."))  # fmt: skip
-    parts.append(figs.html("calibration", "Calibration curves per set",
-                           "Grouped observed proportion (95% CI) against predicted probability, lowess smooth, "
-                           "and the diagonal of perfect calibration."))  # fmt: skip
+        parts.append(
+            _table(
+                ["Set", "Model", "Intercept", "Slope", "Brier"],
+                rows,
+                numeric=range(2, 5),
+                table_id="calibration-stats",
+                caption="Logistic recalibration y ~ a + b·logit(p) (ideal a = 0, b = 1), 95% outcome-stratified "
+                "percentile-bootstrap CIs.",
+            )
+        )
+    parts.append(
+        figs.html(
+            "calibration",
+            "Calibration curves per set",
+            "Grouped observed proportion (95% CI) against predicted probability, lowess smooth, "
+            "and the diagonal of perfect calibration.",
+        )
+    )
     return "".join(parts)
 
 
@@ -718,18 +837,36 @@ def _section_risk_groups(ev: Any, figs: _Figures) -> str:
             if _finite(prop) and _finite(r.get("low")) and _finite(r.get("high")):
                 share += f" ({100 * float(r['low']):.1f}–{100 * float(r['high']):.1f})"
             split = str(r["split"])
-            row = [split_label(split) if split != previous else "", str(r["risk_group"]).replace("_", " ").capitalize(),
-                   _num(n, 0), _num(e, 0), share]  # fmt: skip
+            row = [
+                split_label(split) if split != previous else "",
+                str(r["risk_group"]).replace("_", " ").capitalize(),
+                _num(n, 0),
+                _num(e, 0),
+                share,
+            ]
             if fisher:
                 row.append(format_p(r.get("p_fisher")) if split != previous else "")
             classes.append("group" if split != previous and previous is not None else "")
             previous = split
             rows.append(row)
         header = ["Set", "Risk group", "n", "ALNM", "ALNM % (95% CI)", *(["Fisher p"] if fisher else [])]
-        parts.append(_table(header, rows, numeric=range(2, len(header)), row_classes=classes, table_id="risk-data",
-                            caption="High risk: Nomo-score at or above the training cut-off."))  # fmt: skip
-    parts.append(figs.html("risk_groups", "Proportion of ALNM in the high- and low-risk groups",
-                           "Proportion of ALNM in the high- and low-risk groups of each set (as the study's Figure 1B–D)."))  # fmt: skip
+        parts.append(
+            _table(
+                header,
+                rows,
+                numeric=range(2, len(header)),
+                row_classes=classes,
+                table_id="risk-data",
+                caption="High risk: Nomo-score at or above the training cut-off.",
+            )
+        )
+    parts.append(
+        figs.html(
+            "risk_groups",
+            "Proportion of ALNM in the high- and low-risk groups",
+            "Proportion of ALNM in the high- and low-risk groups of each set (as the study's Figure 1B–D).",
+        )
+    )
     return "".join(parts)
 
 
@@ -742,7 +879,12 @@ def _records(value: Any) -> pd.DataFrame:
         return pd.DataFrame()
 
 
-_OPTIMISM_NAMES = {"auc": "AUC", "intercept": "Calibration intercept", "slope": "Calibration slope", "brier": "Brier score"}
+_OPTIMISM_NAMES = {
+    "auc": "AUC",
+    "intercept": "Calibration intercept",
+    "slope": "Calibration slope",
+    "brier": "Brier score",
+}
 #: features per region shown in the selection-stability table (all of them are in tables/selection_stability.csv)
 STABILITY_ROWS = 20
 
@@ -751,7 +893,9 @@ def _section_optimism(ev: Any, ms: Mapping[str, Any], figs: _Figures) -> str:
     model_label, split_label, _ = _labels()
     parts = []
     if ms.get("score_fit"):
-        parts.append(f'<p id="score-fit"><strong>Region scores in the second stage:</strong> {_e(ms["score_fit"])}.</p>')
+        parts.append(
+            f'<p id="score-fit"><strong>Region scores in the second stage:</strong> {_e(ms["score_fit"])}.</p>'
+        )
     validation = ms.get("internal_validation") or {}
     table = validation.get("table") or {}
     if table:
@@ -764,63 +908,115 @@ def _section_optimism(ev: Any, ms: Mapping[str, Any], figs: _Figures) -> str:
             "resample, less its performance on the original training cases, is that resample's optimism; the "
             "corrected value is the apparent one less the mean optimism. A calibration slope below 1 means the "
             "model's predictions are too extreme on new patients and should be shrunk.</p>"
-        )  # fmt: skip
+        )
         rows = []
         for key, name in _OPTIMISM_NAMES.items():
             rec = table.get(key) or {}
             values = [_num(rec.get(c), 3) for c in ("apparent", "training", "test", "optimism", "corrected")]
             rows.append([name, *values, _num(rec.get("n"), 0) if _finite(rec.get("n")) else "—"])
-        parts.append(_table(
-            ["Index", "Apparent", "Bootstrap training", "Bootstrap test", "Optimism", "Corrected", "Resamples"], rows,
-            numeric=range(1, 7), table_id="optimism-table",
-            caption=f"{model_label('clinical_radiomics')}, training set: apparent and optimism-corrected performance. "
-            "Resamples: refits in which the index exists (a calibration slope does not where a refit separates its "
-            "cases completely).",
-        ))  # fmt: skip
+        parts.append(
+            _table(
+                [
+                    "Index",
+                    "Apparent",
+                    "Bootstrap training",
+                    "Bootstrap test",
+                    "Optimism",
+                    "Corrected",
+                    "Resamples",
+                ],
+                rows,
+                numeric=range(1, 7),
+                table_id="optimism-table",
+                caption=f"{model_label('clinical_radiomics')}, training set: apparent and optimism-corrected performance. "
+                "Resamples: refits in which the index exists (a calibration slope does not where a refit separates its "
+                "cases completely).",
+            )
+        )
         failures = validation.get("failures") or []
         if failures:
-            parts.append(_note(f"{len(failures)} resample(s) could not be refitted and were left out, e.g. {failures[0]}."))
+            parts.append(
+                _note(
+                    f"{len(failures)} resample(s) could not be refitted and were left out, e.g. {failures[0]}."
+                )
+            )
     else:
-        parts.append(_note("The internal validation corrected for optimism was not run for this model "
-                           "(setting optimism_boot = 0, or a model saved before it existed)."))  # fmt: skip
+        parts.append(
+            _note(
+                "The internal validation corrected for optimism was not run for this model "
+                "(setting optimism_boot = 0, or a model saved before it existed)."
+            )
+        )
     table3 = _tables(ev).get("table3")
     if table3 is not None and not table3.empty:
         train_split = str((getattr(ev, "summary", None) or {}).get("train_split") or "train")
         splits = _split_order(table3["split"])
         tests = [x for x in splits if x != train_split]
-        header = ["Model", f"{split_label(train_split)} (apparent)", f"{split_label(train_split)} (corrected)",
-                  *(split_label(x) for x in tests)]  # fmt: skip
+        header = [
+            "Model",
+            f"{split_label(train_split)} (apparent)",
+            f"{split_label(train_split)} (corrected)",
+            *(split_label(x) for x in tests),
+        ]
         corrected = (table.get("auc") or {}).get("corrected")
         rows = []
         for m in _model_order(table3["model"]):
+
             def auc(split: str, model: str = m) -> str:
                 hit = table3[(table3["split"].astype(str) == split) & (table3["model"].astype(str) == model)]
                 return _num(hit.iloc[0].get("auc"), 3) if len(hit) else "—"
 
             fixed = _num(corrected, 3) if m == "clinical_radiomics" and _finite(corrected) else "—"
             rows.append([model_label(m), auc(train_split), fixed, *(auc(x) for x in tests)])
-        parts.append(_table(header, rows, numeric=range(1, len(header)), table_id="optimism-auc",
-                            caption="AUC of every model: on the training set as fitted (apparent), corrected for "
-                            "optimism (clinical-radiomics model), and on each test set."))  # fmt: skip
+        parts.append(
+            _table(
+                header,
+                rows,
+                numeric=range(1, len(header)),
+                table_id="optimism-auc",
+                caption="AUC of every model: on the training set as fitted (apparent), corrected for "
+                "optimism (clinical-radiomics model), and on each test set.",
+            )
+        )
     stability = _records(ms.get("selection_stability"))
     if not stability.empty:
         parts.append("<h3>Selection stability</h3>")
-        parts.append("<p>How often each region feature was kept by the selection chain (ICC filter, redundancy, mutual "
-                     "information, LASSO): in the cross-fitting folds and in the bootstrap resamples. Features kept "
-                     "rarely are chance findings of this training set.</p>")  # fmt: skip
-        parts.append(figs.html("selection_stability", "Selection stability of the region-score features",
-                               "Share of cross-fitting folds and bootstrap resamples whose selection kept each feature; "
-                               "filled: in the final score.", wide=True))  # fmt: skip
+        parts.append(
+            "<p>How often each region feature was kept by the selection chain (ICC filter, redundancy, mutual "
+            "information, LASSO): in the cross-fitting folds and in the bootstrap resamples. Features kept "
+            "rarely are chance findings of this training set.</p>"
+        )
+        parts.append(
+            figs.html(
+                "selection_stability",
+                "Selection stability of the region-score features",
+                "Share of cross-fitting folds and bootstrap resamples whose selection kept each feature; "
+                "filled: in the final score.",
+                wide=True,
+            )
+        )
         for region, part in stability.groupby(stability["region"].astype(str), sort=False):
-            rows = [[_text(r.get("feature")), "yes" if bool(r.get("final")) else "",
-                     format_percent(r.get("crossfit")) if _finite(r.get("crossfit")) else "—",
-                     format_percent(r.get("bootstrap")) if _finite(r.get("bootstrap")) else "—"]
-                    for r in part.head(STABILITY_ROWS).to_dict(orient="records")]  # fmt: skip
+            rows = [
+                [
+                    _text(r.get("feature")),
+                    "yes" if bool(r.get("final")) else "",
+                    format_percent(r.get("crossfit")) if _finite(r.get("crossfit")) else "—",
+                    format_percent(r.get("bootstrap")) if _finite(r.get("bootstrap")) else "—",
+                ]
+                for r in part.head(STABILITY_ROWS).to_dict(orient="records")
+            ]
             more = len(part) - STABILITY_ROWS
             caption = f"{model_label(f'{region}_score')}: the {min(len(part), STABILITY_ROWS)} most often kept features"
             caption += f" ({more} more in tables/selection_stability.csv)." if more > 0 else "."
-            parts.append(_table(["Feature", "In final score", "Cross-fitting folds", "Bootstrap resamples"], rows,
-                                numeric=[2, 3], caption=caption, table_id=f"stability-{region}"))  # fmt: skip
+            parts.append(
+                _table(
+                    ["Feature", "In final score", "Cross-fitting folds", "Bootstrap resamples"],
+                    rows,
+                    numeric=[2, 3],
+                    caption=caption,
+                    table_id=f"stability-{region}",
+                )
+            )
     return "".join(parts)
 
 
@@ -828,8 +1024,10 @@ def _section_heatmaps(gallery: Mapping[str, Any] | None, figs: _Figures) -> str:
     """Grad-CAM gallery (:func:`ALNMPredictorLib.gradcam.report_gallery`): per test set and category, the
     cases' heatmaps, and the randomised-head sanity check; a note when the run has none."""
     if not gallery:
-        return _note("No Grad-CAM heatmaps: the model has no deep features, or this report was written without "
-                     "them (alnm run and alnm evaluate draw them for a model with deep features).")  # fmt: skip
+        return _note(
+            "No Grad-CAM heatmaps: the model has no deep features, or this report was written without "
+            "them (alnm run and alnm evaluate draw them for a model with deep features)."
+        )
     parts = [
         "<p>Grad-CAM (Selvaraju et al. 2017) on each region's ROI crop (white outline: the ROI): where the deep "
         "head's ALNM logit, and the deep part of the region score where the score kept deep features, are raised "
@@ -839,11 +1037,15 @@ def _section_heatmaps(gallery: Mapping[str, Any] | None, figs: _Figures) -> str:
     ]
     sanity = (gallery.get("sanity") or {}).get("regions") or {}
     if sanity:
-        texts = [f"{_e(region)} {_num(v.get('mean_spearman'), 2)} (n = {_e(v.get('n'))})" for region, v in sanity.items()]
+        texts = [
+            f"{_e(region)} {_num(v.get('mean_spearman'), 2)} (n = {_e(v.get('n'))})"
+            for region, v in sanity.items()
+        ]
         parts.append(
             "<p>Sanity check (Adebayo et al. 2018): with the head's weights re-drawn at random, the Spearman rank "
             "correlation between its maps and the trained head's maps, mean over the crops below: "
-            + "; ".join(texts) + ". Near 0: the maps depend on what the head learned; near 1 they would not.</p>"
+            + "; ".join(texts)
+            + ". Near 0: the maps depend on what the head learned; near 1 they would not.</p>"
         )
     items = list(gallery.get("items") or [])
     if not items:
@@ -852,16 +1054,20 @@ def _section_heatmaps(gallery: Mapping[str, Any] | None, figs: _Figures) -> str:
         parts.append(f"<h3>{_e(split)}</h3>")
         for category in dict.fromkeys(str(i.get("category")) for i in items if str(i.get("split")) == split):
             chosen = [i for i in items if str(i.get("split")) == split and str(i.get("category")) == category]
-            parts.append(f"<h4>{_e(category)}</h4><div class=\"grid2\">")
+            parts.append(f'<h4>{_e(category)}</h4><div class="grid2">')
             for item in chosen:
                 uri = figs._from_file(f"heatmap {item.get('case_id')}", item.get("file"))
                 if uri is None:
                     continue
                 what = "deep head" if item.get("target") == "head" else "region score (deep part)"
-                caption = (f"case {item.get('case_id')}, {item.get('region')}, {what}; label {item.get('label')}, "
-                           f"probability {_num(item.get('probability'), 3)}")  # fmt: skip
-                parts.append(f'<figure><img src="{uri}" alt="{_e(caption)}" loading="eager">'
-                             f"<figcaption>{_e(caption)}</figcaption></figure>")  # fmt: skip
+                caption = (
+                    f"case {item.get('case_id')}, {item.get('region')}, {what}; label {item.get('label')}, "
+                    f"probability {_num(item.get('probability'), 3)}"
+                )
+                parts.append(
+                    f'<figure><img src="{uri}" alt="{_e(caption)}" loading="eager">'
+                    f"<figcaption>{_e(caption)}</figcaption></figure>"
+                )
             parts.append("</div>")
     for text in gallery.get("failed") or []:
         parts.append(_note(f"not drawn: {text}"))
@@ -870,10 +1076,25 @@ def _section_heatmaps(gallery: Mapping[str, Any] | None, figs: _Figures) -> str:
 
 def _section_selection(ms: Mapping[str, Any], figs: _Figures) -> str:
     model_label, _, _ = _labels()
-    parts = [figs.html("selection_funnel", "Feature-selection funnel", "Features left after each selection step, per region.")]
+    parts = [
+        figs.html(
+            "selection_funnel",
+            "Feature-selection funnel",
+            "Features left after each selection step, per region.",
+        )
+    ]
     logs = ms.get("selection_logs") or {}
-    regions = list(dict.fromkeys([*logs, *(ms.get("region_formulas") or {}), *(ms.get("region_formula_tables") or {}),
-                                  *(ms.get("lasso_path") or {}), *(ms.get("lasso_cv") or {})]))  # fmt: skip
+    regions = list(
+        dict.fromkeys(
+            [
+                *logs,
+                *(ms.get("region_formulas") or {}),
+                *(ms.get("region_formula_tables") or {}),
+                *(ms.get("lasso_path") or {}),
+                *(ms.get("lasso_cv") or {}),
+            ]
+        )
+    )
     if not regions:
         parts.append(_note("No region-score selection details given."))
     for region in regions:
@@ -885,23 +1106,60 @@ def _section_selection(ms: Mapping[str, Any], figs: _Figures) -> str:
         log = _records(logs.get(region))
         if not log.empty:
             cols = [c for c in ("step", "n_in", "n_out", "removed", "why", "warning") if c in log.columns]
-            rows = [[_text(r.get(c)) if c not in ("n_in", "n_out") else _num(r.get(c), 0) for c in cols]
-                    for r in log.to_dict(orient="records")]  # fmt: skip
-            names = {"step": "Step", "n_in": "In", "n_out": "Out", "removed": "Removed (examples)", "why": "Rule", "warning": "Warning"}
-            parts.append(_table(
-                [names[c] for c in cols], rows, numeric=[i for i, c in enumerate(cols) if c in ("n_in", "n_out")],
-                text=[i for i, c in enumerate(cols) if c in ("removed", "why", "warning")],
-            ))  # fmt: skip
+            rows = [
+                [_text(r.get(c)) if c not in ("n_in", "n_out") else _num(r.get(c), 0) for c in cols]
+                for r in log.to_dict(orient="records")
+            ]
+            names = {
+                "step": "Step",
+                "n_in": "In",
+                "n_out": "Out",
+                "removed": "Removed (examples)",
+                "why": "Rule",
+                "warning": "Warning",
+            }
+            parts.append(
+                _table(
+                    [names[c] for c in cols],
+                    rows,
+                    numeric=[i for i, c in enumerate(cols) if c in ("n_in", "n_out")],
+                    text=[i for i, c in enumerate(cols) if c in ("removed", "why", "warning")],
+                )
+            )
         ftable = _records((ms.get("region_formula_tables") or {}).get(region))
         if not ftable.empty:
-            rows = [[_text(r.get("term")), _num(r.get("coefficient"), 4), _num(r.get("mean"), 4), _num(r.get("sd"), 4)]
-                    for r in ftable.to_dict(orient="records")]  # fmt: skip
-            parts.append(_table(["Term", "Coefficient", "Training mean", "Training SD"], rows, numeric=[1, 2, 3],
-                                caption="Score = intercept + Σ coefficient × (x − mean) / SD."))  # fmt: skip
+            rows = [
+                [
+                    _text(r.get("term")),
+                    _num(r.get("coefficient"), 4),
+                    _num(r.get("mean"), 4),
+                    _num(r.get("sd"), 4),
+                ]
+                for r in ftable.to_dict(orient="records")
+            ]
+            parts.append(
+                _table(
+                    ["Term", "Coefficient", "Training mean", "Training SD"],
+                    rows,
+                    numeric=[1, 2, 3],
+                    caption="Score = intercept + Σ coefficient × (x − mean) / SD.",
+                )
+            )
         parts.append('<div class="grid2">')
-        parts.append(figs.html(f"lasso_path_{region}", f"LASSO coefficient path, {title}", "Coefficients against log(λ); red: λ used."))
-        parts.append(figs.html(f"lasso_cv_{region}", f"LASSO cross-validation curve, {title}",
-                               "Cross-validated deviance ± SE; dotted λ.min, dash-dot λ.1se."))  # fmt: skip
+        parts.append(
+            figs.html(
+                f"lasso_path_{region}",
+                f"LASSO coefficient path, {title}",
+                "Coefficients against log(λ); red: λ used.",
+            )
+        )
+        parts.append(
+            figs.html(
+                f"lasso_cv_{region}",
+                f"LASSO cross-validation curve, {title}",
+                "Cross-validated deviance ± SE; dotted λ.min, dash-dot λ.1se.",
+            )
+        )
         parts.append("</div>")
     return "".join(parts)
 
@@ -910,94 +1168,187 @@ def _section_readers(ev: Any, figs: _Figures, simulated: bool, reader_split: str
     tables = _tables(ev)
     parts = []
     if simulated:
-        parts.append('<div class="simulated" id="readers-simulated">SIMULATED READS: these reader results come from '
-                     "simulated radiologists, not from a real reader study.</div>")  # fmt: skip
+        parts.append(
+            '<div class="simulated" id="readers-simulated">SIMULATED READS: these reader results come from '
+            "simulated radiologists, not from a real reader study.</div>"
+        )
     parts.append(_readers_worse_with_ai(tables, simulated, reader_split))
     metrics = tables.get("reader_metrics")
     if metrics is not None and not metrics.empty:
         fraction = {c: _is_fraction_column(metrics[c]) for c in _PERCENT_COLUMNS if c in metrics}
         rows = []
         for r in metrics.to_dict(orient="records"):
-            rows.append([_text(r.get("reader")), "With AI" if r.get("session") == "aided" else "Without AI" if r.get("session") == "unaided" else _text(r.get("session")),  # noqa: E501
-                         format_auc(r.get("auc"), r.get("auc_low"), r.get("auc_high")),
-                         *(format_percent(r.get(c), fraction=fraction.get(c, True)) for c in _PERCENT_COLUMNS),
-                         _num(r.get("n"), 0)])  # fmt: skip
-        parts.append(_table(["Reader", "Session", "AUC (95% CI)", "ACC", "SEN", "SPE", "PPV", "NPV", "n"], rows,
-                            numeric=range(2, 9), table_id="reader-metrics"))  # fmt: skip
+            rows.append(
+                [
+                    _text(r.get("reader")),
+                    "With AI"
+                    if r.get("session") == "aided"
+                    else "Without AI"
+                    if r.get("session") == "unaided"
+                    else _text(r.get("session")),  # noqa: E501
+                    format_auc(r.get("auc"), r.get("auc_low"), r.get("auc_high")),
+                    *(format_percent(r.get(c), fraction=fraction.get(c, True)) for c in _PERCENT_COLUMNS),
+                    _num(r.get("n"), 0),
+                ]
+            )
+        parts.append(
+            _table(
+                ["Reader", "Session", "AUC (95% CI)", "ACC", "SEN", "SPE", "PPV", "NPV", "n"],
+                rows,
+                numeric=range(2, 9),
+                table_id="reader-metrics",
+            )
+        )
     tests = tables.get("reader_tests")
     if tests is not None and not tests.empty:
-        fraction_acc = _is_fraction_column(pd.concat([tests.get("acc_unaided", pd.Series(dtype=float)), tests.get("acc_aided", pd.Series(dtype=float))]))  # noqa: E501
+        fraction_acc = _is_fraction_column(
+            pd.concat(
+                [
+                    tests.get("acc_unaided", pd.Series(dtype=float)),
+                    tests.get("acc_aided", pd.Series(dtype=float)),
+                ]
+            )
+        )  # noqa: E501
         rows = [
-            [_text(r.get("reader")), _num(r.get("auc_unaided")), _num(r.get("auc_aided")), format_p(r.get("delong_p")),
-             format_percent(r.get("acc_unaided"), fraction=fraction_acc), format_percent(r.get("acc_aided"), fraction=fraction_acc),
-             _num(r.get("mcnemar_stat")), format_p(r.get("mcnemar_p"))]
+            [
+                _text(r.get("reader")),
+                _num(r.get("auc_unaided")),
+                _num(r.get("auc_aided")),
+                format_p(r.get("delong_p")),
+                format_percent(r.get("acc_unaided"), fraction=fraction_acc),
+                format_percent(r.get("acc_aided"), fraction=fraction_acc),
+                _num(r.get("mcnemar_stat")),
+                format_p(r.get("mcnemar_p")),
+            ]
             for r in tests.to_dict(orient="records")
-        ]  # fmt: skip
+        ]
         parts.append("<h3>Without vs with AI</h3>")
-        parts.append(_table(["Reader", "AUC without", "AUC with", "DeLong p", "ACC without", "ACC with", "McNemar χ²", "McNemar p"],
-                            rows, numeric=range(1, 8)))  # fmt: skip
+        parts.append(
+            _table(
+                [
+                    "Reader",
+                    "AUC without",
+                    "AUC with",
+                    "DeLong p",
+                    "ACC without",
+                    "ACC with",
+                    "McNemar χ²",
+                    "McNemar p",
+                ],
+                rows,
+                numeric=range(1, 8),
+            )
+        )
     kappa = tables.get("reader_kappa")
     if kappa is not None and not kappa.empty:
         notes = "note" in kappa.columns and kappa["note"].fillna("").astype(str).str.strip().ne("").any()
-        rows = [[_text(r.get("session")), f"{_text(r.get('reader_a'))} vs {_text(r.get('reader_b'))}",
-                 _ci3(r.get("kappa"), r.get("low"), r.get("high")), *([_text(r.get("note"))] if notes else [])]
-                for r in kappa.to_dict(orient="records")]  # fmt: skip
+        rows = [
+            [
+                _text(r.get("session")),
+                f"{_text(r.get('reader_a'))} vs {_text(r.get('reader_b'))}",
+                _ci3(r.get("kappa"), r.get("low"), r.get("high")),
+                *([_text(r.get("note"))] if notes else []),
+            ]
+            for r in kappa.to_dict(orient="records")
+        ]
         parts.append("<h3>Agreement between readers (Cohen's κ)</h3>")
-        parts.append(_table(["Session", "Readers", "κ (95% CI)", *(["Note"] if notes else [])], rows, numeric=[2],
-                            text=[3] if notes else ()))  # fmt: skip
-    parts.append(figs.html("readers", "Reader study: AUC and accuracy without and with AI",
-                           "As the study's Figure 3: reader operating points on the model's ROC curve, AUC and accuracy "
-                           "without and with AI assistance." + (" Simulated reads." if simulated else "")))  # fmt: skip
+        parts.append(
+            _table(
+                ["Session", "Readers", "κ (95% CI)", *(["Note"] if notes else [])],
+                rows,
+                numeric=[2],
+                text=[3] if notes else (),
+            )
+        )
+    parts.append(
+        figs.html(
+            "readers",
+            "Reader study: AUC and accuracy without and with AI",
+            "As the study's Figure 3: reader operating points on the model's ROC curve, AUC and accuracy "
+            "without and with AI assistance." + (" Simulated reads." if simulated else ""),
+        )
+    )
     return "".join(parts)
 
 
-def _readers_worse_with_ai(tables: Mapping[str, pd.DataFrame], simulated: bool, reader_split: str | None) -> str:
+def _readers_worse_with_ai(
+    tables: Mapping[str, pd.DataFrame], simulated: bool, reader_split: str | None
+) -> str:
     """Why a reader's AUC or accuracy fell with AI, beside the model's own results on the cases read."""
     tests = tables.get("reader_tests")
     if tests is None or tests.empty:
         return ""
-    worse = [r for r in tests.to_dict(orient="records")
-             if (_finite(r.get("auc_aided")) and _finite(r.get("auc_unaided")) and r["auc_aided"] < r["auc_unaided"])
-             or (_finite(r.get("acc_aided")) and _finite(r.get("acc_unaided")) and r["acc_aided"] < r["acc_unaided"])]  # fmt: skip
+    worse = [
+        r
+        for r in tests.to_dict(orient="records")
+        if (
+            _finite(r.get("auc_aided"))
+            and _finite(r.get("auc_unaided"))
+            and r["auc_aided"] < r["auc_unaided"]
+        )
+        or (
+            _finite(r.get("acc_aided"))
+            and _finite(r.get("acc_unaided"))
+            and r["acc_aided"] < r["acc_unaided"]
+        )
+    ]
     if not worse:
         return ""
     model_label, split_label, _ = _labels()
     t3 = tables.get("table3")
     model = None
     if t3 is not None and not t3.empty and reader_split is not None:
-        rows = t3[(t3["split"].astype(str) == str(reader_split)) & (t3["model"].astype(str) == "clinical_radiomics")]
+        rows = t3[
+            (t3["split"].astype(str) == str(reader_split)) & (t3["model"].astype(str) == "clinical_radiomics")
+        ]
         model = rows.iloc[0].to_dict() if len(rows) else None
     names = ", ".join(_text(r.get("reader")) for r in worse)
     text = [f"<strong>Worse with AI here: {names}.</strong>"]
     if simulated:
-        text.append("Simulated aided calls blend each reader's own evidence with the model's (trust weight; see Methods), "
-                    "so they move toward the model's calls: they improve only where the model is right more often "
-                    "than the reader on the cases read.")  # fmt: skip
+        text.append(
+            "Simulated aided calls blend each reader's own evidence with the model's (trust weight; see Methods), "
+            "so they move toward the model's calls: they improve only where the model is right more often "
+            "than the reader on the cases read."
+        )
     else:
-        text.append("Aided readers follow the model's output to some degree, so their calls move toward the model's.")
+        text.append(
+            "Aided readers follow the model's output to some degree, so their calls move toward the model's."
+        )
     if model is not None:
         fraction = _is_fraction_column(pd.Series([model.get("accuracy")]))
-        text.append(f"On the {html.escape(split_label(str(reader_split)).lower())} ({_num(model.get('n'), 0)} patients) the "
-                    f"{html.escape(model_label('clinical_radiomics')[:1].lower() + model_label('clinical_radiomics')[1:])} had AUC {_num(model.get('auc'))} and accuracy "
-                    f"{format_percent(model.get('accuracy'), fraction=fraction)} at its cut-off;")  # fmt: skip
+        text.append(
+            f"On the {html.escape(split_label(str(reader_split)).lower())} ({_num(model.get('n'), 0)} patients) the "
+            f"{html.escape(model_label('clinical_radiomics')[:1].lower() + model_label('clinical_radiomics')[1:])} had AUC {_num(model.get('auc'))} and accuracy "
+            f"{format_percent(model.get('accuracy'), fraction=fraction)} at its cut-off;"
+        )
         details = []
         for r in worse:
             frac = _is_fraction_column(pd.Series([r.get("acc_unaided")]))
-            details.append(f"{_text(r.get('reader'))} without AI: AUC {_num(r.get('auc_unaided'))}, accuracy "
-                           f"{format_percent(r.get('acc_unaided'), fraction=frac)} (DeLong p {format_p(r.get('delong_p'))}, "
-                           f"McNemar p {format_p(r.get('mcnemar_p'))})")  # fmt: skip
+            details.append(
+                f"{_text(r.get('reader'))} without AI: AUC {_num(r.get('auc_unaided'))}, accuracy "
+                f"{format_percent(r.get('acc_unaided'), fraction=frac)} (DeLong p {format_p(r.get('delong_p'))}, "
+                f"McNemar p {format_p(r.get('mcnemar_p'))})"
+            )
         text.append("; ".join(details) + ".")
         small = _finite(model.get("n")) and float(model["n"]) < 100
         if small:
-            text.append(f"With {_num(model.get('n'), 0)} patients a few calls move these numbers by several points: "
-                        "read the CIs and p-values, not the direction alone.")  # fmt: skip
+            text.append(
+                f"With {_num(model.get('n'), 0)} patients a few calls move these numbers by several points: "
+                "read the CIs and p-values, not the direction alone."
+            )
     from ALNMPredictorLib.reader_study import STUDY_READER_RESULTS
 
-    study_auc = [v["clinical_radiomics"][0] for k, v in STUDY_TABLE3_AUC.items() if k != "train" and "clinical_radiomics" in v]
-    text.append(f"In the study, the model (AUC {min(study_auc):.2f}-{max(study_auc):.2f} on its test sets) outperformed "
-                f"both radiologists (AUC {STUDY_READER_RESULTS['junior']['auc_unaided']:.2f} junior, "
-                f"{STUDY_READER_RESULTS['senior']['auc_unaided']:.2f} senior without AI), and both improved with it; a "
-                "model no better than the reader on the cases read cannot do that.")  # fmt: skip
+    study_auc = [
+        v["clinical_radiomics"][0]
+        for k, v in STUDY_TABLE3_AUC.items()
+        if k != "train" and "clinical_radiomics" in v
+    ]
+    text.append(
+        f"In the study, the model (AUC {min(study_auc):.2f}-{max(study_auc):.2f} on its test sets) outperformed "
+        f"both radiologists (AUC {STUDY_READER_RESULTS['junior']['auc_unaided']:.2f} junior, "
+        f"{STUDY_READER_RESULTS['senior']['auc_unaided']:.2f} senior without AI), and both improved with it; a "
+        "model no better than the reader on the cases read cannot do that."
+    )
     return f'<p class="note" id="readers-worse">{" ".join(text)}</p>'
 
 
@@ -1020,7 +1371,10 @@ def _versions(meta_versions: Mapping[str, Any] | None) -> list[tuple[str, str]]:
 
 
 def _section_methods(ms: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
-    parts = ["<h3>Software versions</h3>", _kv_table(_versions(meta.get("versions") or ms.get("versions")), "versions")]
+    parts = [
+        "<h3>Software versions</h3>",
+        _kv_table(_versions(meta.get("versions") or ms.get("versions")), "versions"),
+    ]
     weights = meta.get("deep_weights", ms.get("deep_weights"))
     parts.append("<h3>Deep features (VGG19 weights)</h3>")
     if isinstance(weights, Mapping) and weights:
@@ -1028,10 +1382,17 @@ def _section_methods(ms: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     elif weights:
         parts.append(f'<p id="deep-weights">{_e(weights)}</p>')
     else:
-        parts.append('<p id="deep-weights" class="note">No deep features in this model (no VGG19 weights used).</p>')
+        parts.append(
+            '<p id="deep-weights" class="note">No deep features in this model (no VGG19 weights used).</p>'
+        )
     seeds = meta.get("seeds", ms.get("seeds"))
     parts.append("<h3>Seeds</h3>")
-    parts.append(_kv_table(_flatten(seeds) if isinstance(seeds, Mapping) else [("seed", seeds)] if seeds is not None else [], "seeds"))
+    parts.append(
+        _kv_table(
+            _flatten(seeds) if isinstance(seeds, Mapping) else [("seed", seeds)] if seeds is not None else [],
+            "seeds",
+        )
+    )
     settings = meta.get("settings", ms.get("settings"))
     parts.append("<h3>Settings</h3>")
     parts.append(_kv_table(_flatten(settings) if isinstance(settings, Mapping) else [], "settings"))
@@ -1039,20 +1400,44 @@ def _section_methods(ms: Mapping[str, Any], meta: Mapping[str, Any]) -> str:
     parts.append("<h3>Degenerate features dropped</h3>")
     if isinstance(degenerate, Mapping) and any(degenerate.values()):
         total = sum(len(v) for v in degenerate.values())
-        parts.append(_collapsed(f"{total} features ({', '.join(f'{r}: {len(v)}' for r, v in degenerate.items() if v)}): show the names",
-                                _kv_table([(f"{r} ({len(v)})", ", ".join(map(str, v))) for r, v in degenerate.items() if v], "degenerate")))  # fmt: skip
+        parts.append(
+            _collapsed(
+                f"{total} features ({', '.join(f'{r}: {len(v)}' for r, v in degenerate.items() if v)}): show the names",
+                _kv_table(
+                    [(f"{r} ({len(v)})", ", ".join(map(str, v))) for r, v in degenerate.items() if v],
+                    "degenerate",
+                ),
+            )
+        )
     elif isinstance(degenerate, list | tuple) and degenerate:
-        parts.append(_collapsed(f"{len(degenerate)} features: show the names",
-                                _kv_table([(f"all regions ({len(degenerate)})", ", ".join(map(str, degenerate)))], "degenerate")))  # fmt: skip
+        parts.append(
+            _collapsed(
+                f"{len(degenerate)} features: show the names",
+                _kv_table(
+                    [(f"all regions ({len(degenerate)})", ", ".join(map(str, degenerate)))], "degenerate"
+                ),
+            )
+        )
     else:
         parts.append('<p id="degenerate" class="note">None.</p>')
     not_computed = {r: len(v) for r, v in (ms.get("not_computed_features") or {}).items() if v}
     if not_computed:
         counts = ", ".join(f"{r} {n}" for r, n in not_computed.items())
-        parts.append(f'<p id="not-computed" class="note">Not computed ({_e(counts)}): the z-high-pass wavelet features, '
-                     "rounding noise on a 2D image (a one-slice volume); <code>--full-table</code> computes them, and "
-                     "they are then listed above.</p>")  # fmt: skip
-    skip = {"versions", "deep_weights", "seeds", "settings", "warnings", "failed_cases", "degenerate_features", "readers_simulated"}
+        parts.append(
+            f'<p id="not-computed" class="note">Not computed ({_e(counts)}): the z-high-pass wavelet features, '
+            "rounding noise on a 2D image (a one-slice volume); <code>--full-table</code> computes them, and "
+            "they are then listed above.</p>"
+        )
+    skip = {
+        "versions",
+        "deep_weights",
+        "seeds",
+        "settings",
+        "warnings",
+        "failed_cases",
+        "degenerate_features",
+        "readers_simulated",
+    }
     run = [(k, v) for k, v in meta.items() if k not in skip and not isinstance(v, Mapping)]
     if run:
         parts.append("<h3>Run</h3>")
@@ -1074,7 +1459,9 @@ def _failed_cases(ev: Any, meta: Mapping[str, Any]) -> list[Mapping[str, Any]]:
 def _section_warnings(warnings: Sequence[str], failed: Sequence[Mapping[str, Any]]) -> str:
     parts = ["<h3>Warnings</h3>"]
     if warnings:
-        parts.append('<ul class="warn" id="warning-list">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>")
+        parts.append(
+            '<ul class="warn" id="warning-list">' + "".join(f"<li>{_e(w)}</li>" for w in warnings) + "</ul>"
+        )
     else:
         parts.append('<p class="note" id="warning-list">No warnings.</p>')
     parts.append("<h3>Failed cases</h3>")
@@ -1113,24 +1500,37 @@ def render_report(
 ) -> str:
     """The report as an HTML string (see :func:`write_report`)."""
     if evaluation is None or not hasattr(evaluation, "tables"):
-        raise ALNMError("report: evaluation must be an EvaluationResult (with .tables, .curves, .summary, .warnings)")
+        raise ALNMError(
+            "report: evaluation must be an EvaluationResult (with .tables, .curves, .summary, .warnings)"
+        )
     ms = dict(model_summary or {})
     meta = dict(meta or {})
     warnings = [str(w) for w in (getattr(evaluation, "warnings", None) or [])]
     warnings += [str(w) for w in (ms.get("warnings") or []) if str(w) not in warnings]
     warnings += [str(w) for w in (meta.get("warnings") or []) if str(w) not in warnings]
     label = _labels()[0]
-    notes = [f"{label(name)}: {note}" for name, items in (ms.get("model_notes") or {}).items() for note in items or []]
+    notes = [
+        f"{label(name)}: {note}"
+        for name, items in (ms.get("model_notes") or {}).items()
+        for note in items or []
+    ]
     warnings += [w for w in notes if w not in warnings]
     figure_warnings: list[str] = []
     simulated = _readers_simulated(evaluation, meta)
-    reader_split = meta.get("reader_split") or (getattr(evaluation, "summary", None) or {}).get("reader_split")
+    reader_split = meta.get("reader_split") or (getattr(evaluation, "summary", None) or {}).get(
+        "reader_split"
+    )
 
     def draw(name: str) -> Any:
         from ALNMPredictorLib.plots import draw_all
 
         drawn = draw_all(
-            evaluation, ms, synthetic=synthetic, readers_simulated=simulated, reader_split=reader_split, only=[name]
+            evaluation,
+            ms,
+            synthetic=synthetic,
+            readers_simulated=simulated,
+            reader_split=reader_split,
+            only=[name],
         )
         return drawn.get(name)
 
@@ -1147,11 +1547,17 @@ def render_report(
     body["table_s3"] = _section_table_s3(evaluation)
     body["table_s4"] = _section_table_s4(evaluation)
     body["calibration"] = _section_calibration(evaluation, figs)
-    body["decision"] = figs.html("decision", "Decision curves per set",
-                                 "Net benefit of each model against the threshold probability, with treat-all and treat-none.")  # fmt: skip
-    body["clinical_impact"] = figs.html("clinical_impact", "Clinical impact curves per set",
-                                        "Of 1,000 patients: number classified high risk and number of those with ALNM, "
-                                        "by threshold probability (clinical-radiomics model).")  # fmt: skip
+    body["decision"] = figs.html(
+        "decision",
+        "Decision curves per set",
+        "Net benefit of each model against the threshold probability, with treat-all and treat-none.",
+    )
+    body["clinical_impact"] = figs.html(
+        "clinical_impact",
+        "Clinical impact curves per set",
+        "Of 1,000 patients: number classified high risk and number of those with ALNM, "
+        "by threshold probability (clinical-radiomics model).",
+    )
     body["risk_groups"] = _section_risk_groups(evaluation, figs)
     body["optimism"] = _section_optimism(evaluation, ms, figs)
     body["selection"] = _section_selection(ms, figs)
@@ -1165,10 +1571,16 @@ def render_report(
     body["warnings"] = _section_warnings(all_warnings, failed)
 
     page_title = f"SYNTHETIC — {title}" if synthetic else title
-    banner = f'<div class="synthetic" id="synthetic-banner" role="note">{_e(SYNTHETIC_LABEL)}</div>' if synthetic else ""
+    banner = (
+        f'<div class="synthetic" id="synthetic-banner" role="note">{_e(SYNTHETIC_LABEL)}</div>'
+        if synthetic
+        else ""
+    )
     nav = "".join(f'<li><a href="#{sid}">{_e(_short(sid))}</a></li>' for sid in SECTIONS if sid in body)
     sections = "".join(
-        f'<section id="{sid}"><h2>{_e(SECTIONS[sid])}</h2>{body[sid]}</section>' for sid in SECTIONS if sid in body
+        f'<section id="{sid}"><h2>{_e(SECTIONS[sid])}</h2>{body[sid]}</section>'
+        for sid in SECTIONS
+        if sid in body
     )
     subtitle = []
     if meta.get("created"):
@@ -1182,9 +1594,9 @@ def render_report(
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         '<meta name="color-scheme" content="light">'
-        "<meta name=\"referrer\" content=\"no-referrer\">"
+        '<meta name="referrer" content="no-referrer">'
         f"<title>{_e(page_title)}</title><style>{_CSS}</style></head><body>"
-        f"<header><h1>{_e(title)}</h1>{banner}<p class=\"muted\">{_e(' · '.join(subtitle))}</p></header>"
+        f'<header><h1>{_e(title)}</h1>{banner}<p class="muted">{_e(" · ".join(subtitle))}</p></header>'
         f'<nav aria-label="Sections"><ul>{nav}</ul></nav>'
         f"<main>{sections}</main>"
         f"<footer>{footer_banner}<p>Generated by ALNM Predictor {_e(__version__)}. Research software, "
@@ -1195,12 +1607,24 @@ def render_report(
 
 def _short(section_id: str) -> str:
     return {
-        "summary": "Summary", "table1": "Table 1", "table2": "Table 2", "table3": "Table 3", "roc": "ROC",
-        "table_s3": "Table S3", "table_s4": "Table S4", "calibration": "Calibration", "decision": "Decision curves",
-        "clinical_impact": "Clinical impact", "risk_groups": "Risk groups", "selection": "Feature selection",
-        "readers": "Readers", "methods": "Methods", "warnings": "Warnings", "optimism": "Optimism",
+        "summary": "Summary",
+        "table1": "Table 1",
+        "table2": "Table 2",
+        "table3": "Table 3",
+        "roc": "ROC",
+        "table_s3": "Table S3",
+        "table_s4": "Table S4",
+        "calibration": "Calibration",
+        "decision": "Decision curves",
+        "clinical_impact": "Clinical impact",
+        "risk_groups": "Risk groups",
+        "selection": "Feature selection",
+        "readers": "Readers",
+        "methods": "Methods",
+        "warnings": "Warnings",
+        "optimism": "Optimism",
         "heatmaps": "Heatmaps",
-    }.get(section_id, section_id)  # fmt: skip
+    }.get(section_id, section_id)
 
 
 def write_report(
@@ -1241,7 +1665,13 @@ def write_report(
       ``created``, ``cohort``, ...).
     """
     text = render_report(
-        evaluation=evaluation, model_summary=model_summary, figures=figures, title=title, synthetic=synthetic,
-        study_comparison=study_comparison, meta=meta, progress=progress,
-    )  # fmt: skip
+        evaluation=evaluation,
+        model_summary=model_summary,
+        figures=figures,
+        title=title,
+        synthetic=synthetic,
+        study_comparison=study_comparison,
+        meta=meta,
+        progress=progress,
+    )
     return write_text(Path(out_dir) / "report.html", text)

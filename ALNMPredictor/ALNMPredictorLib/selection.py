@@ -190,7 +190,13 @@ def _lasso_active_set(
 
 
 def _weighted_lasso(
-    gram: np.ndarray, c: np.ndarray, beta: np.ndarray, lam: float | np.ndarray, *, tol: float = 1e-16, max_sweeps: int = 10_000
+    gram: np.ndarray,
+    c: np.ndarray,
+    beta: np.ndarray,
+    lam: float | np.ndarray,
+    *,
+    tol: float = 1e-16,
+    max_sweeps: int = 10_000,
 ) -> np.ndarray:
     """Minimise ``b'Gb / 2 - c'b + lam * sum_{j >= 1} |b_j|`` (coordinate 0 unpenalised) from ``beta``.
 
@@ -276,7 +282,9 @@ def lasso_logistic_path(
     on once the deviance ratio exceeds 0.999 or gains less than 1e-5 (the returned arrays are then
     shorter).
     """
-    return _lasso_paths([(x, y, lambdas)], tol=tol, max_outer=max_outer, max_inner=max_inner, early_stop=early_stop)[0]
+    return _lasso_paths(
+        [(x, y, lambdas)], tol=tol, max_outer=max_outer, max_inner=max_inner, early_stop=early_stop
+    )[0]
 
 
 def _lasso_paths(
@@ -367,7 +375,18 @@ def _lasso_paths(
                 beta[ahead] = np.where(keep, start, 0.0)
                 rows = design if ahead.size == count else design[ahead]
                 eta[ahead] = np.matmul(rows, beta[ahead][:, :, None])[:, :, 0]
-            _irls_at_lambda(design, target, row_weight, beta, eta, lam, todo, tol=tol, max_outer=max_outer, max_inner=max_inner)
+            _irls_at_lambda(
+                design,
+                target,
+                row_weight,
+                beta,
+                eta,
+                lam,
+                todo,
+                tol=tol,
+                max_outer=max_outer,
+                max_inner=max_inner,
+            )
             previous[todo] = now
             lam_before[todo, 0] = lam_before[todo, 1]
             lam_before[todo, 1] = lam[todo]
@@ -380,7 +399,9 @@ def _lasso_paths(
         if early_stop:
             grow = np.flatnonzero(alive & ~at_max)
             if grow.size:
-                dev_ratio[grow, li] = 1 - _stacked_nll(eta[grow], target[grow], row_weight[grow]) / null_nll[grow]
+                dev_ratio[grow, li] = (
+                    1 - _stacked_nll(eta[grow], target[grow], row_weight[grow]) / null_nll[grow]
+                )
             if li >= 4:
                 for i in grow:
                     if dev_ratio[i, li] > 0.999 or dev_ratio[i, li] - dev_ratio[i, li - 1] < 1e-5:
@@ -542,7 +563,13 @@ def cv_lasso_logistic(
 
 
 def _cv_plan(
-    x: np.ndarray, y: np.ndarray, *, n_folds: int, n_lambdas: int, random_state: int | None, foldid: np.ndarray | None
+    x: np.ndarray,
+    y: np.ndarray,
+    *,
+    n_folds: int,
+    n_lambdas: int,
+    random_state: int | None,
+    foldid: np.ndarray | None,
 ) -> dict[str, Any]:
     """:func:`cv_lasso_logistic` up to its paths: the folds, lambdas and the path problems to fit."""
     x = np.asarray(x, dtype=float)
@@ -565,8 +592,17 @@ def _cv_plan(
     fold_lambdas = [glmnet_lambdas(x[~test], y[~test], n_lambdas) for test in tests]
     fitted = [r for r, lam in enumerate(fold_lambdas) if len(lam)]
     problems = [(x, y, lambdas)] + [(x[~tests[r]], y[~tests[r]], fold_lambdas[r]) for r in fitted]
-    return {"x": x, "y": y, "lambdas": lambdas, "foldid": foldid, "fold_ids": fold_ids, "tests": tests,
-            "fold_lambdas": fold_lambdas, "fitted": fitted, "problems": problems}  # fmt: skip
+    return {
+        "x": x,
+        "y": y,
+        "lambdas": lambdas,
+        "foldid": foldid,
+        "fold_ids": fold_ids,
+        "tests": tests,
+        "fold_lambdas": fold_lambdas,
+        "fitted": fitted,
+        "problems": problems,
+    }
 
 
 def _cv_result(plan: dict[str, Any], paths: Sequence[tuple[np.ndarray, np.ndarray]]) -> dict[str, Any]:
@@ -704,7 +740,9 @@ def _count_within(values: np.ndarray, radius: np.ndarray) -> np.ndarray:
     return (hi - lo).reshape(p, m)
 
 
-def _mutual_info_classif(x: np.ndarray, y: np.ndarray, random_state: Any = None, n_neighbors: int = 3) -> np.ndarray:
+def _mutual_info_classif(
+    x: np.ndarray, y: np.ndarray, random_state: Any = None, n_neighbors: int = 3
+) -> np.ndarray:
     """``sklearn.feature_selection.mutual_info_classif(x, y, discrete_features=False, ...)``, vectorised.
 
     The same estimate (Ross 2014, as scikit-learn computes it) with the same numbers: columns scaled
@@ -751,7 +789,6 @@ def _mutual_info_classif(x: np.ndarray, y: np.ndarray, random_state: Any = None,
         - np.mean(digamma(m_all), axis=1)
     )
     return np.where(mi > 0, mi, 0.0)
-
 
 
 def _examples(names: Sequence[str], limit: int = _EXAMPLES) -> str:
@@ -956,7 +993,13 @@ class RegionScore(BaseEstimator):
         del self._log, self._dropped
 
     def _record(
-        self, step: str, n_in: int, kept: Sequence[str], reasons: Mapping[str, str], why: str, warning: str = ""
+        self,
+        step: str,
+        n_in: int,
+        kept: Sequence[str],
+        reasons: Mapping[str, str],
+        why: str,
+        warning: str = "",
     ) -> None:
         self._log.append(
             {
@@ -987,7 +1030,9 @@ class RegionScore(BaseEstimator):
                 n_declared += 1
             elif not all_finite[j]:
                 bad = np.flatnonzero(~finite[:, j])
-                reasons[name] = f"missing/non-finite in {len(bad)} training case(s), e.g. case {x.index[bad[0]]}"
+                reasons[name] = (
+                    f"missing/non-finite in {len(bad)} training case(s), e.g. case {x.index[bad[0]]}"
+                )
                 n_nonfinite += 1
         kept = [c for c in x.columns if c not in reasons]
         warning = (
@@ -1015,7 +1060,9 @@ class RegionScore(BaseEstimator):
     ) -> list[str]:
         table = pd.DataFrame({"feature": features, "icc_reader2": np.nan, "icc_repeat": np.nan, "kept": True})
         self.icc_cases_ = {}
-        given = {name: frame for name, frame in (("reader2", x_reader2), ("repeat", x_repeat)) if frame is not None}
+        given = {
+            name: frame for name, frame in (("reader2", x_reader2), ("repeat", x_repeat)) if frame is not None
+        }
         if not given:
             self.icc_ = table
             self._record(
@@ -1047,9 +1094,13 @@ class RegionScore(BaseEstimator):
             self.icc_cases_[name] = [str(c) for c in cases]
             # by position: the same values as .loc, without label look-ups of every case and feature
             rows = x.index.get_indexer(cases)
-            ratings = np.stack([x.to_numpy()[rows][:, x.columns.get_indexer(features)],
-                                other.to_numpy()[other.index.get_indexer(cases)][:, other.columns.get_indexer(features)]],
-                               axis=1)  # fmt: skip
+            ratings = np.stack(
+                [
+                    x.to_numpy()[rows][:, x.columns.get_indexer(features)],
+                    other.to_numpy()[other.index.get_indexer(cases)][:, other.columns.get_indexer(features)],
+                ],
+                axis=1,
+            )
             nonfinite = ~np.isfinite(ratings).all(axis=(0, 1))
             icc = np.full(len(features), np.nan)
             if (~nonfinite).any():
@@ -1071,7 +1122,11 @@ class RegionScore(BaseEstimator):
         kept = [f for f in features if f not in reasons]
         counts = ", ".join(f"{name} on {len(self.icc_cases_[name])} cases" for name in given)
         self._record(
-            "icc", len(features), kept, reasons, f"{label} >= {self.icc_threshold:.2f} in every re-segmentation ({counts})"
+            "icc",
+            len(features),
+            kept,
+            reasons,
+            f"{label} >= {self.icc_threshold:.2f} in every re-segmentation ({counts})",
         )
         return kept
 
@@ -1169,12 +1224,22 @@ class RegionScore(BaseEstimator):
         folds = min(int(self.lasso_folds), n_min)
         warning = ""
         if folds < 3:
-            raise InputError(f"{self.region}: {n_min} case(s) in the smaller class; LASSO cross-validation needs 3")
+            raise InputError(
+                f"{self.region}: {n_min} case(s) in the smaller class; LASSO cross-validation needs 3"
+            )
         if folds < int(self.lasso_folds):
-            warning = f"only {n_min} cases in the smaller class: {folds}-fold instead of {self.lasso_folds}-fold CV"
+            warning = (
+                f"only {n_min} cases in the smaller class: {folds}-fold instead of {self.lasso_folds}-fold CV"
+            )
         values = z[features].to_numpy()
-        plan = _cv_plan(values, y, n_folds=folds, n_lambdas=int(self.n_lambdas), random_state=self.random_state,
-                        foldid=None)  # fmt: skip
+        plan = _cv_plan(
+            values,
+            y,
+            n_folds=folds,
+            n_lambdas=int(self.n_lambdas),
+            random_state=self.random_state,
+            foldid=None,
+        )
         plan.update(features=features, folds=folds, warning=warning)
         return plan
 
@@ -1201,10 +1266,10 @@ class RegionScore(BaseEstimator):
         nonzero = cv["n_nonzero"]
         if nonzero[index] == 0:
             fallback = cv["i_min"] if nonzero[cv["i_min"]] > 0 else int(np.flatnonzero(nonzero > 0)[0])
-            what = "lambda.min" if fallback == cv["i_min"] else "the largest lambda with a non-zero coefficient"
-            note = (
-                f"{self.lasso_rule} ({lambdas[index]:.4g}) keeps no feature; fell back to {what} ({lambdas[fallback]:.4g})"
+            what = (
+                "lambda.min" if fallback == cv["i_min"] else "the largest lambda with a non-zero coefficient"
             )
+            note = f"{self.lasso_rule} ({lambdas[index]:.4g}) keeps no feature; fell back to {what} ({lambdas[fallback]:.4g})"
             warning = f"{warning}; {note}" if warning else note
             index = fallback
         self.lambda_ = float(lambdas[index])
@@ -1212,7 +1277,11 @@ class RegionScore(BaseEstimator):
         self.selected_ = [f for f, c in zip(features, coef, strict=True) if c != 0.0]
         self.coef_ = pd.Series([float(c) for c in coef if c != 0.0], index=self.selected_, name="coefficient")
         self.intercept_ = float(cv["intercepts"][index])
-        reasons = {f: f"zero LASSO coefficient at lambda {self.lambda_:.4g}" for f, c in zip(features, coef, strict=True) if c == 0}
+        reasons = {
+            f: f"zero LASSO coefficient at lambda {self.lambda_:.4g}"
+            for f, c in zip(features, coef, strict=True)
+            if c == 0
+        }
         self._record(
             "lasso",
             len(features),
@@ -1311,7 +1380,10 @@ class RegionScore(BaseEstimator):
         return pd.DataFrame(rows, columns=columns)
 
     def write_formula(
-        self, csv_path: str | os.PathLike[str], text_path: str | os.PathLike[str] | None = None, digits: int = 4
+        self,
+        csv_path: str | os.PathLike[str],
+        text_path: str | os.PathLike[str] | None = None,
+        digits: int = 4,
     ) -> tuple[Path, Path]:
         """Write the formula table (CSV) and the formula with its z-scoring note (text), atomically."""
         csv_path = Path(csv_path)
@@ -1349,7 +1421,10 @@ class RegionScore(BaseEstimator):
             "means": [float(self.means_[f]) for f in self.selected_],
             "sds": [float(self.sds_[f]) for f in self.selected_],
             **(
-                {"mins": [float(self.lower_[f]) for f in self.selected_], "maxs": [float(self.upper_[f]) for f in self.selected_]}
+                {
+                    "mins": [float(self.lower_[f]) for f in self.selected_],
+                    "maxs": [float(self.upper_[f]) for f in self.selected_],
+                }
                 if self.lower_ is not None
                 else {}
             ),
@@ -1366,7 +1441,9 @@ class RegionScore(BaseEstimator):
         if not isinstance(d, Mapping) or d.get("kind") != _DICT_KIND:
             raise BundleError("not a saved region score (kind is not ALNMPredictor.RegionScore)")
         if int(d.get("version", 0)) > _DICT_VERSION:
-            raise BundleError(f"region score saved by a newer version (format {d.get('version')} > {_DICT_VERSION})")
+            raise BundleError(
+                f"region score saved by a newer version (format {d.get('version')} > {_DICT_VERSION})"
+            )
         try:
             params = dict(d["params"])
             selected = [str(f) for f in d["selected"]]
@@ -1381,11 +1458,15 @@ class RegionScore(BaseEstimator):
             raise BundleError(f"saved region score is incomplete or malformed: {exc!r}") from exc
         if not len(selected) == len(coefs) == len(means) == len(sds):
             raise BundleError("saved region score: features, coefficients, means and SDs differ in length")
-        if (mins is None) != (maxs is None) or (mins is not None and not len(mins) == len(maxs) == len(selected)):
+        if (mins is None) != (maxs is None) or (
+            mins is not None and not len(mins) == len(maxs) == len(selected)
+        ):
             raise BundleError("saved region score: training minimums and maximums are incomplete")
         unknown = set(params) - set(cls._PARAMS)
         if unknown or "region" not in params:
-            raise BundleError(f"saved region score: unexpected or missing parameters {sorted(unknown) or ['region']}")
+            raise BundleError(
+                f"saved region score: unexpected or missing parameters {sorted(unknown) or ['region']}"
+            )
         obj = cls(**params)
         obj.selected_ = selected
         obj.coef_ = pd.Series(coefs, index=selected, name="coefficient", dtype=float)
@@ -1395,7 +1476,11 @@ class RegionScore(BaseEstimator):
         obj.upper_ = None if maxs is None else pd.Series(maxs, index=selected, dtype=float)
         obj.intercept_ = intercept
         obj.lambda_ = lam
-        for key, attr in (("lambda_min", "lambda_min_"), ("lambda_1se", "lambda_1se_"), ("n_train", "n_train_")):
+        for key, attr in (
+            ("lambda_min", "lambda_min_"),
+            ("lambda_1se", "lambda_1se_"),
+            ("n_train", "n_train_"),
+        ):
             if d.get(key) is not None:
                 setattr(obj, attr, d[key])
         obj.log_ = pd.DataFrame(list(d.get("log", [])), columns=_LOG_COLUMNS)
@@ -1483,14 +1568,18 @@ def fit_region_scores(
     labels = pd.Series(labels).copy()  # a copy: the caller's index is not touched
     labels.index = labels.index.astype(str)
     if labels.index.has_duplicates:
-        raise InputError("label given twice", case=str(labels.index[labels.index.duplicated()][0]), column="label")
+        raise InputError(
+            "label given twice", case=str(labels.index[labels.index.duplicated()][0]), column="label"
+        )
     case_ids = table["case_id"].astype(str)
     variant = table["variant"].astype(str)
     unknown = ~variant.isin(VARIANTS)
     if unknown.any():
         i = int(np.flatnonzero(unknown.to_numpy())[0])
         raise InputError(
-            f"unknown variant {variant.iloc[i]!r} (expected {', '.join(VARIANTS)})", case=case_ids.iloc[i], column="variant"
+            f"unknown variant {variant.iloc[i]!r} (expected {', '.join(VARIANTS)})",
+            case=case_ids.iloc[i],
+            column="variant",
         )
     train = case_ids.isin(labels.index).to_numpy()
     rows = {}
@@ -1498,7 +1587,9 @@ def fit_region_scores(
         part = table.loc[train & (variant == name).to_numpy()].copy()
         part.index = pd.Index(case_ids[train & (variant == name).to_numpy()], name="case_id")
         if part.index.has_duplicates:
-            raise InputError(f"more than one {name!r} feature row", case=str(part.index[part.index.duplicated()][0]))
+            raise InputError(
+                f"more than one {name!r} feature row", case=str(part.index[part.index.duplicated()][0])
+            )
         rows[name] = part
     main = rows["main"]
     absent = labels.index.difference(main.index)

@@ -77,8 +77,9 @@ def _fit(spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray] |
     rows, areas, volumes = [], [], []
     spacing_array = np.asarray(spacing, dtype=np.float64)
     for plane in _calibration_planes():
-        area, volume, _ = cShape.calculate_coefficients(np.stack([np.zeros_like(plane), plane, np.zeros_like(plane)]),
-                                                        spacing_array)  # fmt: skip
+        area, volume, _ = cShape.calculate_coefficients(
+            np.stack([np.zeros_like(plane), plane, np.zeros_like(plane)]), spacing_array
+        )
         rows.append(window_counts(plane))
         areas.append(area)
         volumes.append(volume)
@@ -87,8 +88,12 @@ def _fit(spacing: tuple[float, float, float]) -> tuple[np.ndarray, np.ndarray] |
     solution, _, rank, _ = np.linalg.lstsq(counts, targets, rcond=None)
     residual = np.abs(counts @ solution - targets) / np.abs(targets)
     if rank != SPAN_RANK or not residual.max() <= FIT_TOLERANCE:
-        logger.debug("one-slice shape fit for spacing %s failed (rank %d, residual %.1e)", spacing, rank,
-                     residual.max())  # fmt: skip
+        logger.debug(
+            "one-slice shape fit for spacing %s failed (rank %d, residual %.1e)",
+            spacing,
+            rank,
+            residual.max(),
+        )
         return None
     return solution[:, 0].copy(), solution[:, 1].copy()
 

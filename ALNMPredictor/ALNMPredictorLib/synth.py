@@ -196,7 +196,12 @@ CATEGORICALS: tuple[_Categorical, ...] = (
     _Categorical(
         "molecular_type",
         ("luminal_a", "luminal_b", "her2_positive", "triple_negative"),
-        ((21.6, 49.9, 15.0, 13.5), (19.8, 54.7, 15.1, 10.4), (27.9, 39.2, 16.2, 16.7), (23.1, 54.7, 11.1, 11.1)),
+        (
+            (21.6, 49.9, 15.0, 13.5),
+            (19.8, 54.7, 15.1, 10.4),
+            (27.9, 39.2, 16.2, 16.7),
+            (23.1, 54.7, 11.1, 11.1),
+        ),
         (1.0, 1.0, 1.0, 1.0),
     ),
     _binary("histology", ("nst", "other"), (3.1, 3.8, 5.0, 4.7), 1.0),
@@ -218,10 +223,24 @@ REFERENCE_LEVELS: dict[str, str] = {c.name: c.levels[0] for c in CATEGORICALS} |
     "ki67": "lt20",
 }
 CLINICAL_COLUMNS: tuple[str, ...] = (
-    "age", "tumor_size_cm", "location", "orientation", "margin", "shape", "echotexture",
-    "microcalcification", "posterior_features", "adler_grade", "us_reported_alnm",
-    "er", "pr", "her2", "ki67", "molecular_type", "histology",
-)  # fmt: skip
+    "age",
+    "tumor_size_cm",
+    "location",
+    "orientation",
+    "margin",
+    "shape",
+    "echotexture",
+    "microcalcification",
+    "posterior_features",
+    "adler_grade",
+    "us_reported_alnm",
+    "er",
+    "pr",
+    "her2",
+    "ki67",
+    "molecular_type",
+    "histology",
+)
 REGIONS: tuple[str, ...] = ("tumor", "ln")
 
 # ---- latent model -------------------------------------------------------------------------------------
@@ -349,7 +368,9 @@ def _us_reading_params(prev: float, pct_present: float) -> tuple[float, float]:
     tau = shift / (z1 - z0)
     noise_var = tau**2 - var_a
     if noise_var < 0:  # the LN appearance is not separating enough for this OR: read it without noise
-        log.warning("US-reported ALNM: LN appearance too weak for OR %.2f; reading without noise", OR_US_REPORTED_ALNM)
+        log.warning(
+            "US-reported ALNM: LN appearance too weak for OR %.2f; reading without noise", OR_US_REPORTED_ALNM
+        )
         noise_var, tau = 0.0, np.sqrt(var_a)
     return float(-z0 * tau), float(np.sqrt(noise_var))
 
@@ -395,10 +416,14 @@ def _draw_set(rng: np.random.Generator, split: str, set_index: int, n: int) -> p
 
     age_mean, age_sd = _AGE[split]
     mu0, mu1, sigma = _shifted_normal_params(age_mean, age_sd, OR_AGE_PER_YEAR, prev, 25.0, 90.0)
-    out["age"] = np.round(_draw_truncated_normal(rng, np.where(y == 1, mu1, mu0), sigma, 25.0, 90.0)).astype(int)
+    out["age"] = np.round(_draw_truncated_normal(rng, np.where(y == 1, mu1, mu0), sigma, 25.0, 90.0)).astype(
+        int
+    )
     size_mean, size_sd = _SIZE[split]
     mu0, mu1, sigma = _shifted_normal_params(size_mean, size_sd, OR_TUMOR_SIZE_PER_CM, prev, 0.5, 8.0)
-    out["tumor_size_cm"] = np.round(_draw_truncated_normal(rng, np.where(y == 1, mu1, mu0), sigma, 0.5, 8.0), 1)
+    out["tumor_size_cm"] = np.round(
+        _draw_truncated_normal(rng, np.where(y == 1, mu1, mu0), sigma, 0.5, 8.0), 1
+    )
 
     for spec in CATEGORICALS:
         p0, p1 = conditional_probabilities(spec.percent[set_index], spec.odds_ratios, prev)
@@ -487,7 +512,9 @@ def _smooth_field(rng: np.random.Generator, shape: tuple[int, int], sigma: float
     return (field - field.mean()) / (field.std() + 1e-12)
 
 
-def _speckle(rng: np.random.Generator, shape: tuple[int, int], axial_px: float, lateral_px: float) -> np.ndarray:
+def _speckle(
+    rng: np.random.Generator, shape: tuple[int, int], axial_px: float, lateral_px: float
+) -> np.ndarray:
     """Fully developed speckle: envelope of Gaussian-filtered complex noise, unit mean square."""
     sig = (max(axial_px, 0.3), max(lateral_px, 0.3))
     re = ndimage.gaussian_filter(rng.standard_normal(shape), sig, mode="wrap")
@@ -518,7 +545,12 @@ def _ellipse_radius(a: float, b: float, angle: float) -> np.ndarray:
 def _harmonics(rng: np.random.Generator, orders: Sequence[int], amplitude: float) -> np.ndarray:
     out = np.zeros(_N_THETA)
     for k in orders:
-        out += rng.uniform(0.3, 1.0) * amplitude / np.sqrt(k / orders[0]) * np.cos(k * _THETA + rng.uniform(0, 2 * np.pi))
+        out += (
+            rng.uniform(0.3, 1.0)
+            * amplitude
+            / np.sqrt(k / orders[0])
+            * np.cos(k * _THETA + rng.uniform(0, 2 * np.pi))
+        )
     return out
 
 
@@ -547,7 +579,12 @@ def _fit_profile(
     """Shrink a radial profile so the outline stays inside ``[top, rows - margin] x [margin, cols - margin]``."""
     dy, dx = r * np.sin(_THETA), r * np.cos(_THETA)
     extents = (-dy.min(), dy.max(), -dx.min(), dx.max())
-    allowed = (center[0] - top, shape[0] - margin - center[0], center[1] - margin, shape[1] - margin - center[1])
+    allowed = (
+        center[0] - top,
+        shape[0] - margin - center[0],
+        center[1] - margin,
+        shape[1] - margin - center[1],
+    )
     scale = min([1.0] + [room / ext for ext, room in zip(extents, allowed, strict=True) if ext > room])
     return r * scale
 
@@ -572,7 +609,9 @@ class RenderedRegion:
     truth: dict[str, float]
 
 
-def render_tumor(row: pd.Series, look: ScannerLook, rng: np.random.Generator, *, resegment: bool = False) -> RenderedRegion:
+def render_tumor(
+    row: pd.Series, look: ScannerLook, rng: np.random.Generator, *, resegment: bool = False
+) -> RenderedRegion:
     """A SYNTHETIC B-mode image of the primary tumour of one patient (row of :func:`synth_clinical`)."""
     shape, spacing = TUMOR_SHAPE, look.tumor_spacing
     texture = float(np.clip(row["latent_tumor_texture"], -2.5, 3.5))
@@ -610,7 +649,9 @@ def render_tumor(row: pd.Series, look: ScannerLook, rng: np.random.Generator, *,
     inside = np.clip((boundary - rho) / edge + 0.5, 0.0, 1.0)
 
     heterogeneity = 0.18 + 0.22 * (row["echotexture"] == "heterogeneous") + 0.07 * texture
-    internal = 0.2 * np.exp(-0.12 * texture) * np.exp(max(heterogeneity, 0.05) * _smooth_field(rng, shape, 3.0))
+    internal = (
+        0.2 * np.exp(-0.12 * texture) * np.exp(max(heterogeneity, 0.05) * _smooth_field(rng, shape, 3.0))
+    )
     lesion = inside * internal + (1 - inside) * echo
     if row["microcalcification"] == "present":
         core = boundary - rho > 3.0
@@ -628,7 +669,9 @@ def render_tumor(row: pd.Series, look: ScannerLook, rng: np.random.Generator, *,
     lateral = 1.0 / (1.0 + np.exp((np.abs(cols - center[1]) - 0.8 * half_width) / 3.0))
     bottom = center[0] + (r * np.sin(_THETA)).max()
     below = 1.0 / (1.0 + np.exp(-(np.arange(shape[0])[:, None] - bottom) / 3.0))
-    factor = {"shadowing": rng.uniform(0.3, 0.5), "enhancement": rng.uniform(1.5, 1.9)}.get(row["posterior_features"], 1.0)
+    factor = {"shadowing": rng.uniform(0.3, 0.5), "enhancement": rng.uniform(1.5, 1.9)}.get(
+        row["posterior_features"], 1.0
+    )
     lesion = lesion * (1.0 + (factor - 1.0) * lateral * below)
 
     image = _to_display(lesion, rng, look, spacing)
@@ -640,7 +683,9 @@ def render_tumor(row: pd.Series, look: ScannerLook, rng: np.random.Generator, *,
     return RenderedRegion(image, {k: _as_mask(v) for k, v in masks.items()}, truth)
 
 
-def render_ln(row: pd.Series, look: ScannerLook, rng: np.random.Generator, *, resegment: bool = False) -> RenderedRegion:
+def render_ln(
+    row: pd.Series, look: ScannerLook, rng: np.random.Generator, *, resegment: bool = False
+) -> RenderedRegion:
     """A SYNTHETIC B-mode image of the most suspicious axillary lymph node of one patient."""
     shape, spacing = LN_SHAPE, look.ln_spacing
     u = {k: float(row[f"latent_ln_{k}"]) for k in LN_CRITERIA}
@@ -761,7 +806,10 @@ def _render_patient(task: tuple[dict[str, Any], tuple[int, tuple[int, ...]], str
     resegment = bool(row["latent_icc_case"])
     case = row["case_id"]
     record: dict[str, Any] = {"case_id": case}
-    for region, render, spacing in (("tumor", render_tumor, look.tumor_spacing), ("ln", render_ln, look.ln_spacing)):
+    for region, render, spacing in (
+        ("tumor", render_tumor, look.tumor_spacing),
+        ("ln", render_ln, look.ln_spacing),
+    ):
         rendered = render(row, look, rng, resegment=resegment)
         image_rel = f"images/{case}_{region}.png"
         fileio.write_bytes(Path(out_dir) / image_rel, _png_bytes(rendered.image))
@@ -820,7 +868,9 @@ def synth_cohort(
     _remove_stale(out_dir, manifest)
     latent_cols = [c for c in table.columns if c.startswith("latent_")]
     truth = table[["case_id", "label", "split", "center", *latent_cols]].merge(
-        rendered.drop(columns=[c for c in rendered.columns if c.endswith(("_image", "_spacing")) or "_mask" in c]),
+        rendered.drop(
+            columns=[c for c in rendered.columns if c.endswith(("_image", "_spacing")) or "_mask" in c]
+        ),
         on="case_id",
     )
     fileio.write_text(out_dir / "SYNTHETIC.txt", _readme_text(n_patients, seed))
@@ -943,13 +993,26 @@ DEFAULT_PATIENTS = 200
 
 def add_cohort_arguments(parser: argparse.ArgumentParser) -> None:
     """``--patients``, ``--seed``, ``--paper-scale`` and ``--workers`` (shared with ``alnm demo``)."""
-    parser.add_argument("--patients", type=int, default=DEFAULT_PATIENTS, metavar="N",
-                        help=f"patients in all sets together (default {DEFAULT_PATIENTS}; minimum {MIN_PATIENTS})")
-    parser.add_argument("--paper-scale", action="store_true",
-                        help=f"the study's full size ({PAPER_SCALE} patients: 421/106/222/107); overrides --patients")
+    parser.add_argument(
+        "--patients",
+        type=int,
+        default=DEFAULT_PATIENTS,
+        metavar="N",
+        help=f"patients in all sets together (default {DEFAULT_PATIENTS}; minimum {MIN_PATIENTS})",
+    )
+    parser.add_argument(
+        "--paper-scale",
+        action="store_true",
+        help=f"the study's full size ({PAPER_SCALE} patients: 421/106/222/107); overrides --patients",
+    )
     parser.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 1, metavar="K",
-                        help="worker processes (default: all cores); the output does not depend on it")  # fmt: skip
+    parser.add_argument(
+        "--workers",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="K",
+        help="worker processes (default: all cores); the output does not depend on it",
+    )
 
 
 def patients_from_args(args: argparse.Namespace) -> int:

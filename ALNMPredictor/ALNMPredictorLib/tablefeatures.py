@@ -108,14 +108,18 @@ class RegionRule:
     def make(cls, region: str, value: str) -> RegionRule:
         """A rule from ``--region NAME=VALUE``: a regex when VALUE holds a regex metacharacter."""
         if not _REGION_NAME.fullmatch(region):
-            raise ALNMError(f"region name '{region}' must be letters and digits (words joined by '_'), e.g. tumor, ln")
+            raise ALNMError(
+                f"region name '{region}' must be letters and digits (words joined by '_'), e.g. tumor, ln"
+            )
         if not value:
             raise ALNMError(f"--region {region}=: give a column prefix or a regular expression")
         if set(value) & _REGEX_CHARS:
             try:
                 re.compile(value)
             except re.error as exc:
-                raise ALNMError(f"--region {region}={value}: not a valid regular expression ({exc})") from None
+                raise ALNMError(
+                    f"--region {region}={value}: not a valid regular expression ({exc})"
+                ) from None
             return cls(region, value, "regex")
         return cls(region, value, "prefix")
 
@@ -178,10 +182,14 @@ class FeatureMapping:
             "version": _VERSION,
             "missing": self.missing,
             "regions": {
-                r: {"pattern": self.rules[r].pattern, "kind": self.rules[r].kind, "columns": list(self.columns[r]),
-                    "n_features": len(self.columns[r])}
+                r: {
+                    "pattern": self.rules[r].pattern,
+                    "kind": self.rules[r].kind,
+                    "columns": list(self.columns[r]),
+                    "n_features": len(self.columns[r]),
+                }
                 for r in self.regions
-            },  # fmt: skip
+            },
             "medians": {k: float(v) for k, v in self.medians.items()},
         }
 
@@ -189,8 +197,10 @@ class FeatureMapping:
     def from_dict(cls, d: Mapping[str, Any]) -> FeatureMapping:
         """Rebuild from :meth:`to_dict` output."""
         if d.get("format") != _FORMAT or int(d.get("version", 0)) > _VERSION:
-            raise ALNMError(f"not a feature mapping this version can read (format {d.get('format')!r}, "
-                            f"version {d.get('version')!r})")  # fmt: skip
+            raise ALNMError(
+                f"not a feature mapping this version can read (format {d.get('format')!r}, "
+                f"version {d.get('version')!r})"
+            )
         regions = d.get("regions") or {}
         return cls(
             rules={r: RegionRule(r, str(v["pattern"]), str(v["kind"])) for r, v in regions.items()},
@@ -218,9 +228,13 @@ def map_columns(
             continue
         owners = [rule for rule in rules if rule.matches(column)]
         if len(owners) > 1:
-            raise InputError(f"claimed by regions {' and '.join(r.region for r in owners)} "
-                             f"({'; '.join(r.describe() for r in owners)}): make the --region patterns "
-                             "exclusive", column=column, path=path)  # fmt: skip
+            raise InputError(
+                f"claimed by regions {' and '.join(r.region for r in owners)} "
+                f"({'; '.join(r.describe() for r in owners)}): make the --region patterns "
+                "exclusive",
+                column=column,
+                path=path,
+            )
         if owners:
             by_region[owners[0].region].append(column)
         else:
@@ -228,18 +242,27 @@ def map_columns(
     for rule in rules:
         if not by_region[rule.region]:
             sample = _few([c for c in columns if c not in manifest])
-            raise InputError(f"no column for region {rule.describe()} (columns: {sample or 'none'}); "
-                             "name the regions with --region NAME=PREFIX_OR_REGEX", path=path)  # fmt: skip
+            raise InputError(
+                f"no column for region {rule.describe()} (columns: {sample or 'none'}); "
+                "name the regions with --region NAME=PREFIX_OR_REGEX",
+                path=path,
+            )
     seen: dict[str, str] = {}
     for region, cols in by_region.items():
         for column in cols:
             name = internal_name(region, column)
             if name in manifest:
-                raise InputError(f"region {region} feature would be named {name}, a manifest column: rename one",
-                                 column=column, path=path)  # fmt: skip
+                raise InputError(
+                    f"region {region} feature would be named {name}, a manifest column: rename one",
+                    column=column,
+                    path=path,
+                )
             if name in seen:
-                raise InputError(f"columns {seen[name]} and {column} both become feature {name}: rename one",
-                                 column=column, path=path)  # fmt: skip
+                raise InputError(
+                    f"columns {seen[name]} and {column} both become feature {name}: rename one",
+                    column=column,
+                    path=path,
+                )
             seen[name] = column
     return by_region, left_to_manifest, unmapped
 
@@ -248,7 +271,9 @@ def _check_region_names(regions: Sequence[str]) -> None:
     for a in regions:
         for b in regions:
             if a != b and b.startswith(f"{a}_"):
-                raise ALNMError(f"region names '{a}' and '{b}' overlap ('{b}' starts with '{a}_'): rename one")
+                raise ALNMError(
+                    f"region names '{a}' and '{b}' overlap ('{b}' starts with '{a}_'): rename one"
+                )
 
 
 def default_rules(cohort: Any, columns: Sequence[str]) -> list[RegionRule]:
@@ -257,14 +282,15 @@ def default_rules(cohort: Any, columns: Sequence[str]) -> list[RegionRule]:
     if not names:
         names = [r for r in DEFAULT_REGIONS if any(str(c).startswith(f"{r}_") for c in columns)]
     if not names:
-        raise InputError(f"no column starts with {' or '.join(f'{r}_' for r in DEFAULT_REGIONS)} (columns: "
-                         f"{_few(list(columns))}); name the regions with --region NAME=PREFIX_OR_REGEX")  # fmt: skip
+        raise InputError(
+            f"no column starts with {' or '.join(f'{r}_' for r in DEFAULT_REGIONS)} (columns: "
+            f"{_few(list(columns))}); name the regions with --region NAME=PREFIX_OR_REGEX"
+        )
     return [RegionRule(r, f"{r}_", "prefix") for r in names]
 
 
 # --------------------------------------------------------------------------------------------------
 # Reading and checking tables
-
 
 
 def _csv_header(path: Path, sep: str) -> list[str]:
@@ -296,9 +322,16 @@ def read_feature_table(path: str | Path, *, case_column: str = "case_id") -> pd.
             dupes = sorted({c for c in header if header.count(c) > 1 and c})
             if dupes:
                 raise InputError(f"duplicate column name(s): {_few(dupes)}", path=path)
-            frame = pd.read_csv(path, sep=sep, dtype={k: str for k in keys}, encoding="utf-8-sig", low_memory=False,
-                                na_values=["#N/A", "N/A", "NA", "NaN", "nan", "null", "NULL", ""],
-                                keep_default_na=False, **_EXACT_FLOATS)  # fmt: skip
+            frame = pd.read_csv(
+                path,
+                sep=sep,
+                dtype={k: str for k in keys},
+                encoding="utf-8-sig",
+                low_memory=False,
+                na_values=["#N/A", "N/A", "NA", "NaN", "nan", "null", "NULL", ""],
+                keep_default_na=False,
+                **_EXACT_FLOATS,
+            )
             frame.columns = [str(c).strip() for c in frame.columns]
         else:
             raise InputError("unsupported feature table format: use .csv, .tsv or .parquet", path=path)
@@ -308,10 +341,13 @@ def read_feature_table(path: str | Path, *, case_column: str = "case_id") -> pd.
         raise InputError(f"cannot read the feature table: {exc}", path=path) from None
     key = next((k for k in keys if k in frame.columns), None)
     if key is None:
-        raise InputError(f"no '{keys[0]}' column to join the manifest (columns: {_few(list(frame.columns))})",
-                         path=path)  # fmt: skip
+        raise InputError(
+            f"no '{keys[0]}' column to join the manifest (columns: {_few(list(frame.columns))})", path=path
+        )
     frame.columns = [str(c) for c in frame.columns]
-    ids = frame[key].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+    ids = frame[key].map(
+        lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
+    )
     empty = np.flatnonzero(ids.map(lambda v: v is None or v.lower() in _NA_TEXT).to_numpy())
     if len(empty):
         raise InputError(f"{key} is empty in row {int(empty[0]) + 1} of the table", column=key, path=path)
@@ -326,8 +362,13 @@ def _split_variants(frame: pd.DataFrame, path: Path) -> dict[str, pd.DataFrame]:
         variants = frame["variant"].astype(str).str.strip()
         unknown = sorted(set(variants) - {"main", "reader2", "repeat"})
         if unknown:
-            raise InputError(f"unknown variant(s) {_few(unknown)} (main, reader2, repeat)", column="variant", path=path)
-        parts = {v: frame.loc[(variants == v).to_numpy()].drop(columns=["variant"]) for v in ("main", "reader2", "repeat")}
+            raise InputError(
+                f"unknown variant(s) {_few(unknown)} (main, reader2, repeat)", column="variant", path=path
+            )
+        parts = {
+            v: frame.loc[(variants == v).to_numpy()].drop(columns=["variant"])
+            for v in ("main", "reader2", "repeat")
+        }
         parts = {v: p for v, p in parts.items() if len(p) or v == "main"}
     else:
         parts = {"main": frame}
@@ -335,13 +376,17 @@ def _split_variants(frame: pd.DataFrame, path: Path) -> dict[str, pd.DataFrame]:
         dups = part.index[part.index.duplicated()].unique().tolist()
         if dups:
             where = f" ({variant} rows)" if "variant" in frame.columns else ""
-            raise InputError(f"duplicate case_id(s){where}: {_few(dups)}; one row per case", column="case_id", path=path)
+            raise InputError(
+                f"duplicate case_id(s){where}: {_few(dups)}; one row per case", column="case_id", path=path
+            )
     return parts
 
 
 #: pandas < 3 parses CSV floats to within an ulp or two unless asked for round-trip parsing (97 % of 1e5
 #: written values came back different on 2.0); pandas 3 parses exactly by default and deprecates the option
-_EXACT_FLOATS: dict[str, str] = {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+_EXACT_FLOATS: dict[str, str] = (
+    {"float_precision": "round_trip"} if int(pd.__version__.split(".")[0]) < 3 else {}
+)
 
 
 def _to_float(text: str) -> float:
@@ -363,31 +408,46 @@ def _numeric(frame: pd.DataFrame, columns: Sequence[str], path: Path) -> pd.Data
         out[:, where] = frame[[columns[j] for j in where]].astype("float64").to_numpy()
     for j in np.flatnonzero(~np.asarray(numeric, dtype=bool)):
         column = columns[j]
-        text = frame[column].map(lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip())
+        text = frame[column].map(
+            lambda v: None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v).strip()
+        )
         is_na = text.map(lambda v: v is None or v.lower() in _NA_TEXT).to_numpy()
         # Python's float() is correctly rounded: a value written as text reads back as the same double
-        values = np.array([np.nan if na else _to_float(v) for v, na in zip(text, is_na, strict=True)], dtype=np.float64)
+        values = np.array(
+            [np.nan if na else _to_float(v) for v, na in zip(text, is_na, strict=True)], dtype=np.float64
+        )
         bad = np.flatnonzero(np.isnan(values) & ~is_na)
         if len(bad):
-            raise InputError(f"not numeric: value '{text.iloc[bad[0]]}' ({len(bad)} such value(s) in the column); "
-                             "feature columns must hold numbers", case=str(frame.index[bad[0]]), column=column,
-                             path=path)  # fmt: skip
+            raise InputError(
+                f"not numeric: value '{text.iloc[bad[0]]}' ({len(bad)} such value(s) in the column); "
+                "feature columns must hold numbers",
+                case=str(frame.index[bad[0]]),
+                column=column,
+                path=path,
+            )
         out[:, j] = values
     infinite = np.isinf(out)
     if infinite.any():
         col = int(np.flatnonzero(infinite.any(axis=0))[0])
         row = int(np.flatnonzero(infinite[:, col])[0])
-        raise InputError(f"value is not finite ({out[row, col]})", case=str(frame.index[row]), column=columns[col],
-                         path=path)  # fmt: skip
+        raise InputError(
+            f"value is not finite ({out[row, col]})",
+            case=str(frame.index[row]),
+            column=columns[col],
+            path=path,
+        )
     return pd.DataFrame(out, index=frame.index, columns=columns)
 
 
 def _all_nan(values: pd.DataFrame, path: Path, what: str = "") -> None:
     empty = values.columns[values.isna().all(axis=0).to_numpy()].tolist()
     if empty:
-        raise InputError(f"{'column has' if len(empty) == 1 else 'columns have'} no value{what}: "
-                         f"{_few(empty)}; drop {'it' if len(empty) == 1 else 'them'} or fill the values",
-                         column=empty[0], path=path)  # fmt: skip
+        raise InputError(
+            f"{'column has' if len(empty) == 1 else 'columns have'} no value{what}: "
+            f"{_few(empty)}; drop {'it' if len(empty) == 1 else 'them'} or fill the values",
+            column=empty[0],
+            path=path,
+        )
 
 
 def _manifest_columns(cohort: Any) -> list[str]:
@@ -404,7 +464,9 @@ def _empty_region_rows(values: pd.DataFrame, mapping: FeatureMapping) -> dict[st
         cols = mapping.names(region)
         none = values[cols].isna().all(axis=1)
         for case_id in values.index[none.to_numpy()]:
-            failed.setdefault(str(case_id), f"region {region}: no feature value in the table (every column is empty)")
+            failed.setdefault(
+                str(case_id), f"region {region}: no feature value in the table (every column is empty)"
+            )
     return failed
 
 
@@ -465,8 +527,13 @@ def load_feature_tables(
     """
     from ALNMPredictorLib.extraction import Features
 
-    spec = FeatureTableSpec(Path(main), None if reader2 is None else Path(reader2), None if repeat is None else Path(repeat),
-                            _rules(regions), missing)  # fmt: skip
+    spec = FeatureTableSpec(
+        Path(main),
+        None if reader2 is None else Path(reader2),
+        None if repeat is None else Path(repeat),
+        _rules(regions),
+        missing,
+    )
     exclude = dict(exclude or {})
     warnings: list[str] = []
     tables = _split_variants(read_feature_table(spec.main, case_column=cohort.case_column), spec.main)
@@ -476,36 +543,54 @@ def load_feature_tables(
     _check_region_names([r.region for r in rules])
     by_region, to_manifest, unmapped = map_columns(list(table.columns), rules, manifest_cols, path=spec.main)
     if unmapped:
-        warnings.append(f"{len(unmapped)} column(s) of {spec.main.name} belong to no region and are NOT used: "
-                        f"{_few(unmapped)} ({'; '.join(r.describe() for r in rules)})")  # fmt: skip
+        warnings.append(
+            f"{len(unmapped)} column(s) of {spec.main.name} belong to no region and are NOT used: "
+            f"{_few(unmapped)} ({'; '.join(r.describe() for r in rules)})"
+        )
     if to_manifest:
-        warnings.append(f"column(s) {_few(to_manifest)} of {spec.main.name} are manifest columns: the manifest's "
-                        "values are used")  # fmt: skip
+        warnings.append(
+            f"column(s) {_few(to_manifest)} of {spec.main.name} are manifest columns: the manifest's "
+            "values are used"
+        )
     mapping = FeatureMapping({r.region: r for r in rules}, by_region, spec.missing)
 
     cases = cohort.case_ids()
     values, failed, extra = _cases_of(table, cases, spec.main, exclude)
     if extra:
-        warnings.append(f"{len(extra)} case(s) of {spec.main.name} are not in the manifest and are ignored: {_few(extra)}")
+        warnings.append(
+            f"{len(extra)} case(s) of {spec.main.name} are not in the manifest and are ignored: {_few(extra)}"
+        )
     values = _numeric(values, list(mapping.renames()), spec.main)
     _all_nan(values, spec.main)
     values.columns = mapping.names()
 
-    train = [c for c in cohort.case_ids(cohort.train_split) if c not in exclude and c not in failed] \
-        if cohort.train_split in cohort.splits() else []  # fmt: skip
+    train = (
+        [c for c in cohort.case_ids(cohort.train_split) if c not in exclude and c not in failed]
+        if cohort.train_split in cohort.splits()
+        else []
+    )
     if spec.missing == "refuse":
         if values.isna().to_numpy().any():
-            case, column, count = _first_missing(values.rename(columns={v: k for k, v in mapping.renames().items()}))
-            raise InputError(f"missing value ({count} in all) and the missing-value rule is 'refuse': fill the "
-                             "table, or use the 'median' rule", case=case, column=column, path=spec.main)  # fmt: skip
+            case, column, count = _first_missing(
+                values.rename(columns={v: k for k, v in mapping.renames().items()})
+            )
+            raise InputError(
+                f"missing value ({count} in all) and the missing-value rule is 'refuse': fill the "
+                "table, or use the 'median' rule",
+                case=case,
+                column=column,
+                path=spec.main,
+            )
     else:
         empty = _empty_region_rows(values, mapping)
         failed.update({c: r for c, r in empty.items() if c not in failed})
         train = [c for c in train if c not in failed]
         values, imputed = impute_training_medians(values, train, mapping, path=spec.main)
         if imputed["cells"]:
-            warnings.append(f"{imputed['cells']} missing feature value(s) in {imputed['columns']} column(s) of "
-                            f"{imputed['cases']} case(s) replaced by training medians (rule 'median')")  # fmt: skip
+            warnings.append(
+                f"{imputed['cells']} missing feature value(s) in {imputed['columns']} column(s) of "
+                f"{imputed['cases']} case(s) replaced by training medians (rule 'median')"
+            )
     main_values = values.loc[[c for c in values.index if c not in failed]]
 
     resegs: dict[str, pd.DataFrame | None] = {}
@@ -517,8 +602,11 @@ def load_feature_tables(
             source = parts.get(variant, parts["main"])  # an `alnm extract` table: its rows of this variant
         elif variant in tables:
             source, where = tables[variant], spec.main
-        resegs[variant] = None if source is None else _resegmentation(source, mapping, cohort, Path(where), spec.missing,
-                                                                      warnings, variant)  # fmt: skip
+        resegs[variant] = (
+            None
+            if source is None
+            else _resegmentation(source, mapping, cohort, Path(where), spec.missing, warnings, variant)
+        )
 
     degenerate = _constant_on(main_values.loc[[c for c in train if c in main_values.index]])
     for message in warnings:
@@ -529,18 +617,34 @@ def load_feature_tables(
         "handcrafted": None,
         "deep": None,
         "feature_table": mapping.to_dict(),
-        "tables": {name: _file_info(p) for name, p in (("main", spec.main), ("reader2", spec.reader2),
-                                                       ("repeat", spec.repeat)) if p is not None},  # fmt: skip
+        "tables": {
+            name: _file_info(p)
+            for name, p in (("main", spec.main), ("reader2", spec.reader2), ("repeat", spec.repeat))
+            if p is not None
+        },
         "unmapped_columns": unmapped,
         "manifest_columns_in_table": to_manifest,
-        "degenerate": [{"reason": "constant on the training split: carries no information", "features": degenerate}]
-        if degenerate else [],
-        "counts": {"cases": len(main_values), "features": len(mapping.names()),
-                   "features_per_region": {r: len(mapping.columns[r]) for r in mapping.regions}},  # fmt: skip
+        "degenerate": [
+            {"reason": "constant on the training split: carries no information", "features": degenerate}
+        ]
+        if degenerate
+        else [],
+        "counts": {
+            "cases": len(main_values),
+            "features": len(mapping.names()),
+            "features_per_region": {r: len(mapping.columns[r]) for r in mapping.regions},
+        },
         "warnings": warnings,
     }
-    return Features(main=main_values, reader2=resegs["reader2"], repeat=resegs["repeat"], failed=failed,
-                    degenerate=degenerate, info=info, deep_models={})  # fmt: skip
+    return Features(
+        main=main_values,
+        reader2=resegs["reader2"],
+        repeat=resegs["repeat"],
+        failed=failed,
+        degenerate=degenerate,
+        info=info,
+        deep_models={},
+    )
 
 
 def _rules(regions: Mapping[str, str] | Sequence[RegionRule] | None) -> list[RegionRule] | None:
@@ -570,8 +674,12 @@ def _cases_of(
     manifest = set(cases)
     extra = [str(c) for c in table.index if c not in manifest]
     if wanted and len(missing) == len(wanted):
-        raise InputError(f"no case of the manifest is in the feature table (manifest: {_few(wanted)}; table: "
-                         f"{_few(list(table.index))}): do the case_id values match?", column="case_id", path=path)  # fmt: skip
+        raise InputError(
+            f"no case of the manifest is in the feature table (manifest: {_few(wanted)}; table: "
+            f"{_few(list(table.index))}): do the case_id values match?",
+            column="case_id",
+            path=path,
+        )
     failed = {c: f"no row in the feature table {path.name}" for c in missing}
     rows = [c for c in wanted if c in present]
     return table.loc[rows], failed, extra
@@ -583,14 +691,20 @@ def impute_training_medians(
     """Fill missing values with medians over ``train_ids`` rows only; medians stored in ``mapping``."""
     train = values.loc[[c for c in train_ids if c in values.index]]
     if len(train) == 0:
-        raise ALNMError("no usable training case in the feature table: the imputation medians cannot be fitted")
+        raise ALNMError(
+            "no usable training case in the feature table: the imputation medians cannot be fitted"
+        )
     medians = train.median(axis=0, skipna=True)
     renames = {v: k for k, v in mapping.renames().items()}
     no_train = medians.index[medians.isna().to_numpy()].tolist()
     if no_train:
-        raise InputError(f"no value in any training case ({len(no_train)} column(s): "
-                         f"{_few([renames.get(c, c) for c in no_train])}): the median cannot be fitted; drop the "
-                         "column(s) or fill the values", column=renames.get(no_train[0], no_train[0]), path=path)  # fmt: skip
+        raise InputError(
+            f"no value in any training case ({len(no_train)} column(s): "
+            f"{_few([renames.get(c, c) for c in no_train])}): the median cannot be fitted; drop the "
+            "column(s) or fill the values",
+            column=renames.get(no_train[0], no_train[0]),
+            path=path,
+        )
     mapping.medians = {str(k): float(v) for k, v in medians.items()}
     return _fill(values, mapping.medians)
 
@@ -607,28 +721,46 @@ def _fill(values: pd.DataFrame, medians: Mapping[str, float]) -> tuple[pd.DataFr
 
 
 def _resegmentation(
-    source: pd.DataFrame, mapping: FeatureMapping, cohort: Any, path: Path, missing: str, warnings: list[str], variant: str
+    source: pd.DataFrame,
+    mapping: FeatureMapping,
+    cohort: Any,
+    path: Path,
+    missing: str,
+    warnings: list[str],
+    variant: str,
 ) -> pd.DataFrame | None:
     """A re-segmentation table mapped like the main one (same columns, manifest cases only)."""
     renames = mapping.renames()
     absent = [c for c in renames if c not in source.columns]
     if absent:
-        raise InputError(f"{variant} re-segmentation table lacks {len(absent)} feature column(s) of the main table: "
-                         f"{_few(absent)}", column=absent[0], path=path)  # fmt: skip
+        raise InputError(
+            f"{variant} re-segmentation table lacks {len(absent)} feature column(s) of the main table: "
+            f"{_few(absent)}",
+            column=absent[0],
+            path=path,
+        )
     manifest = set(cohort.case_ids())
     extra = [str(c) for c in source.index if c not in manifest]
     if extra:
-        warnings.append(f"{len(extra)} case(s) of the {variant} table {path.name} are not in the manifest and are "
-                        f"ignored: {_few(extra)}")  # fmt: skip
+        warnings.append(
+            f"{len(extra)} case(s) of the {variant} table {path.name} are not in the manifest and are "
+            f"ignored: {_few(extra)}"
+        )
     rows = source.loc[[c for c in source.index if c in manifest]]
     if rows.empty:
-        raise InputError(f"no case of the {variant} re-segmentation table is in the manifest", column="case_id", path=path)
+        raise InputError(
+            f"no case of the {variant} re-segmentation table is in the manifest", column="case_id", path=path
+        )
     values = _numeric(rows, list(renames), path)
     _all_nan(values, path, f" in the {variant} table")
     if missing == "refuse" and values.isna().to_numpy().any():
         case, column, count = _first_missing(values)
-        raise InputError(f"missing value ({count} in all) in the {variant} table and the missing-value rule is "
-                         "'refuse'", case=case, column=column, path=path)  # fmt: skip
+        raise InputError(
+            f"missing value ({count} in all) in the {variant} table and the missing-value rule is 'refuse'",
+            case=case,
+            column=column,
+            path=path,
+        )
     return values.rename(columns=renames)
 
 
@@ -638,8 +770,15 @@ def training_features(cohort: Any, spec: FeatureTableSpec) -> tuple[Any, dict[st
     The manifest is checked without opening images: image columns, if any, are not used.
     """
     bad, warnings = usable_cohort(cohort)
-    features = load_feature_tables(spec.main, cohort=cohort, regions=spec.regions, reader2=spec.reader2,
-                                   repeat=spec.repeat, missing=spec.missing, exclude=bad)  # fmt: skip
+    features = load_feature_tables(
+        spec.main,
+        cohort=cohort,
+        regions=spec.regions,
+        reader2=spec.reader2,
+        repeat=spec.repeat,
+        missing=spec.missing,
+        exclude=bad,
+    )
     return features, bad, warnings + list(features.info.get("warnings") or [])
 
 
@@ -659,8 +798,10 @@ def usable_cohort(cohort: Any) -> tuple[dict[str, str], list[str]]:
 
     bad, warnings = sort_problems(problems)
     if cohort.regions:
-        warnings.append(f"features come from a table: the manifest's image columns ({', '.join(cohort.regions)}) "
-                        "are not used")  # fmt: skip
+        warnings.append(
+            f"features come from a table: the manifest's image columns ({', '.join(cohort.regions)}) "
+            "are not used"
+        )
     return bad, warnings
 
 
@@ -670,7 +811,9 @@ def check_feature_table(cohort: Any, table: str | Path) -> tuple[list[Any], str]
     from ALNMPredictorLib.cohort import NO_REGIONS, Problem
 
     region_cols = {f"{r}{suffix}" for r in cohort.regions for suffix in _REGION_SUFFIXES}
-    problems = [p for p in cohort.validate(check_files=False) if p.code != NO_REGIONS and p.column not in region_cols]
+    problems = [
+        p for p in cohort.validate(check_files=False) if p.code != NO_REGIONS and p.column not in region_cols
+    ]
     bad = {str(p.case): p.message for p in problems if p.is_error and p.case is not None}
     try:
         features = load_feature_tables(table, cohort=cohort, exclude=bad)
@@ -700,7 +843,9 @@ def prediction_features(
     recorded = ((info.get("extraction") or {}).get("feature_table")) or info.get("feature_table")
     if table is None:
         if recorded:
-            raise ALNMError("this model was trained on a feature table: give the new cases' table with --features TABLE")
+            raise ALNMError(
+                "this model was trained on a feature table: give the new cases' table with --features TABLE"
+            )
         raise ALNMError("no feature table given")
     path = Path(table)
     bad, _ = usable_cohort(cohort)
@@ -720,22 +865,30 @@ def prediction_features(
     need_cols = [original[n] for names in needed.values() for n in names]
     lacking = [c for c in need_cols if c not in frame.columns]
     if lacking:
-        raise InputError(f"the model uses feature column(s) the table lacks: {_few(lacking)}", column=lacking[0], path=path)
+        raise InputError(
+            f"the model uses feature column(s) the table lacks: {_few(lacking)}", column=lacking[0], path=path
+        )
     recorded_cols = [c for r in mapping.regions for c in mapping.columns[r]]
     other = [c for c in recorded_cols if c not in frame.columns]
     if other:
-        warnings.append(f"{len(other)} feature column(s) of the training table are absent from {path.name} (not used "
-                        f"by the model, but were the features computed the same way?): {_few(other)}")  # fmt: skip
+        warnings.append(
+            f"{len(other)} feature column(s) of the training table are absent from {path.name} (not used "
+            f"by the model, but were the features computed the same way?): {_few(other)}"
+        )
     known = set(recorded_cols) | set(_manifest_columns(cohort))
     unmapped = [c for c in frame.columns if c not in known]
     if unmapped:
-        warnings.append(f"{len(unmapped)} column(s) of {path.name} are not features of the model and are NOT used: "
-                        f"{_few(unmapped)}")  # fmt: skip
+        warnings.append(
+            f"{len(unmapped)} column(s) of {path.name} are not features of the model and are NOT used: "
+            f"{_few(unmapped)}"
+        )
     use = [c for c in recorded_cols if c in frame.columns] or need_cols
     use = list(dict.fromkeys(use + need_cols))
     values, failed, extra = _cases_of(frame, cohort.case_ids(), path, bad)
     if extra:
-        warnings.append(f"{len(extra)} case(s) of {path.name} are not in the manifest and are ignored: {_few(extra)}")
+        warnings.append(
+            f"{len(extra)} case(s) of {path.name} are not in the manifest and are ignored: {_few(extra)}"
+        )
     values = _numeric(values, use, path)
     _all_nan(values[need_cols], path)
     values = values.rename(columns=mapping.renames())
@@ -749,14 +902,27 @@ def prediction_features(
         filled, imputed = _fill(values[needed_names], mapping.medians)
         values[needed_names] = filled
     if imputed["cells"]:
-        warnings.append(f"{imputed['cells']} missing value(s) of the model's features in {imputed['cases']} case(s) "
-                        "replaced by training medians (rule 'median')")  # fmt: skip
+        warnings.append(
+            f"{imputed['cells']} missing value(s) of the model's features in {imputed['cases']} case(s) "
+            "replaced by training medians (rule 'median')"
+        )
     for message in warnings:
         log.warning(message)
     main_values = values.loc[[c for c in values.index if c not in failed]]
-    features = Features(main=main_values, reader2=None, repeat=None, failed=failed, degenerate=[],
-                        info={"source": "table", "regions": list(model.regions), "warnings": warnings,
-                              "tables": {"main": _file_info(path)}}, deep_models={})  # fmt: skip
+    features = Features(
+        main=main_values,
+        reader2=None,
+        repeat=None,
+        failed=failed,
+        degenerate=[],
+        info={
+            "source": "table",
+            "regions": list(model.regions),
+            "warnings": warnings,
+            "tables": {"main": _file_info(path)},
+        },
+        deep_models={},
+    )
     return features, bad
 
 
@@ -766,10 +932,14 @@ def source_text(info: Mapping[str, Any]) -> str:
     tables = extraction.get("tables") or {}
     recorded = extraction.get("feature_table") or {}
     regions = recorded.get("regions") or {}
-    per_region = ", ".join(f"{r}: {v.get('n_features', len(v.get('columns', [])))}" for r, v in regions.items())
+    per_region = ", ".join(
+        f"{r}: {v.get('n_features', len(v.get('columns', [])))}" for r, v in regions.items()
+    )
     names = ", ".join(t.get("name", "") for t in tables.values())
-    return (f"features read from a table ({names}; {per_region} columns; missing values: "
-            f"{recorded.get('missing', 'median')}), no image extraction")  # fmt: skip
+    return (
+        f"features read from a table ({names}; {per_region} columns; missing values: "
+        f"{recorded.get('missing', 'median')}), no image extraction"
+    )
 
 
 # --------------------------------------------------------------------------------------------------
@@ -778,27 +948,52 @@ def source_text(info: Mapping[str, Any]) -> str:
 
 def add_feature_table_options(parser: argparse.ArgumentParser, *, training: bool) -> None:
     """``--features`` (and, for training, ``--region``, ``--features-reader2/-repeat``, ``--missing``)."""
-    parser.add_argument("--features", default=None, metavar="TABLE",
-                        help="precomputed feature table (CSV or Parquet, one row per case, case_id column) "
-                             "instead of extracting from images")  # fmt: skip
+    parser.add_argument(
+        "--features",
+        default=None,
+        metavar="TABLE",
+        help="precomputed feature table (CSV or Parquet, one row per case, case_id column) "
+        "instead of extracting from images",
+    )
     if not training:
         return
-    parser.add_argument("--region", action="append", default=None, metavar="NAME=PREFIX_OR_REGEX",
-                        help="with --features: the columns of a region, by prefix or regular expression "
-                             "(repeat per region; default: tumor_..., ln_...)")  # fmt: skip
-    parser.add_argument("--features-reader2", default=None, metavar="TABLE",
-                        help="with --features: features of a second reader's segmentations (ICC filter)")
-    parser.add_argument("--features-repeat", default=None, metavar="TABLE",
-                        help="with --features: features of repeated segmentations (ICC filter)")
-    parser.add_argument("--missing", choices=MISSING_RULES, default=None,
-                        help="with --features: missing values get the training median (default) or are refused")
+    parser.add_argument(
+        "--region",
+        action="append",
+        default=None,
+        metavar="NAME=PREFIX_OR_REGEX",
+        help="with --features: the columns of a region, by prefix or regular expression "
+        "(repeat per region; default: tumor_..., ln_...)",
+    )
+    parser.add_argument(
+        "--features-reader2",
+        default=None,
+        metavar="TABLE",
+        help="with --features: features of a second reader's segmentations (ICC filter)",
+    )
+    parser.add_argument(
+        "--features-repeat",
+        default=None,
+        metavar="TABLE",
+        help="with --features: features of repeated segmentations (ICC filter)",
+    )
+    parser.add_argument(
+        "--missing",
+        choices=MISSING_RULES,
+        default=None,
+        help="with --features: missing values get the training median (default) or are refused",
+    )
 
 
 def table_spec_from_args(args: argparse.Namespace) -> FeatureTableSpec | None:
     """The feature tables named on the command line, or None when features are extracted from images."""
     main = getattr(args, "features", None)
-    others = {"--region": getattr(args, "region", None), "--features-reader2": getattr(args, "features_reader2", None),
-              "--features-repeat": getattr(args, "features_repeat", None), "--missing": getattr(args, "missing", None)}  # fmt: skip
+    others = {
+        "--region": getattr(args, "region", None),
+        "--features-reader2": getattr(args, "features_reader2", None),
+        "--features-repeat": getattr(args, "features_repeat", None),
+        "--missing": getattr(args, "missing", None),
+    }
     if main is None:
         given = [k for k, v in others.items() if v]
         if given:

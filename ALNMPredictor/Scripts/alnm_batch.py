@@ -35,15 +35,20 @@ def parse_args(argv: list) -> argparse.Namespace:
     extra = []
     if "--" in argv:
         cut = argv.index("--")
-        argv, extra = argv[:cut], argv[cut + 1:]
+        argv, extra = argv[:cut], argv[cut + 1 :]
     parser = argparse.ArgumentParser(prog="alnm_batch.py", description="ALNM Predictor cohort run (headless)")
     parser.add_argument("task", choices=["train", "evaluate", "predict"])
     parser.add_argument("manifest", help="cohort manifest (CSV)")
     parser.add_argument("--out", required=True, help="output folder")
-    parser.add_argument("--model", default=None, help="saved model folder, its model.json, or .zip (evaluate, predict)")
+    parser.add_argument(
+        "--model", default=None, help="saved model folder, its model.json, or .zip (evaluate, predict)"
+    )
     parser.add_argument("--readers", default=None, help="reads CSV of a reader study (evaluate)")
-    parser.add_argument("--install-dependencies", action="store_true",
-                        help="install missing Python packages (pip; PyTorch via the PyTorch extension) before the run")
+    parser.add_argument(
+        "--install-dependencies",
+        action="store_true",
+        help="install missing Python packages (pip; PyTorch via the PyTorch extension) before the run",
+    )
     args = parser.parse_args(argv)
     args.extra = extra
     return args
@@ -62,7 +67,9 @@ def needs_pytorch(logic, args: argparse.Namespace) -> bool:
     """Whether the run computes deep features: the model's deep heads, or ``train`` with ``--deep`` not ``off``."""
     if args.task == "train":
         extra = list(args.extra)
-        deep = extra[extra.index("--deep") + 1] if "--deep" in extra[:-1] else "imagenet"  # alnm train's default
+        deep = (
+            extra[extra.index("--deep") + 1] if "--deep" in extra[:-1] else "imagenet"
+        )  # alnm train's default
         return deep != "off"
     return logic.modelNeedsPyTorch(args.model)
 
@@ -78,13 +85,19 @@ def check_dependencies(logic, args: argparse.Namespace) -> int:
         logic.installDependencies(deep, showProgress=False)
         return 0
     pip = [m for m in missing if not m.startswith(("torch>", "torchvision>"))]
-    lines = [f"alnm_batch: error: Slicer's Python lacks packages this run needs: {', '.join(missing)}.",
-             "Rerun with --install-dependencies to install them first, or install them yourself:"]  # fmt: skip
+    lines = [
+        f"alnm_batch: error: Slicer's Python lacks packages this run needs: {', '.join(missing)}.",
+        "Rerun with --install-dependencies to install them first, or install them yourself:",
+    ]
     if pip:
-        lines.append(f'  Slicer --no-main-window --python-code "slicer.util.pip_install({pip!r}); slicer.util.exit(0)"')
+        lines.append(
+            f'  Slicer --no-main-window --python-code "slicer.util.pip_install({pip!r}); slicer.util.exit(0)"'
+        )
     if len(pip) < len(missing):
-        lines.append("  PyTorch: install the PyTorch extension (Extensions Manager), then in Slicer's Python console: "
-                     "import PyTorchUtils; PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)")
+        lines.append(
+            "  PyTorch: install the PyTorch extension (Extensions Manager), then in Slicer's Python console: "
+            "import PyTorchUtils; PyTorchUtils.PyTorchUtilsLogic().installTorch(askConfirmation=True)"
+        )
     print("\n".join(lines), file=sys.stderr, flush=True)
     return 2
 
@@ -110,7 +123,9 @@ def main(argv: list, python=None) -> int:
             for line in lines:
                 print(line, flush=True)
 
-        result = batch.run(args.task, args.manifest, args.out, args.model, args.readers, args.extra, callback=report)
+        result = batch.run(
+            args.task, args.manifest, args.out, args.model, args.readers, args.extra, callback=report
+        )
     except ValueError as exc:
         print(f"alnm_batch: error: {exc}", file=sys.stderr, flush=True)
         return 2

@@ -101,8 +101,11 @@ class qSlicerApplication(QApplication):
         self._logic = slicer.vtkSlicerApplicationLogic()
         self._logic.SetMRMLScene(scene)
         # the loadable modules' logics register their node classes with the scene at startup
-        self._module_logics = [slicer.vtkSlicerSegmentationsModuleLogic(), slicer.vtkSlicerTablesLogic(),
-                               slicer.vtkSlicerVolumesLogic()]  # fmt: skip
+        self._module_logics = [
+            slicer.vtkSlicerSegmentationsModuleLogic(),
+            slicer.vtkSlicerTablesLogic(),
+            slicer.vtkSlicerVolumesLogic(),
+        ]
         for logic in self._module_logics:
             logic.SetMRMLApplicationLogic(self._logic)
             logic.SetMRMLScene(scene)
@@ -113,8 +116,9 @@ class qSlicerApplication(QApplication):
         self._main_window = qSlicerMainWindow() if main_window else None
         if self._main_window is not None:
             self._main_window.objectName = "qSlicerMainWindow"
-        self._layout_manager = (qSlicerLayoutManager(("Red", "Yellow", "Green"), self._logic, scene) if main_window
-                                else None)  # fmt: skip
+        self._layout_manager = (
+            qSlicerLayoutManager(("Red", "Yellow", "Green"), self._logic, scene) if main_window else None
+        )
         self._exit_status: int | None = None
 
     # ----- qSlicerApplication API ----------------------------------------------------------------
@@ -206,7 +210,7 @@ class qSlicerScriptedLoadableModule(QObject):
         self._props["path"] = str(path)
         self._props["name"] = name
         self._props["defaultDocumentationLink"] = (
-            "<p>For more information see the <a href=\"https://slicer.readthedocs.io\">online documentation</a>.</p>"
+            '<p>For more information see the <a href="https://slicer.readthedocs.io">online documentation</a>.</p>'
         )
 
 

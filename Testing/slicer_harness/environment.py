@@ -110,8 +110,9 @@ def install() -> Environment:
     kits = types.ModuleType("slicer.kits")
     kits.available_kits = ["slicer_core"]  # Slicer's __init__ runs "from <kit> import *" for each
     sys.modules["slicer.kits"] = kits
-    spec = importlib.util.spec_from_file_location("slicer", SLICER_PACKAGE / "__init__.py",
-                                                  submodule_search_locations=[str(SLICER_PACKAGE)])  # fmt: skip
+    spec = importlib.util.spec_from_file_location(
+        "slicer", SLICER_PACKAGE / "__init__.py", submodule_search_locations=[str(SLICER_PACKAGE)]
+    )
     slicer = importlib.util.module_from_spec(spec)
     sys.modules["slicer"] = slicer
     spec.loader.exec_module(slicer)
@@ -245,9 +246,13 @@ class FreshPackages:
         for name in list(sys.modules):
             if name.split(".")[0] in self.names:
                 del sys.modules[name]
-        sys.meta_path[:] = [f if getattr(f, "__module__", "").startswith("_frozen_importlib") and
-                            f.__name__ in ("BuiltinImporter", "FrozenImporter") else _Hiding(f, self.names)
-                            for f in sys.meta_path]  # fmt: skip
+        sys.meta_path[:] = [
+            f
+            if getattr(f, "__module__", "").startswith("_frozen_importlib")
+            and f.__name__ in ("BuiltinImporter", "FrozenImporter")
+            else _Hiding(f, self.names)
+            for f in sys.meta_path
+        ]
         importlib.metadata.version = self._wrap(self._version)
         importlib.metadata.distribution = self._wrap(self._distribution)
         importlib.metadata.requires = self._wrap(self._requires)

@@ -17,9 +17,21 @@ from typing import Any
 
 
 class SampleDataSource:
-    def __init__(self, sampleName=None, sampleDescription=None, uris=None, fileNames=None, nodeNames=None,
-                 checksums=None, loadFiles=None, customDownloader=None, thumbnailFileName=None,
-                 loadFileTypes=None, loadFileProperties=None, loadFileType=None):  # fmt: skip
+    def __init__(
+        self,
+        sampleName=None,
+        sampleDescription=None,
+        uris=None,
+        fileNames=None,
+        nodeNames=None,
+        checksums=None,
+        loadFiles=None,
+        customDownloader=None,
+        thumbnailFileName=None,
+        loadFileTypes=None,
+        loadFileProperties=None,
+        loadFileType=None,
+    ):
         if isinstance(uris, str):
             uris, fileNames, nodeNames, checksums = [uris], [fileNames], [nodeNames], [checksums]
             loadFileTypes = [loadFileType or (loadFileTypes if isinstance(loadFileTypes, str) else None)]
@@ -37,10 +49,18 @@ class SampleDataSource:
         self.customDownloader = customDownloader
         self.thumbnailFileName = thumbnailFileName
         self.loadFileProperties = loadFileProperties or {}
-        lengths = {len(self.uris), len(self.fileNames), len(self.nodeNames), len(self.checksums), len(self.loadFileTypes)}
+        lengths = {
+            len(self.uris),
+            len(self.fileNames),
+            len(self.nodeNames),
+            len(self.checksums),
+            len(self.loadFileTypes),
+        }
         if len(lengths) != 1:
-            raise ValueError(f"SampleDataSource {sampleName}: uris, fileNames, nodeNames, checksums and "
-                             "loadFileTypes must have the same length")  # fmt: skip
+            raise ValueError(
+                f"SampleDataSource {sampleName}: uris, fileNames, nodeNames, checksums and "
+                "loadFileTypes must have the same length"
+            )
 
 
 def make_sample_data_module(*, version: tuple[int, int] = (5, 12)) -> types.ModuleType:
@@ -51,18 +71,36 @@ def make_sample_data_module(*, version: tuple[int, int] = (5, 12)) -> types.Modu
 
     class SampleDataLogic:
         @staticmethod
-        def registerCustomSampleDataSource(category="Custom", sampleName=None, uris=None, fileNames=None,
-                                           nodeNames=None, customDownloader=None, thumbnailFileName=None,
-                                           loadFileTypes=None, loadFiles=None,
-                                           loadFileProperties={},  # noqa: B006  (SampleData.py's own signature)
-                                           checksums=None, loadFileType=None):
+        def registerCustomSampleDataSource(
+            category="Custom",
+            sampleName=None,
+            uris=None,
+            fileNames=None,
+            nodeNames=None,
+            customDownloader=None,
+            thumbnailFileName=None,
+            loadFileTypes=None,
+            loadFiles=None,
+            loadFileProperties={},  # noqa: B006  (SampleData.py's own signature)
+            checksums=None,
+            loadFileType=None,
+        ):
             sources = getattr(slicer.modules, "sampleDataSources", None)
             if sources is None:
                 sources = slicer.modules.sampleDataSources = {}
-            source = SampleDataSource(sampleName=sampleName, uris=uris, fileNames=fileNames, nodeNames=nodeNames,
-                                      checksums=checksums, loadFiles=loadFiles, customDownloader=customDownloader,
-                                      thumbnailFileName=thumbnailFileName, loadFileTypes=loadFileTypes,
-                                      loadFileProperties=loadFileProperties, loadFileType=loadFileType)  # fmt: skip
+            source = SampleDataSource(
+                sampleName=sampleName,
+                uris=uris,
+                fileNames=fileNames,
+                nodeNames=nodeNames,
+                checksums=checksums,
+                loadFiles=loadFiles,
+                customDownloader=customDownloader,
+                thumbnailFileName=thumbnailFileName,
+                loadFileTypes=loadFileTypes,
+                loadFileProperties=loadFileProperties,
+                loadFileType=loadFileType,
+            )
             sources.setdefault(category, []).append(source)
             return source
 
@@ -73,8 +111,9 @@ def make_sample_data_module(*, version: tuple[int, int] = (5, 12)) -> types.Modu
 
         def downloadFromSource(self, source, maximumAttemptsCount=3, forceDownload=False):
             loaded = []
-            for uri, name, checksum, file_type in zip(source.uris, source.nodeNames, source.checksums,
-                                                      source.loadFileTypes, strict=True):  # fmt: skip
+            for uri, name, checksum, file_type in zip(
+                source.uris, source.nodeNames, source.checksums, source.loadFileTypes, strict=True
+            ):
                 if not uri.startswith("file:"):
                     raise ValueError(f"the harness loads file:// sample data only, got {uri}")
                 path = Path(urllib.request.url2pathname(urllib.parse.urlparse(uri).path))
@@ -88,6 +127,7 @@ def make_sample_data_module(*, version: tuple[int, int] = (5, 12)) -> types.Modu
     if version < (5, 12):
         pass
     else:
+
         def registerCustomSampleDataCategory(category, title):
             categories = getattr(slicer.modules, "sampleDataSourceCategories", None)
             if categories is None:
@@ -143,8 +183,9 @@ def _itk_2d_volume(path: Path, name: str) -> Any:
     ijk_to_lps[:3, 3] = origin[:3]
     ijk_to_ras = np.diag([-1.0, -1.0, 1.0, 1.0]) @ ijk_to_lps
     colour = pixels.ndim == 3
-    node = slicer.util.addVolumeFromArray(pixels[None], ijk_to_ras, name,
-                                          "vtkMRMLVectorVolumeNode" if colour else "vtkMRMLScalarVolumeNode")  # fmt: skip
+    node = slicer.util.addVolumeFromArray(
+        pixels[None], ijk_to_ras, name, "vtkMRMLVectorVolumeNode" if colour else "vtkMRMLScalarVolumeNode"
+    )
     node.CreateDefaultDisplayNodes()
     return node
 
@@ -161,10 +202,20 @@ def make_pytorch_utils_module(on_install: Any, *, decline: bool = False) -> type
 
             return importlib.util.find_spec("torch") is not None
 
-        def installTorch(self, askConfirmation=False, forceComputationBackend=None, torchVersionRequirement=None,
-                         torchvisionVersionRequirement=None):  # fmt: skip
-            calls.append({"askConfirmation": askConfirmation, "torchVersionRequirement": torchVersionRequirement,
-                          "torchvisionVersionRequirement": torchvisionVersionRequirement})  # fmt: skip
+        def installTorch(
+            self,
+            askConfirmation=False,
+            forceComputationBackend=None,
+            torchVersionRequirement=None,
+            torchvisionVersionRequirement=None,
+        ):
+            calls.append(
+                {
+                    "askConfirmation": askConfirmation,
+                    "torchVersionRequirement": torchVersionRequirement,
+                    "torchvisionVersionRequirement": torchvisionVersionRequirement,
+                }
+            )
             if decline:
                 return None
             on_install()

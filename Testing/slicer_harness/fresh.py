@@ -52,10 +52,26 @@ class Recorder:
             dists.add("pyradiomics")
         self.fresh.install(names, dists)
 
-    def pip_512(self, requirements, constraints=None, no_deps_requirements=None, skip_packages=None, blocking=True,
-                show_progress=True, requester=None, parent=None, logCallback=None, completedCallback=None):  # fmt: skip
-        self.pip_calls.append({"api": "slicer.packaging.pip_install", "requirements": list(requirements),
-                               "show_progress": show_progress})  # fmt: skip
+    def pip_512(
+        self,
+        requirements,
+        constraints=None,
+        no_deps_requirements=None,
+        skip_packages=None,
+        blocking=True,
+        show_progress=True,
+        requester=None,
+        parent=None,
+        logCallback=None,
+        completedCallback=None,
+    ):
+        self.pip_calls.append(
+            {
+                "api": "slicer.packaging.pip_install",
+                "requirements": list(requirements),
+                "show_progress": show_progress,
+            }
+        )
         self.install(requirements)
 
     def pip_510(self, requirements):
@@ -64,7 +80,9 @@ class Recorder:
 
 
 def setup(scenario_input: dict):
-    fresh = FreshPackages([r.import_name for r in hidden_requirements()], [r.name for r in hidden_requirements()])
+    fresh = FreshPackages(
+        [r.import_name for r in hidden_requirements()], [r.name for r in hidden_requirements()]
+    )
     import extensions
     from environment import ModuleHarness, install
 
@@ -222,13 +240,29 @@ def scenario_headless(data: dict) -> dict:
     out = {}
     for label, extra in (("without_consent", []), ("with_consent", ["--install-dependencies"])):
         stdout, stderr = io.StringIO(), io.StringIO()
-        args = ["--", "predict", data["manifest"], "--out", str(Path(data["root"]) / label), "--model", data["model"],
-                *extra, "--", "--workers", "1", "--no-progress"]  # fmt: skip
+        args = [
+            "--",
+            "predict",
+            data["manifest"],
+            "--out",
+            str(Path(data["root"]) / label),
+            "--model",
+            data["model"],
+            *extra,
+            "--",
+            "--workers",
+            "1",
+            "--no-progress",
+        ]
         with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
             status = alnm_batch.main(args, python=sys.executable)
-        out[label] = {"status": status, "stdout": stdout.getvalue(), "stderr": stderr.getvalue(),
-                      "predictions": (Path(data["root"]) / label / "predictions.csv").is_file(),
-                      "pip_calls": list(recorder.pip_calls)}  # fmt: skip
+        out[label] = {
+            "status": status,
+            "stdout": stdout.getvalue(),
+            "stderr": stderr.getvalue(),
+            "predictions": (Path(data["root"]) / label / "predictions.csv").is_file(),
+            "pip_calls": list(recorder.pip_calls),
+        }
     return out
 
 
@@ -240,16 +274,22 @@ def scenario_sample_data(data: dict) -> dict:
     import SampleData
 
     sources = getattr(slicer.modules, "sampleDataSources", {})
-    out = {"categories": dict(getattr(slicer.modules, "sampleDataSourceCategories", {})),
-           "sources": {c: [s.sampleName for s in v] for c, v in sources.items()}}  # fmt: skip
+    out = {
+        "categories": dict(getattr(slicer.modules, "sampleDataSourceCategories", {})),
+        "sources": {c: [s.sampleName for s in v] for c, v in sources.items()},
+    }
     loaded = SampleData.SampleDataLogic().downloadFromSource(sources["ALNMPredictor"][0])
     out["loaded"] = [[n.GetClassName(), n.GetName()] for n in loaded]
     out["pandas_imported"] = "pandas" in sys.modules
     return out
 
 
-SCENARIOS = {"button": scenario_button, "torch": scenario_torch, "headless": scenario_headless,
-             "sample_data": scenario_sample_data}  # fmt: skip
+SCENARIOS = {
+    "button": scenario_button,
+    "torch": scenario_torch,
+    "headless": scenario_headless,
+    "sample_data": scenario_sample_data,
+}
 
 
 def main(argv: list[str]) -> int:

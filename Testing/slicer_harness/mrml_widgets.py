@@ -29,9 +29,21 @@ from qtcore import Prop, Signal, qt_log
 
 # Effect names of Slicer's Segment Editor (qMRMLSegmentEditorWidget's default order)
 SEGMENT_EDITOR_EFFECTS = (
-    "Paint", "Draw", "Erase", "Level tracing", "Grow from seeds", "Fill between slices", "Threshold", "Margin",
-    "Hollow", "Smoothing", "Scissors", "Islands", "Logical operators", "Mask volume",
-)  # fmt: skip
+    "Paint",
+    "Draw",
+    "Erase",
+    "Level tracing",
+    "Grow from seeds",
+    "Fill between slices",
+    "Threshold",
+    "Margin",
+    "Hollow",
+    "Smoothing",
+    "Scissors",
+    "Islands",
+    "Logical operators",
+    "Mask volume",
+)
 
 
 def _slicer() -> Any:
@@ -193,8 +205,10 @@ class qMRMLNodeComboBox(qMRMLWidget):
     def choose(self, node: Any) -> None:
         """A user picking ``node`` (or None) in the drop-down (harness helper): only listed nodes can be picked."""
         if node is not None and not self.accepts(node):
-            raise ValueError(f"{self.objectName}: {node.GetClassName()} '{node.GetName()}' is not in its list "
-                             f"(nodeTypes {list(self.nodeTypes)}, showChildNodeTypes {self.showChildNodeTypes})")  # fmt: skip
+            raise ValueError(
+                f"{self.objectName}: {node.GetClassName()} '{node.GetName()}' is not in its list "
+                f"(nodeTypes {list(self.nodeTypes)}, showChildNodeTypes {self.showChildNodeTypes})"
+            )
         if node is None and not self.noneEnabled:
             raise ValueError(f"{self.objectName}: 'None' is not in its list")
         self._select(node)
@@ -244,7 +258,9 @@ class qMRMLNodeComboBox(qMRMLWidget):
             replacement = None if self.noneEnabled else self.nodeFromIndex(0)
             self._current_id = replacement.GetID() if replacement is not None else None
             self.currentNodeChanged.emit(replacement)
-            self._bound_signal("currentNodeIDChanged").emit(replacement.GetID() if replacement is not None else "")
+            self._bound_signal("currentNodeIDChanged").emit(
+                replacement.GetID() if replacement is not None else ""
+            )
 
 
 class qMRMLSegmentSelectorWidget(qMRMLWidget):
@@ -318,8 +334,11 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
         return self._current_segment
 
     def segmentIDs(self) -> list[str]:
-        return [self._segment_combo.itemData(i) for i in range(self._segment_combo.count())
-                if self._segment_combo.itemData(i) != self.NONE_DISPLAY]  # fmt: skip
+        return [
+            self._segment_combo.itemData(i)
+            for i in range(self._segment_combo.count())
+            if self._segment_combo.itemData(i) != self.NONE_DISPLAY
+        ]
 
     def setCurrentSegmentID(self, segment_id: str) -> None:
         if not segment_id and self.noneEnabled:
@@ -347,7 +366,9 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
         if segmentation is not None:
             seg = segmentation.GetSegmentation()
             for event in (seg.SegmentAdded, seg.SegmentRemoved, seg.SegmentModified):
-                self._segment_tags.append(seg.AddObserver(event, lambda *args: self.populateSegmentCombobox()))
+                self._segment_tags.append(
+                    seg.AddObserver(event, lambda *args: self.populateSegmentCombobox())
+                )
         self.populateSegmentCombobox()
 
     def populateSegmentCombobox(self) -> None:
@@ -365,7 +386,9 @@ class qMRMLSegmentSelectorWidget(qMRMLWidget):
         for segment_id in ids:
             combo.addItem(segmentation.GetSegment(segment_id).GetName(), segment_id)
         combo.blockSignals(blocked)
-        if (self.noneEnabled and not self._current_segment) or (self._current_segment and self._current_segment in ids):
+        if (self.noneEnabled and not self._current_segment) or (
+            self._current_segment and self._current_segment in ids
+        ):
             blocked = combo.blockSignals(True)
             self.setCurrentSegmentID(self._current_segment)
             combo.blockSignals(blocked)
@@ -446,7 +469,9 @@ class qMRMLSegmentEditorWidget(qMRMLWidget):
         self._logic.SetSegmentEditorNode(node)
         if node is None:
             return
-        self._editor_tag = node.AddObserver(vtk.vtkCommand.ModifiedEvent, lambda *args: self.updateWidgetFromMRML())
+        self._editor_tag = node.AddObserver(
+            vtk.vtkCommand.ModifiedEvent, lambda *args: self.updateWidgetFromMRML()
+        )
         self.updateWidgetFromMRML()
 
     def _critical(self, where: str, message: str = "Invalid segment editor parameter set node") -> None:

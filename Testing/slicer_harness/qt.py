@@ -1044,8 +1044,18 @@ class QMessageBox(QDialog):
     """A message box: ``exec_`` records it and answers from :data:`dialog_answers` (Ok when none is queued)."""
 
     NoButton, Ok, Save, Open, Yes, No, Abort, Retry, Ignore, Close, Cancel = (
-        0x0, 0x400, 0x800, 0x2000, 0x4000, 0x10000, 0x40000, 0x80000, 0x100000, 0x200000, 0x400000,
-    )  # fmt: skip
+        0x0,
+        0x400,
+        0x800,
+        0x2000,
+        0x4000,
+        0x10000,
+        0x40000,
+        0x80000,
+        0x100000,
+        0x200000,
+        0x400000,
+    )
     NoIcon, Information, Warning, Critical, Question = 0, 1, 2, 3, 4
     text = Prop("", convert=str)
     informativeText = Prop("", convert=str)
@@ -1062,8 +1072,15 @@ class QMessageBox(QDialog):
 
     def exec_(self) -> int:
         answer = dialog_answers.pop(0) if dialog_answers else QMessageBox.Ok
-        dialogs.append({"class": type(self).__name__, "text": self.text, "windowTitle": self.windowTitle,
-                        "detailedText": self.detailedText, "answer": answer})  # fmt: skip
+        dialogs.append(
+            {
+                "class": type(self).__name__,
+                "text": self.text,
+                "windowTitle": self.windowTitle,
+                "detailedText": self.detailedText,
+                "answer": answer,
+            }
+        )
         return answer
 
     exec = exec_
@@ -1093,7 +1110,9 @@ def _widget_class(name: str) -> type:
         cls = getattr(namespace, name, None)
         if isinstance(cls, type) and issubclass(cls, QObjectBase):
             return cls
-    raise RuntimeError(f"QUiLoader: class {name!r} is not available in Slicer's designer plugins (no stand-in)")
+    raise RuntimeError(
+        f"QUiLoader: class {name!r} is not available in Slicer's designer plugins (no stand-in)"
+    )
 
 
 def _enum_value(text: str, owner: type) -> int:
@@ -1213,8 +1232,10 @@ class QUiLoader(QObject):
         receiver = self._named.get(node.findtext("receiver") or "")
         signal, slot = node.findtext("signal") or "", normalise_signature(node.findtext("slot") or "")
         if sender is None or receiver is None:
-            raise RuntimeError(f"QUiLoader: connection between unknown objects {node.findtext('sender')} -> "
-                               f"{node.findtext('receiver')}")  # fmt: skip
+            raise RuntimeError(
+                f"QUiLoader: connection between unknown objects {node.findtext('sender')} -> "
+                f"{node.findtext('receiver')}"
+            )
         slots = {}
         for klass in type(receiver).__mro__:
             slots.update(getattr(klass, "SLOTS", {}))
@@ -1224,4 +1245,8 @@ class QUiLoader(QObject):
         sender.connect(signal, method)
 
 
-__all__ = [name for name in dir() if name.startswith("Q") or name in ("Qt", "dialogs", "dialog_answers", "opened_urls")]
+__all__ = [
+    name
+    for name in dir()
+    if name.startswith("Q") or name in ("Qt", "dialogs", "dialog_answers", "opened_urls")
+]

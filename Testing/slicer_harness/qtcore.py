@@ -106,8 +106,15 @@ class BoundSignal:
 class Prop:
     """A Qt property: attribute access, ``setX`` setter, notify signal emitted when the value changes."""
 
-    def __init__(self, default: Any = None, notify: str | None = None, *, readonly: bool = False,
-                 convert: Any = None, notify_value: Any = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        default: Any = None,
+        notify: str | None = None,
+        *,
+        readonly: bool = False,
+        convert: Any = None,
+        notify_value: Any = None,
+    ) -> None:
         self.default = default
         self.notify = notify
         self.readonly = readonly

@@ -53,7 +53,9 @@ def _thumbnail(path: Path, arrays: dict) -> None:
     for region in ("tumor", "ln"):
         image = np.asarray(arrays[region].image, dtype=np.uint8)
         mask = np.asarray(arrays[region].mask) > 0
-        edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
+        edge = mask & ~(
+            np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1)
+        )
         rgb = np.stack([image] * 3, axis=-1)
         rgb[edge] = (255, 200, 0)
         tiles.append(Image.fromarray(rgb).resize((130, 240), Image.Resampling.LANCZOS))

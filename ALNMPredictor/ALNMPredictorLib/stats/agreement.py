@@ -167,8 +167,13 @@ def _icc_arrays(x: np.ndarray, form: str, level: float, method: str) -> dict[str
             low = n * (msb - f3u * mse) / (f3u * c + n * msb)
             high = n * (f3l * msb - mse) / (c + n * f3l * msb)
     out = {
-        "icc": value, "low": low, "high": high, "F": f,
-        "df1": np.full_like(f, df1), "df2": np.full_like(f, df2), "p": p,
+        "icc": value,
+        "low": low,
+        "high": high,
+        "F": f,
+        "df1": np.full_like(f, df1),
+        "df2": np.full_like(f, df2),
+        "p": p,
     }
     return {key: np.where(ms["constant"], np.nan, val) for key, val in out.items()}
 

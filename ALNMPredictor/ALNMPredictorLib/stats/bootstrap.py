@@ -31,9 +31,7 @@ class BootstrapResult:
     n_failed: int
 
 
-def bootstrap_indices(
-    n: int, n_boot: int, seed: int = 0, stratify: ArrayLike | None = None
-) -> np.ndarray:
+def bootstrap_indices(n: int, n_boot: int, seed: int = 0, stratify: ArrayLike | None = None) -> np.ndarray:
     """``n_boot`` x ``n`` resampling indices (with replacement), reproducible for a ``seed``.
 
     With ``stratify``, each stratum (e.g. the outcome) is resampled within itself, so every

@@ -149,7 +149,9 @@ def hosmer_lemeshow(y: ArrayLike, prob: ArrayLike, groups: int = 10) -> HosmerLe
         )
     stat = float(np.sum((obs0 - exp0) ** 2 / exp0) + np.sum((obs1 - exp1) ** 2 / exp1))
     expected = np.concatenate([exp0, exp1])
-    return HosmerLemeshow(stat, df, float(chi2.sf(stat, df)), g_used, float(expected.min()), float(np.mean(expected < 5)))
+    return HosmerLemeshow(
+        stat, df, float(chi2.sf(stat, df)), g_used, float(expected.min()), float(np.mean(expected < 5))
+    )
 
 
 def _logistic_fit(x: np.ndarray, y: np.ndarray) -> tuple[float, float]:
@@ -302,9 +304,13 @@ def calibration_curve(
     bins = int(bins)
     events, p = _prepare(y, prob)
     if method == "quantile":
-        breaks, code = _quantile_groups(p, bins) if np.unique(p).size > 1 else (
-            np.array([p[0], p[0]]),
-            np.zeros(p.size, dtype=int),
+        breaks, code = (
+            _quantile_groups(p, bins)
+            if np.unique(p).size > 1
+            else (
+                np.array([p[0], p[0]]),
+                np.zeros(p.size, dtype=int),
+            )
         )
     elif method == "uniform":
         breaks = np.linspace(0.0, 1.0, bins + 1)
@@ -335,9 +341,7 @@ def calibration_curve(
     return pd.DataFrame(rows)
 
 
-def _lowest(
-    x: np.ndarray, y: np.ndarray, xs: float, nleft: int, nright: int, span: float
-) -> float | None:
+def _lowest(x: np.ndarray, y: np.ndarray, xs: float, nleft: int, nright: int, span: float) -> float | None:
     """One local linear fit at ``xs`` (R ``clowess``'s ``lowest``, no robustness weights)."""
     n = x.size
     h = max(xs - x[nleft], x[nright] - xs)

@@ -122,7 +122,11 @@ def design_matrix(
         spec = None if encoding is None else encoding.get(name)
         if encoding is not None and spec is None:
             raise StatsError(format_location("not in the model's encoding", column=name))
-        is_cat = spec["type"] == "categorical" if spec else (col in forced or col in reference or _is_categorical(series))
+        is_cat = (
+            spec["type"] == "categorical"
+            if spec
+            else (col in forced or col in reference or _is_categorical(series))
+        )
         if not is_cat:
             try:
                 values = series.astype(float).to_numpy()
@@ -138,7 +142,9 @@ def design_matrix(
             ref = spec["reference"]
             unseen = sorted({str(v) for v in series.unique()} - {str(v) for v in levels})
             if unseen:
-                raise StatsError(format_location(f"level(s) {', '.join(unseen)} unseen when fitting", column=name))
+                raise StatsError(
+                    format_location(f"level(s) {', '.join(unseen)} unseen when fitting", column=name)
+                )
         else:
             levels = [_plain(v) for v in _observed_levels(series)]
             if len(levels) < 2:
@@ -246,7 +252,7 @@ def _separation(X: np.ndarray, y: np.ndarray, terms: list[str]) -> list[str]:
         bounds=[(0, None)] * (2 * p),
         method="highs",
     )
-    b = res.x if sparse.status != 0 else np.concatenate([[0.0], sparse.x[2:p + 1] - sparse.x[p + 1 :]])
+    b = res.x if sparse.status != 0 else np.concatenate([[0.0], sparse.x[2 : p + 1] - sparse.x[p + 1 :]])
     scale = np.abs(b[1:]).max()
     return [terms[j] for j in range(1, p) if abs(b[j]) > 1e-6 * scale] or terms[1:]
 
@@ -296,7 +302,9 @@ def _irls(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float, 
         mu_eta = _mu_eta(eta)
         z = eta + (y - mu) / mu_eta
         sw = mu_eta / np.sqrt(mu * (1.0 - mu))
-        if not (np.all(np.isfinite(z)) and np.all(np.isfinite(sw))):  # pragma: no cover - the clamps prevent it
+        if not (
+            np.all(np.isfinite(z)) and np.all(np.isfinite(sw))
+        ):  # pragma: no cover - the clamps prevent it
             raise StatsError("logistic regression: non-finite working response")
         new_beta, *_ = np.linalg.lstsq(X * sw[:, None], z * sw, rcond=None)
         new_eta = X @ new_beta
@@ -367,9 +375,12 @@ def _firth(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, float,
     grad, _ = score(beta)
     if np.max(np.abs(grad)) >= 1e-9:
         res = optimize.minimize(
-            lambda b: -penalised(b)[0], beta, jac=lambda b: -score(b)[0], method="BFGS",
+            lambda b: -penalised(b)[0],
+            beta,
+            jac=lambda b: -score(b)[0],
+            method="BFGS",
             options={"gtol": 1e-10, "maxiter": 1000},
-        )  # fmt: skip
+        )
         beta = res.x
         iterations += int(res.nit)
         if np.max(np.abs(score(beta)[0])) > 1e-6:
@@ -411,7 +422,9 @@ def _fit_terms(terms_df: pd.DataFrame, y: np.ndarray, separation: str = "error")
             if separation != "firth":
                 if isinstance(exc, StatsError):
                     raise
-                raise StatsError(f"logistic regression failed numerically ({exc}); terms: {', '.join(terms[1:])}") from exc
+                raise StatsError(
+                    f"logistic regression failed numerically ({exc}); terms: {', '.join(terms[1:])}"
+                ) from exc
             # The separation check found none, so the MLE exists: this is a numerical failure, not separation.
             beta, cov, dev, iterations = _firth(X, y)
             firth, reason = True, f"maximum-likelihood fit failed numerically ({exc})"
@@ -472,7 +485,11 @@ def _as_terms(X: ArrayLike | pd.DataFrame) -> tuple[pd.DataFrame, dict[str, dict
 
 
 def logistic_fit(
-    X: ArrayLike | pd.DataFrame, y: ArrayLike, *, level: float = 0.95, separation: Literal["error", "firth"] = "error"
+    X: ArrayLike | pd.DataFrame,
+    y: ArrayLike,
+    *,
+    level: float = 0.95,
+    separation: Literal["error", "firth"] = "error",
 ) -> pd.DataFrame:
     """Logistic regression of 0/1 ``y`` on ``X``, equal to R ``glm(y ~ ., family = binomial)``.
 
@@ -554,7 +571,9 @@ def univariate_screen(
     rows = []
     for col in cols:
         terms_df, encoding = design_matrix(
-            table, [col], categorical=[c for c in categorical if c == col],
+            table,
+            [col],
+            categorical=[c for c in categorical if c == col],
             reference={col: ref[col]} if col in ref else None,
         )
         fit = _fit_terms(terms_df, yy, _check_separation_mode(separation))
@@ -582,7 +601,20 @@ def univariate_screen(
                     "firth": fit.firth,
                 }
             )
-    columns_out = ["variable", "level", "reference", "term", "coef", "se", "odds_ratio", "or_low", "or_high", "p", "p_variable", "firth"]
+    columns_out = [
+        "variable",
+        "level",
+        "reference",
+        "term",
+        "coef",
+        "se",
+        "odds_ratio",
+        "or_low",
+        "or_high",
+        "p",
+        "p_variable",
+        "firth",
+    ]
     return pd.DataFrame(rows, columns=columns_out)
 
 
@@ -651,7 +683,13 @@ def backward_stepwise(
             break
         remaining.remove(worst)
         steps.append(
-            {"step": len(steps) + 1, "removed": worst, "p": p_worst, "df": df_worst, "remaining": ", ".join(remaining)}
+            {
+                "step": len(steps) + 1,
+                "removed": worst,
+                "p": p_worst,
+                "df": df_worst,
+                "remaining": ", ".join(remaining),
+            }
         )
         current = fit_of(remaining)
     final = _table(current, level)
