@@ -183,6 +183,7 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         self._parameterNode = None
         self._parameterNodeGuiTag = None
         self._clinicalWidgets = {}
+        self._requiredClinical = []  # the factors the clinical-radiomics model needs, in the form's order
         self._formModel = None  # the model path the clinical form was built for
         self._prediction = None
         self._predictionInputs = None  # (case ID, tumour volume ID, LN volume ID) of the prediction on screen
@@ -425,6 +426,7 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
         while layout.rowCount() > 0:
             layout.removeRow(0)
         self._clinicalWidgets = {}
+        self._requiredClinical = []
         self._formModel = None
         missing = self.logic.missingDependencies()  # the form needs the library, not PyTorch
         if missing:  # asked for at the first button press, not when the panel opens
@@ -458,6 +460,8 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             )
             layout.addRow(spec.name + (" *" if spec.required else ""), widget)
             self._clinicalWidgets[spec.name] = widget
+            if spec.required:
+                self._requiredClinical.append(spec.name)
         torch = self.logic.missingDependencies(deep=True) if self.logic.modelNeedsPyTorch(modelPath) else []
         if torch:
             description += " " + _(
@@ -523,12 +527,21 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
                     raise ValueError(
                         _("Reader study: record the unaided call before seeing the model's output.")
                     )
+            formShown = self._formModel == str(p.modelPath)  # the user could fill in the model's form
             if not self.ensureDependencies(self.logic.modelNeedsPyTorch(p.modelPath)):
                 return
             if not self.ensureBackboneWeights(modelPath=p.modelPath):
                 return
             if self._formModel != str(p.modelPath):
                 self.updateClinicalForm()
+            if not formShown:  # first use: the form appeared only now, with the packages it needs
+                empty = [n for n in self._requiredClinical if self._clinicalValues().get(n) is None]
+                if empty:
+                    self.ui.resultsText.plainText = _(
+                        "The model needs these clinical factors (marked * in Clinical factors): {names}. "
+                        "Enter them, then press Predict again."
+                    ).format(names=", ".join(empty))
+                    return
             prediction, table = self.logic.predictCase(
                 p.modelPath, self._regionInputs(), self._clinicalValues(), p.caseId, p.resultTable
             )
@@ -1570,7 +1583,7 @@ class ALNMPredictorBatchLogic:
 
     def cancel(self, grace: float = 10.0) -> None:
         """Interrupt the run and every process it started (Ctrl+C: cached work is kept); kill what is left after
-        ``grace`` s, then remove temporary files a killed writer left in the output folder."""
+        ``grace`` s, then remove temporary files a stopped writer left in the output folder."""
         if self.process is None:
             return
         if self.process.poll() is None:
@@ -1590,7 +1603,8 @@ class ALNMPredictorBatchLogic:
                 time.sleep(0.05)
                 self.process.poll()
         self.process.wait()
-        if killed and self._outputFolder is not None:
+        # a worker ended by SIGTERM or SIGKILL in an atomic write leaves its temporary file behind
+        if self._outputFolder is not None:
             from ALNMPredictorLib.fileio import remove_temporaries
 
             remove_temporaries(self._outputFolder, since=self._started)

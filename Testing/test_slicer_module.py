@@ -36,7 +36,7 @@ import qtcore  # noqa: E402
 from casepredict_fixture import shared_model  # noqa: E402
 
 from ALNMPredictorLib import casepredict as cp  # noqa: E402
-from ALNMPredictorLib import demomodel  # noqa: E402
+from ALNMPredictorLib import clinicalform, demomodel  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 MODULE_FILE = REPO / "ALNMPredictor" / "ALNMPredictor.py"
@@ -75,7 +75,7 @@ def _row_names(panel) -> list[str]:
 
 
 def _required_rows(panel) -> set[str]:
-    """The form's factors the clinical-radiomics model needs (the demo model needs none; the test model two)."""
+    """The form's factors the clinical-radiomics model needs."""
     return {n for n, w in panel._clinicalWidgets.items() if w.toolTip.startswith("Required")}
 
 
@@ -212,12 +212,15 @@ def test_model_picker_accepts_the_folder_its_model_json_and_a_zip(panel, model, 
 
 def test_clinical_form_follows_the_parameter_node_whatever_changes_it(panel, model) -> None:
     p = panel._parameterNode
-    assert _required_rows(panel) == set() and _row_names(panel)
+    demo_fields = clinicalform.clinical_fields(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE))
+    demo_required = {f.name for f in demo_fields if f.required}
+    assert _required_rows(panel) == demo_required and _row_names(panel) == [f.name for f in demo_fields]
+    assert "synthetic demo" in panel.ui.modelInfoLabel.text
     p.modelPath = model.model_dir  # as a loaded scene or another module would set it
     assert _required_rows(panel) == SHARED_REQUIRED
     assert model.model_dir.name in panel.ui.modelInfoLabel.text
     p.modelPath = Path("")
-    assert _required_rows(panel) == set() and "synthetic demo" in panel.ui.modelInfoLabel.text
+    assert _required_rows(panel) == demo_required and "synthetic demo" in panel.ui.modelInfoLabel.text
 
 
 def test_colour_ultrasound_volume_is_listed_and_converted_to_grey(panel, model) -> None:
@@ -635,6 +638,7 @@ def test_every_button_on_a_fresh_slicer_asks_once_installs_then_runs(
             "arrays": str(demo_arrays),
             "manifest": str(manifest),
             "model": str(model.model_dir),
+            "clinical": {"us_reported_alnm": "present", "tumor_size_cm": "2.5"},
         },
         tmp_path,
     )
@@ -648,6 +652,17 @@ def test_every_button_on_a_fresh_slicer_asks_once_installs_then_runs(
     assert "pandas" in declined["dialogs"][0]["text"] and "torch" not in declined["dialogs"][0]["text"]
     assert accepted["error"] is None, accepted
     assert [d["answer"] for d in accepted["dialogs"]] == [qt.QMessageBox.Ok]  # one question, no error dialog
+    if button == "predictButton":  # the demo model's form appears with the packages: asked for, no error
+        demo_required = {
+            f.name
+            for f in clinicalform.clinical_fields(cp.load_model_cached(demomodel.DEMO_MODEL_RESOURCE))
+            if f.required
+        }
+        assert (
+            all(name in out["asked_for_clinical"] for name in demo_required)
+            and "Predict again" in out["asked_for_clinical"]
+        )
+        assert out["after_form"]["error"] is None and not out["after_form"]["dialogs"], out["after_form"]
     assert (
         _installed(out["pip_calls"]) == LIB_PACKAGES
         and len(out["pip_calls"]) == 1
@@ -713,7 +728,11 @@ def test_pytorch_is_asked_for_only_when_the_model_has_deep_features(
         },
         tmp_path,
     )
-    assert out["demo"]["error"] is None and "Nomo-score" in out["demo_results"]
+    assert (
+        out["demo"]["error"] is None
+        and out["demo_again"]["error"] is None
+        and "Nomo-score" in out["demo_results"]
+    )
     assert _installed(out["demo_pip_calls"]) == LIB_PACKAGES and not out["demo_torch_imported"]
     assert "torch" not in out["demo"]["dialogs"][0]["text"]
     assert "need PyTorch (torch>=2.1, torchvision>=0.16)" in out["deep_model_info"]

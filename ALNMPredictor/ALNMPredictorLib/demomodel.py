@@ -31,7 +31,9 @@ DEMO_PREDICTIONS_RESOURCE = RESOURCES / "Models" / "DemoModel.predictions.csv"
 #: how the demo model is trained: synthetic cohort size and seed, pipeline settings
 DEMO_PATIENTS = 200
 DEMO_SEED = 0
-DEMO_SETTINGS: dict[str, Any] = {"handcrafted": "us2d", "deep": "off", "seed": 0}
+#: (no optimism bootstrap: the panel does not show it, and it would make a first-use build take minutes, not
+#: about one; ``alnm demo`` runs it)
+DEMO_SETTINGS: dict[str, Any] = {"handcrafted": "us2d", "deep": "off", "seed": 0, "optimism_boot": 0}
 #: the demo cases come from another synthetic cohort than the demo model's training cohort
 DEMO_CASE_PATIENTS = 20
 DEMO_CASE_SEED = 1

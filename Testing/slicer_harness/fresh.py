@@ -139,6 +139,14 @@ def _volume_nodes(env, arrays_file: Path, logic) -> dict:
     return nodes
 
 
+def _fill_clinical(widget, values: dict) -> None:
+    """Type clinical values into the panel's form, as a user would."""
+    for name, value in values.items():
+        field = widget._clinicalWidgets.get(name)
+        if field is not None:
+            field.setCurrentText(value) if hasattr(field, "setCurrentText") else field.setText(value)
+
+
 def scenario_button(data: dict) -> dict:
     """One button on a fresh Slicer: declined once (nothing imported), then accepted (installed, then run)."""
     import qt
@@ -174,6 +182,12 @@ def scenario_button(data: dict) -> dict:
     out["pandas_imported_after_decline"] = "pandas" in sys.modules
     out["results_after_decline"] = ui.resultsText.plainText
     out["accepted"] = click(env, button, [qt.QMessageBox.Ok])
+    if (
+        name == "predictButton"
+    ):  # the form appeared with the packages: the model's factors, then Predict again
+        out["asked_for_clinical"] = ui.resultsText.plainText
+        _fill_clinical(widget, data.get("clinical", {}))
+        out["after_form"] = click(env, button, [])
     out["pip_calls"] = recorder.pip_calls
     out["torch_imported"] = "torch" in sys.modules
     if name == "runBatchButton":
@@ -209,16 +223,15 @@ def scenario_torch(data: dict) -> dict:
     ui.tumorSegmentSelector.setCurrentNode(nodes["tumor"][1])
     ui.lnSegmentSelector.setCurrentNode(nodes["ln"][1])
     out = {"demo": click(env, ui.predictButton, [qt.QMessageBox.Ok])}
+    _fill_clinical(widget, data.get("clinical", {}))  # the demo model's form appeared with the packages
+    out["demo_again"] = click(env, ui.predictButton, [])
     out["demo_pip_calls"] = list(recorder.pip_calls)
     out["demo_torch_imported"] = "torch" in sys.modules
     out["demo_results"] = ui.resultsText.plainText
     p.modelPath = Path(data["deep_model"])
     out["deep_model_info"] = ui.modelInfoLabel.text
     out["deep_form_rows"] = list(widget._clinicalWidgets)
-    for name, value in data.get("clinical", {}).items():
-        widget_ = widget._clinicalWidgets.get(name)
-        if widget_ is not None:
-            widget_.setCurrentText(value) if hasattr(widget_, "setCurrentText") else widget_.setText(value)
+    _fill_clinical(widget, data.get("clinical", {}))
     out["deep"] = click(env, ui.predictButton, [qt.QMessageBox.Ok])
     out["deep_results"] = ui.resultsText.plainText
     pytorch = sys.modules.get("PyTorchUtils")
