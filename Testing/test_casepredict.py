@@ -72,8 +72,7 @@ def test_predict_case_equals_alnm_predict_on_files(model, loaded, tmp_path) -> N
                 assert str(value) == str(row[col]) or (pd.isna(value) and pd.isna(row[col])), col
         assert got.risk_group in ("high", "low")
         assert _close(got.probability, float(row["prob_clinical_radiomics"]))
-        combined = set(loaded.model.combined_model_.variables)  # the demo model's stepwise choice
-        assert set(got.points) == combined and {"ln_score", "us_reported_alnm"} <= combined
+        assert set(got.points) == {"tumor_score", "ln_score", "us_reported_alnm", "tumor_size_cm"}
         assert _close(sum(got.points.values()), got.total_points)
         explain = got.explain.set_index("predictor")
         assert _close(float(explain.loc["total", "value"]), got.probability)

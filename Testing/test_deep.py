@@ -666,3 +666,26 @@ def test_deep_cache_keys_entries_and_heads(fitted, data, tmp_path, caplog):
     assert loaded is not None and np.array_equal(loaded.transform(crops[:2]), fitted.transform(crops[:2]))
     (head_dir / "tumor.json").write_text("{}")
     assert store.load_head(head_dir, "tumor", {}) is None and "retraining it" in caplog.text
+
+
+def test_auto_without_imagenet_weights_says_random_once(tmp_path, monkeypatch, caplog):
+    """`--deep auto` with no ImageNet file: one warning, with what to do, not a second one per trunk built."""
+    from ALNMPredictorLib.pipeline import resolve_deep
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.delenv(deep.WEIGHTS_ENV, raising=False)
+    monkeypatch.delenv("ALNM_ALLOW_DOWNLOAD", raising=False)
+    monkeypatch.setattr(deep, "_RANDOM_LOGGED", set())
+    caplog.set_level("WARNING")
+    assert resolve_deep("auto", download=False, progress=False) == "none"
+    for region_seed in (0, 0, 5):
+        deep.load_backbone("none", region_seed)
+    said = [r.getMessage() for r in caplog.records if "RANDOM" in r.getMessage()]
+    assert len(said) == 1 and "--download" in said[0] and "for tests only" in said[0], said
+    assert said[0].count("ImageNet VGG19 weights not found") == 1
+
+    monkeypatch.setattr(deep, "_RANDOM_LOGGED", set())  # without the explanation: once per seed
+    caplog.clear()
+    for region_seed in (0, 0, 5):
+        deep.load_backbone("none", region_seed)
+    assert sum("RANDOM weights" in r.getMessage() for r in caplog.records) == 2

@@ -7,6 +7,7 @@ test_reliability_bundle.py, resource limits and processes in test_reliability_re
 
 from __future__ import annotations
 
+import copy
 import resource
 import shutil
 import signal
@@ -25,7 +26,6 @@ import yaml
 from casepredict_fixture import shared_model
 from PIL import Image
 
-from ALNMPredictorLib import casepredict as cp
 from ALNMPredictorLib import demomodel
 from ALNMPredictorLib.cli import main as alnm
 from ALNMPredictorLib.errors import ALNMError
@@ -390,10 +390,24 @@ def test_a_level_the_combined_model_never_saw_fails_that_case_only(capsys, model
 def test_a_factor_only_the_clinical_model_needs_leaves_its_probability_out_with_a_note(
     capsys, model, work, tmp_path
 ) -> None:
-    demo = cp.load_model_cached(
-        demomodel.DEMO_MODEL_RESOURCE
-    ).model  # its combined model uses the two scores only
-    factor = next(v for v in demo.clinical_model_.variables if v not in demo.combined_model_.variables)
+    from ALNMPredictorLib.modeling import LogisticModel
+    from ALNMPredictorLib.pipeline import load_model, save_model
+
+    loaded = load_model(model.model_dir)
+    clinical = loaded.model.clinical_model_
+    factor = "age"  # a factor of the clinical model that the combined model does not use
+    assert factor not in loaded.model.combined_model_.variables and factor not in clinical.variables
+    variant = copy.deepcopy(loaded.model)
+    variant.clinical_model_ = LogisticModel(
+        name=clinical.name,
+        variables=[*clinical.variables, factor],
+        encoding={**clinical.encoding, factor: {"type": "numeric"}},
+        coefficients={**clinical.coefficients, factor: 0.02},
+        cutoff=clinical.cutoff,
+        ranges={**clinical.ranges, factor: [25.0, 85.0]},
+    )
+    info = {k: v for k, v in loaded.info.items() if k not in ("model", "deep_heads")}
+    model_dir = save_model(tmp_path / "clinical-age", variant, info, loaded.deep_models)
 
     def drop(t: pd.DataFrame, _: Path) -> pd.DataFrame:
         return t.drop(columns=[factor])
@@ -405,7 +419,7 @@ def test_a_factor_only_the_clinical_model_needs_leaves_its_probability_out_with_
         "predict",
         manifest,
         "--model",
-        demomodel.DEMO_MODEL_RESOURCE,
+        model_dir,
         "--out",
         out,
         "--work-dir",

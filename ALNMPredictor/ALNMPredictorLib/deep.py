@@ -98,8 +98,14 @@ LAST_CONV_RELU = 35
 _TRUNK_CHANNELS = 512
 
 
-#: seeds whose random-backbone warning this process has logged
-_RANDOM_LOGGED: set[int] = set()
+#: seeds whose random-backbone warning this process has logged (``None``: every seed, see
+#: :func:`random_backbone_explained`)
+_RANDOM_LOGGED: set[int | None] = set()
+
+
+def random_backbone_explained() -> None:
+    """Record that the run has already told the user, in its own words, that the backbone is random."""
+    _RANDOM_LOGGED.add(None)
 
 
 class RandomWeightsWarning(UserWarning):
@@ -525,7 +531,7 @@ def load_backbone(
             "imagenet (--download fetches the weights once) or --deep FILE with a VGG19 state dict."
         )
         warnings.warn(message, RandomWeightsWarning, stacklevel=3)
-        if seed not in _RANDOM_LOGGED:  # once per process and seed: a run builds the trunk for each region
+        if not _RANDOM_LOGGED & {seed, None}:  # once per process and seed: a run builds the trunk per region
             _RANDOM_LOGGED.add(seed)
             logger.warning(message)
         state, sha, _ = _random_state(seed)

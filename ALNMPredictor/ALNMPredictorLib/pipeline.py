@@ -270,7 +270,13 @@ def resolve_deep(deep: str, download: bool | None = None, progress: bool = True)
         except ALNMError as exc:
             if deep == "imagenet":
                 raise
-            log.warning("ImageNet VGG19 weights not found (%s); deep features use a RANDOM backbone", exc)
+            from ALNMPredictorLib.deep import random_backbone_explained
+
+            log.warning(
+                "%s; deep features use a RANDOM VGG19 backbone, which carries no ImageNet knowledge (for tests only)",
+                exc,
+            )
+            random_backbone_explained()  # said here, with what to do: not again when the trunk is built
             return "none"
     return deep
 
