@@ -485,8 +485,14 @@ def _start_extract(manifest: Path, out: Path) -> tuple[subprocess.Popen, list[in
         "us2d",
         "--no-progress",
     ]
+    # Ctrl+C as in a terminal: a test suite started in the background of a non-interactive shell (`nohup ... &`)
+    # passes SIGINT on ignored, and Python then never raises KeyboardInterrupt
     process = subprocess.Popen(
-        command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True
+        command,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     workers: list[int] = []
 

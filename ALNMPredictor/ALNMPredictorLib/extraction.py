@@ -55,6 +55,7 @@ from ALNMPredictorLib.cohort import VARIANTS, Cohort, RegionInput, load_manifest
 from ALNMPredictorLib.errors import ALNMError, InputError, format_location
 from ALNMPredictorLib.fileio import (
     content_sha256,
+    remove_temporaries,
     sha256_file,
     write_json,
     write_table,
@@ -1254,38 +1255,45 @@ def extract_cohort(
     runner: _Runner | _DaskRunner = _DaskRunner(scheduler, n_workers) if scheduler else _Runner(n_workers)
     if scheduler:
         logger.info("extracting on the Dask cluster %s (%d worker threads)", scheduler, runner.workers)
-    with runner:
-        if hc_extractor is not None:
-            counts["handcrafted"] = {"computed": 0, "cached": 0, "failed": 0}
-            hc_values = _handcrafted_stage(
-                items,
-                hc_extractor,
-                cache_dir,
-                runner,
-                counts["handcrafted"],
-                failures,
-                seconds,
-                progress,
-                callback,
-            )
-        if deep is not None or fitted_deep is not None:
-            failed_items = {f.item.index for f in failures if f.item is not None}
-            deep_items = [it for it in items if it.index not in failed_items]
-            deep_values, models, origin = _deep_stage(
-                cohort,
-                deep_items,
-                deep=str(deep) if deep is not None else "given",
-                deep_options=deep_options or {},
-                base=base,
-                fitted_deep=fitted_deep,
-                cache_dir=cache_dir,
-                runner=runner,
-                counts=counts,
-                failures=failures,
-                seconds=seconds,
-                progress=progress,
-                callback=callback,
-            )
+    wall_started = time.time()
+    try:
+        with runner:
+            if hc_extractor is not None:
+                counts["handcrafted"] = {"computed": 0, "cached": 0, "failed": 0}
+                hc_values = _handcrafted_stage(
+                    items,
+                    hc_extractor,
+                    cache_dir,
+                    runner,
+                    counts["handcrafted"],
+                    failures,
+                    seconds,
+                    progress,
+                    callback,
+                )
+            if deep is not None or fitted_deep is not None:
+                failed_items = {f.item.index for f in failures if f.item is not None}
+                deep_items = [it for it in items if it.index not in failed_items]
+                deep_values, models, origin = _deep_stage(
+                    cohort,
+                    deep_items,
+                    deep=str(deep) if deep is not None else "given",
+                    deep_options=deep_options or {},
+                    base=base,
+                    fitted_deep=fitted_deep,
+                    cache_dir=cache_dir,
+                    runner=runner,
+                    counts=counts,
+                    failures=failures,
+                    seconds=seconds,
+                    progress=progress,
+                    callback=callback,
+                )
+    except KeyboardInterrupt:
+        # a worker ended in an atomic write (by Ctrl+C, or by the pool stopping it) leaves its temporary file
+        for folder in {cache_dir, out_dir}:
+            remove_temporaries(folder, since=wall_started)
+        raise
 
     failures = _dedupe(failures)
     failed_index = {f.item.index for f in failures if f.item is not None}
