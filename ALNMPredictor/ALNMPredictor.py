@@ -535,7 +535,8 @@ class ALNMPredictorWidget(ScriptedLoadableModuleWidget, VTKObservationMixin):
             if self._formModel != str(p.modelPath):
                 self.updateClinicalForm()
             if not formShown:  # first use: the form appeared only now, with the packages it needs
-                empty = [n for n in self._requiredClinical if self._clinicalValues().get(n) is None]
+                values = self._clinicalValues()
+                empty = [n for n in self._requiredClinical if values.get(n) is None]
                 if empty:
                     self.ui.resultsText.plainText = _(
                         "The model needs these clinical factors (marked * in Clinical factors): {names}. "
