@@ -334,6 +334,24 @@ def test_mutual_information_equals_scikit_learn(kind: str) -> None:
     np.testing.assert_allclose(_mutual_info_classif(x, y, random_state=None), expected, rtol=0, atol=1e-12)
 
 
+def test_radius_counts_equal_brute_force_with_ties_and_wide_radii() -> None:
+    # the neighbour counts walk out from each case and bisect when many cases lie within the
+    # radius: exact integer counts (|fl(x_j - x_i)| <= r_i), with ties in any order and radii that
+    # span whole rows (the bisection) or are 0
+    rng = np.random.default_rng(1)
+    for trial in range(150):
+        p, m = int(rng.integers(1, 6)), int(rng.integers(1, 50))
+        if trial % 3 == 0:
+            v = rng.normal(size=(p, m))
+        elif trial % 3 == 1:
+            v = rng.integers(0, 4, size=(p, m)).astype(float)
+        else:
+            v = rng.normal(size=(p, m)) * 1e-10 + rng.integers(0, 2, size=(p, m))
+        r = np.abs(rng.normal(size=(p, m))) * rng.choice([0.0, 1e-11, 0.1, 1.0, 10.0], size=(p, m))
+        brute = (np.abs(v[:, None, :] - v[:, :, None]) <= r[:, :, None]).sum(axis=2)
+        np.testing.assert_array_equal(selection._count_within(v, r), brute)
+
+
 def test_mutual_information_step_equals_scikit_learn_on_the_fitted_table(
     fitted: RegionScore, data: dict
 ) -> None:

@@ -258,6 +258,7 @@ def _coordinate_descent(
 
 
 _GRAM_CHUNK = 8  # problems whose IRLS gram is formed at once (8 x 400 cases x 31 columns: 0.8 MB)
+_MI_WALK = 8  # neighbours compared on each side before bisection (mutual information's radius counts)
 _PROB_MIN = 1e-9  # IRLS clips fitted probabilities to [1e-9, 1 - 1e-9], as glmnet does (pmin)
 _ETA_MAX = math.log((1 - _PROB_MIN) / _PROB_MIN)  # the linear predictor where the clipping starts
 
@@ -648,16 +649,16 @@ def _cv_result(plan: dict[str, Any], paths: Sequence[tuple[np.ndarray, np.ndarra
 # Mutual information: scikit-learn's k-NN estimate, all features at once
 
 
-def _kth_sorted(v: np.ndarray, k: int) -> np.ndarray:
-    """Per row of ``v`` (features × cases of one class): each case's k-th smallest ``|x_i - x_j|``, j != i.
+def _kth_sorted(s: np.ndarray, k: int) -> np.ndarray:
+    """Per sorted row ``s`` (features × cases of one class, ascending): each case's k-th smallest
+    ``|x_i - x_j|``, j != i, in the same (sorted) order.
 
     What ``NearestNeighbors(n_neighbors=k).kneighbors()`` returns through a KD-tree in 1-D (the
     square root of the rounded square of the rounded difference, which is the rounded difference
     itself): in sorted order the k nearest lie among the k neighbours on either side, and the k-th
-    smallest of two sorted lists is ``min_i max(left_i, right_{k-i})``.
+    smallest of two sorted lists is ``min_i max(left_i, right_{k-i})``. Equal values have equal
+    distances to all others, so the order among ties does not matter.
     """
-    order = np.argsort(v, axis=1, kind="stable")
-    s = np.take_along_axis(v, order, axis=1)
     left = [np.empty(0)] * (k + 1)
     right = [np.empty(0)] * (k + 1)
     for o in range(1, k + 1):
@@ -669,9 +670,7 @@ def _kth_sorted(v: np.ndarray, k: int) -> np.ndarray:
     kth = np.minimum(left[k], right[k])
     for i in range(1, k):
         kth = np.minimum(kth, np.maximum(left[i], right[k - i]))
-    out = np.empty_like(kth)
-    np.put_along_axis(out, order, kth, axis=1)
-    return out
+    return kth
 
 
 def _kth_brute(v: np.ndarray, k: int) -> np.ndarray:
@@ -685,59 +684,47 @@ def _kth_brute(v: np.ndarray, k: int) -> np.ndarray:
     return np.sqrt(np.partition(np.maximum(sq, 0.0), k, axis=2)[:, :, k])
 
 
-def _searchsorted_rows(srt: np.ndarray, q: np.ndarray, side: str) -> np.ndarray:
-    out = np.empty(q.shape, dtype=np.intp)
-    for f in range(len(srt)):
-        out[f] = np.searchsorted(srt[f], q[f], side=side)  # type: ignore[call-overload]
-    return out
-
-
-def _settle(flat: np.ndarray, pos: np.ndarray, x: np.ndarray, r: np.ndarray, upper: bool) -> np.ndarray:
-    """Move approximate boundaries (flat indices into the padded sorted rows) to the exact ones.
-
-    ``upper``: the first element ``s`` with ``fl(s - x) > r``; else the first with ``fl(x - s) <= r``.
-    Both conditions are monotone along a sorted row, so stepping one element at a time ends.
-    """
-    pos = pos.ravel()
-    x = x.ravel()
-    r = r.ravel()
-    at, xa, ra = pos, x, r  # the first pass looks at every boundary: the arrays themselves, no copies
-    active = None
-    while True:
-        if upper:
-            up = (flat[at] - xa) <= ra
-            down = (flat[at - 1] - xa) > ra
-        else:
-            up = (xa - flat[at]) > ra
-            down = (xa - flat[at - 1]) <= ra
-        moved = at + up - down
-        if active is None:
-            pos, active = moved, np.flatnonzero(up | down)
-        else:
-            pos[active] = moved
-            active = active[up | down]
-        if not active.size:
-            return pos
-        at, xa, ra = pos[active], x[active], r[active]
-
-
-def _count_within(values: np.ndarray, radius: np.ndarray) -> np.ndarray:
+def _count_within(values: np.ndarray, radius: np.ndarray, order: np.ndarray | None = None) -> np.ndarray:
     """Per row: for every case, how many cases (itself included) lie within ``|fl(x_j - x_i)| <= radius_i``.
 
     What ``KDTree.query_radius(count_only=True)`` counts in 1-D (it compares rounded squared
     differences with the rounded squared radius, which orders exactly as the rounded differences).
+    In sorted order ``fl(s_{j+o} - s_j)`` grows with ``o``, so the cases within the radius on either
+    side are counted by comparing the gaps to the o-th neighbour, o = 1, 2, ... (the radius is a k-th
+    neighbour distance: usually a few); a case with ``_MI_WALK`` or more on a side is bisected.
+    ``order``: each row's ``argsort``, when known (the order among ties does not matter).
     """
     p, m = values.shape
-    padded = np.empty((p, m + 2))
-    padded[:, 0] = -np.inf
-    padded[:, 1:-1] = np.sort(values, axis=1)
-    padded[:, -1] = np.inf
-    flat = padded.ravel()
-    base = np.arange(p)[:, None] * (m + 2) + 1
-    srt = padded[:, 1:-1]
-    hi = _settle(flat, _searchsorted_rows(srt, values + radius, "right") + base, values, radius, upper=True)
-    lo = _settle(flat, _searchsorted_rows(srt, values - radius, "left") + base, values, radius, upper=False)
-    return (hi - lo).reshape(p, m)
+    if order is None:
+        order = np.argsort(values, axis=1)
+    s = np.take_along_axis(values, order, axis=1)
+    r = np.take_along_axis(radius, order, axis=1)
+    right = np.zeros((p, m), dtype=np.intp)
+    left = np.zeros((p, m), dtype=np.intp)
+    for o in range(1, min(_MI_WALK, m - 1) + 1):
+        gap = s[:, o:] - s[:, :-o]
+        right[:, :-o] += gap <= r[:, :-o]
+        left[:, o:] += gap <= r[:, o:]
+    for counted, outwards in ((right, 1), (left, -1)):
+        row, j = np.nonzero(counted >= _MI_WALK)
+        if not row.size:
+            continue
+        sj, rj = s[row, j], r[row, j]
+        # inside at j +- _MI_WALK; outside at the row's end (m, or -1 on the left)
+        inside, outside = j + outwards * _MI_WALK, np.full(j.shape, m if outwards > 0 else -1)
+        while True:
+            wide = np.abs(outside - inside) > 1
+            if not wide.any():
+                break
+            mid = np.where(wide, (inside + outside) // 2, inside)
+            gap = s[row, mid] - sj if outwards > 0 else sj - s[row, mid]
+            out = wide & (gap > rj)
+            outside = np.where(out, mid, outside)
+            inside = np.where(wide & ~out, mid, inside)
+        counted[row, j] = np.abs(inside - j)
+    count = np.empty((p, m), dtype=np.intp)
+    np.put_along_axis(count, order, right + left + 1, axis=1)
+    return count
 
 
 def _mutual_info_classif(
@@ -768,19 +755,30 @@ def _mutual_info_classif(
     label = label.ravel()
     radius = np.zeros((p, n))
     k_all = np.empty(n)
+    order = np.argsort(values, axis=1)  # each feature sorted once, for every class and the counts
+    label_sorted = label[order]
     for li, count in enumerate(counts):
         if count <= 1:
             continue
         members = np.flatnonzero(label == li)
         k = min(n_neighbors, int(count) - 1)
         # NearestNeighbors(n_neighbors=k) searches by brute force when k >= count // 2
-        kth = _kth_brute(values[:, members], k) if k >= count // 2 else _kth_sorted(values[:, members], k)
-        radius[:, members] = np.nextafter(kth, 0)
+        if k >= count // 2:
+            radius[:, members] = np.nextafter(_kth_brute(values[:, members], k), 0)
+        else:
+            at = order[label_sorted == li].reshape(p, count)  # the class's cases in sorted order
+            kth = _kth_sorted(np.take_along_axis(values, at, axis=1), k)
+            np.put_along_axis(radius, at, np.nextafter(kth, 0), axis=1)
         k_all[members] = k
     label_counts = counts[label].astype(float)
     keep = label_counts > 1
     n_samples = np.sum(keep)
-    m_all = _count_within(values[:, keep], radius[:, keep])
+    if keep.all():
+        m_all = _count_within(values, radius, order)
+    else:  # the order of the kept cases, numbered among themselves
+        renumber = np.cumsum(keep) - 1
+        kept = order[keep[order]].reshape(p, int(n_samples))
+        m_all = _count_within(values[:, keep], radius[:, keep], renumber[kept])
     # each feature's mean over contiguous rows: the same pairwise sums as scikit-learn's 1-D means
     mi = (
         digamma(n_samples)
