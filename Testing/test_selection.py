@@ -334,6 +334,24 @@ def test_mutual_information_equals_scikit_learn(kind: str) -> None:
     np.testing.assert_allclose(_mutual_info_classif(x, y, random_state=None), expected, rtol=0, atol=1e-12)
 
 
+def test_univariate_auc_equals_average_ranks_bitwise() -> None:
+    # the redundancy step's |AUC - 0.5|: the Mann-Whitney AUC from scipy's average ranks, with ties
+    # (discrete columns), column-major input and the smallest classes
+    from scipy.stats import rankdata
+
+    rng = np.random.default_rng(0)
+    for trial in range(120):
+        n, p = int(rng.integers(2, 50)), int(rng.integers(1, 12))
+        z = rng.normal(size=(n, p)) if trial % 2 else rng.integers(0, 3, size=(n, p)).astype(float)
+        if trial % 3 == 0:
+            z = np.asfortranarray(z)
+        y = rng.integers(0, 2, n)
+        y[0], y[1] = 0, 1
+        n1, n0 = int(y.sum()), int(n - y.sum())
+        expected = (rankdata(z, axis=0)[y == 1].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+        np.testing.assert_array_equal(selection._auc_columns(z, y), expected)
+
+
 def test_radius_counts_equal_brute_force_with_ties_and_wide_radii() -> None:
     # the neighbour counts walk out from each case and bisect when many cases lie within the
     # radius: exact integer counts (|fl(x_j - x_i)| <= r_i), with ties in any order and radii that

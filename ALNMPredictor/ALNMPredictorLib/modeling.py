@@ -661,7 +661,11 @@ class ALNMModel(BaseEstimator):
         cols = list(x.columns)
 
         def resegmented(frame: pd.DataFrame | None) -> pd.DataFrame | None:
-            return None if frame is None else frame.loc[frame.index.isin(x.index)].reindex(columns=cols)
+            if frame is None:
+                return None
+            # (a look-up in the training cases' index: Index.isin is 40 times slower on string ids)
+            ours = x.index.get_indexer(frame.index) >= 0 if x.index.is_unique else frame.index.isin(x.index)
+            return frame.loc[ours].reindex(columns=cols)
 
         scorer = RegionScore(region, random_state=self.random_state, **dict(self.score_params or {}))
         args = (

@@ -38,7 +38,6 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from scipy.special import digamma, expit
-from scipy.stats import rankdata
 from sklearn.base import BaseEstimator
 from sklearn.model_selection import StratifiedKFold
 from sklearn.preprocessing import scale
@@ -67,11 +66,30 @@ _EXAMPLES = 5
 
 
 def _auc_columns(z: np.ndarray, y: np.ndarray) -> np.ndarray:
-    """Univariate ROC AUC (Mann-Whitney, ties counted half) of every column of ``z`` for labels ``y``."""
-    ranks = rankdata(z, axis=0)
-    n1 = int(y.sum())
-    n0 = len(y) - n1
-    return (ranks[y == 1].sum(axis=0) - n1 * (n1 + 1) / 2) / (n1 * n0)
+    """Univariate ROC AUC (Mann-Whitney, ties counted half) of every column of ``z`` for labels ``y``.
+
+    The rank sum of the positive cases with tied values given their average rank (``rankdata``'s
+    default): sums of half-integers, exact in floating point, so any way of summing gives the
+    same AUC.
+    """
+    values = np.ascontiguousarray(np.asarray(z, dtype=float).T)  # columns × cases: each sorted in place
+    positive = np.asarray(y) == 1
+    n1 = int(positive.sum())
+    n0 = len(positive) - n1
+    n = values.shape[1]
+    order = np.argsort(values, axis=1)
+    ordered = np.take_along_axis(values, order, axis=1)
+    # each run of equal values: its first and last (0-based) position, the average rank in between
+    new_run = np.ones(ordered.shape, dtype=bool)
+    new_run[:, 1:] = ordered[:, 1:] != ordered[:, :-1]
+    at = np.broadcast_to(np.arange(n), ordered.shape)
+    first = np.maximum.accumulate(np.where(new_run, at, 0), axis=1)
+    ends = np.ones(ordered.shape, dtype=bool)
+    ends[:, :-1] = new_run[:, 1:]
+    last = np.minimum.accumulate(np.where(ends, at, n - 1)[:, ::-1], axis=1)[:, ::-1]
+    average_rank = (first + last) / 2 + 1
+    rank_sum = np.where(positive[order], average_rank, 0.0).sum(axis=1)
+    return (rank_sum - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def glmnet_lambdas(x: np.ndarray, y: np.ndarray, n_lambdas: int = 100) -> np.ndarray:
