@@ -322,11 +322,17 @@ def _lasso_paths(
     again), which is what makes cross-validation's 1 + K paths cheap.
     """
     count = len(problems)
-    widths = [np.asarray(pr[0]).shape[1] for pr in problems]
-    p = max(widths)
     # identical cases (a bootstrap resample's copies) become one row weighted by their number
     rows_of = [_distinct_rows(np.asarray(x, dtype=float), np.asarray(y, dtype=float)) for x, y, _ in problems]
-    n_max = max(len(first) for first, _ in rows_of)
+    # the problems with the most rows first, so that each group of _GRAM_CHUNK neighbours forms its
+    # IRLS grams over about its own number of rows (cross-validation folds have 10-25 % fewer)
+    arrival = np.argsort([-len(first) for first, _ in rows_of], kind="stable")
+    problems = [problems[i] for i in arrival]
+    rows_of = [rows_of[i] for i in arrival]
+    widths = [np.asarray(pr[0]).shape[1] for pr in problems]
+    p = max(widths)
+    n_rows = np.array([len(first) for first, _ in rows_of])
+    n_max = int(n_rows[0])
     design = np.zeros((count, n_max, p + 1))  # column 0: intercept
     target = np.zeros((count, n_max))
     row_weight = np.zeros((count, n_max))  # (copies of the row)/n on the problem's rows, 0 on padding
@@ -398,6 +404,7 @@ def _lasso_paths(
                 design,
                 target,
                 row_weight,
+                n_rows,
                 beta,
                 eta,
                 lam,
@@ -425,7 +432,10 @@ def _lasso_paths(
                 for i in grow:
                     if dev_ratio[i, li] > 0.999 or dev_ratio[i, li] - dev_ratio[i, li - 1] < 1e-5:
                         length[i] = li + 1
-    return [(intercepts[i][: length[i]], coefs[i][: length[i], : widths[i]]) for i in range(count)]
+    out: list[tuple[np.ndarray, np.ndarray]] = [(np.empty(0), np.empty((0, 0)))] * count
+    for i, original in enumerate(arrival):
+        out[original] = (intercepts[i][: length[i]], coefs[i][: length[i], : widths[i]])
+    return out
 
 
 def _distinct_rows(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -474,6 +484,7 @@ def _irls_at_lambda(
     design: np.ndarray,
     target: np.ndarray,
     row_weight: np.ndarray,
+    n_rows: np.ndarray,
     beta: np.ndarray,
     eta: np.ndarray,
     lam: np.ndarray,
@@ -507,11 +518,14 @@ def _irls_at_lambda(
         v = prob * (1 - prob) * w
         dt = d.transpose(0, 2, 1)
         # X'VX as S'S with S = sqrt(V) X: one symmetric rank-k update (BLAS syrk) per problem, half
-        # the work; a few problems at a time, so that S stays in the CPU's cache
+        # the work; a few problems at a time, so that S stays in the CPU's cache, over the rows that
+        # are not padding for all of them (zero rows add nothing)
         root_v = np.sqrt(v)
         gram = np.empty((len(d), d.shape[2], d.shape[2]))
+        most = n_rows[todo]
         for s in range(0, len(d), _GRAM_CHUNK):
-            root = d[s : s + _GRAM_CHUNK] * root_v[s : s + _GRAM_CHUNK, :, None]
+            m = int(most[s : s + _GRAM_CHUNK].max())
+            root = d[s : s + _GRAM_CHUNK, :m] * root_v[s : s + _GRAM_CHUNK, :m, None]
             np.matmul(root.transpose(0, 2, 1), root, out=gram[s : s + _GRAM_CHUNK])
         # the weighted lasso's linear term X'Vz, working response z = eta + (y - prob) / w
         c = np.matmul(dt, (v * e + w * (yt - prob))[:, :, None])[:, :, 0]
