@@ -15,7 +15,7 @@ import pandas as pd
 import pytest
 
 from ALNMPredictorLib.errors import ALNMError
-from ALNMPredictorLib.modeling import ALNMModel
+from ALNMPredictorLib.modeling import ALNMModel, stratified_group_folds
 
 pytestmark = pytest.mark.filterwarnings("ignore:.*the ICC reproducibility filter was skipped:UserWarning")
 
@@ -120,6 +120,79 @@ def test_copies_of_a_case_stay_in_one_fold(monkeypatch):
         for _, f in recorder.calls[2:]
     ]
     assert any(shared)
+
+
+# 30 draws of 30 cases (copies share a case's class) in 3 folds, seed 5, as scikit-learn 1.9.1's
+# StratifiedGroupKFold(3, shuffle=True, random_state=5) assigns them (scikit-learn 1.3-1.7 do not)
+_SOURCE = [
+    28,
+    18,
+    20,
+    26,
+    17,
+    23,
+    25,
+    6,
+    1,
+    9,
+    8,
+    26,
+    27,
+    0,
+    14,
+    24,
+    3,
+    23,
+    3,
+    14,
+    24,
+    9,
+    10,
+    8,
+    21,
+    7,
+    29,
+    13,
+    14,
+    15,
+]
+_LABELS = [0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]
+_FOLDS = [0, 1, 0, 1, 0, 1, 2, 2, 1, 0, 1, 1, 2, 2, 0, 2, 2, 1, 2, 0, 2, 0, 1, 1, 1, 2, 2, 0, 0, 0]
+
+
+def test_grouped_folds_are_the_same_with_every_scikit_learn_version():
+    folds = stratified_group_folds(np.array(_LABELS), np.array(_SOURCE), 3, 5)
+    fold_of = np.empty(len(_LABELS), dtype=int)
+    for k, (fit, held) in enumerate(folds):
+        assert np.array_equal(np.sort(np.concatenate([fit, held])), np.arange(len(_LABELS)))
+        fold_of[held] = k
+    assert fold_of.tolist() == _FOLDS
+    # stratified: 12 of the 30 rows are positive, 4 in each fold
+    assert [int(np.array(_LABELS)[held].sum()) for _, held in folds] == [4, 4, 4]
+    with pytest.raises(ALNMError, match="5 folds need at least 5 groups of cases; there are 3"):
+        stratified_group_folds(np.array([0, 1, 0, 1, 0, 1]), np.array([1, 1, 2, 2, 3, 3]), 5, 0)
+
+
+@pytest.mark.parametrize("trial", range(40))
+def test_grouped_folds_equal_scikit_learn_18_and_later(trial):
+    import sklearn
+    from sklearn.model_selection import StratifiedGroupKFold
+
+    if tuple(int(v) for v in sklearn.__version__.split(".")[:2]) < (1, 8):
+        pytest.skip(f"scikit-learn {sklearn.__version__} shuffles the class counts without their groups")
+    rng = np.random.default_rng(trial)
+    n, k = int(rng.integers(20, 150)), int(rng.integers(2, 7))
+    if trial % 2:  # a bootstrap resample: copies of a case share its class
+        groups = rng.integers(0, n, n)
+        y = (rng.random(n) < rng.uniform(0.2, 0.6)).astype(int)[groups]
+    else:  # groups of mixed classes
+        groups = rng.integers(0, n // 2 + 2, n)
+        y = (rng.random(n) < 0.4).astype(int)
+    expected = StratifiedGroupKFold(k, shuffle=True, random_state=trial).split(np.zeros(n), y, groups)
+    for (fit, held), (fit_ref, held_ref) in zip(
+        stratified_group_folds(y, groups, k, trial), expected, strict=True
+    ):
+        assert np.array_equal(fit, fit_ref) and np.array_equal(held, held_ref)
 
 
 def test_insample_is_the_reference_studys_way():

@@ -81,6 +81,54 @@ def score_column(region: str) -> str:
     return f"{region}_score"
 
 
+def stratified_group_folds(
+    y: np.ndarray, groups: np.ndarray, n_splits: int, seed: int
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """(fit, held-out) row indices of ``StratifiedGroupKFold(n_splits, shuffle=True, random_state=seed)``
+    as scikit-learn 1.8 and later compute them, whatever scikit-learn is installed.
+
+    Each group stays in one fold; groups (shuffled by the seed, then by decreasing spread of their
+    class counts) go one by one to the fold that keeps the folds' class proportions most even (on a
+    near-tie, the fold with fewer cases). Before 1.8 scikit-learn shuffled the class counts without their groups,
+    so its folds were balanced on other groups' counts and differed from these for the same seed.
+    """
+    y = np.asarray(y)
+    _, y_inv, y_cnt = np.unique(y, return_inverse=True, return_counts=True)
+    _, group_inv, group_cnt = np.unique(np.asarray(groups), return_inverse=True, return_counts=True)
+    n_groups, n_classes = len(group_cnt), len(y_cnt)
+    if n_splits > n_groups:
+        raise ALNMError(f"{n_splits} folds need at least {n_splits} groups of cases; there are {n_groups}")
+    counts = np.zeros((n_groups, n_classes))
+    np.add.at(counts, (group_inv.ravel(), y_inv.ravel()), 1)
+    perm = np.arange(n_groups)
+    np.random.RandomState(seed).shuffle(perm)  # scikit-learn's check_random_state(seed) stream
+    counts = counts[perm]
+    inverse = np.empty_like(perm)
+    inverse[perm] = np.arange(n_groups)
+    group_inv = inverse[group_inv.ravel()]
+    order = np.argsort(-np.std(counts, axis=1), kind="stable")
+    # scikit-learn's float operations, in its order: near-ties between folds are decided by their
+    # rounding, so the same folds need the same arithmetic
+    per_fold = np.zeros((n_splits, n_classes))
+    sizes = y_cnt.reshape(1, -1)
+    fold_of_group = np.empty(n_groups, dtype=int)
+    for g in order:
+        add = counts[g]
+        best, min_eval, min_samples = 0, np.inf, np.inf
+        for i in range(n_splits):
+            per_fold[i] += add
+            fold_eval = np.mean(np.std(per_fold / sizes, axis=0))
+            per_fold[i] -= add
+            samples = np.sum(per_fold[i])
+            if fold_eval < min_eval or (np.isclose(fold_eval, min_eval) and samples < min_samples):
+                best, min_eval, min_samples = i, fold_eval, samples
+        per_fold[best] += add
+        fold_of_group[g] = best
+    fold_of_row = fold_of_group[group_inv]
+    rows = np.arange(len(y))
+    return [(rows[fold_of_row != k], rows[fold_of_row == k]) for k in range(n_splits)]
+
+
 def _nice_ticks(lo: float, hi: float, n: int = 6) -> list[float]:
     """Round tick values covering [lo, hi]."""
     if not math.isfinite(lo) or not math.isfinite(hi) or hi <= lo:
@@ -694,7 +742,7 @@ class ALNMModel(BaseEstimator):
         errors raised first, as if they had been fitted before)."""
         import warnings
 
-        from sklearn.model_selection import StratifiedGroupKFold, StratifiedKFold
+        from sklearn.model_selection import StratifiedKFold
 
         from ALNMPredictorLib.selection import LassoBatch
 
@@ -715,8 +763,8 @@ class ALNMModel(BaseEstimator):
                 np.zeros(len(y)), y.to_numpy()
             )
         else:
-            splits = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=self.random_state).split(
-                np.zeros(len(y)), y.to_numpy(), groups.reindex(table.index).to_numpy()
+            splits = stratified_group_folds(
+                y.to_numpy(), groups.reindex(table.index).to_numpy(), folds, int(self.random_state)
             )
         scores = pd.DataFrame(index=table.index, columns=[score_column(r) for r in self.regions], dtype=float)
         kept: dict[str, dict[str, int]] = {r: {} for r in self.regions}
