@@ -173,26 +173,25 @@ def test_grouped_folds_are_the_same_with_every_scikit_learn_version():
         stratified_group_folds(np.array([0, 1, 0, 1, 0, 1]), np.array([1, 1, 2, 2, 3, 3]), 5, 0)
 
 
-@pytest.mark.parametrize("trial", range(40))
-def test_grouped_folds_equal_scikit_learn_18_and_later(trial):
+def test_grouped_folds_equal_scikit_learn_18_and_later():
     import sklearn
     from sklearn.model_selection import StratifiedGroupKFold
 
     if tuple(int(v) for v in sklearn.__version__.split(".")[:2]) < (1, 8):
         pytest.skip(f"scikit-learn {sklearn.__version__} shuffles the class counts without their groups")
-    rng = np.random.default_rng(trial)
-    n, k = int(rng.integers(20, 150)), int(rng.integers(2, 7))
-    if trial % 2:  # a bootstrap resample: copies of a case share its class
-        groups = rng.integers(0, n, n)
-        y = (rng.random(n) < rng.uniform(0.2, 0.6)).astype(int)[groups]
-    else:  # groups of mixed classes
-        groups = rng.integers(0, n // 2 + 2, n)
-        y = (rng.random(n) < 0.4).astype(int)
-    expected = StratifiedGroupKFold(k, shuffle=True, random_state=trial).split(np.zeros(n), y, groups)
-    for (fit, held), (fit_ref, held_ref) in zip(
-        stratified_group_folds(y, groups, k, trial), expected, strict=True
-    ):
-        assert np.array_equal(fit, fit_ref) and np.array_equal(held, held_ref)
+    for trial in range(40):
+        rng = np.random.default_rng(trial)
+        n, k = int(rng.integers(20, 150)), int(rng.integers(2, 7))
+        if trial % 2:  # a bootstrap resample: copies of a case share its class
+            groups = rng.integers(0, n, n)
+            y = (rng.random(n) < rng.uniform(0.2, 0.6)).astype(int)[groups]
+        else:  # groups of mixed classes
+            groups = rng.integers(0, n // 2 + 2, n)
+            y = (rng.random(n) < 0.4).astype(int)
+        expected = StratifiedGroupKFold(k, shuffle=True, random_state=trial).split(np.zeros(n), y, groups)
+        own = stratified_group_folds(y, groups, k, trial)
+        for (fit, held), (fit_ref, held_ref) in zip(own, expected, strict=True):
+            assert np.array_equal(fit, fit_ref) and np.array_equal(held, held_ref), trial
 
 
 def test_insample_is_the_reference_studys_way():
