@@ -70,7 +70,14 @@ from ALNMPredictorLib.stats import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["LogisticModel", "fit_logistic_model", "ALNMModel", "SCORE_FITS", "score_column"]
+__all__ = [
+    "LogisticModel",
+    "fit_logistic_model",
+    "ALNMModel",
+    "SCORE_FITS",
+    "score_column",
+    "stratified_group_folds",
+]
 
 #: how the second stage sees the training cases' region scores (see the module docstring)
 SCORE_FITS = ("crossfit", "insample")
@@ -89,8 +96,8 @@ def stratified_group_folds(
 
     Each group stays in one fold; groups (shuffled by the seed, then by decreasing spread of their
     class counts) go one by one to the fold that keeps the folds' class proportions most even (on a
-    near-tie, the fold with fewer cases). Before 1.8 scikit-learn shuffled the class counts without their groups,
-    so its folds were balanced on other groups' counts and differed from these for the same seed.
+    near-tie, the fold with fewer cases). Before 1.8 scikit-learn shuffled the class counts without
+    their groups, so its folds were balanced on other groups' counts and differed for the same seed.
     """
     y = np.asarray(y)
     _, y_inv, y_cnt = np.unique(y, return_inverse=True, return_counts=True)
