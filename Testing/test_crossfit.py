@@ -124,51 +124,22 @@ def test_copies_of_a_case_stay_in_one_fold(monkeypatch):
 
 # 30 draws of 30 cases (copies share a case's class) in 3 folds, seed 5, as scikit-learn 1.9.1's
 # StratifiedGroupKFold(3, shuffle=True, random_state=5) assigns them (scikit-learn 1.3-1.7 do not)
-_SOURCE = [
-    28,
-    18,
-    20,
-    26,
-    17,
-    23,
-    25,
-    6,
-    1,
-    9,
-    8,
-    26,
-    27,
-    0,
-    14,
-    24,
-    3,
-    23,
-    3,
-    14,
-    24,
-    9,
-    10,
-    8,
-    21,
-    7,
-    29,
-    13,
-    14,
-    15,
-]
-_LABELS = [0, 1, 1, 0, 1, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 1, 0, 0, 0, 0, 1, 1, 0, 1, 1, 0, 0, 0, 0, 0]
-_FOLDS = [0, 1, 0, 1, 0, 1, 2, 2, 1, 0, 1, 1, 2, 2, 0, 2, 2, 1, 2, 0, 2, 0, 1, 1, 1, 2, 2, 0, 0, 0]
+_SOURCE = np.array(
+    "28 18 20 26 17 23 25 6 1 9 8 26 27 0 14 24 3 23 3 14 24 9 10 8 21 7 29 13 14 15".split(), dtype=int
+)
+_LABELS = np.array("0 1 1 0 1 0 1 1 0 1 1 0 0 0 0 1 0 0 0 0 1 1 0 1 1 0 0 0 0 0".split(), dtype=int)
+_FOLDS = np.array("0 1 0 1 0 1 2 2 1 0 1 1 2 2 0 2 2 1 2 0 2 0 1 1 1 2 2 0 0 0".split(), dtype=int)
 
 
 def test_grouped_folds_are_the_same_with_every_scikit_learn_version():
-    folds = stratified_group_folds(np.array(_LABELS), np.array(_SOURCE), 3, 5)
+    folds = stratified_group_folds(_LABELS, _SOURCE, 3, 5)
     fold_of = np.empty(len(_LABELS), dtype=int)
     for k, (fit, held) in enumerate(folds):
         assert np.array_equal(np.sort(np.concatenate([fit, held])), np.arange(len(_LABELS)))
         fold_of[held] = k
-    assert fold_of.tolist() == _FOLDS
+    assert fold_of.tolist() == _FOLDS.tolist()
     # stratified: 12 of the 30 rows are positive, 4 in each fold
-    assert [int(np.array(_LABELS)[held].sum()) for _, held in folds] == [4, 4, 4]
+    assert [int(_LABELS[held].sum()) for _, held in folds] == [4, 4, 4]
     with pytest.raises(ALNMError, match="5 folds need at least 5 groups of cases; there are 3"):
         stratified_group_folds(np.array([0, 1, 0, 1, 0, 1]), np.array([1, 1, 2, 2, 3, 3]), 5, 0)
 
